@@ -1,0 +1,55 @@
+import Foundation
+import Dispatch
+import Synchronization
+
+/// Low-level compute kernels on raw pointers. They know nothing about tensors or autograd.
+public enum Kernels {
+    private static let threadLimit = Atomic<Int>(0)
+
+    /// The number of threads large kernels may use (default: all active cores).
+    ///
+    /// ```swift
+    /// Kernels.maxThreads = 1   // single-threaded, e.g. for benchmarking
+    /// ```
+    public static var maxThreads: Int {
+        get {
+            let value = threadLimit.load(ordering: .relaxed)
+            return value > 0 ? value : ProcessInfoCores.active
+        }
+        set { threadLimit.store(max(1, newValue), ordering: .relaxed) }
+    }
+
+    /// Runs `body(i)` for `i` in `0..<count`, spreading iterations over at most `threads` threads.
+    /// With one thread (or one iteration) it runs inline, with no dispatch overhead.
+    @inlinable
+    public static func parallelFor(_ count: Int, threads: Int = Kernels.maxThreads, _ body: (Int) -> Void) {
+        if count <= 0 { return }
+        if threads <= 1 || count == 1 {
+            for i in 0..<count { body(i) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            let box = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: count) { i in box.value(i) }
+        }
+    }
+}
+
+/// Wraps a value that is shared across threads under the caller's own synchronisation
+/// (disjoint writes into pointers, for example).
+@usableFromInline
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    @usableFromInline let value: Value
+    @usableFromInline init(_ value: Value) { self.value = value }
+}
+
+@usableFromInline
+enum ProcessInfoCores {
+    @usableFromInline static let active: Int = {
+        #if canImport(Foundation)
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+        #else
+        return 1
+        #endif
+    }()
+}

@@ -1,0 +1,2 @@
+import FineTune
+print("FineTuneBench: placeholder")
