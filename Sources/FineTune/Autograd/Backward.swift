@@ -1,0 +1,69 @@
+extension Tensor {
+    /// Back-propagates from this tensor, accumulating into the `grad` of every leaf that requires it.
+    ///
+    /// With no argument the tensor must hold one element (a loss): its seed gradient is 1.
+    /// Gradients accumulate across calls until cleared (`grad = nil`, or an optimizer's `zeroGrad`).
+    /// Returns the number of backward rules that ran (nodes whose inputs need no gradient run none).
+    @discardableResult
+    public func backward(_ gradient: Tensor? = nil) -> Int {
+        guard let root = node else {
+            preconditionFailure("backward: this tensor does not require grad (no input of its graph requires a gradient)")
+        }
+        let seed: Tensor
+        if let gradient {
+            Shape.check(gradient.shape == shape, op: "backward", shapes: [shape, gradient.shape],
+                        "the seed gradient must have the tensor's shape")
+            seed = gradient.detached()
+        } else {
+            Shape.check(count == 1, op: "backward", shapes: [shape],
+                        "backward() without a gradient needs a one-element tensor (a loss)")
+            seed = Tensor.full(shape, 1)
+        }
+        return withoutGradients { BackwardEngine.run(root: root, seed: seed) }
+    }
+}
+
+/// Topological sort, then one reverse sweep; broadcast gradients are reduced here, in one place.
+enum BackwardEngine {
+    static func run(root: GradNode, seed: Tensor) -> Int {
+        let order = topologicalOrder(from: root)
+        var pending: [ObjectIdentifier: Tensor] = [ObjectIdentifier(root): seed]
+        var rulesRun = 0
+        for node in order.reversed() {
+            guard let gradOutput = pending.removeValue(forKey: ObjectIdentifier(node)) else { continue }
+            guard let rule = node.backward else {
+                node.grad = node.grad.map { $0.adding(gradOutput) } ?? gradOutput.contiguousData()
+                continue
+            }
+            let needs = node.inputs.map { $0 != nil }
+            rulesRun += 1
+            let inputGrads = rule(gradOutput, needs)
+            for (i, input) in node.inputs.enumerated() {
+                guard let input, i < inputGrads.count, let g = inputGrads[i] else { continue }
+                let reduced = g.summed(toShape: node.inputShapes[i])
+                let key = ObjectIdentifier(input)
+                pending[key] = pending[key].map { $0.adding(reduced) } ?? reduced
+            }
+        }
+        return rulesRun
+    }
+
+    /// Nodes in an order where every node comes after all of its inputs (iterative DFS).
+    static func topologicalOrder(from root: GradNode) -> [GradNode] {
+        var order: [GradNode] = []
+        var visited = Set<ObjectIdentifier>()
+        var stack: [(GradNode, Int)] = [(root, 0)]
+        visited.insert(ObjectIdentifier(root))
+        while let (node, next) = stack.popLast() {
+            if next < node.inputs.count {
+                stack.append((node, next + 1))
+                if let child = node.inputs[next], visited.insert(ObjectIdentifier(child)).inserted {
+                    stack.append((child, 0))
+                }
+            } else {
+                order.append(node)
+            }
+        }
+        return order
+    }
+}

@@ -1,0 +1,64 @@
+/// One vertex of the dynamic autograd graph.
+///
+/// A leaf (a tensor the user marked `requiresGrad`, e.g. a trainable parameter) accumulates
+/// its gradient in `grad`. An interior node holds the inputs' nodes and the op's backward
+/// rule, which maps the output gradient to one gradient per input (nil where not needed).
+@usableFromInline
+final class GradNode {
+    /// Signature of a backward rule: output gradient and which inputs need a gradient.
+    typealias Backward = (_ gradOutput: Tensor, _ needsGrad: [Bool]) -> [Tensor?]
+
+    let op: String
+    let inputs: [GradNode?]
+    let inputShapes: [[Int]]
+    let backward: Backward?
+    /// Accumulated gradient of a leaf.
+    var grad: Tensor?
+
+    /// A leaf node.
+    init() {
+        op = "leaf"; inputs = []; inputShapes = []; backward = nil
+    }
+
+    init(op: String, inputs: [GradNode?], inputShapes: [[Int]], backward: @escaping Backward) {
+        self.op = op; self.inputs = inputs; self.inputShapes = inputShapes; self.backward = backward
+    }
+
+    var isLeaf: Bool { backward == nil }
+}
+
+extension Tensor {
+    /// Whether a gradient flows to this tensor. Setting it to `true` makes the tensor a leaf
+    /// whose `grad` `backward()` fills; setting `false` detaches it from the graph.
+    public var requiresGrad: Bool {
+        get { node != nil }
+        set {
+            if newValue {
+                if node == nil { node = GradNode() }
+            } else {
+                node = nil
+            }
+        }
+    }
+
+    /// Whether this tensor is a leaf of the graph (created by the user, not by an op).
+    public var isLeaf: Bool { node?.isLeaf ?? true }
+
+    /// The gradient accumulated by `backward()` (leaves only). Set it to nil to clear it.
+    public var grad: Tensor? {
+        get { node?.grad }
+        nonmutating set { node?.grad = newValue }
+    }
+
+    /// Wraps an op's result in a graph node when grad mode is on and any input requires a gradient.
+    ///
+    /// Otherwise the result records nothing, so the backward rule is never stored or run: this is
+    /// what makes frozen branches free.
+    static func record(_ result: Tensor, op: String, inputs: [Tensor],
+                       backward: @escaping GradNode.Backward) -> Tensor {
+        guard GradMode.isEnabled, inputs.contains(where: { $0.node != nil }) else { return result }
+        var out = result
+        out.node = GradNode(op: op, inputs: inputs.map(\.node), inputShapes: inputs.map(\.shape), backward: backward)
+        return out
+    }
+}

@@ -1,0 +1,25 @@
+extension Tensor {
+    /// Inverted dropout: zeroes each element with probability `p` and scales the rest by
+    /// `1 / (1 - p)`; the identity when not training or `p == 0`.
+    public func dropout(p: Float, training: Bool = true, generator: inout RandomGenerator) -> Tensor {
+        precondition(p >= 0 && p < 1, "dropout: p must be in [0, 1), got \(p)")
+        guard training && p > 0 else { return self }
+        let mask = Tensor.dropoutMask(shape, p: p, generator: &generator)
+        return self * mask
+    }
+
+    /// Dropout drawing its mask from the global generator (see ``RandomGenerator/seed(_:)``).
+    public func dropout(p: Float, training: Bool = true) -> Tensor {
+        guard training && p > 0 else { return self }
+        return RandomGenerator.withGlobal { dropout(p: p, training: training, generator: &$0) }
+    }
+
+    /// A mask of `0` (probability `p`) and `1 / (1 - p)` values.
+    public static func dropoutMask(_ shape: [Int], p: Float, generator: inout RandomGenerator) -> Tensor {
+        let mask = Tensor(zeros: shape), keep = 1 / (1 - p)
+        mask.withDataPointer { pm in
+            for i in 0..<mask.count { pm[i] = generator.nextUniform() < p ? 0 : keep }
+        }
+        return mask
+    }
+}

@@ -1,0 +1,85 @@
+extension Tensor {
+    /// Max pooling over NCHW input (`stride` defaults to the kernel size, as in PyTorch).
+    public func maxPool2d(kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0)) -> Tensor {
+        let g = poolGeometry("maxPool2d", kernel: kernel, stride: stride ?? kernel, padding: padding)
+        let x = contiguousData()
+        let out = Tensor(zeros: [shape[0], shape[1], g.outHeight, g.outWidth])
+        let indices = UnsafeMutablePointer<Int32>.allocate(capacity: Swift.max(out.count, 1))
+        let owner = IndexBuffer(indices)
+        x.withDataPointer { px in out.withDataPointer { py in
+            Kernels.maxPool2dForward(g, input: px, output: py, indices: indices)
+        }}
+        let inputShape = shape
+        return Tensor.record(out, op: "maxPool2d", inputs: [self]) { grad, _ in
+            let gy = grad.contiguousData(), dx = Tensor(zeros: inputShape)
+            gy.withDataPointer { pg in dx.withDataPointer { pdx in
+                Kernels.maxPool2dBackward(g, gradOutput: pg, indices: owner.pointer, gradInput: pdx)
+            }}
+            return [dx]
+        }
+    }
+
+    /// Average pooling over NCHW input; padded zeros count in the divisor unless `countIncludePad` is false.
+    public func avgPool2d(kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0),
+                          countIncludePad: Bool = true) -> Tensor {
+        let g = poolGeometry("avgPool2d", kernel: kernel, stride: stride ?? kernel, padding: padding)
+        let x = contiguousData()
+        let out = Tensor(zeros: [shape[0], shape[1], g.outHeight, g.outWidth])
+        x.withDataPointer { px in out.withDataPointer { py in
+            Kernels.avgPool2dForward(g, countIncludePad: countIncludePad, input: px, output: py)
+        }}
+        let inputShape = shape
+        return Tensor.record(out, op: "avgPool2d", inputs: [self]) { grad, _ in
+            let gy = grad.contiguousData(), dx = Tensor(zeros: inputShape)
+            gy.withDataPointer { pg in dx.withDataPointer { pdx in
+                Kernels.avgPool2dBackward(g, countIncludePad: countIncludePad, gradOutput: pg, gradInput: pdx)
+            }}
+            return [dx]
+        }
+    }
+
+    /// Adaptive average pooling of NCHW input to `outputSize` (PyTorch's window rule).
+    public func adaptiveAvgPool2d(_ outputSize: (Int, Int)) -> Tensor {
+        Shape.check(rank == 4, op: "adaptiveAvgPool2d", shapes: [shape], "expected [N, C, H, W]")
+        let (oh, ow) = outputSize, planes = shape[0] * shape[1], h = shape[2], w = shape[3]
+        Shape.check(oh > 0 && ow > 0, op: "adaptiveAvgPool2d", shapes: [shape, [oh, ow]], "output size must be positive")
+        let x = contiguousData()
+        let out = Tensor(zeros: [shape[0], shape[1], oh, ow])
+        x.withDataPointer { px in out.withDataPointer { py in
+            Kernels.adaptiveAvgPool2dForward(planes: planes, height: h, width: w, outHeight: oh, outWidth: ow, input: px, output: py)
+        }}
+        let inputShape = shape
+        return Tensor.record(out, op: "adaptiveAvgPool2d", inputs: [self]) { grad, _ in
+            let gy = grad.contiguousData(), dx = Tensor(zeros: inputShape)
+            gy.withDataPointer { pg in dx.withDataPointer { pdx in
+                Kernels.adaptiveAvgPool2dBackward(planes: planes, height: h, width: w, outHeight: oh, outWidth: ow,
+                                                  gradOutput: pg, gradInput: pdx)
+            }}
+            return [dx]
+        }
+    }
+
+    /// Global average pooling: `[N, C, H, W] -> [N, C]`.
+    public func globalAvgPool2d() -> Tensor {
+        Shape.check(rank == 4, op: "globalAvgPool2d", shapes: [shape], "expected [N, C, H, W]")
+        return mean(axes: [2, 3])
+    }
+
+    private func poolGeometry(_ op: String, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int)) -> Pool2dGeometry {
+        Shape.check(rank == 4, op: op, shapes: [shape], "expected [N, C, H, W]")
+        Shape.check(padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1, op: op, shapes: [shape],
+                    "padding must be at most half the kernel size")
+        let g = Pool2dGeometry(planes: shape[0] * shape[1], height: shape[2], width: shape[3],
+                               kernel: kernel, stride: stride, padding: padding)
+        Shape.check(g.outHeight > 0 && g.outWidth > 0 && stride.0 > 0 && stride.1 > 0, op: op, shapes: [shape],
+                    "kernel \(kernel) with padding \(padding) does not fit the input")
+        return g
+    }
+}
+
+/// Owns the argmax indices that a max-pool backward rule needs.
+final class IndexBuffer {
+    let pointer: UnsafeMutablePointer<Int32>
+    init(_ pointer: UnsafeMutablePointer<Int32>) { self.pointer = pointer }
+    deinit { pointer.deallocate() }
+}

@@ -1,0 +1,82 @@
+import Foundation
+
+// Pointwise math: forward and the derivative rule side by side.
+
+extension Tensor {
+    /// A pointwise op `y = f(x)` whose gradient is `g * df(x, y)`.
+    @inline(__always)
+    func pointwise(_ op: String, _ f: (Float) -> Float,
+                   derivative: @escaping (_ x: Float, _ y: Float) -> Float) -> Tensor {
+        let y = Broadcasting.unary(self, f)
+        let x = contiguousData()
+        return Tensor.record(y, op: op, inputs: [self]) { g, _ in
+            [Tensor.zipMap(g, x, y) { g, x, y in g * derivative(x, y) }]
+        }
+    }
+
+    /// `f(a[i], b[i], c[i])` over three tensors of one shape (any layout).
+    @inline(__always)
+    static func zipMap(_ a: Tensor, _ b: Tensor, _ c: Tensor, _ f: (Float, Float, Float) -> Float) -> Tensor {
+        let a = a.contiguousData(), b = b.contiguousData(), c = c.contiguousData()
+        let out = Tensor(zeros: a.shape)
+        a.withDataPointer { pa in b.withDataPointer { pb in c.withDataPointer { pc in out.withDataPointer { po in
+            for i in 0..<out.count { po[i] = f(pa[i], pb[i], pc[i]) }
+        }}}}
+        return out
+    }
+
+    /// `e^x`.
+    public func exp() -> Tensor {
+        let y = Tensor.vectorized(self, Kernels.vExp)
+        return Tensor.record(y, op: "exp", inputs: [self]) { g, _ in [g * y] }
+    }
+
+    /// Natural logarithm.
+    public func log() -> Tensor {
+        let y = Tensor.vectorized(self, Kernels.vLog)
+        let x = contiguousData()
+        return Tensor.record(y, op: "log", inputs: [self]) { g, _ in [g / x] }
+    }
+
+    /// Square root.
+    public func sqrt() -> Tensor {
+        pointwise("sqrt", { $0.squareRoot() }, derivative: { _, y in 0.5 / y })
+    }
+
+    /// `x^p` for a constant exponent.
+    public func pow(_ p: Float) -> Tensor {
+        if p == 2 { return pointwise("pow", { $0 * $0 }, derivative: { x, _ in 2 * x }) }
+        return pointwise("pow", { Foundation.pow($0, p) }, derivative: { x, _ in p * Foundation.pow(x, p - 1) })
+    }
+
+    /// `self^exponent` elementwise with broadcasting (both differentiable).
+    public func pow(_ exponent: Tensor) -> Tensor {
+        let y = Broadcasting.binary(self, exponent, op: "pow") { Foundation.pow($0, $1) }
+        let a = detached(), b = exponent.detached()
+        return Tensor.record(y, op: "pow", inputs: [self, exponent]) { g, needs in
+            let da = needs[0] ? g * Broadcasting.binary(a, b, op: "pow") { x, p in p * Foundation.pow(x, p - 1) } : nil
+            let db = needs[1] ? g * Broadcasting.binary(y, a, op: "pow") { y, x in y * Foundation.log(x) } : nil
+            return [da, db]
+        }
+    }
+
+    /// `|x|` (gradient 0 at 0, as PyTorch's sign).
+    public func abs() -> Tensor {
+        pointwise("abs", { Swift.abs($0) }, derivative: { x, _ in x > 0 ? 1 : (x < 0 ? -1 : 0) })
+    }
+
+    /// Clamps into `[min, max]` (either bound optional); gradient passes where not clamped.
+    public func clamped(min lo: Float? = nil, max hi: Float? = nil) -> Tensor {
+        let lower = lo ?? -.infinity, upper = hi ?? .infinity
+        return pointwise("clamp", { Swift.min(Swift.max($0, lower), upper) },
+                         derivative: { x, _ in x >= lower && x <= upper ? 1 : 0 })
+    }
+
+    /// Applies a pointer kernel `(x, y, count)` to a contiguous copy of `x`.
+    static func vectorized(_ x: Tensor, _ kernel: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Tensor {
+        let src = x.contiguousData()
+        let out = Tensor(zeros: x.shape)
+        src.withDataPointer { px in out.withDataPointer { po in kernel(px, po, out.count) } }
+        return out
+    }
+}

@@ -1,0 +1,67 @@
+import Synchronization
+
+/// A seedable pseudo-random generator (xoshiro256**, seeded through SplitMix64).
+///
+/// The stream depends only on the seed, so initial weights and dropout masks are the same on
+/// every run and every machine.
+///
+/// ```swift
+/// var rng = RandomGenerator(seed: 42)
+/// let w = Tensor.randomNormal([64, 32], generator: &rng)
+/// ```
+public struct RandomGenerator: RandomNumberGenerator, Sendable {
+    private var s0: UInt64, s1: UInt64, s2: UInt64, s3: UInt64
+
+    public init(seed: UInt64) {
+        var sm = seed
+        func splitMix(_ x: inout UInt64) -> UInt64 {
+            x &+= 0x9E37_79B9_7F4A_7C15
+            var z = x
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        s0 = splitMix(&sm); s1 = splitMix(&sm); s2 = splitMix(&sm); s3 = splitMix(&sm)
+    }
+
+    @inlinable
+    static func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+
+    public mutating func next() -> UInt64 {
+        let result = RandomGenerator.rotl(s1 &* 5, 7) &* 9
+        let t = s1 << 17
+        s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t
+        s3 = RandomGenerator.rotl(s3, 45)
+        return result
+    }
+
+    /// Uniform in [0, 1) with 24 random bits.
+    public mutating func nextUniform() -> Float {
+        Float(next() >> 40) * (1.0 / 16_777_216.0)
+    }
+
+    /// Standard normal (Box-Muller, computed in Double for accuracy).
+    public mutating func nextNormal() -> Float {
+        let u1 = (Double(next() >> 11) + 0.5) * (1.0 / 9_007_199_254_740_992.0)
+        let u2 = Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0)
+        return Float((-2 * _log(u1)).squareRoot() * _cos(2 * Double.pi * u2))
+    }
+
+    // MARK: The global generator
+
+    private static let global = Mutex(RandomGenerator(seed: 0x5EED))
+
+    /// Reseeds the global generator that initialisers and dropout use by default (`torch.manual_seed`).
+    public static func seed(_ seed: UInt64) {
+        global.withLock { $0 = RandomGenerator(seed: seed) }
+    }
+
+    /// Runs `body` with exclusive access to the global generator.
+    public static func withGlobal<R>(_ body: (inout RandomGenerator) throws -> R) rethrows -> R {
+        try global.withLock { try body(&$0) }
+    }
+}
+
+import Foundation
+@inline(__always) private func _log(_ x: Double) -> Double { Foundation.log(x) }
+@inline(__always) private func _cos(_ x: Double) -> Double { Foundation.cos(x) }

@@ -1,0 +1,21 @@
+/// The reference-counted Float32 buffer behind one or more tensors (views share it).
+///
+/// Tensors are values: a tensor that is about to be written copies its storage first unless
+/// it is the only owner (copy-on-write), so views and saved autograd inputs never change
+/// under anyone's feet.
+@usableFromInline
+final class TensorStorage {
+    @usableFromInline let pointer: UnsafeMutablePointer<Float>
+    @usableFromInline let count: Int
+
+    /// Uninitialised-contents buffer of `count` floats, 64-byte aligned (zero-filled).
+    @usableFromInline
+    init(count: Int) {
+        self.count = count
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        pointer.initialize(repeating: 0, count: max(count, 1))
+    }
+
+    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+}
