@@ -4,8 +4,11 @@ extension Tensor {
     /// With no argument the tensor must hold one element (a loss): its seed gradient is 1.
     /// Gradients accumulate across calls until cleared (`grad = nil`, or an optimizer's `zeroGrad`).
     /// Returns the number of backward rules that ran (nodes whose inputs need no gradient run none).
+    ///
+    /// Like PyTorch, the pass frees the graph's saved tensors; pass `retainGraph: true` to call
+    /// `backward` again on the same graph.
     @discardableResult
-    public func backward(_ gradient: Tensor? = nil) -> Int {
+    public func backward(_ gradient: Tensor? = nil, retainGraph: Bool = false) -> Int {
         guard let root = node else {
             preconditionFailure("backward: this tensor does not require grad (no input of its graph requires a gradient)")
         }
@@ -19,22 +22,25 @@ extension Tensor {
                         "backward() without a gradient needs a one-element tensor (a loss)")
             seed = Tensor.full(shape, 1)
         }
-        return withoutGradients { BackwardEngine.run(root: root, seed: seed) }
+        precondition(!root.isReleased, "backward: the graph was already freed by an earlier backward(); pass retainGraph: true to the first call")
+        return withoutGradients { BackwardEngine.run(root: root, seed: seed, retainGraph: retainGraph) }
     }
 }
 
 /// Topological sort, then one reverse sweep; broadcast gradients are reduced here, in one place.
 enum BackwardEngine {
-    static func run(root: GradNode, seed: Tensor) -> Int {
+    static func run(root: GradNode, seed: Tensor, retainGraph: Bool) -> Int {
         let order = topologicalOrder(from: root)
         var pending: [ObjectIdentifier: Tensor] = [ObjectIdentifier(root): seed]
         var rulesRun = 0
+        defer { if !retainGraph { order.forEach { $0.release() } } }
         for node in order.reversed() {
             guard let gradOutput = pending.removeValue(forKey: ObjectIdentifier(node)) else { continue }
-            guard let rule = node.backward else {
+            if node.isLeaf {
                 node.grad = node.grad.map { $0.adding(gradOutput) } ?? gradOutput.contiguousData()
                 continue
             }
+            guard let rule = node.backward else { continue }
             let needs = node.inputs.map { $0 != nil }
             rulesRun += 1
             let inputGrads = rule(gradOutput, needs)

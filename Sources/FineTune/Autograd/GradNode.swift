@@ -9,22 +9,32 @@ final class GradNode {
     typealias Backward = (_ gradOutput: Tensor, _ needsGrad: [Bool]) -> [Tensor?]
 
     let op: String
-    let inputs: [GradNode?]
+    let isLeaf: Bool
+    /// Inputs and rule; released after a backward pass (unless the graph is retained), which
+    /// frees the tensors the rule saved.
+    private(set) var inputs: [GradNode?]
     let inputShapes: [[Int]]
-    let backward: Backward?
+    private(set) var backward: Backward?
     /// Accumulated gradient of a leaf.
     var grad: Tensor?
 
     /// A leaf node.
     init() {
-        op = "leaf"; inputs = []; inputShapes = []; backward = nil
+        op = "leaf"; isLeaf = true; inputs = []; inputShapes = []; backward = nil
     }
 
     init(op: String, inputs: [GradNode?], inputShapes: [[Int]], backward: @escaping Backward) {
-        self.op = op; self.inputs = inputs; self.inputShapes = inputShapes; self.backward = backward
+        self.op = op; isLeaf = false; self.inputs = inputs; self.inputShapes = inputShapes; self.backward = backward
     }
 
-    var isLeaf: Bool { backward == nil }
+    /// Whether a backward pass already released this interior node.
+    var isReleased: Bool { !isLeaf && backward == nil }
+
+    func release() {
+        guard !isLeaf else { return }
+        backward = nil
+        inputs = []
+    }
 }
 
 extension Tensor {
