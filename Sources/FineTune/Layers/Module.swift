@@ -27,8 +27,12 @@ open class Module {
         preconditionFailure("\(type(of: self)) does not implement forward(_:)")
     }
 
-    /// Runs ``forward(_:)``.
-    public func callAsFunction(_ x: Tensor) -> Tensor { forward(x) }
+    /// Runs ``forward(_:)`` (and records the output shape while a ``summary(input:)`` runs).
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let y = forward(x)
+        ShapeRecorder.current?.record(self, shape: y.shape)
+        return y
+    }
 
     // MARK: Structure
 

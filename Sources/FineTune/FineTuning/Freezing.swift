@@ -1,0 +1,84 @@
+/// Freezing, unfreezing and per-parameter rates, built on `Parameter` flags.
+extension Module {
+    /// Parameters whose names match `pattern`; throws when none does.
+    ///
+    /// Use it as a dry run: it lists what `freeze(matching:)` would change, changing nothing.
+    public func parameters(matching pattern: ParameterPattern) throws(SelectionError) -> [(name: String, parameter: Parameter)] {
+        let all = namedParameters()
+        var selected: [(name: String, parameter: Parameter)] = []
+        for entry in all where try pattern.matches(entry.name) { selected.append(entry) }
+        if selected.isEmpty {
+            throw .noMatch(pattern: pattern.description, examples: Array(all.prefix(5).map(\.name)))
+        }
+        return selected
+    }
+
+    /// Freezes every parameter of this module and its descendants.
+    public func freeze() { for p in parameters() { p.isFrozen = true } }
+
+    /// Unfreezes every parameter of this module and its descendants.
+    public func unfreeze() { for p in parameters() { p.isFrozen = false } }
+
+    /// Freezes the parameters matching `pattern` and returns their names.
+    /// With `dryRun`, only returns the names. Throws if nothing matches.
+    ///
+    /// ```swift
+    /// try model.freeze(matching: "backbone.**")     // whole backbone
+    /// try model.freeze(matching: .regex(#".*\.bias"#), dryRun: true)
+    /// ```
+    @discardableResult
+    public func freeze(matching pattern: ParameterPattern, dryRun: Bool = false) throws(SelectionError) -> [String] {
+        try setFrozen(true, matching: pattern, dryRun: dryRun)
+    }
+
+    /// Unfreezes the parameters matching `pattern` and returns their names.
+    @discardableResult
+    public func unfreeze(matching pattern: ParameterPattern, dryRun: Bool = false) throws(SelectionError) -> [String] {
+        try setFrozen(false, matching: pattern, dryRun: dryRun)
+    }
+
+    private func setFrozen(_ frozen: Bool, matching pattern: ParameterPattern, dryRun: Bool) throws(SelectionError) -> [String] {
+        let selected = try parameters(matching: pattern)
+        if !dryRun { for (_, p) in selected { p.isFrozen = frozen } }
+        return selected.map(\.name)
+    }
+
+    /// fastai's `freeze_to(n)`: freezes the first `n` direct children (layer groups) and
+    /// unfreezes the rest. A negative `n` counts from the end: `freeze(upTo: -1)` trains only
+    /// the last child (the head).
+    public func freeze(upTo n: Int) throws(SelectionError) {
+        let children = namedChildren()
+        let cut = n < 0 ? children.count + n : n
+        guard cut >= 0 && cut <= children.count else {
+            throw .outOfRange("freeze(upTo: \(n)): the module has \(children.count) children")
+        }
+        for (i, child) in children.enumerated() {
+            if i < cut { child.module.freeze() } else { child.module.unfreeze() }
+        }
+    }
+
+    /// Sets the learning-rate multiplier of the parameters matching `pattern`; returns their names.
+    @discardableResult
+    public func setLearningRateMultiplier(_ multiplier: Float, matching pattern: ParameterPattern) throws(SelectionError) -> [String] {
+        let selected = try parameters(matching: pattern)
+        for (_, p) in selected { p.lrMultiplier = multiplier }
+        return selected.map(\.name)
+    }
+
+    /// Sets the weight-decay multiplier of the parameters matching `pattern`; returns their names.
+    @discardableResult
+    public func setWeightDecayMultiplier(_ multiplier: Float, matching pattern: ParameterPattern) throws(SelectionError) -> [String] {
+        let selected = try parameters(matching: pattern)
+        for (_, p) in selected { p.weightDecayMultiplier = multiplier }
+        return selected.map(\.name)
+    }
+
+    /// Scalars in parameters that train.
+    public var trainableParameterCount: Int { parameters().filter { !$0.isFrozen }.reduce(0) { $0 + $1.count } }
+
+    /// Scalars in frozen parameters.
+    public var frozenParameterCount: Int { parameters().filter(\.isFrozen).reduce(0) { $0 + $1.count } }
+
+    /// Scalars in all parameters.
+    public var parameterCount: Int { parameters().reduce(0) { $0 + $1.count } }
+}
