@@ -63,7 +63,39 @@ enum Broadcasting {
         }
     }
 
-    /// `out[i] = f(a[i], b[i])` with NumPy broadcasting; returns a new contiguous tensor.
+    /// `out[i] = F(a[i], b[i])` with NumPy broadcasting; returns a new contiguous tensor.
+    /// Contiguous rows (and rows against a broadcast scalar) run on explicit SIMD vectors.
+    static func binary<F: BinaryFunction>(_ a: Tensor, _ b: Tensor, op: String, _: F.Type) -> Tensor {
+        let shape = a.shape == b.shape ? a.shape : Shape.broadcastOrFail(a.shape, b.shape, op: op)
+        let out = Tensor(zeros: shape)
+        let sa = strides(of: a, broadcastTo: shape), sb = strides(of: b, broadcastTo: shape)
+        a.withDataPointer { pa in b.withDataPointer { pb in out.withDataPointer { po in
+            forEachRow(shape: shape, stridesA: sa, stridesB: sb) { oa, ob, oo, n, ia, ib in
+                let x = pa + oa, y = pb + ob, z = po + oo
+                var i = 0
+                if ia == 1 && ib == 1 {
+                    while i &+ 16 <= n {
+                        SIMDMemory.store(F.apply(SIMDMemory.load(x + i), SIMDMemory.load(y + i)), z + i)
+                        i &+= 16
+                    }
+                    while i < n { z[i] = F.apply(x[i], y[i]); i &+= 1 }
+                } else if ia == 1 && ib == 0 {
+                    let s = y[0], v = SIMD16<Float>(repeating: s)
+                    while i &+ 16 <= n { SIMDMemory.store(F.apply(SIMDMemory.load(x + i), v), z + i); i &+= 16 }
+                    while i < n { z[i] = F.apply(x[i], s); i &+= 1 }
+                } else if ia == 0 && ib == 1 {
+                    let s = x[0], v = SIMD16<Float>(repeating: s)
+                    while i &+ 16 <= n { SIMDMemory.store(F.apply(v, SIMDMemory.load(y + i)), z + i); i &+= 16 }
+                    while i < n { z[i] = F.apply(s, y[i]); i &+= 1 }
+                } else {
+                    while i < n { z[i] = F.apply(x[i &* ia], y[i &* ib]); i &+= 1 }
+                }
+            }
+        }}}
+        return out
+    }
+
+    /// `out[i] = f(a[i], b[i])` with NumPy broadcasting, for the less common pointwise functions.
     @inline(__always)
     static func binary(_ a: Tensor, _ b: Tensor, op: String, _ f: (Float, Float) -> Float) -> Tensor {
         let shape = a.shape == b.shape ? a.shape : Shape.broadcastOrFail(a.shape, b.shape, op: op)
@@ -72,17 +104,7 @@ enum Broadcasting {
         a.withDataPointer { pa in b.withDataPointer { pb in out.withDataPointer { po in
             forEachRow(shape: shape, stridesA: sa, stridesB: sb) { oa, ob, oo, n, ia, ib in
                 let x = pa + oa, y = pb + ob, z = po + oo
-                if ia == 1 && ib == 1 {
-                    for i in 0..<n { z[i] = f(x[i], y[i]) }
-                } else if ia == 1 && ib == 0 {
-                    let s = y[0]
-                    for i in 0..<n { z[i] = f(x[i], s) }
-                } else if ia == 0 && ib == 1 {
-                    let s = x[0]
-                    for i in 0..<n { z[i] = f(s, y[i]) }
-                } else {
-                    for i in 0..<n { z[i] = f(x[i &* ia], y[i &* ib]) }
-                }
+                for i in 0..<n { z[i] = f(x[i &* ia], y[i &* ib]) }
             }
         }}}
         return out
@@ -97,5 +119,48 @@ enum Broadcasting {
             for i in 0..<out.count { z[i] = f(x[i]) }
         }}
         return out
+    }
+}
+
+/// A pointwise binary function with a scalar and a 16-lane form (the same arithmetic), so
+/// `Broadcasting.binary` can specialise its loops on it.
+protocol BinaryFunction {
+    static func apply(_ a: Float, _ b: Float) -> Float
+    static func apply(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float>
+}
+
+enum AddFunction: BinaryFunction {
+    @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a + b }
+    @inline(__always) static func apply(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> { a + b }
+}
+
+enum SubtractFunction: BinaryFunction {
+    @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a - b }
+    @inline(__always) static func apply(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> { a - b }
+}
+
+enum MultiplyFunction: BinaryFunction {
+    @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a * b }
+    @inline(__always) static func apply(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> { a * b }
+}
+
+enum DivideFunction: BinaryFunction {
+    @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a / b }
+    @inline(__always) static func apply(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> { a / b }
+}
+
+/// Unaligned 16-lane loads and stores.
+enum SIMDMemory {
+    @inline(__always)
+    static func load(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+        UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+    }
+
+    @inline(__always)
+    static func load(_ p: UnsafeMutablePointer<Float>) -> SIMD16<Float> { load(UnsafePointer(p)) }
+
+    @inline(__always)
+    static func store(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
     }
 }
