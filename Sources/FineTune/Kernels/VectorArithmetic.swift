@@ -1,0 +1,100 @@
+// BLAS-1 style and elementwise arithmetic kernels (SIMD16 loops from VectorMath.swift).
+// Outputs may alias inputs exactly (in-place); partial overlap is not supported.
+
+extension Kernels {
+    // MARK: BLAS-1
+
+    /// y += alpha * x.
+    public static func axpy(alpha: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, count: Int) {
+        VectorMath.map2(x, y, y, count) { VectorMath.fma($0, alpha, $1) }
+    }
+
+    /// x *= alpha, in place.
+    public static func scale(_ alpha: Float, _ x: UnsafeMutablePointer<Float>, count: Int) {
+        VectorMath.map(x, x, count) { $0 * alpha }
+    }
+
+    // MARK: Binary elementwise
+
+    /// out = a + b.
+    public static func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                           count: Int) {
+        VectorMath.map2(a, b, out, count) { $0 + $1 }
+    }
+
+    /// out = a - b.
+    public static func sub(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                           count: Int) {
+        VectorMath.map2(a, b, out, count) { $0 - $1 }
+    }
+
+    /// out = a * b.
+    public static func mul(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                           count: Int) {
+        VectorMath.map2(a, b, out, count) { $0 * $1 }
+    }
+
+    /// out = a / b (IEEE division, not multiplication by a reciprocal).
+    public static func div(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                           count: Int) {
+        VectorMath.map2(a, b, out, count) { $0 / $1 }
+    }
+
+    // MARK: Scalar elementwise
+
+    /// out = x + scalar.
+    public static func addScalar(_ x: UnsafePointer<Float>, _ scalar: Float, _ out: UnsafeMutablePointer<Float>,
+                                 count: Int) {
+        VectorMath.map(x, out, count) { $0 + scalar }
+    }
+
+    /// out = x - scalar.
+    public static func subScalar(_ x: UnsafePointer<Float>, _ scalar: Float, _ out: UnsafeMutablePointer<Float>,
+                                 count: Int) {
+        VectorMath.map(x, out, count) { $0 - scalar }
+    }
+
+    /// out = scalar - x.
+    public static func rsubScalar(_ x: UnsafePointer<Float>, _ scalar: Float, _ out: UnsafeMutablePointer<Float>,
+                                  count: Int) {
+        VectorMath.map(x, out, count) { scalar - $0 }
+    }
+
+    /// out = x * scalar.
+    public static func mulScalar(_ x: UnsafePointer<Float>, _ scalar: Float, _ out: UnsafeMutablePointer<Float>,
+                                 count: Int) {
+        VectorMath.map(x, out, count) { $0 * scalar }
+    }
+
+    /// out = x / scalar (IEEE division per element).
+    public static func divScalar(_ x: UnsafePointer<Float>, _ scalar: Float, _ out: UnsafeMutablePointer<Float>,
+                                 count: Int) {
+        VectorMath.map(x, out, count) { $0 / scalar }
+    }
+
+    // MARK: Unary elementwise
+
+    /// out = -x (flips the sign bit, so -(0) = -0 as with scalar negation).
+    public static func vNeg(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int) {
+        // Not `-$0`: the stdlib's SIMD negation is `0 - x`, which maps 0 to +0.
+        VectorMath.map(x, out, count) { VectorMath.float(VectorMath.bits($0) ^ 0x8000_0000) }
+    }
+
+    /// out = x * x.
+    public static func vSquare(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int) {
+        VectorMath.map(x, out, count) { $0 * $0 }
+    }
+
+    /// out = max(x, 0); NaN stays NaN.
+    public static func relu(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int) {
+        // Bit-select rather than `replacing(with:where:)`, whose lane loop LLVM re-vectorizes with
+        // needless 128-bit splits here.
+        VectorMath.map(x, out, count) { VectorMath.float(VectorMath.bits($0) & ~VectorMath.maskBits($0 .< 0)) }
+    }
+
+    /// gradInput = x > 0 ? gradOutput : 0 (`gradInput` may alias either input).
+    public static func reluGrad(x: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+                                gradInput: UnsafeMutablePointer<Float>, count: Int) {
+        VectorMath.map2(x, gradOutput, gradInput, count) { VectorMath.float(VectorMath.bits($1) & VectorMath.maskBits($0 .> 0)) }
+    }
+}
