@@ -38,7 +38,7 @@ extension Tensor {
         affine[1] = c
         var out: Tensor
         if training || runningMean == nil || runningVar == nil {
-            let (xhat, mean, variance) = batchNormalize(x)
+            let (xhat, mean, variance) = batchNormalize(x, eps: eps)
             out = xhat
             let n = x.count / Swift.max(c, 1)
             if training, let rm = runningMean, let rv = runningVar {

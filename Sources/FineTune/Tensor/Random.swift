@@ -56,10 +56,33 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable {
         global.withLock { $0 = RandomGenerator(seed: seed) }
     }
 
-    /// Runs `body` with exclusive access to the global generator.
+    /// Runs `body` with exclusive access to the default generator: the one installed by
+    /// ``withSeed(_:_:)`` in this task, otherwise the global one.
     public static func withGlobal<R>(_ body: (inout RandomGenerator) throws -> R) rethrows -> R {
-        try global.withLock { try body(&$0) }
+        if let scoped = scopedGenerator {
+            return try scoped.state.withLock { try body(&$0) }
+        }
+        return try global.withLock { try body(&$0) }
     }
+
+    /// Runs `body` with a fresh generator seeded with `seed` as the default for this task (and
+    /// its child tasks): initialisers and dropout inside draw from it, unaffected by other
+    /// threads using the global generator.
+    ///
+    /// ```swift
+    /// let model = RandomGenerator.withSeed(0) { Sequential(Linear(4, 8), ReLU(), Linear(8, 2)) }
+    /// ```
+    public static func withSeed<R>(_ seed: UInt64, _ body: () throws -> R) rethrows -> R {
+        try $scopedGenerator.withValue(ScopedGenerator(RandomGenerator(seed: seed)), operation: body)
+    }
+
+    @TaskLocal private static var scopedGenerator: ScopedGenerator?
+}
+
+/// A task-scoped default generator.
+private final class ScopedGenerator: Sendable {
+    let state: Mutex<RandomGenerator>
+    init(_ generator: RandomGenerator) { state = Mutex(generator) }
 }
 
 import Foundation

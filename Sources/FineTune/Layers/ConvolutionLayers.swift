@@ -1,0 +1,88 @@
+/// 2-D convolution over `[N, C, H, W]` input (PyTorch's `nn.Conv2d`, zero padding).
+///
+/// `weight` is `[out, in / groups, kh, kw]`, initialised kaiming-uniform with `a = sqrt(5)`;
+/// `bias` is `[out]`, U(-1/sqrt(fanIn), 1/sqrt(fanIn)) with `fanIn = in / groups * kh * kw`.
+///
+/// ```swift
+/// let conv = Conv2d(3, 16, kernelSize: 3, padding: 1)   // [N, 3, H, W] -> [N, 16, H, W]
+/// ```
+public final class Conv2d: Module, ParameterInitializing {
+    /// `[out, in / groups, kh, kw]`.
+    public let weight: Parameter
+    /// `[out]`, or nil.
+    public let bias: Parameter?
+
+    /// Input channels C.
+    public let inChannels: Int
+    /// Output channels.
+    public let outChannels: Int
+    /// `(height, width)` of the kernel.
+    public let kernelSize: (Int, Int)
+    /// `(height, width)` step between windows.
+    public let stride: (Int, Int)
+    /// Zeros added on each side, `(height, width)`.
+    public let padding: (Int, Int)
+    /// Spacing between kernel elements, `(height, width)`.
+    public let dilation: (Int, Int)
+    /// Channel groups: each output channel sees `inChannels / groups` inputs.
+    public let groups: Int
+
+    /// A convolution with `(height, width)` kernel, stride, padding and dilation.
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: (Int, Int), stride: (Int, Int) = (1, 1),
+                padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1), groups: Int = 1, bias: Bool = true) {
+        precondition(inChannels > 0 && outChannels > 0, "Conv2d: channel counts must be positive")
+        precondition(groups >= 1 && inChannels % groups == 0 && outChannels % groups == 0,
+                     "Conv2d: in (\(inChannels)) and out (\(outChannels)) channels must be divisible by groups (\(groups))")
+        precondition(kernelSize.0 > 0 && kernelSize.1 > 0 && stride.0 > 0 && stride.1 > 0 && dilation.0 > 0 && dilation.1 > 0
+                     && padding.0 >= 0 && padding.1 >= 0, "Conv2d: invalid kernel size, stride, padding or dilation")
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.kernelSize = kernelSize
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+        self.groups = groups
+        weight = Parameter(Tensor.zeros([outChannels, inChannels / groups, kernelSize.0, kernelSize.1]), role: .weight)
+        self.bias = bias ? Parameter(Tensor.zeros([outChannels]), role: .bias) : nil
+        super.init()
+        resetParameters()
+    }
+
+    /// A convolution with square kernel, stride, padding and dilation.
+    ///
+    /// ```swift
+    /// Conv2d(64, 128, kernelSize: 3, stride: 2, padding: 1, bias: false)
+    /// ```
+    public convenience init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1,
+                            padding: Int = 0, dilation: Int = 1, groups: Int = 1, bias: Bool = true) {
+        self.init(inChannels, outChannels, kernelSize: (kernelSize, kernelSize), stride: (stride, stride),
+                  padding: (padding, padding), dilation: (dilation, dilation), groups: groups, bias: bias)
+    }
+
+    /// Redraws `weight` (kaiming-uniform, `a = sqrt(5)`) and then `bias` (U(-1/sqrt(fanIn), 1/sqrt(fanIn))).
+    public func resetParameters(generator: inout RandomGenerator) {
+        let (w, b) = Initializer.pytorchDefault(weight: weight.shape, bias: bias != nil, generator: &generator)
+        weight.value = w
+        if let b { bias?.value = b }
+    }
+
+    var name: String {
+        var s = "Conv2d(\(inChannels), \(outChannels), kernelSize: \(LayerFormat.size(kernelSize))"
+        if stride != (1, 1) { s += ", stride: \(LayerFormat.size(stride))" }
+        if padding != (0, 0) { s += ", padding: \(LayerFormat.size(padding))" }
+        if dilation != (1, 1) { s += ", dilation: \(LayerFormat.size(dilation))" }
+        if groups != 1 { s += ", groups: \(groups)" }
+        return s + ")"
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor {
+        Shape.check(x.rank == 4 && x.shape[1] == inChannels, op: name, shapes: [x.shape, weight.shape],
+                    "expected input [N, \(inChannels), H, W]")
+        let effective = ((kernelSize.0 - 1) * dilation.0 + 1, (kernelSize.1 - 1) * dilation.1 + 1)
+        Shape.check(x.shape[2] + 2 * padding.0 >= effective.0 && x.shape[3] + 2 * padding.1 >= effective.1,
+                    op: name, shapes: [x.shape, weight.shape],
+                    "the input (\(x.shape[2])x\(x.shape[3]) padded by \(LayerFormat.size(padding))) is smaller than the kernel")
+        return Tensor.conv2d(x, weight: weight.value, bias: bias?.value, stride: stride, padding: padding,
+                             dilation: dilation, groups: groups)
+    }
+}

@@ -1,0 +1,163 @@
+/// A fully connected layer, `y = x W^T + b` (PyTorch's `nn.Linear`).
+///
+/// `weight` is `[out, in]`, initialised kaiming-uniform with `a = sqrt(5)` (that is
+/// U(-1/sqrt(in), 1/sqrt(in))); `bias` is `[out]`, U(-1/sqrt(in), 1/sqrt(in)). The input is
+/// `[..., in]`, the output `[..., out]`.
+///
+/// ```swift
+/// let fc = Linear(512, 10)
+/// let logits = fc(features)     // [N, 512] -> [N, 10]
+/// ```
+public final class Linear: Module, ParameterInitializing {
+    /// `[out, in]`. Assign another layer's parameter to tie weights.
+    public var weight: Parameter
+    /// `[out]`, or nil for a layer without bias.
+    public var bias: Parameter?
+
+    /// Input features (`weight.shape[1]`).
+    public var inFeatures: Int { weight.shape[1] }
+    /// Output features (`weight.shape[0]`).
+    public var outFeatures: Int { weight.shape[0] }
+
+    /// A layer mapping `inFeatures` to `outFeatures`, with PyTorch's default initialisation
+    /// drawn from the global generator.
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {
+        precondition(inFeatures > 0 && outFeatures > 0, "Linear: feature counts must be positive, got \(inFeatures) and \(outFeatures)")
+        weight = Parameter(Tensor.zeros([outFeatures, inFeatures]), role: .weight)
+        self.bias = bias ? Parameter(Tensor.zeros([outFeatures]), role: .bias) : nil
+        super.init()
+        resetParameters()
+    }
+
+    /// Redraws `weight` (kaiming-uniform, `a = sqrt(5)`) and then `bias` (U(-1/sqrt(in), 1/sqrt(in))).
+    public func resetParameters(generator: inout RandomGenerator) {
+        let (w, b) = Initializer.pytorchDefault(weight: weight.shape, bias: bias != nil, generator: &generator)
+        weight.value = w
+        if let b { bias?.value = b }
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor {
+        Shape.check(x.rank >= 1 && x.shape[x.rank - 1] == inFeatures, op: "Linear(\(inFeatures), \(outFeatures))",
+                    shapes: [x.shape, weight.shape], "expected input [..., \(inFeatures)]")
+        return Tensor.linear(x, weight: weight.value, bias: bias?.value)
+    }
+}
+
+/// Returns its input unchanged (PyTorch's `nn.Identity`), e.g. to remove a head.
+///
+/// ```swift
+/// model.replace(at: 3, with: Identity())
+/// ```
+public final class Identity: Module {
+    /// An identity layer.
+    public override init() { super.init() }
+
+    public override func forward(_ x: Tensor) -> Tensor { x }
+}
+
+/// Flattens axes `startAxis...endAxis` into one (PyTorch's `nn.Flatten`): by default
+/// `[N, C, H, W] -> [N, C*H*W]`.
+///
+/// ```swift
+/// Flatten()(x)   // [8, 32, 2, 2] -> [8, 128]
+/// ```
+public final class Flatten: Module {
+    /// First axis flattened (negative counts from the end).
+    public let startAxis: Int
+    /// Last axis flattened (negative counts from the end).
+    public let endAxis: Int
+
+    /// Flattens `startAxis...endAxis`.
+    public init(startAxis: Int = 1, endAxis: Int = -1) {
+        self.startAxis = startAxis
+        self.endAxis = endAxis
+        super.init()
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor {
+        let s = startAxis < 0 ? startAxis + x.rank : startAxis, e = endAxis < 0 ? endAxis + x.rank : endAxis
+        Shape.check(s >= 0 && e < x.rank && s <= e, op: "Flatten(startAxis: \(startAxis), endAxis: \(endAxis))",
+                    shapes: [x.shape], "axes out of range for an input of rank \(x.rank)")
+        return x.flattened(startAxis: s, endAxis: e)
+    }
+}
+
+/// Inverted dropout (PyTorch's `nn.Dropout`): in training mode zeroes each element with
+/// probability `p` and scales the others by `1 / (1 - p)`; the identity in evaluation mode.
+/// Masks are drawn from the global generator (see ``RandomGenerator/seed(_:)``).
+///
+/// ```swift
+/// let drop = Dropout(p: 0.1)
+/// ```
+public final class Dropout: Module {
+    /// Probability of zeroing an element.
+    public let p: Float
+
+    /// Dropout with probability `p` in `[0, 1]`.
+    public init(p: Float = 0.5) {
+        precondition(p >= 0 && p <= 1, "Dropout: p must be in [0, 1], got \(p)")
+        self.p = p
+        super.init()
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor {
+        guard isTraining && p > 0 else { return x }
+        if p == 1 { return x * Tensor.zeros(x.shape) }
+        return x.dropout(p: p, training: true)
+    }
+}
+
+/// A lookup table of `count` vectors of size `dim` (PyTorch's `nn.Embedding`), initialised N(0, 1).
+///
+/// ```swift
+/// let embed = Embedding(1000, 64)
+/// let e = embed([3, 14, 15, 92], shape: [2, 2])   // [2, 2, 64]
+/// ```
+public final class Embedding: Module, ParameterInitializing {
+    /// `[count, dim]`. Assign another layer's parameter to tie weights.
+    public var weight: Parameter
+
+    /// Number of vectors (`weight.shape[0]`).
+    public var count: Int { weight.shape[0] }
+    /// Size of each vector (`weight.shape[1]`).
+    public var dim: Int { weight.shape[1] }
+
+    /// A table of `count` vectors of size `dim`, drawn N(0, 1) from the global generator.
+    public init(_ count: Int, _ dim: Int) {
+        precondition(count > 0 && dim > 0, "Embedding: sizes must be positive, got \(count) and \(dim)")
+        weight = Parameter(Tensor.zeros([count, dim]), role: .embedding)
+        super.init()
+        resetParameters()
+    }
+
+    /// Redraws `weight` from N(0, 1).
+    public func resetParameters(generator: inout RandomGenerator) {
+        weight.value = Tensor.randomNormal(weight.shape, generator: &generator)
+    }
+
+    /// The vectors at `indices`, shaped `shape + [dim]` (`shape` defaults to `[indices.count]`).
+    public func callAsFunction(_ indices: [Int], shape: [Int]? = nil) -> Tensor {
+        let name = "Embedding(\(count), \(dim))"
+        if let shape {
+            Shape.check(shape.reduce(1, *) == indices.count, op: name, shapes: [shape, weight.shape],
+                        "index shape holds \(shape.reduce(1, *)) elements but \(indices.count) indices were given")
+        }
+        if let bad = indices.first(where: { $0 < 0 || $0 >= count }) {
+            Shape.fail(ShapeError(op: name, shapes: [[indices.count], weight.shape], reason: "index \(bad) out of range 0..<\(count)"))
+        }
+        return recordOutputShape(Tensor.embedding(indices, shape: shape, weight: weight.value))
+    }
+
+    /// Looks up a tensor of indices stored as integer-valued floats: `[...] -> [..., dim]`.
+    public override func forward(_ x: Tensor) -> Tensor {
+        let values = x.scalars
+        var indices = [Int]()
+        indices.reserveCapacity(values.count)
+        for v in values {
+            Shape.check(v.isFinite && v.rounded() == v, op: "Embedding(\(count), \(dim))", shapes: [x.shape, weight.shape],
+                        "indices must be integers, got \(v)")
+            indices.append(Int(v))
+        }
+        return self(indices, shape: x.shape)
+    }
+}

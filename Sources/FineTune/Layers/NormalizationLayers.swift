@@ -1,0 +1,215 @@
+/// Batch normalisation over `[N, C]` or `[N, C, L]` input, per channel C (PyTorch's `nn.BatchNorm1d`).
+///
+/// Training mode normalises with the batch statistics and updates the running statistics
+/// (`running = (1 - momentum) * running + momentum * batch`, unbiased variance; with
+/// `momentum: nil` a cumulative average); evaluation mode uses the running statistics.
+/// State: parameters `weight` (ones), `bias` (zeros); buffers `running_mean` (zeros),
+/// `running_var` (ones), `num_batches_tracked` (a 0-D count).
+///
+/// ```swift
+/// let bn = BatchNorm1d(64)
+/// ```
+public final class BatchNorm1d: Module, ParameterInitializing {
+    /// Scale `[C]` (nil without `affine`).
+    public let weight: Parameter?
+    /// Shift `[C]` (nil without `affine`).
+    public let bias: Parameter?
+    /// `[C]` (nil without `trackRunningStats`).
+    public let runningMean: Buffer?
+    /// `[C]` (nil without `trackRunningStats`).
+    public let runningVar: Buffer?
+    /// Number of training batches seen, a 0-D tensor (nil without `trackRunningStats`).
+    public let numBatchesTracked: Buffer?
+
+    /// Channels C.
+    public let features: Int
+    /// Added to the variance for numerical stability.
+    public let eps: Float
+    /// Weight of the batch statistics in the running average; nil for a cumulative average.
+    public let momentum: Float?
+
+    /// Batch normalisation of `features` channels.
+    public init(_ features: Int, eps: Float = 1e-5, momentum: Float? = 0.1, affine: Bool = true,
+                trackRunningStats: Bool = true) {
+        precondition(features > 0, "BatchNorm1d: features must be positive, got \(features)")
+        self.features = features
+        self.eps = eps
+        self.momentum = momentum
+        (weight, bias) = BatchNormCore.affine(features, affine)
+        (runningMean, runningVar, numBatchesTracked) = BatchNormCore.stats(features, trackRunningStats)
+        super.init()
+    }
+
+    /// Sets `weight` to ones, `bias` to zeros and the running statistics to their initial values.
+    public func resetParameters(generator: inout RandomGenerator) {
+        BatchNormCore.reset(weight, bias)
+        resetRunningStats()
+    }
+
+    /// Running mean to zeros, running variance to ones, batch count to 0.
+    public func resetRunningStats() {
+        BatchNormCore.resetStats(runningMean, runningVar, numBatchesTracked)
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor {
+        let name = "BatchNorm1d(\(features))"
+        Shape.check((x.rank == 2 || x.rank == 3) && x.shape[1] == features, op: name,
+                    shapes: [x.shape, [features]], "expected input [N, \(features)] or [N, \(features), L]")
+        return BatchNormCore.forward(x, name: name, weight: weight, bias: bias, runningMean: runningMean,
+                                     runningVar: runningVar, numBatchesTracked: numBatchesTracked,
+                                     training: isTraining, momentum: momentum, eps: eps)
+    }
+}
+
+/// Batch normalisation over `[N, C, H, W]` input, per channel C (PyTorch's `nn.BatchNorm2d`).
+///
+/// Same state and behaviour as ``BatchNorm1d``.
+///
+/// ```swift
+/// let bn = BatchNorm2d(16)
+/// bn.eval()            // use the running statistics
+/// ```
+public final class BatchNorm2d: Module, ParameterInitializing {
+    /// Scale `[C]` (nil without `affine`).
+    public let weight: Parameter?
+    /// Shift `[C]` (nil without `affine`).
+    public let bias: Parameter?
+    /// `[C]` (nil without `trackRunningStats`).
+    public let runningMean: Buffer?
+    /// `[C]` (nil without `trackRunningStats`).
+    public let runningVar: Buffer?
+    /// Number of training batches seen, a 0-D tensor (nil without `trackRunningStats`).
+    public let numBatchesTracked: Buffer?
+
+    /// Channels C.
+    public let features: Int
+    /// Added to the variance for numerical stability.
+    public let eps: Float
+    /// Weight of the batch statistics in the running average; nil for a cumulative average.
+    public let momentum: Float?
+
+    /// Batch normalisation of `features` channels.
+    public init(_ features: Int, eps: Float = 1e-5, momentum: Float? = 0.1, affine: Bool = true,
+                trackRunningStats: Bool = true) {
+        precondition(features > 0, "BatchNorm2d: features must be positive, got \(features)")
+        self.features = features
+        self.eps = eps
+        self.momentum = momentum
+        (weight, bias) = BatchNormCore.affine(features, affine)
+        (runningMean, runningVar, numBatchesTracked) = BatchNormCore.stats(features, trackRunningStats)
+        super.init()
+    }
+
+    /// Sets `weight` to ones, `bias` to zeros and the running statistics to their initial values.
+    public func resetParameters(generator: inout RandomGenerator) {
+        BatchNormCore.reset(weight, bias)
+        resetRunningStats()
+    }
+
+    /// Running mean to zeros, running variance to ones, batch count to 0.
+    public func resetRunningStats() {
+        BatchNormCore.resetStats(runningMean, runningVar, numBatchesTracked)
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor {
+        let name = "BatchNorm2d(\(features))"
+        Shape.check(x.rank == 4 && x.shape[1] == features, op: name, shapes: [x.shape, [features]],
+                    "expected input [N, \(features), H, W]")
+        return BatchNormCore.forward(x, name: name, weight: weight, bias: bias, runningMean: runningMean,
+                                     runningVar: runningVar, numBatchesTracked: numBatchesTracked,
+                                     training: isTraining, momentum: momentum, eps: eps)
+    }
+}
+
+/// What BatchNorm1d and BatchNorm2d share.
+enum BatchNormCore {
+    static func affine(_ c: Int, _ on: Bool) -> (Parameter?, Parameter?) {
+        guard on else { return (nil, nil) }
+        return (Parameter(Tensor.ones([c]), role: .normalization), Parameter(Tensor.zeros([c]), role: .normalization))
+    }
+
+    static func stats(_ c: Int, _ on: Bool) -> (Buffer?, Buffer?, Buffer?) {
+        guard on else { return (nil, nil, nil) }
+        return (Buffer(Tensor.zeros([c])), Buffer(Tensor.ones([c])), Buffer(Tensor(0)))
+    }
+
+    static func reset(_ weight: Parameter?, _ bias: Parameter?) {
+        if let weight { weight.value = Tensor.ones(weight.shape) }
+        if let bias { bias.value = Tensor.zeros(bias.shape) }
+    }
+
+    static func resetStats(_ mean: Buffer?, _ variance: Buffer?, _ count: Buffer?) {
+        if let mean { mean.value = Tensor.zeros(mean.value.shape) }
+        if let variance { variance.value = Tensor.ones(variance.value.shape) }
+        count?.value = Tensor(0)
+    }
+
+    static func forward(_ x: Tensor, name: String, weight: Parameter?, bias: Parameter?, runningMean: Buffer?,
+                        runningVar: Buffer?, numBatchesTracked: Buffer?, training: Bool, momentum: Float?,
+                        eps: Float) -> Tensor {
+        if training {
+            Shape.check(x.count / x.shape[1] > 1, op: name, shapes: [x.shape],
+                        "expected more than 1 value per channel when training")
+        }
+        var factor = momentum ?? 0
+        if training, let count = numBatchesTracked {
+            let n = count.value.item() + 1
+            count.value = Tensor(n)
+            if momentum == nil { factor = 1 / n }
+        }
+        var mean = runningMean?.value, variance = runningVar?.value
+        let y = Tensor.batchNorm(x, runningMean: &mean, runningVar: &variance, weight: weight?.value, bias: bias?.value,
+                                 training: training, momentum: factor, eps: eps)
+        if training, let mean, let variance {
+            runningMean?.value = mean
+            runningVar?.value = variance
+        }
+        return y
+    }
+}
+
+/// Layer normalisation over the trailing `normalizedShape` axes (PyTorch's `nn.LayerNorm`):
+/// `(x - mean) / sqrt(var + eps) * weight + bias`, biased variance; `weight` ones, `bias` zeros.
+///
+/// ```swift
+/// let norm = LayerNorm(256)      // [B, T, 256] -> [B, T, 256]
+/// ```
+public final class LayerNorm: Module, ParameterInitializing {
+    /// Scale of shape `normalizedShape` (nil without `elementwiseAffine`).
+    public let weight: Parameter?
+    /// Shift of shape `normalizedShape` (nil without `elementwiseAffine` or `bias`).
+    public let bias: Parameter?
+
+    /// The trailing axes normalised over.
+    public let normalizedShape: [Int]
+    /// Added to the variance for numerical stability.
+    public let eps: Float
+
+    /// Normalises over the trailing axes `normalizedShape`.
+    public init(_ normalizedShape: [Int], eps: Float = 1e-5, elementwiseAffine: Bool = true, bias: Bool = true) {
+        precondition(!normalizedShape.isEmpty && normalizedShape.allSatisfy { $0 > 0 },
+                     "LayerNorm: normalizedShape must be non-empty and positive, got \(normalizedShape)")
+        self.normalizedShape = normalizedShape
+        self.eps = eps
+        weight = elementwiseAffine ? Parameter(Tensor.ones(normalizedShape), role: .normalization) : nil
+        self.bias = elementwiseAffine && bias ? Parameter(Tensor.zeros(normalizedShape), role: .normalization) : nil
+        super.init()
+    }
+
+    /// Normalises over the last axis, of size `normalizedShape`.
+    public convenience init(_ normalizedShape: Int, eps: Float = 1e-5, elementwiseAffine: Bool = true, bias: Bool = true) {
+        self.init([normalizedShape], eps: eps, elementwiseAffine: elementwiseAffine, bias: bias)
+    }
+
+    /// Sets `weight` to ones and `bias` to zeros.
+    public func resetParameters(generator: inout RandomGenerator) {
+        BatchNormCore.reset(weight, bias)
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor {
+        let n = normalizedShape.count
+        Shape.check(x.rank >= n && Array(x.shape.suffix(n)) == normalizedShape, op: "LayerNorm(\(normalizedShape))",
+                    shapes: [x.shape, normalizedShape], "expected input [..., \(normalizedShape.map(String.init).joined(separator: ", "))]")
+        return Tensor.layerNorm(x, normalizedAxes: n, weight: weight?.value, bias: bias?.value, eps: eps)
+    }
+}

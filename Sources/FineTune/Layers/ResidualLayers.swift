@@ -1,0 +1,53 @@
+/// ResNet's basic block (torchvision's `BasicBlock`): `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`
+/// with 3x3 convolutions without bias. The shortcut is the identity, or `downsample`
+/// (`Sequential(Conv2d 1x1 with stride, BatchNorm2d)`) when the stride or channel count changes.
+///
+/// State-dict keys match torchvision: `conv1.weight`, `bn1.*`, `conv2.weight`, `bn2.*`,
+/// `downsample.0.weight`, `downsample.1.*`.
+///
+/// ```swift
+/// let block = ResidualBlock(64, 128, stride: 2)   // [N, 64, 32, 32] -> [N, 128, 16, 16]
+/// ```
+public final class ResidualBlock: Module {
+    /// 3x3, stride `stride`, no bias.
+    public let conv1: Conv2d
+    public let bn1: BatchNorm2d
+    public let relu: ReLU
+    /// 3x3, stride 1, no bias.
+    public let conv2: Conv2d
+    public let bn2: BatchNorm2d
+    /// The projection shortcut, nil when the block keeps the shape.
+    public let downsample: Sequential?
+
+    /// Input channels.
+    public let inChannels: Int
+    /// Output channels.
+    public let outChannels: Int
+    /// Spatial downsampling factor of `conv1` and the shortcut.
+    public let stride: Int
+
+    /// A block from `inChannels` to `outChannels`, downsampling by `stride`.
+    public init(_ inChannels: Int, _ outChannels: Int, stride: Int = 1) {
+        precondition(stride >= 1, "ResidualBlock: stride must be positive, got \(stride)")
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.stride = stride
+        conv1 = Conv2d(inChannels, outChannels, kernelSize: 3, stride: stride, padding: 1, bias: false)
+        bn1 = BatchNorm2d(outChannels)
+        relu = ReLU()
+        conv2 = Conv2d(outChannels, outChannels, kernelSize: 3, padding: 1, bias: false)
+        bn2 = BatchNorm2d(outChannels)
+        downsample = stride != 1 || inChannels != outChannels
+            ? Sequential(Conv2d(inChannels, outChannels, kernelSize: 1, stride: stride, bias: false), BatchNorm2d(outChannels))
+            : nil
+        super.init()
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor {
+        Shape.check(x.rank == 4 && x.shape[1] == inChannels, op: "ResidualBlock(\(inChannels), \(outChannels), stride: \(stride))",
+                    shapes: [x.shape, conv1.weight.shape], "expected input [N, \(inChannels), H, W]")
+        let shortcut = downsample.map { $0(x) } ?? x
+        let y = bn2(conv2(relu(bn1(conv1(x)))))
+        return relu(y + shortcut)
+    }
+}
