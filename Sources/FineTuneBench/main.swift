@@ -1,2 +1,73 @@
+// FineTuneBench: times FineTune's kernels and prints an aligned table or, with --json, one
+// JSON object on stdout. Run `swift run -c release FineTuneBench --help` for usage.
 import FineTune
-print("FineTuneBench: placeholder")
+import Foundation
+
+let options: Options
+do {
+    options = try Options.parse(Array(CommandLine.arguments.dropFirst()), validSuites: SuiteRegistry.names)
+} catch {
+    Console.error("FineTuneBench: \(error.message)")
+    Console.error("Valid suites: \(SuiteRegistry.names.joined(separator: ", ")). Run with --help for usage.")
+    exit(2)
+}
+
+if options.help {
+    Console.out(Options.usage(suites: SuiteRegistry.names))
+    exit(0)
+}
+
+/// The suites to run with their selected cases (after `--filter`), in command-line order.
+let selection: [(suite: any BenchSuite, cases: [BenchCase])] = (options.suites.isEmpty ? SuiteRegistry.names : options.suites)
+    .compactMap { name in SuiteRegistry.all.first { $0.name == name } }
+    .map { suite in (suite, suite.cases().filter { c in options.filter.map { c.name.contains($0) } ?? true }) }
+    .filter { !$0.cases.isEmpty }
+
+if selection.isEmpty {
+    Console.error("FineTuneBench: no case name contains '\(options.filter ?? "")'. Run with --list to see the cases.")
+    exit(2)
+}
+
+if options.list {
+    for (suite, cases) in selection {
+        Console.out("\(suite.name): \(suite.summary)")
+        let width = cases.map(\.name.count).max() ?? 0
+        for c in cases {
+            let threads = c.usesThreads ? "" : " [1 thread]"
+            Console.out("  \(c.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(c.detail)\(threads)")
+        }
+    }
+    exit(0)
+}
+
+let cores = ProcessInfo.processInfo.activeProcessorCount
+let threadCounts = options.threads.map { [$0] } ?? (cores > 1 ? [1, cores] : [1])
+let environment = BenchEnvironment(budget: options.budget, threadCounts: threadCounts)
+
+// Rows go to stdout as they complete; with --json they are progress on stderr.
+let emit: (String) -> Void = { [json = options.json] text in json ? Console.error(text) : Console.out(text) }
+let table = Table(suiteNames: selection.map(\.suite.name), caseNames: selection.flatMap { $0.cases.map(\.name) })
+if BenchEnvironment.isDebugBuild { emit(BenchEnvironment.debugWarning) }
+emit(environment.headline)
+emit("")
+emit(table.header)
+
+let runner = Runner(budget: options.budget, threadCounts: threadCounts)
+var results: [CaseResult] = []
+var allRatios: [Ratio] = []
+for (suite, cases) in selection {
+    let suiteResults = runner.run(suite, cases: cases) { emit(table.row($0)) }
+    results += suiteResults
+    allRatios += ratios(for: suite, results: suiteResults)
+}
+emit(ratioLines(allRatios))
+if BenchEnvironment.isDebugBuild { emit(BenchEnvironment.debugWarning) }
+
+if options.json {
+    do {
+        Console.out(try JSONReport(environment: environment, results: results, ratios: allRatios).text())
+    } catch {
+        Console.error("FineTuneBench: could not encode JSON: \(error)")
+        exit(1)
+    }
+}

@@ -1,0 +1,45 @@
+import FineTune
+
+/// The measurement of one case at one thread count: one row of the report.
+struct CaseResult {
+    var suite: String
+    var name: String
+    var threads: Int
+    var timing: Timing
+    /// Floating-point operations of one run, if the case defines them.
+    var flops: Double?
+    /// Sum of the outputs after the last run (keeps the work observable).
+    var checksum: Double
+
+    /// Median time in milliseconds.
+    var ms: Double { timing.median * 1e3 }
+    /// Fastest run in milliseconds.
+    var minMs: Double { timing.min * 1e3 }
+    /// Throughput at the median time, in GFLOP/s.
+    var gflops: Double? { flops.map { $0 / timing.median / 1e9 } }
+}
+
+/// Runs the selected cases of each suite at each thread count.
+struct Runner {
+    /// Seconds of timed repetitions per case and thread count.
+    var budget: Double
+    /// Thread counts to run every threaded case with, e.g. `[1, 2]`.
+    var threadCounts: [Int]
+
+    /// Measures `cases` of `suite`, calling `report` after each measurement.
+    func run(_ suite: any BenchSuite, cases: [BenchCase], report: (CaseResult) -> Void) -> [CaseResult] {
+        var results: [CaseResult] = []
+        for benchCase in cases {
+            let workload = benchCase.makeWorkload()
+            for threads in benchCase.usesThreads ? threadCounts : [1] {
+                Kernels.maxThreads = threads
+                let timing = measure(budget: budget) { workload.run(threads: threads) }
+                let result = CaseResult(suite: suite.name, name: benchCase.name, threads: threads, timing: timing,
+                                        flops: benchCase.flops, checksum: workload.checksum())
+                report(result)
+                results.append(result)
+            }
+        }
+        return results
+    }
+}

@@ -1,0 +1,58 @@
+import FineTune
+
+/// A ResNet-style 3x3 convolution: batch 32, 64 -> 64 channels, 32x32, padding 1, stride 1.
+struct ConvSuite: BenchSuite {
+    let name = "conv"
+    let summary = "Kernels.conv2d*: 3x3 conv, batch 32, 64->64 channels, 32x32, pad 1, stride 1"
+
+    private let geometry = Conv2dGeometry(batch: 32, inChannels: 64, height: 32, width: 32,
+                                          outChannels: 64, kernelHeight: 3, kernelWidth: 3,
+                                          stride: (1, 1), padding: (1, 1))
+
+    func cases() -> [BenchCase] {
+        let g = geometry
+        let shape = "[\(g.batch)x\(g.inChannels)x\(g.height)x\(g.width)] -> [\(g.batch)x\(g.outChannels)x\(g.outHeight)x\(g.outWidth)]"
+        return [
+            BenchCase(name: "conv3x3_fwd", detail: "conv2dForward with bias, \(shape)",
+                      flops: g.forwardFlops, makeWorkload: { ConvWorkload(g, backward: false) }),
+            BenchCase(name: "conv3x3_fwd_bwd", detail: "forward + conv2dBackwardInput + conv2dBackwardWeight (3x forward flops)",
+                      flops: 3 * g.forwardFlops, makeWorkload: { ConvWorkload(g, backward: true) }),
+        ]
+    }
+}
+
+/// Buffers for one convolution: forward only, or forward plus both backward kernels.
+final class ConvWorkload: Workload {
+    private let g: Conv2dGeometry
+    private let backward: Bool
+    private let input: FloatBuffer, weight: FloatBuffer, bias: FloatBuffer, output: FloatBuffer
+    private let gradOutput: FloatBuffer, gradInput: FloatBuffer, gradWeight: FloatBuffer
+
+    init(_ g: Conv2dGeometry, backward: Bool) {
+        self.g = g
+        self.backward = backward
+        let inputCount = g.batch * g.inChannels * g.height * g.width
+        let outputCount = g.batch * g.outChannels * g.outHeight * g.outWidth
+        let weightCount = g.outChannels * g.inChannelsPerGroup * g.kernelHeight * g.kernelWidth
+        input = FloatBuffer(count: inputCount, seed: 11)
+        weight = FloatBuffer(count: weightCount, seed: 12)
+        bias = FloatBuffer(count: g.outChannels, seed: 13)
+        output = FloatBuffer(count: outputCount)
+        // Backward buffers stay empty for the forward-only case.
+        gradOutput = FloatBuffer(count: backward ? outputCount : 0, seed: 14)
+        gradInput = FloatBuffer(count: backward ? inputCount : 0)
+        gradWeight = FloatBuffer(count: backward ? weightCount : 0)
+    }
+
+    func run(threads: Int) {
+        Kernels.conv2dForward(g, input: input.readOnly, weight: weight.readOnly, bias: bias.readOnly,
+                              output: output.pointer, threads: threads)
+        guard backward else { return }
+        Kernels.conv2dBackwardInput(g, gradOutput: gradOutput.readOnly, weight: weight.readOnly,
+                                    gradInput: gradInput.pointer, threads: threads)
+        Kernels.conv2dBackwardWeight(g, input: input.readOnly, gradOutput: gradOutput.readOnly,
+                                     gradWeight: gradWeight.pointer, threads: threads)
+    }
+
+    func checksum() -> Double { output.sum() + gradInput.sum() + gradWeight.sum() }
+}

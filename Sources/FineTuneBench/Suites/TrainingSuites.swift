@@ -1,0 +1,103 @@
+import FineTune
+
+/// One AdamW training step (zeroGrad, forward, loss, backward, step) of a model on a fixed batch.
+final class TrainingStepWorkload: Workload {
+    private let model: Module
+    private let optimizer: AdamW
+    private let loss: (Module) -> Tensor
+    private var lastLoss: Float = 0
+
+    /// `prepare` may freeze parts of the model before the optimizer is built.
+    init(seed: UInt64, model makeModel: () -> Module, prepare: (Module) -> Void = { _ in },
+         loss: @escaping (Module) -> Tensor) {
+        model = RandomGenerator.withSeed(seed) { makeModel() }
+        prepare(model)
+        optimizer = AdamW(model, lr: 1e-3)
+        self.loss = loss
+    }
+
+    func run(threads: Int) {
+        optimizer.zeroGrad()
+        let value = loss(model)
+        value.backward()
+        optimizer.step()
+        lastLoss = value.item()
+    }
+
+    func checksum() -> Double { Double(lastLoss) }
+}
+
+/// Deterministic batch data for the training suites.
+enum TrainingData {
+    static func inputs(_ shape: [Int], seed: UInt64) -> Tensor {
+        var rng = RandomGenerator(seed: seed)
+        return Tensor.randomUniform(shape, low: -1, high: 1, generator: &rng)
+    }
+
+    static func labels(_ count: Int, classes: Int, seed: UInt64) -> [Int] {
+        var rng = RandomGenerator(seed: seed)
+        return (0..<count).map { _ in Int(rng.next() % UInt64(classes)) }
+    }
+}
+
+/// MLP 784-512-512-10, batch 128, AdamW step.
+struct MLPSuite: BenchSuite {
+    let name = "mlp"
+    let summary = "AdamW training step: MLP 784-512-512-10, batch 128, cross-entropy"
+
+    func cases() -> [BenchCase] {
+        [BenchCase(name: "mlp_step", detail: "zeroGrad + forward + cross-entropy + backward + AdamW step", flops: nil) {
+            let x = TrainingData.inputs([128, 784], seed: 1), y = TrainingData.labels(128, classes: 10, seed: 2)
+            return TrainingStepWorkload(seed: 3, model: {
+                Sequential(Linear(784, 512), ReLU(), Linear(512, 512), ReLU(), Linear(512, 10))
+            }, loss: { Tensor.crossEntropy($0(x), targets: y) })
+        }]
+    }
+}
+
+/// The small CNN of the issue, full fine-tuning vs both convolutions frozen.
+struct CNNSuite: BenchSuite {
+    let name = "cnn"
+    let summary = "AdamW training step: Conv(1,32)-ReLU-Pool-Conv(32,64)-ReLU-Pool-Linear(3136,128)-ReLU-Linear(128,10), batch 64 of 1x28x28"
+
+    static func model() -> Module {
+        Sequential(Conv2d(1, 32, kernelSize: 3, padding: 1), ReLU(), MaxPool2d(kernelSize: 2),
+                   Conv2d(32, 64, kernelSize: 3, padding: 1), ReLU(), MaxPool2d(kernelSize: 2),
+                   Flatten(), Linear(3136, 128), ReLU(), Linear(128, 10))
+    }
+
+    func cases() -> [BenchCase] {
+        let make = { (frozen: Bool) -> any Workload in
+            let x = TrainingData.inputs([64, 1, 28, 28], seed: 4), y = TrainingData.labels(64, classes: 10, seed: 5)
+            return TrainingStepWorkload(seed: 6, model: CNNSuite.model, prepare: { model in
+                if frozen {
+                    // Both convolutions: Sequential children 0 and 3.
+                    _ = try? model.freeze(matching: .regex(#"[03]\..*"#))
+                }
+            }, loss: { Tensor.crossEntropy($0(x), targets: y) })
+        }
+        return [
+            BenchCase(name: "cnn_step_full", detail: "every parameter trains", flops: nil) { make(false) },
+            BenchCase(name: "cnn_step_frozen", detail: "both convolutions frozen (feature extractor + head)", flops: nil) { make(true) },
+        ]
+    }
+
+    var extraRatios: [RatioSpec] {
+        [.speedup(of: "cnn_step_frozen", over: "cnn_step_full", label: "full fine-tuning step")]
+    }
+}
+
+/// One pre-norm transformer encoder block, d_model 256, 4 heads, ffn 1024, seq 64, batch 16.
+struct TransformerSuite: BenchSuite {
+    let name = "transformer"
+    let summary = "AdamW training step: pre-norm encoder block, d_model 256, 4 heads, ffn 1024, seq 64, batch 16"
+
+    func cases() -> [BenchCase] {
+        [BenchCase(name: "transformer_step", detail: "forward + MSE to a fixed target + backward + AdamW step", flops: nil) {
+            let x = TrainingData.inputs([16, 64, 256], seed: 7), target = TrainingData.inputs([16, 64, 256], seed: 8)
+            return TrainingStepWorkload(seed: 9, model: {
+                TransformerEncoderBlock(dModel: 256, numHeads: 4, ffnDim: 1024, dropout: 0, activation: .gelu)
+            }, loss: { Tensor.mse($0(x), target) })
+        }]
+    }
+}
