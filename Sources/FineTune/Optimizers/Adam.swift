@@ -1,0 +1,199 @@
+import Foundation
+
+/// Adam with coupled L2 weight decay: exactly the algorithm of `torch.optim.Adam`
+/// (`amsgrad=False`).
+///
+/// For each trainable parameter with a gradient, with `lr = learningRate * lrMultiplier` and
+/// `t` the parameter's own step count (so a parameter whose state was reset starts its bias
+/// correction at 1, like a fresh PyTorch state):
+///
+/// ```text
+/// g = grad + weightDecay * p                    (skipped for biases/norms by default)
+/// m = beta1 * m + (1 - beta1) * g
+/// v = beta2 * v + (1 - beta2) * g * g
+/// p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+/// ```
+///
+/// For decoupled weight decay use ``AdamW``. Frozen parameters and parameters without a
+/// gradient are skipped; see ``Optimizer``.
+///
+/// ```swift
+/// let adam = Adam(model, lr: 1e-3)
+/// loss.backward(); adam.step(); adam.zeroGrad()
+/// ```
+public final class Adam: Optimizer {
+    public let beta1: Float
+    public let beta2: Float
+    public let eps: Float
+    /// Coupled L2 weight decay (added to the gradient, scaled by `weightDecayMultiplier`).
+    public let weightDecay: Float
+    /// Whether weight decay also applies to `.bias` and `.normalization` parameters.
+    public let decayBiasesAndNorms: Bool
+    private let core: OptimizerCore
+
+    /// An optimizer over `module`'s parameters, re-enumerated at every step.
+    public convenience init(_ module: Module, lr: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
+                            eps: Float = 1e-8, weightDecay: Float = 0, decayBiasesAndNorms: Bool = false,
+                            schedule: (any LearningRateSchedule)? = nil, unfreezePolicy: UnfreezePolicy = .reset) {
+        self.init(source: .module(module), lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay,
+                  decayBiasesAndNorms: decayBiasesAndNorms, schedule: schedule, unfreezePolicy: unfreezePolicy)
+    }
+
+    /// An optimizer over a fixed list of named parameters.
+    public convenience init(parameters: [(name: String, parameter: Parameter)], lr: Float = 1e-3, beta1: Float = 0.9,
+                            beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0,
+                            decayBiasesAndNorms: Bool = false, schedule: (any LearningRateSchedule)? = nil,
+                            unfreezePolicy: UnfreezePolicy = .reset) {
+        self.init(source: .deduplicated(parameters), lr: lr, beta1: beta1, beta2: beta2, eps: eps,
+                  weightDecay: weightDecay, decayBiasesAndNorms: decayBiasesAndNorms, schedule: schedule,
+                  unfreezePolicy: unfreezePolicy)
+    }
+
+    init(source: ParameterSource, lr: Float, beta1: Float, beta2: Float, eps: Float, weightDecay: Float,
+         decayBiasesAndNorms: Bool, schedule: (any LearningRateSchedule)?, unfreezePolicy: UnfreezePolicy) {
+        AdamStep.validate(beta1: beta1, beta2: beta2, eps: eps)
+        self.beta1 = beta1; self.beta2 = beta2; self.eps = eps
+        self.weightDecay = weightDecay
+        self.decayBiasesAndNorms = decayBiasesAndNorms
+        core = OptimizerCore(source: source, learningRate: lr, schedule: schedule, weightDecay: weightDecay,
+                             decayBiasesAndNorms: decayBiasesAndNorms, unfreezePolicy: unfreezePolicy,
+                             bufferNames: AdamStep.bufferNames)
+    }
+
+    public var learningRate: Float {
+        get { core.learningRate }
+        set { core.learningRate = newValue }
+    }
+    public var schedule: (any LearningRateSchedule)? {
+        get { core.schedule }
+        set { core.schedule = newValue }
+    }
+    public var unfreezePolicy: UnfreezePolicy {
+        get { core.unfreezePolicy }
+        set { core.unfreezePolicy = newValue }
+    }
+    public var stepCount: Int { core.stepCount }
+    public var parameterNamesWithState: [String] { core.parameterNamesWithState }
+    public func state(for name: String) -> OptimizerState? { core.state(for: name) }
+    public func resetState() { core.resetState() }
+    public func zeroGrad() { core.zeroGrad() }
+
+    public func step() {
+        AdamStep.run(core, beta1: beta1, beta2: beta2, eps: eps, decoupled: false)
+    }
+}
+
+/// Adam with decoupled weight decay: exactly the algorithm of `torch.optim.AdamW`.
+///
+/// Before the Adam update (without L2 term), each parameter decays by its own effective
+/// learning rate: `p -= lr * weightDecay * p`, with `lr = learningRate * lrMultiplier` and
+/// `weightDecay` scaled by the parameter's `weightDecayMultiplier`. Biases and normalisation
+/// parameters are not decayed unless `decayBiasesAndNorms` (the usual transformer recipe;
+/// PyTorch decays everything unless you build parameter groups). Embeddings are decayed.
+///
+/// ```swift
+/// let opt = AdamW(model, lr: 2e-5, weightDecay: 0.01,
+///                 schedule: LinearWarmupDecay(base: 2e-5, warmupSteps: 100, totalSteps: 3_000))
+/// ```
+public final class AdamW: Optimizer {
+    public let beta1: Float
+    public let beta2: Float
+    public let eps: Float
+    /// Decoupled weight decay (scaled by `weightDecayMultiplier`).
+    public let weightDecay: Float
+    /// Whether weight decay also applies to `.bias` and `.normalization` parameters.
+    public let decayBiasesAndNorms: Bool
+    private let core: OptimizerCore
+
+    /// An optimizer over `module`'s parameters, re-enumerated at every step.
+    public convenience init(_ module: Module, lr: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
+                            eps: Float = 1e-8, weightDecay: Float = 0.01, decayBiasesAndNorms: Bool = false,
+                            schedule: (any LearningRateSchedule)? = nil, unfreezePolicy: UnfreezePolicy = .reset) {
+        self.init(source: .module(module), lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay,
+                  decayBiasesAndNorms: decayBiasesAndNorms, schedule: schedule, unfreezePolicy: unfreezePolicy)
+    }
+
+    /// An optimizer over a fixed list of named parameters.
+    public convenience init(parameters: [(name: String, parameter: Parameter)], lr: Float = 1e-3, beta1: Float = 0.9,
+                            beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0.01,
+                            decayBiasesAndNorms: Bool = false, schedule: (any LearningRateSchedule)? = nil,
+                            unfreezePolicy: UnfreezePolicy = .reset) {
+        self.init(source: .deduplicated(parameters), lr: lr, beta1: beta1, beta2: beta2, eps: eps,
+                  weightDecay: weightDecay, decayBiasesAndNorms: decayBiasesAndNorms, schedule: schedule,
+                  unfreezePolicy: unfreezePolicy)
+    }
+
+    init(source: ParameterSource, lr: Float, beta1: Float, beta2: Float, eps: Float, weightDecay: Float,
+         decayBiasesAndNorms: Bool, schedule: (any LearningRateSchedule)?, unfreezePolicy: UnfreezePolicy) {
+        AdamStep.validate(beta1: beta1, beta2: beta2, eps: eps)
+        self.beta1 = beta1; self.beta2 = beta2; self.eps = eps
+        self.weightDecay = weightDecay
+        self.decayBiasesAndNorms = decayBiasesAndNorms
+        core = OptimizerCore(source: source, learningRate: lr, schedule: schedule, weightDecay: weightDecay,
+                             decayBiasesAndNorms: decayBiasesAndNorms, unfreezePolicy: unfreezePolicy,
+                             bufferNames: AdamStep.bufferNames)
+    }
+
+    public var learningRate: Float {
+        get { core.learningRate }
+        set { core.learningRate = newValue }
+    }
+    public var schedule: (any LearningRateSchedule)? {
+        get { core.schedule }
+        set { core.schedule = newValue }
+    }
+    public var unfreezePolicy: UnfreezePolicy {
+        get { core.unfreezePolicy }
+        set { core.unfreezePolicy = newValue }
+    }
+    public var stepCount: Int { core.stepCount }
+    public var parameterNamesWithState: [String] { core.parameterNamesWithState }
+    public func state(for name: String) -> OptimizerState? { core.state(for: name) }
+    public func resetState() { core.resetState() }
+    public func zeroGrad() { core.zeroGrad() }
+
+    public func step() {
+        AdamStep.run(core, beta1: beta1, beta2: beta2, eps: eps, decoupled: true)
+    }
+}
+
+/// The update shared by ``Adam`` and ``AdamW``.
+enum AdamStep {
+    static let bufferNames = ["exp_avg", "exp_avg_sq"]
+
+    static func validate(beta1: Float, beta2: Float, eps: Float) {
+        precondition(beta1 >= 0 && beta1 < 1, "Adam: beta1 must be in [0, 1), got \(beta1)")
+        precondition(beta2 >= 0 && beta2 < 1, "Adam: beta2 must be in [0, 1), got \(beta2)")
+        precondition(eps >= 0 && eps.isFinite, "Adam: invalid eps \(eps)")
+    }
+
+    static func run(_ core: OptimizerCore, beta1: Float, beta2: Float, eps: Float, decoupled: Bool) {
+        core.step(needsState: true, makeBuffers: { u in [Tensor.zeros(u.parameter.shape), Tensor.zeros(u.parameter.shape)] }) { u, slot in
+            guard let slot else { return }
+            // Bias corrections in Double, as PyTorch computes them on Python floats.
+            let t = Double(slot.step)
+            let bc1 = 1 - Foundation.pow(Double(beta1), t)
+            let bc2 = 1 - Foundation.pow(Double(beta2), t)
+            let stepSize = Float(Double(u.learningRate) / bc1)
+            let bc2Sqrt = Float(bc2.squareRoot())
+            let decay: Float = decoupled ? Float(1 - Double(u.learningRate) * Double(u.weightDecay)) : 1
+            let l2: Float = decoupled ? 0 : u.weightDecay
+            // Take the moments out of the slot so each is uniquely owned and written in place.
+            var m = slot.buffers[0], v = slot.buffers[1]
+            slot.buffers = []
+            defer { slot.buffers = [m, v] }
+            u.gradient.withUnsafeBufferPointer { gb in
+                u.parameter.value.withUnsafeMutableBufferPointer { wb in
+                    m.withUnsafeMutableBufferPointer { mb in
+                        v.withUnsafeMutableBufferPointer { vb in
+                            OptimizerKernels.adam(w: wb.baseAddress!, g: gb.baseAddress!, m: mb.baseAddress!,
+                                                  v: vb.baseAddress!, count: wb.count, decay: decay, l2: l2,
+                                                  beta1: beta1, beta2: beta2, eps: eps,
+                                                  stepSize: stepSize, biasCorrection2Sqrt: bc2Sqrt)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

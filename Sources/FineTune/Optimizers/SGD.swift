@@ -1,0 +1,103 @@
+/// Stochastic gradient descent with momentum, dampening, Nesterov momentum and L2 weight
+/// decay: exactly the algorithm of `torch.optim.SGD`.
+///
+/// For each trainable parameter with a gradient, with `lr = learningRate * lrMultiplier`:
+///
+/// ```text
+/// g = grad + weightDecay * p                        (coupled L2; skipped for biases/norms by default)
+/// buf = g                              on the parameter's first step
+/// buf = momentum * buf + (1 - dampening) * g        afterwards
+/// g = nesterov ? g + momentum * buf : buf           (when momentum != 0)
+/// p -= lr * g
+/// ```
+///
+/// Frozen parameters and parameters without a gradient are skipped; see ``Optimizer``.
+///
+/// ```swift
+/// let sgd = SGD(model, lr: 0.1, momentum: 0.9, nesterov: true, weightDecay: 5e-4)
+/// model.parameter(named: "head.weight")?.lrMultiplier = 10
+/// loss.backward(); sgd.step(); sgd.zeroGrad()
+/// ```
+public final class SGD: Optimizer {
+    public let momentum: Float
+    public let dampening: Float
+    public let nesterov: Bool
+    /// Coupled L2 weight decay (scaled by each parameter's `weightDecayMultiplier`).
+    public let weightDecay: Float
+    /// Whether weight decay also applies to `.bias` and `.normalization` parameters.
+    public let decayBiasesAndNorms: Bool
+    private let core: OptimizerCore
+
+    /// An optimizer over `module`'s parameters, re-enumerated at every step.
+    public convenience init(_ module: Module, lr: Float = 1e-3, momentum: Float = 0, dampening: Float = 0,
+                            nesterov: Bool = false, weightDecay: Float = 0, decayBiasesAndNorms: Bool = false,
+                            schedule: (any LearningRateSchedule)? = nil, unfreezePolicy: UnfreezePolicy = .reset) {
+        self.init(source: .module(module), lr: lr, momentum: momentum, dampening: dampening, nesterov: nesterov,
+                  weightDecay: weightDecay, decayBiasesAndNorms: decayBiasesAndNorms, schedule: schedule,
+                  unfreezePolicy: unfreezePolicy)
+    }
+
+    /// An optimizer over a fixed list of named parameters (e.g. `model.namedParameters()` filtered).
+    public convenience init(parameters: [(name: String, parameter: Parameter)], lr: Float = 1e-3, momentum: Float = 0,
+                            dampening: Float = 0, nesterov: Bool = false, weightDecay: Float = 0,
+                            decayBiasesAndNorms: Bool = false, schedule: (any LearningRateSchedule)? = nil,
+                            unfreezePolicy: UnfreezePolicy = .reset) {
+        self.init(source: .deduplicated(parameters), lr: lr, momentum: momentum, dampening: dampening,
+                  nesterov: nesterov, weightDecay: weightDecay, decayBiasesAndNorms: decayBiasesAndNorms,
+                  schedule: schedule, unfreezePolicy: unfreezePolicy)
+    }
+
+    init(source: ParameterSource, lr: Float, momentum: Float, dampening: Float, nesterov: Bool, weightDecay: Float,
+         decayBiasesAndNorms: Bool, schedule: (any LearningRateSchedule)?, unfreezePolicy: UnfreezePolicy) {
+        precondition(momentum >= 0 && momentum.isFinite, "SGD: invalid momentum \(momentum)")
+        precondition(!nesterov || (momentum > 0 && dampening == 0), "SGD: Nesterov momentum requires a momentum and zero dampening")
+        self.momentum = momentum
+        self.dampening = dampening
+        self.nesterov = nesterov
+        self.weightDecay = weightDecay
+        self.decayBiasesAndNorms = decayBiasesAndNorms
+        core = OptimizerCore(source: source, learningRate: lr, schedule: schedule, weightDecay: weightDecay,
+                             decayBiasesAndNorms: decayBiasesAndNorms, unfreezePolicy: unfreezePolicy,
+                             bufferNames: ["momentum_buffer"])
+    }
+
+    public var learningRate: Float {
+        get { core.learningRate }
+        set { core.learningRate = newValue }
+    }
+    public var schedule: (any LearningRateSchedule)? {
+        get { core.schedule }
+        set { core.schedule = newValue }
+    }
+    public var unfreezePolicy: UnfreezePolicy {
+        get { core.unfreezePolicy }
+        set { core.unfreezePolicy = newValue }
+    }
+    public var stepCount: Int { core.stepCount }
+    public var parameterNamesWithState: [String] { core.parameterNamesWithState }
+    public func state(for name: String) -> OptimizerState? { core.state(for: name) }
+    public func resetState() { core.resetState() }
+    public func zeroGrad() { core.zeroGrad() }
+
+    public func step() {
+        let momentum = momentum, dampening = dampening, nesterov = nesterov
+        core.step(needsState: momentum != 0, makeBuffers: { [Tensor.zeros($0.parameter.shape)] }) { u, slot in
+            let lr = u.learningRate, wd = u.weightDecay
+            u.gradient.withUnsafeBufferPointer { gb in
+                u.parameter.value.withUnsafeMutableBufferPointer { wb in
+                    let g = gb.baseAddress!, w = wb.baseAddress!, n = wb.count
+                    guard let slot else {
+                        OptimizerKernels.sgd(w: w, g: g, count: n, lr: lr, weightDecay: wd)
+                        return
+                    }
+                    let firstStep = slot.step == 1
+                    slot.buffers[0].withUnsafeMutableBufferPointer { bb in
+                        OptimizerKernels.sgdMomentum(w: w, g: g, buffer: bb.baseAddress!, count: n, lr: lr, weightDecay: wd,
+                                                     momentum: momentum, dampening: dampening, nesterov: nesterov,
+                                                     firstStep: firstStep)
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+import Foundation
+
+/// A learning rate as a function of the optimizer step.
+///
+/// `step` is the index of the optimizer step about to run, starting at 0: an optimizer with a
+/// schedule sets `learningRate = schedule.learningRate(at: stepCount)` at the start of every
+/// ``Optimizer/step()``. This is PyTorch's convention of calling `scheduler.step()` after each
+/// `optimizer.step()` (per-iteration scheduling). Each parameter then trains with this base
+/// rate times its `lrMultiplier`.
+///
+/// ```swift
+/// let schedule = CosineWithWarmup(base: 3e-4, warmupSteps: 500, totalSteps: 10_000, minLR: 1e-5)
+/// let optimizer = AdamW(model, schedule: schedule)
+/// schedule.learningRate(at: 250)    // 1.5e-4, halfway through warmup
+/// ```
+public protocol LearningRateSchedule: Sendable {
+    /// The base learning rate for optimizer step `step` (0-based).
+    func learningRate(at step: Int) -> Float
+}
+
+/// The same learning rate at every step.
+///
+/// ```swift
+/// let sgd = SGD(model, schedule: ConstantLR(base: 0.01))
+/// ```
+public struct ConstantLR: LearningRateSchedule {
+    public var base: Float
+    public init(base: Float) { self.base = base }
+    public func learningRate(at step: Int) -> Float { base }
+}
+
+/// Multiplies the rate by `gamma` every `stepSize` steps (`torch.optim.lr_scheduler.StepLR`):
+/// `base * gamma^(step / stepSize)` (integer division).
+///
+/// ```swift
+/// StepLR(base: 0.1, stepSize: 30, gamma: 0.1).learningRate(at: 65)   // 0.001
+/// ```
+public struct StepLR: LearningRateSchedule {
+    public var base: Float
+    public var stepSize: Int
+    public var gamma: Float
+    public init(base: Float, stepSize: Int, gamma: Float = 0.1) {
+        precondition(stepSize > 0, "StepLR: stepSize must be positive")
+        self.base = base; self.stepSize = stepSize; self.gamma = gamma
+    }
+    public func learningRate(at step: Int) -> Float {
+        Float(Double(base) * Foundation.pow(Double(gamma), Double(max(step, 0) / stepSize)))
+    }
+}
+
+/// Multiplies the rate by `gamma` every step (`ExponentialLR`): `base * gamma^step`.
+///
+/// ```swift
+/// ExponentialLR(base: 0.1, gamma: 0.99).learningRate(at: 100)   // 0.0366
+/// ```
+public struct ExponentialLR: LearningRateSchedule {
+    public var base: Float
+    public var gamma: Float
+    public init(base: Float, gamma: Float) { self.base = base; self.gamma = gamma }
+    public func learningRate(at step: Int) -> Float {
+        Float(Double(base) * Foundation.pow(Double(gamma), Double(max(step, 0))))
+    }
+}
+
+/// Linear warmup from 0 to `base` over `warmupSteps`, then cosine decay to `minLR` at
+/// `totalSteps` (Hugging Face's `get_cosine_schedule_with_warmup`, with a floor). Constant at
+/// `minLR` afterwards.
+///
+/// ```text
+/// step < warmup:  base * step / warmup
+/// otherwise:      minLR + (base - minLR) * 0.5 * (1 + cos(pi * (step - warmup) / (total - warmup)))
+/// ```
+///
+/// ```swift
+/// let s = CosineWithWarmup(base: 1e-3, warmupSteps: 100, totalSteps: 1_100)
+/// s.learningRate(at: 600)   // 5e-4
+/// ```
+public struct CosineWithWarmup: LearningRateSchedule {
+    public var base: Float
+    public var warmupSteps: Int
+    public var totalSteps: Int
+    public var minLR: Float
+    public init(base: Float, warmupSteps: Int, totalSteps: Int, minLR: Float = 0) {
+        precondition(warmupSteps >= 0 && totalSteps >= warmupSteps, "CosineWithWarmup: need 0 <= warmupSteps <= totalSteps")
+        self.base = base; self.warmupSteps = warmupSteps; self.totalSteps = totalSteps; self.minLR = minLR
+    }
+    public func learningRate(at step: Int) -> Float {
+        let step = max(step, 0)
+        if step < warmupSteps { return Float(Double(base) * Double(step) / Double(max(1, warmupSteps))) }
+        let progress = min(1, Double(step - warmupSteps) / Double(max(1, totalSteps - warmupSteps)))
+        let cosine = 0.5 * (1 + Foundation.cos(Double.pi * progress))
+        return Float(Double(minLR) + (Double(base) - Double(minLR)) * cosine)
+    }
+}
+
+/// Linear warmup from 0 to `base` over `warmupSteps`, then linear decay to `minLR` at
+/// `totalSteps` (Hugging Face's `get_linear_schedule_with_warmup`, with a floor).
+///
+/// ```swift
+/// let s = LinearWarmupDecay(base: 2e-5, warmupSteps: 10, totalSteps: 110)
+/// s.learningRate(at: 5)    // 1e-5
+/// s.learningRate(at: 60)   // 1e-5
+/// ```
+public struct LinearWarmupDecay: LearningRateSchedule {
+    public var base: Float
+    public var warmupSteps: Int
+    public var totalSteps: Int
+    public var minLR: Float
+    public init(base: Float, warmupSteps: Int, totalSteps: Int, minLR: Float = 0) {
+        precondition(warmupSteps >= 0 && totalSteps >= warmupSteps, "LinearWarmupDecay: need 0 <= warmupSteps <= totalSteps")
+        self.base = base; self.warmupSteps = warmupSteps; self.totalSteps = totalSteps; self.minLR = minLR
+    }
+    public func learningRate(at step: Int) -> Float {
+        let step = max(step, 0)
+        if step < warmupSteps { return Float(Double(base) * Double(step) / Double(max(1, warmupSteps))) }
+        let remaining = max(0, Double(totalSteps - step) / Double(max(1, totalSteps - warmupSteps)))
+        return Float(Double(minLR) + (Double(base) - Double(minLR)) * remaining)
+    }
+}
+
+/// The 1cycle policy with PyTorch's `OneCycleLR` defaults (two phases, `three_phase=False`):
+/// from `maxLR / divFactor` up to `maxLR` over the first `pctStart` of `totalSteps`, then down
+/// to `maxLR / divFactor / finalDivFactor` at step `totalSteps - 1`, with cosine (default) or
+/// linear annealing. Steps past the end stay at the final rate (PyTorch raises instead).
+/// Momentum is not cycled.
+///
+/// ```swift
+/// let s = OneCycleLR(maxLR: 0.01, totalSteps: 1_000)
+/// s.learningRate(at: 0)      // 0.0004
+/// s.learningRate(at: 299)    // 0.01
+/// s.learningRate(at: 999)    // 4e-8
+/// ```
+public struct OneCycleLR: LearningRateSchedule {
+    public enum Annealing: Sendable { case cosine, linear }
+    public var maxLR: Float
+    public var totalSteps: Int
+    public var pctStart: Float
+    public var divFactor: Float
+    public var finalDivFactor: Float
+    public var annealing: Annealing
+
+    public init(maxLR: Float, totalSteps: Int, pctStart: Float = 0.3, divFactor: Float = 25,
+                finalDivFactor: Float = 1e4, annealing: Annealing = .cosine) {
+        precondition(totalSteps > 1, "OneCycleLR: totalSteps must be at least 2")
+        precondition(pctStart > 0 && pctStart < 1, "OneCycleLR: pctStart must be in (0, 1)")
+        self.maxLR = maxLR; self.totalSteps = totalSteps; self.pctStart = pctStart
+        self.divFactor = divFactor; self.finalDivFactor = finalDivFactor; self.annealing = annealing
+    }
+
+    /// The rate at step 0.
+    public var initialLR: Float { Float(Double(maxLR) / Double(divFactor)) }
+    /// The rate at the last step.
+    public var finalLR: Float { Float(Double(maxLR) / Double(divFactor) / Double(finalDivFactor)) }
+
+    public func learningRate(at step: Int) -> Float {
+        let initial = Double(maxLR) / Double(divFactor)
+        let final = initial / Double(finalDivFactor)
+        let peakStep = Double(pctStart) * Double(totalSteps) - 1    // PyTorch: float(pct_start * total_steps) - 1
+        let lastStep = Double(totalSteps - 1)
+        let t = Double(min(max(step, 0), totalSteps - 1))
+        if t <= peakStep {
+            return Float(anneal(initial, Double(maxLR), pct: peakStep > 0 ? t / peakStep : 1))
+        }
+        return Float(anneal(Double(maxLR), final, pct: (t - peakStep) / (lastStep - peakStep)))
+    }
+
+    private func anneal(_ start: Double, _ end: Double, pct: Double) -> Double {
+        switch annealing {
+        case .cosine: return end + (start - end) / 2 * (Foundation.cos(Double.pi * pct) + 1)
+        case .linear: return (end - start) * pct + start
+        }
+    }
+}
+
+/// ULMFiT's slanted triangular learning rate (Howard & Ruder 2018): a short linear increase
+/// over the first `cutFrac` of `totalSteps`, then a long linear decay, from `maxLR / ratio`
+/// to `maxLR` and back.
+///
+/// ```text
+/// cut = floor(totalSteps * cutFrac)
+/// p = step < cut ? step / cut : 1 - (step - cut) / (cut * (1 / cutFrac - 1))
+/// lr = maxLR * (1 + p * (ratio - 1)) / ratio
+/// ```
+///
+/// ```swift
+/// let s = SlantedTriangular(maxLR: 0.01, totalSteps: 1_000)
+/// s.learningRate(at: 100)   // 0.01 (the peak)
+/// ```
+public struct SlantedTriangular: LearningRateSchedule {
+    public var maxLR: Float
+    public var totalSteps: Int
+    public var cutFrac: Float
+    public var ratio: Float
+
+    public init(maxLR: Float, totalSteps: Int, cutFrac: Float = 0.1, ratio: Float = 32) {
+        precondition(totalSteps > 0 && cutFrac > 0 && cutFrac < 1, "SlantedTriangular: need totalSteps > 0 and 0 < cutFrac < 1")
+        precondition(ratio >= 1, "SlantedTriangular: ratio must be at least 1")
+        self.maxLR = maxLR; self.totalSteps = totalSteps; self.cutFrac = cutFrac; self.ratio = ratio
+    }
+
+    public func learningRate(at step: Int) -> Float {
+        let t = Double(max(step, 0))
+        let cut = max(1, (Double(totalSteps) * Double(cutFrac)).rounded(.down))
+        let p = t < cut ? t / cut : max(0, 1 - (t - cut) / (cut * (1 / Double(cutFrac) - 1)))
+        return Float(Double(maxLR) * (1 + p * (Double(ratio) - 1)) / Double(ratio))
+    }
+}
+
+/// A schedule from a closure (PyTorch's `LambdaLR` with the base folded in).
+///
+/// ```swift
+/// let s = LambdaLR { step in 0.1 / Float(1 + step / 1000) }
+/// ```
+public struct LambdaLR: LearningRateSchedule {
+    public let function: @Sendable (Int) -> Float
+    public init(_ function: @escaping @Sendable (Int) -> Float) { self.function = function }
+    public func learningRate(at step: Int) -> Float { function(step) }
+}
