@@ -6,7 +6,7 @@ extension Tensor {
         let y = Tensor.vectorized(self, Kernels.relu)
         let x = contiguousData()
         return Tensor.record(y, op: "relu", inputs: [self]) { g, _ in
-            let g = g.contiguousData(), dx = Tensor(zeros: x.shape)
+            let g = g.contiguousData(), dx = Tensor(uninitialized: x.shape)
             x.withDataPointer { px in g.withDataPointer { pg in dx.withDataPointer { pd in
                 Kernels.reluGrad(x: px, gradOutput: pg, gradInput: pd, count: dx.count)
             }}}
@@ -24,7 +24,7 @@ extension Tensor {
         let y = Tensor.vectorized(self) { Kernels.vGELU($0, $1, count: $2, approximate: approximate) }
         let x = contiguousData()
         return Tensor.record(y, op: "gelu", inputs: [self]) { g, _ in
-            let g = g.contiguousData(), dx = Tensor(zeros: x.shape)
+            let g = g.contiguousData(), dx = Tensor(uninitialized: x.shape)
             x.withDataPointer { px in g.withDataPointer { pg in dx.withDataPointer { pd in
                 Kernels.vGELUGrad(x: px, gradOutput: pg, gradInput: pd, count: dx.count, approximate: approximate)
             }}}
@@ -70,10 +70,10 @@ extension Tensor {
         }
         let cols = Swift.max(shape.last ?? 1, 1), rows = count / cols
         let x = contiguousData()
-        let y = Tensor(zeros: shape)
+        let y = Tensor(uninitialized: shape)
         x.withDataPointer { px in y.withDataPointer { py in forward(px, py, rows, cols) } }
         return Tensor.record(y, op: op, inputs: [self]) { g, _ in
-            let g = g.contiguousData(), dx = Tensor(zeros: y.shape)
+            let g = g.contiguousData(), dx = Tensor(uninitialized: y.shape)
             y.withDataPointer { py in g.withDataPointer { pg in dx.withDataPointer { pd in
                 backward(py, pg, pd, rows, cols)
             }}}

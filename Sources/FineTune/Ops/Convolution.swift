@@ -21,7 +21,7 @@ extension Tensor {
             Shape.check(bias.shape == [g.outChannels], op: "conv2d", shapes: [weight.shape, bias.shape], "bias must be [out]")
         }
         let xd = x.contiguousData(), wd = weight.contiguousData(), bd = bias?.contiguousData()
-        let out = Tensor(zeros: [g.batch, g.outChannels, g.outHeight, g.outWidth])
+        let out = Tensor(uninitialized: [g.batch, g.outChannels, g.outHeight, g.outWidth])
         xd.withDataPointer { px in wd.withDataPointer { pw in out.withDataPointer { py in
             if let bd {
                 bd.withDataPointer { pb in Kernels.conv2dForward(g, input: px, weight: pw, bias: pb, output: py) }
@@ -34,14 +34,14 @@ extension Tensor {
             let gy = grad.contiguousData()
             var grads: [Tensor?] = [nil, nil, nil]
             if needs[0] {
-                let dx = Tensor(zeros: xd.shape)
+                let dx = Tensor(uninitialized: xd.shape)
                 gy.withDataPointer { pg in wd.withDataPointer { pw in dx.withDataPointer { pdx in
                     Kernels.conv2dBackwardInput(g, gradOutput: pg, weight: pw, gradInput: pdx)
                 }}}
                 grads[0] = dx
             }
             if needs[1] {
-                let dw = Tensor(zeros: wd.shape)
+                let dw = Tensor(uninitialized: wd.shape)
                 gy.withDataPointer { pg in xd.withDataPointer { px in dw.withDataPointer { pdw in
                     Kernels.conv2dBackwardWeight(g, input: px, gradOutput: pg, gradWeight: pdw)
                 }}}

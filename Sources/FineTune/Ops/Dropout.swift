@@ -16,7 +16,7 @@ extension Tensor {
 
     /// A mask of `0` (probability `p`) and `1 / (1 - p)` values.
     public static func dropoutMask(_ shape: [Int], p: Float, generator: inout RandomGenerator) -> Tensor {
-        let mask = Tensor(zeros: shape), keep = 1 / (1 - p)
+        let mask = Tensor(uninitialized: shape), keep = 1 / (1 - p)
         mask.withDataPointer { pm in
             for i in 0..<mask.count { pm[i] = generator.nextUniform() < p ? 0 : keep }
         }

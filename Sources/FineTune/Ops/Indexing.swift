@@ -15,7 +15,7 @@ extension Tensor {
             Shape.fail(ShapeError(op: "embedding", shapes: [weight.shape], reason: "index \(i) out of range 0..<\(vocab)"))
         }
         let w = weight.contiguousData()
-        let out = Tensor(zeros: outLead + [dim])
+        let out = Tensor(uninitialized: outLead + [dim])
         w.withDataPointer { pw in out.withDataPointer { po in
             for (r, i) in indices.enumerated() { (po + r * dim).update(from: pw + i * dim, count: dim) }
         }}

@@ -13,7 +13,7 @@ extension Tensor {
             Shape.fail(ShapeError(op: "crossEntropy", shapes: [logits.shape], reason: "target \(t) out of range 0..<\(c)"))
         }
         let x = logits.contiguousData()
-        let logp = Tensor(zeros: logits.shape)
+        let logp = Tensor(uninitialized: logits.shape)
         x.withDataPointer { px in logp.withDataPointer { pl in Kernels.logSoftmaxRows(px, pl, rows: n, cols: c) } }
         let onTarget = 1 - labelSmoothing, uniform = labelSmoothing / Float(c)
         var total: Double = 0
@@ -28,7 +28,7 @@ extension Tensor {
         let out = Tensor(Float(total / Double(Swift.max(n, 1))))
         return Tensor.record(out, op: "crossEntropy", inputs: [logits]) { g, _ in
             let scale = g.item() / Float(Swift.max(n, 1))
-            let dx = Tensor(zeros: [n, c])
+            let dx = Tensor(uninitialized: [n, c])
             logp.withDataPointer { pl in dx.withDataPointer { pd in
                 Kernels.vExp(pl, pd, count: n * c)
                 for (i, t) in targets.enumerated() {

@@ -47,7 +47,7 @@ extension Tensor {
         let opA = MatrixOperand(a), opB = MatrixOperand(b)
         let batchStridesA = Array(Broadcasting.strides(of: opA.tensor, broadcastTo: batchShape + [m, k]).dropLast(2))
         let batchStridesB = Array(Broadcasting.strides(of: opB.tensor, broadcastTo: batchShape + [k, n]).dropLast(2))
-        let out = Tensor(zeros: batchShape + [m, n])
+        let out = Tensor(uninitialized: batchShape + [m, n])
         opA.tensor.withDataPointer { pa in opB.tensor.withDataPointer { pb in out.withDataPointer { pc in
             var index = [Int](repeating: 0, count: batchShape.count)
             for batch in 0..<batchCount {
@@ -82,7 +82,7 @@ extension Tensor {
         let outShape = Array(x.shape.dropLast()) + [outFeatures]
         let rows = x.count / Swift.max(inFeatures, 1)
         let xd = x.contiguousData(), w = MatrixOperand(weight), bd = bias?.contiguousData()
-        let out = Tensor(zeros: outShape)
+        let out = Tensor(uninitialized: outShape)
         xd.withDataPointer { px in w.tensor.withDataPointer { pw in out.withDataPointer { py in
             if let bd {
                 bd.withDataPointer { pb in for r in 0..<rows { (py + r * outFeatures).update(from: pb, count: outFeatures) } }
@@ -99,7 +99,7 @@ extension Tensor {
             var grads: [Tensor?] = [nil, nil, nil]
             g2.withDataPointer { pg in
                 if needs[0] {
-                    let dx = Tensor(zeros: inputShape)
+                    let dx = Tensor(uninitialized: inputShape)
                     w.tensor.withDataPointer { pw in dx.withDataPointer { pdx in
                         // dx[rows, in] = g[rows, out] * W[out, in]
                         Kernels.sgemm(transA: false, transB: w.transposed, m: rows, n: inFeatures, k: outFeatures,
@@ -109,7 +109,7 @@ extension Tensor {
                     grads[0] = dx
                 }
                 if needs[1] {
-                    let dw = Tensor(zeros: [outFeatures, inFeatures])
+                    let dw = Tensor(uninitialized: [outFeatures, inFeatures])
                     xd.withDataPointer { px in dw.withDataPointer { pdw in
                         // dW[out, in] = g^T[out, rows] * x[rows, in]
                         Kernels.sgemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: rows,

@@ -7,13 +7,13 @@ extension Tensor {
                     "cannot normalise over the last \(normalizedAxes) axes")
         let cols = x.shape.suffix(normalizedAxes).reduce(1, *), rows = x.count / Swift.max(cols, 1)
         let xd = x.contiguousData()
-        let xhat = Tensor(zeros: x.shape)
+        let xhat = Tensor(uninitialized: x.shape)
         let mean = Tensor(zeros: [rows]), rstd = Tensor(zeros: [rows])
         xd.withDataPointer { px in xhat.withDataPointer { py in mean.withDataPointer { pm in rstd.withDataPointer { pr in
             Kernels.layerNormRows(x: px, y: py, mean: pm, rstd: pr, rows: rows, cols: cols, eps: eps)
         }}}}
         var out = Tensor.record(xhat, op: "layerNorm", inputs: [x]) { g, _ in
-            let gd = g.contiguousData(), dx = Tensor(zeros: xhat.shape)
+            let gd = g.contiguousData(), dx = Tensor(uninitialized: xhat.shape)
             xhat.withDataPointer { py in rstd.withDataPointer { pr in gd.withDataPointer { pg in dx.withDataPointer { pdx in
                 Kernels.layerNormRowsBackward(xhat: py, rstd: pr, gradOutput: pg, gradInput: pdx, rows: rows, cols: cols)
             }}}}
@@ -84,7 +84,7 @@ extension Tensor {
         }}}}}
         let out = Tensor.record(xhat, op: "batchNorm", inputs: [x]) { g, _ in
             // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), means over the channel's N*spatial elements.
-            let gd = g.contiguousData(), dx = Tensor(zeros: xhat.shape)
+            let gd = g.contiguousData(), dx = Tensor(uninitialized: xhat.shape)
             gd.withDataPointer { pg in xhat.withDataPointer { py in rstd.withDataPointer { pr in dx.withDataPointer { pdx in
                 for ch in 0..<c {
                     var sg: Float = 0, sgy: Float = 0

@@ -3,7 +3,7 @@ extension Tensor {
     public func maxPool2d(kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0)) -> Tensor {
         let g = poolGeometry("maxPool2d", kernel: kernel, stride: stride ?? kernel, padding: padding)
         let x = contiguousData()
-        let out = Tensor(zeros: [shape[0], shape[1], g.outHeight, g.outWidth])
+        let out = Tensor(uninitialized: [shape[0], shape[1], g.outHeight, g.outWidth])
         let indices = UnsafeMutablePointer<Int32>.allocate(capacity: Swift.max(out.count, 1))
         let owner = IndexBuffer(indices)
         x.withDataPointer { px in out.withDataPointer { py in
@@ -11,7 +11,7 @@ extension Tensor {
         }}
         let inputShape = shape
         return Tensor.record(out, op: "maxPool2d", inputs: [self]) { grad, _ in
-            let gy = grad.contiguousData(), dx = Tensor(zeros: inputShape)
+            let gy = grad.contiguousData(), dx = Tensor(uninitialized: inputShape)
             gy.withDataPointer { pg in dx.withDataPointer { pdx in
                 Kernels.maxPool2dBackward(g, gradOutput: pg, indices: owner.pointer, gradInput: pdx)
             }}
@@ -24,13 +24,13 @@ extension Tensor {
                           countIncludePad: Bool = true) -> Tensor {
         let g = poolGeometry("avgPool2d", kernel: kernel, stride: stride ?? kernel, padding: padding)
         let x = contiguousData()
-        let out = Tensor(zeros: [shape[0], shape[1], g.outHeight, g.outWidth])
+        let out = Tensor(uninitialized: [shape[0], shape[1], g.outHeight, g.outWidth])
         x.withDataPointer { px in out.withDataPointer { py in
             Kernels.avgPool2dForward(g, countIncludePad: countIncludePad, input: px, output: py)
         }}
         let inputShape = shape
         return Tensor.record(out, op: "avgPool2d", inputs: [self]) { grad, _ in
-            let gy = grad.contiguousData(), dx = Tensor(zeros: inputShape)
+            let gy = grad.contiguousData(), dx = Tensor(uninitialized: inputShape)
             gy.withDataPointer { pg in dx.withDataPointer { pdx in
                 Kernels.avgPool2dBackward(g, countIncludePad: countIncludePad, gradOutput: pg, gradInput: pdx)
             }}
@@ -44,13 +44,13 @@ extension Tensor {
         let (oh, ow) = outputSize, planes = shape[0] * shape[1], h = shape[2], w = shape[3]
         Shape.check(oh > 0 && ow > 0, op: "adaptiveAvgPool2d", shapes: [shape, [oh, ow]], "output size must be positive")
         let x = contiguousData()
-        let out = Tensor(zeros: [shape[0], shape[1], oh, ow])
+        let out = Tensor(uninitialized: [shape[0], shape[1], oh, ow])
         x.withDataPointer { px in out.withDataPointer { py in
             Kernels.adaptiveAvgPool2dForward(planes: planes, height: h, width: w, outHeight: oh, outWidth: ow, input: px, output: py)
         }}
         let inputShape = shape
         return Tensor.record(out, op: "adaptiveAvgPool2d", inputs: [self]) { grad, _ in
-            let gy = grad.contiguousData(), dx = Tensor(zeros: inputShape)
+            let gy = grad.contiguousData(), dx = Tensor(uninitialized: inputShape)
             gy.withDataPointer { pg in dx.withDataPointer { pdx in
                 Kernels.adaptiveAvgPool2dBackward(planes: planes, height: h, width: w, outHeight: oh, outWidth: ow,
                                                   gradOutput: pg, gradInput: pdx)

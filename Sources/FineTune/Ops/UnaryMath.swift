@@ -18,7 +18,7 @@ extension Tensor {
     @inline(__always)
     static func zipMap(_ a: Tensor, _ b: Tensor, _ c: Tensor, _ f: (Float, Float, Float) -> Float) -> Tensor {
         let a = a.contiguousData(), b = b.contiguousData(), c = c.contiguousData()
-        let out = Tensor(zeros: a.shape)
+        let out = Tensor(uninitialized: a.shape)
         a.withDataPointer { pa in b.withDataPointer { pb in c.withDataPointer { pc in out.withDataPointer { po in
             for i in 0..<out.count { po[i] = f(pa[i], pb[i], pc[i]) }
         }}}}
@@ -75,7 +75,7 @@ extension Tensor {
     /// Applies a pointer kernel `(x, y, count)` to a contiguous copy of `x`.
     static func vectorized(_ x: Tensor, _ kernel: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Tensor {
         let src = x.contiguousData()
-        let out = Tensor(zeros: x.shape)
+        let out = Tensor(uninitialized: x.shape)
         src.withDataPointer { px in out.withDataPointer { po in kernel(px, po, out.count) } }
         return out
     }

@@ -67,7 +67,7 @@ enum Broadcasting {
     /// Contiguous rows (and rows against a broadcast scalar) run on explicit SIMD vectors.
     static func binary<F: BinaryFunction>(_ a: Tensor, _ b: Tensor, op: String, _: F.Type) -> Tensor {
         let shape = a.shape == b.shape ? a.shape : Shape.broadcastOrFail(a.shape, b.shape, op: op)
-        let out = Tensor(zeros: shape)
+        let out = Tensor(uninitialized: shape)
         let sa = strides(of: a, broadcastTo: shape), sb = strides(of: b, broadcastTo: shape)
         a.withDataPointer { pa in b.withDataPointer { pb in out.withDataPointer { po in
             forEachRow(shape: shape, stridesA: sa, stridesB: sb) { oa, ob, oo, n, ia, ib in
@@ -99,7 +99,7 @@ enum Broadcasting {
     @inline(__always)
     static func binary(_ a: Tensor, _ b: Tensor, op: String, _ f: (Float, Float) -> Float) -> Tensor {
         let shape = a.shape == b.shape ? a.shape : Shape.broadcastOrFail(a.shape, b.shape, op: op)
-        let out = Tensor(zeros: shape)
+        let out = Tensor(uninitialized: shape)
         let sa = strides(of: a, broadcastTo: shape), sb = strides(of: b, broadcastTo: shape)
         a.withDataPointer { pa in b.withDataPointer { pb in out.withDataPointer { po in
             forEachRow(shape: shape, stridesA: sa, stridesB: sb) { oa, ob, oo, n, ia, ib in
@@ -114,7 +114,7 @@ enum Broadcasting {
     @inline(__always)
     static func unary(_ a: Tensor, _ f: (Float) -> Float) -> Tensor {
         let src = a.contiguousData()
-        let out = Tensor(zeros: a.shape)
+        let out = Tensor(uninitialized: a.shape)
         src.withDataPointer { x in out.withDataPointer { z in
             for i in 0..<out.count { z[i] = f(x[i]) }
         }}

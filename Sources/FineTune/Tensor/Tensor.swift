@@ -32,6 +32,14 @@ public struct Tensor {
                   strides: Shape.contiguousStrides(shape), offset: 0)
     }
 
+    /// A new contiguous tensor of `shape` whose elements the caller overwrites completely
+    /// before reading them (kernel outputs): skips the zero fill.
+    @usableFromInline
+    init(uninitialized shape: [Int]) {
+        self.init(storage: TensorStorage(count: Shape.count(shape), zeroed: false), shape: shape,
+                  strides: Shape.contiguousStrides(shape), offset: 0)
+    }
+
     /// A tensor of `shape` holding `scalars` in row-major order.
     ///
     /// ```swift
@@ -143,7 +151,7 @@ public struct Tensor {
 
     /// A fresh contiguous copy of the elements (no graph).
     func contiguousCopy() -> Tensor {
-        let out = Tensor(zeros: shape)
+        let out = Tensor(uninitialized: shape)
         withDataPointer { src in
             out.withDataPointer { dst in
                 StridedCopy.copy(from: src, shape: shape, strides: strides, to: dst)

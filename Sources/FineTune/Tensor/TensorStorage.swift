@@ -8,13 +8,22 @@ final class TensorStorage {
     @usableFromInline let pointer: UnsafeMutablePointer<Float>
     @usableFromInline let count: Int
 
-    /// Uninitialised-contents buffer of `count` floats, 64-byte aligned (zero-filled).
+    /// A buffer of `count` floats, 64-byte aligned, zero-filled unless `zeroed` is false
+    /// (for outputs that a kernel overwrites completely).
     @usableFromInline
-    init(count: Int) {
+    init(count: Int, zeroed: Bool = true) {
         self.count = count
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-        pointer.initialize(repeating: 0, count: max(count, 1))
+        if zeroed {
+            pointer.initialize(repeating: 0, count: max(count, 1))
+        } else {
+            #if DEBUG
+            // Debug builds (the tests) poison skipped fills, so a kernel that leaves an
+            // element unwritten shows up as NaN instead of passing on recycled zeros.
+            pointer.initialize(repeating: .nan, count: max(count, 1))
+            #endif
+        }
     }
 
     deinit { UnsafeMutableRawPointer(pointer).deallocate() }
