@@ -1,0 +1,50 @@
+import Testing
+@testable import FineTune
+
+/// The README's tour, kept compiling and true (smaller batch, same calls).
+@Suite("README tour")
+struct ReadmeTests {
+    @Test func tensorTour() {
+        RandomGenerator.seed(0)
+        var w = Tensor.randomNormal([784, 10], std: 0.01)
+        w.requiresGrad = true
+        let x = Tensor.randomUniform([4, 784])
+        let loss = Tensor.crossEntropy(x.matmul(w), targets: Array(repeating: 3, count: 4))
+        loss.backward()
+        #expect(w.grad?.shape == [784, 10])
+        let logits = withoutGradients { x.matmul(w) }
+        #expect(!logits.requiresGrad)
+    }
+
+    @Test func moduleTour() throws {
+        let model = RandomGenerator.withSeed(0) {
+            Sequential(
+                Conv2d(1, 32, kernelSize: 3, padding: 1), ReLU(), MaxPool2d(kernelSize: 2),
+                Conv2d(32, 64, kernelSize: 3, padding: 1), ReLU(), MaxPool2d(kernelSize: 2),
+                Flatten(), Linear(3136, 128), ReLU(), Linear(128, 10))
+        }
+        #expect(model.namedParameters().map(\.name) == ["0.weight", "0.bias", "3.weight", "3.bias",
+                                                         "7.weight", "7.bias", "9.weight", "9.bias"])
+        try model.freeze(matching: "0")
+        try model.freeze(matching: .regex(#"3\..*"#))
+        #expect(throws: SelectionError.self) { try model.freeze(matching: "convs.*") }
+        try model.setLearningRateMultiplier(0.1, matching: "7.**")
+        let table = model.summary(input: Tensor.zeros([1, 1, 28, 28]))
+        #expect(table.contains("[1, 10]"))
+
+        let optimizer = AdamW(model, lr: 1e-3, weightDecay: 0.01,
+                              schedule: CosineWithWarmup(base: 1e-3, warmupSteps: 100, totalSteps: 1_000))
+        let x = Tensor.randomUniform([2, 1, 28, 28]), y = [3, 7]
+        let frozenBefore = model.parameter(named: "3.weight")!.value.scalars
+        for _ in 0..<2 {
+            optimizer.zeroGrad()
+            let loss = Tensor.crossEntropy(model(x), targets: y)
+            loss.backward()
+            clipGradNorm(model, maxNorm: 1)
+            optimizer.step()
+        }
+        #expect(model.parameter(named: "3.weight")!.value.scalars == frozenBefore)
+        try model.unfreeze(matching: "3.**")
+        #expect(!model.parameter(named: "3.weight")!.isFrozen)
+    }
+}
