@@ -1,0 +1,187 @@
+// Direct SGEMM for matrix-vector shapes (a few rows or a few columns of C) and tiny products,
+// where packing would cost as much as the multiply itself: every element of the big operand
+// is used only a few times, so it is read in place.
+//
+// Two SIMD primitives cover all four transpose combinations:
+//   vectorTimesMatrix  out[j] = sum_p x[p] * M[p, j]   M rows contiguous: axpy form, 64 columns
+//                                                     of accumulators in registers
+//   matrixTimesVector  out[i] = sum_p M[i, p] * x[p]   dot products, 4 rows at a time
+//
+// A row of C is x = op(A)[i, :] times op(B); a column of C is op(A) times y = op(B)[:, j].
+// Whichever operand is the vector is gathered into a contiguous buffer when it is strided.
+
+/// The unpacked path for matrix-vector shaped products (internal).
+enum GEMMDirect {
+    /// At most this many rows (or columns) of C take the direct path (measured on Zen 3: with
+    /// 4 rows the direct path still beats packing, with 6 it loses).
+    static let maxVectors = 4
+    /// Products up to this many multiply-adds (16 x 16 x 16) take the direct path: packing
+    /// costs a few hundred nanoseconds, as much as the whole product.
+    static let maxTinyProduct = 16 * 16 * 16
+
+    /// Whether `(m, n, k)` is small or matrix-vector shaped enough for the direct path.
+    static func handles(m: Int, n: Int, k: Int) -> Bool {
+        m <= maxVectors || n <= maxVectors || m * n * k <= maxTinyProduct
+    }
+
+    /// Computes `problem` (m, n, k > 0) one row (or one column) of C at a time.
+    static func run(_ p: GEMMProblem) {
+        let byRows = p.m <= p.n
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: p.k + max(p.m, p.n)) { scratch in
+            let vector = scratch.baseAddress!, out = vector + p.k
+            if byRows {
+                // C[i, :] = op(A)[i, :] · op(B)
+                for i in 0..<p.m {
+                    let x = p.transA ? gather(p.a + i, stride: p.lda, count: p.k, into: vector) : p.a + i * p.lda
+                    if p.transB {
+                        matrixTimesVector(p.b, ld: p.ldb, rows: p.n, depth: p.k, x: x, out: out)
+                    } else {
+                        vectorTimesMatrix(x, depth: p.k, p.b, ld: p.ldb, columns: p.n, out: out)
+                    }
+                    let cRow = p.c + i * p.ldc
+                    for j in 0..<p.n { cRow[j] = GEMMSIMD.combine(out[j], cRow[j], alpha: p.alpha, beta: p.beta) }
+                }
+            } else {
+                // C[:, j] = op(A) · op(B)[:, j]
+                for j in 0..<p.n {
+                    let y = p.transB ? p.b + j * p.ldb : gather(p.b + j, stride: p.ldb, count: p.k, into: vector)
+                    if p.transA {
+                        vectorTimesMatrix(y, depth: p.k, p.a, ld: p.lda, columns: p.m, out: out)
+                    } else {
+                        matrixTimesVector(p.a, ld: p.lda, rows: p.m, depth: p.k, x: y, out: out)
+                    }
+                    for i in 0..<p.m {
+                        let cij = p.c + i * p.ldc + j
+                        cij.pointee = GEMMSIMD.combine(out[i], cij.pointee, alpha: p.alpha, beta: p.beta)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies `count` floats spaced `stride` apart into `buffer`.
+    static func gather(_ src: UnsafePointer<Float>, stride: Int, count: Int,
+                       into buffer: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+        for p in 0..<count { buffer[p] = src[p &* stride] }
+        return UnsafePointer(buffer)
+    }
+
+    // MARK: Primitives
+
+    /// `out[j] = sum_p x[p] * m[p * ld + j]` for `j < columns`.
+    static func vectorTimesMatrix(_ x: UnsafePointer<Float>, depth: Int, _ m: UnsafePointer<Float>, ld: Int,
+                                  columns: Int, out: UnsafeMutablePointer<Float>) {
+        var j = 0
+        // 64 columns at a time: four accumulators, one load and one multiply-add each per step.
+        while j &+ 64 <= columns {
+            typealias V = SIMD16<Float>
+            var s0 = V(), s1 = V(), s2 = V(), s3 = V()
+            var row = m + j
+            for p in 0..<depth {
+                let xp = V(repeating: x[p])
+                s0 = GEMMSIMD.multiplyAdd(xp, GEMMSIMD.load(row, as: V.self), s0)
+                s1 = GEMMSIMD.multiplyAdd(xp, GEMMSIMD.load(row + 16, as: V.self), s1)
+                s2 = GEMMSIMD.multiplyAdd(xp, GEMMSIMD.load(row + 32, as: V.self), s2)
+                s3 = GEMMSIMD.multiplyAdd(xp, GEMMSIMD.load(row + 48, as: V.self), s3)
+                row += ld
+            }
+            GEMMSIMD.store(s0, out + j)
+            GEMMSIMD.store(s1, out + (j &+ 16))
+            GEMMSIMD.store(s2, out + (j &+ 32))
+            GEMMSIMD.store(s3, out + (j &+ 48))
+            j &+= 64
+        }
+        while j &+ 16 <= columns {
+            columnPiece(SIMD16<Float>.self, x, depth: depth, m + j, ld: ld, out: out + j)
+            j &+= 16
+        }
+        // The last (< 16) columns: pieces that end at the last column and overlap columns
+        // already done (which get the same values again); scalar below 4 columns in all.
+        if j < columns {
+            if columns >= 16 {
+                columnPiece(SIMD16<Float>.self, x, depth: depth, m + (columns &- 16), ld: ld, out: out + (columns &- 16))
+            } else if columns >= 8 {
+                columnPiece(SIMD8<Float>.self, x, depth: depth, m, ld: ld, out: out)
+                if columns > 8 {
+                    columnPiece(SIMD8<Float>.self, x, depth: depth, m + (columns &- 8), ld: ld, out: out + (columns &- 8))
+                }
+            } else if columns >= 4 {
+                columnPiece(SIMD4<Float>.self, x, depth: depth, m, ld: ld, out: out)
+                if columns > 4 {
+                    columnPiece(SIMD4<Float>.self, x, depth: depth, m + (columns &- 4), ld: ld, out: out + (columns &- 4))
+                }
+            } else {
+                for jj in 0..<columns {
+                    var s: Float = 0
+                    for p in 0..<depth { s += x[p] * m[p &* ld &+ jj] }
+                    out[jj] = s
+                }
+            }
+        }
+    }
+
+    /// `V.scalarCount` columns of `vectorTimesMatrix` with one accumulator.
+    @inline(__always)
+    static func columnPiece<V: SIMD>(_: V.Type, _ x: UnsafePointer<Float>, depth: Int, _ m: UnsafePointer<Float>,
+                                     ld: Int, out: UnsafeMutablePointer<Float>) where V.Scalar == Float {
+        var s = V()
+        var row = m
+        for p in 0..<depth {
+            s = GEMMSIMD.multiplyAdd(V(repeating: x[p]), GEMMSIMD.load(row, as: V.self), s)
+            row += ld
+        }
+        GEMMSIMD.store(s, out)
+    }
+
+    /// `out[i] = sum_p m[i * ld + p] * x[p]` for `i < rows`.
+    static func matrixTimesVector(_ m: UnsafePointer<Float>, ld: Int, rows: Int, depth: Int,
+                                  x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+        var i = 0
+        while i &+ 4 <= rows {
+            let r = m + i &* ld
+            dots(r, r + ld, r + 2 &* ld, r + 3 &* ld, x, depth: depth, out: out + i)
+            i &+= 4
+        }
+        while i < rows {
+            let r = m + i &* ld
+            // One row: repeat it so the same code (and rounding) serves.
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 4) { four in
+                dots(r, r, r, r, x, depth: depth, out: four.baseAddress!)
+                out[i] = four[0]
+            }
+            i &+= 1
+        }
+    }
+
+    /// Four dot products of rows `r0...r3` with `x`: 16 lanes at a time, a fixed-order
+    /// horizontal sum, plus the last `depth % 16` products summed one by one.
+    @inline(__always)
+    static func dots(_ r0: UnsafePointer<Float>, _ r1: UnsafePointer<Float>, _ r2: UnsafePointer<Float>,
+                     _ r3: UnsafePointer<Float>, _ x: UnsafePointer<Float>, depth: Int,
+                     out: UnsafeMutablePointer<Float>) {
+        typealias V = SIMD16<Float>
+        var s0 = V(), s1 = V(), s2 = V(), s3 = V()
+        var p = 0
+        while p &+ 16 <= depth {
+            let xv = GEMMSIMD.load(x + p, as: V.self)
+            s0 = GEMMSIMD.multiplyAdd(GEMMSIMD.load(r0 + p, as: V.self), xv, s0)
+            s1 = GEMMSIMD.multiplyAdd(GEMMSIMD.load(r1 + p, as: V.self), xv, s1)
+            s2 = GEMMSIMD.multiplyAdd(GEMMSIMD.load(r2 + p, as: V.self), xv, s2)
+            s3 = GEMMSIMD.multiplyAdd(GEMMSIMD.load(r3 + p, as: V.self), xv, s3)
+            p &+= 16
+        }
+        var t0: Float = 0, t1: Float = 0, t2: Float = 0, t3: Float = 0
+        while p < depth {
+            let xp = x[p]
+            t0 += r0[p] * xp
+            t1 += r1[p] * xp
+            t2 += r2[p] * xp
+            t3 += r3[p] * xp
+            p &+= 1
+        }
+        out[0] = GEMMSIMD.sum(s0) + t0
+        out[1] = GEMMSIMD.sum(s1) + t1
+        out[2] = GEMMSIMD.sum(s2) + t2
+        out[3] = GEMMSIMD.sum(s3) + t3
+    }
+}

@@ -1,0 +1,183 @@
+// SGEMM micro-kernels: the innermost loop of the blocked GEMM (see GEMMBlocked.swift).
+//
+// A micro-kernel multiplies one packed `MR x kc` micro-panel of A by one packed `kc x NR`
+// micro-panel of B and keeps the whole `MR x NR` block of C in SIMD registers while it walks
+// the depth. Each step loads one row of B (NR floats, one `V`), broadcasts MR scalars of A and
+// issues MR vector multiply-adds. Only at the end is C touched:
+// `C = alpha * acc + beta * C` (C not read when `beta == 0`).
+//
+// Three tile shapes are compiled into every build; `GEMMKernelKind.active` picks one
+// (GEMMKernelKind.swift):
+//
+//   6 x 16  (V = SIMD16<Float>): AVX2 + FMA, 12 ymm accumulators + 2 for B + 1 broadcast of
+//           the 16 registers (as BLIS's Haswell kernel); on arm64, 24 of the 32 NEON q registers.
+//  12 x 32  (two SIMD16<Float> per row): AVX-512, 24 zmm accumulators + 2 for B + broadcasts
+//           of the 32.
+//   6 x 8   (V = SIMD8<Float>): baseline x86-64 (SSE, no FMA): 12 xmm accumulators + 2 for B
+//           + broadcast + product temporary = the 16 xmm registers, no spills.
+
+/// A register-tiled kernel `C[MR x NR] = alpha * Apanel · Bpanel + beta * C`.
+///
+/// Packed layouts (see GEMMPacking.swift): the A micro-panel holds `a[p * mr + r]` = element
+/// `(r, p)`; the B micro-panel holds `b[p * nr + j]` = element `(p, j)`.
+protocol GEMMMicroKernel {
+    /// Rows of the register tile (height of an A micro-panel).
+    static var mr: Int { get }
+    /// Columns of the register tile (width of a B micro-panel).
+    static var nr: Int { get }
+    /// Cache block sizes for this tile.
+    static var blocking: GEMMBlocking { get }
+
+    /// Multiplies the packed micro-panels over `depth` steps and updates the full tile at `c`.
+    static func multiply(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                         alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int)
+}
+
+/// 6 x 16 tile: the AVX2 + FMA kernel (16 ymm registers), also used on arm64 NEON.
+enum GEMMKernel6x16: GEMMMicroKernel {
+    static var mr: Int { 6 }
+    static var nr: Int { 16 }
+    /// Tuned on Zen 3 (32 KiB L1d, 512 KiB L2): the `kc x 16` B micro-panel (up to 24 KiB)
+    /// stays in L1, the `mc x kc` A block (up to 180 KiB) in L2, the `kc x nc` B block in L3.
+    /// (KC 256-512 and MC 72-240 are all within a few percent of each other there.)
+    static var blocking: GEMMBlocking { GEMMBlocking(mc: 120, kc: 384, nc: 2048) }
+
+    @inline(never)
+    static func multiply(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                         alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        GEMMTile.sixRows(SIMD16<Float>.self, depth: depth, a: a, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
+    }
+}
+
+/// 12 x 32 tile: the AVX-512 kernel (32 zmm registers), chosen only for host-CPU builds on a
+/// CPU that reports AVX-512F.
+enum GEMMKernel12x32: GEMMMicroKernel {
+    static var mr: Int { 12 }
+    static var nr: Int { 32 }
+    /// Sized from the AVX-512 cache hierarchy (Zen 4/5, Skylake-SP: 32-48 KiB L1d, 1-2 MiB L2),
+    /// not tuned on such hardware: the `kc x 32` B micro-panel (24 KiB) fits a 32 KiB L1d, the
+    /// A block (180 KiB) sits in L2.
+    static var blocking: GEMMBlocking { GEMMBlocking(mc: 240, kc: 192, nc: 3072) }
+
+    @inline(never)
+    static func multiply(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                         alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        GEMMTile.twelveRows(depth: depth, a: a, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
+    }
+}
+
+/// 6 x 8 tile: the portable kernel for baseline x86-64 (16 xmm registers, no FMA) and any
+/// other architecture without a host-CPU build.
+enum GEMMKernel6x8: GEMMMicroKernel {
+    static var mr: Int { 6 }
+    static var nr: Int { 8 }
+    /// The 8 KiB B micro-panel stays in L1, the 120 KiB A block in L2.
+    static var blocking: GEMMBlocking { GEMMBlocking(mc: 120, kc: 256, nc: 2048) }
+
+    @inline(never)
+    static func multiply(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                         alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        GEMMTile.sixRows(SIMD8<Float>.self, depth: depth, a: a, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
+    }
+}
+
+/// The kernel bodies, generic over the row vector `V` (NR = `V.scalarCount`). Every
+/// accumulator is a named local so that LLVM keeps it in registers.
+enum GEMMTile {
+    /// MR = 6.
+    @inline(__always)
+    static func sixRows<V: SIMD>(
+        _: V.Type, depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+        alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) where V.Scalar == Float {
+        var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V()
+        let nr = c0.scalarCount
+        var pa = a, pb = b
+        for _ in 0..<depth {
+            let row = GEMMSIMD.load(pb, as: V.self)
+            c0 = GEMMSIMD.multiplyAdd(V(repeating: pa[0]), row, c0)
+            c1 = GEMMSIMD.multiplyAdd(V(repeating: pa[1]), row, c1)
+            c2 = GEMMSIMD.multiplyAdd(V(repeating: pa[2]), row, c2)
+            c3 = GEMMSIMD.multiplyAdd(V(repeating: pa[3]), row, c3)
+            c4 = GEMMSIMD.multiplyAdd(V(repeating: pa[4]), row, c4)
+            c5 = GEMMSIMD.multiplyAdd(V(repeating: pa[5]), row, c5)
+            pa += 6
+            pb += nr
+        }
+        GEMMSIMD.update(c0, c, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c1, c + ldc, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c2, c + 2 &* ldc, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c3, c + 3 &* ldc, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c4, c + 4 &* ldc, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c5, c + 5 &* ldc, alpha: alpha, beta: beta)
+    }
+
+    /// MR = 12, NR = 32 as two `SIMD16` halves per row (`cNa`, `cNb`: 24 accumulators). Not one `SIMD32`
+    /// per row: the standard library does not vectorise `SIMD32.addingProduct` (it becomes a
+    /// per-lane loop through memory), while `SIMD16` maps to one zmm register.
+    @inline(__always)
+    static func twelveRows(
+        depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+        alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        typealias V = SIMD16<Float>
+        var c0a = V(), c0b = V()
+        var c1a = V(), c1b = V()
+        var c2a = V(), c2b = V()
+        var c3a = V(), c3b = V()
+        var c4a = V(), c4b = V()
+        var c5a = V(), c5b = V()
+        var c6a = V(), c6b = V()
+        var c7a = V(), c7b = V()
+        var c8a = V(), c8b = V()
+        var c9a = V(), c9b = V()
+        var c10a = V(), c10b = V()
+        var c11a = V(), c11b = V()
+        var pa = a, pb = b
+        for _ in 0..<depth {
+            let b0 = GEMMSIMD.load(pb, as: V.self), b1 = GEMMSIMD.load(pb + 16, as: V.self)
+            c0a = GEMMSIMD.multiplyAdd(V(repeating: pa[0]), b0, c0a)
+            c0b = GEMMSIMD.multiplyAdd(V(repeating: pa[0]), b1, c0b)
+            c1a = GEMMSIMD.multiplyAdd(V(repeating: pa[1]), b0, c1a)
+            c1b = GEMMSIMD.multiplyAdd(V(repeating: pa[1]), b1, c1b)
+            c2a = GEMMSIMD.multiplyAdd(V(repeating: pa[2]), b0, c2a)
+            c2b = GEMMSIMD.multiplyAdd(V(repeating: pa[2]), b1, c2b)
+            c3a = GEMMSIMD.multiplyAdd(V(repeating: pa[3]), b0, c3a)
+            c3b = GEMMSIMD.multiplyAdd(V(repeating: pa[3]), b1, c3b)
+            c4a = GEMMSIMD.multiplyAdd(V(repeating: pa[4]), b0, c4a)
+            c4b = GEMMSIMD.multiplyAdd(V(repeating: pa[4]), b1, c4b)
+            c5a = GEMMSIMD.multiplyAdd(V(repeating: pa[5]), b0, c5a)
+            c5b = GEMMSIMD.multiplyAdd(V(repeating: pa[5]), b1, c5b)
+            c6a = GEMMSIMD.multiplyAdd(V(repeating: pa[6]), b0, c6a)
+            c6b = GEMMSIMD.multiplyAdd(V(repeating: pa[6]), b1, c6b)
+            c7a = GEMMSIMD.multiplyAdd(V(repeating: pa[7]), b0, c7a)
+            c7b = GEMMSIMD.multiplyAdd(V(repeating: pa[7]), b1, c7b)
+            c8a = GEMMSIMD.multiplyAdd(V(repeating: pa[8]), b0, c8a)
+            c8b = GEMMSIMD.multiplyAdd(V(repeating: pa[8]), b1, c8b)
+            c9a = GEMMSIMD.multiplyAdd(V(repeating: pa[9]), b0, c9a)
+            c9b = GEMMSIMD.multiplyAdd(V(repeating: pa[9]), b1, c9b)
+            c10a = GEMMSIMD.multiplyAdd(V(repeating: pa[10]), b0, c10a)
+            c10b = GEMMSIMD.multiplyAdd(V(repeating: pa[10]), b1, c10b)
+            c11a = GEMMSIMD.multiplyAdd(V(repeating: pa[11]), b0, c11a)
+            c11b = GEMMSIMD.multiplyAdd(V(repeating: pa[11]), b1, c11b)
+            pa += 12
+            pb += 32
+        }
+        @inline(__always) func updateRow(_ low: V, _ high: V, _ row: UnsafeMutablePointer<Float>) {
+            GEMMSIMD.update(low, row, alpha: alpha, beta: beta)
+            GEMMSIMD.update(high, row + 16, alpha: alpha, beta: beta)
+        }
+        updateRow(c0a, c0b, c)
+        updateRow(c1a, c1b, c + ldc)
+        updateRow(c2a, c2b, c + 2 &* ldc)
+        updateRow(c3a, c3b, c + 3 &* ldc)
+        updateRow(c4a, c4b, c + 4 &* ldc)
+        updateRow(c5a, c5b, c + 5 &* ldc)
+        updateRow(c6a, c6b, c + 6 &* ldc)
+        updateRow(c7a, c7b, c + 7 &* ldc)
+        updateRow(c8a, c8b, c + 8 &* ldc)
+        updateRow(c9a, c9b, c + 9 &* ldc)
+        updateRow(c10a, c10b, c + 10 &* ldc)
+        updateRow(c11a, c11b, c + 11 &* ldc)
+    }
+}

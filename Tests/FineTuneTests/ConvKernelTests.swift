@@ -1,0 +1,272 @@
+import Testing
+@testable import FineTune
+
+// Tests for Kernels.conv2dForward / conv2dBackwardInput / conv2dBackwardWeight (Kernels/Conv2d.swift,
+// Kernels/Im2col.swift) against direct seven-loop references, on odd shapes covering padding,
+// stride, dilation, groups (including depthwise), 1x1 fast paths, banded column buffers and the
+// threaded plans (whole samples per thread, and threaded GEMM/im2col/col2im).
+
+// MARK: - Naive references (Double accumulation)
+
+private func referenceForward(_ g: Conv2dGeometry, _ x: [Float], _ w: [Float], _ b: [Float]?) -> [Float] {
+    let oh = g.outHeight, ow = g.outWidth, cpg = g.inChannelsPerGroup, opg = g.outChannelsPerGroup
+    var out = [Float](repeating: 0, count: g.batch * g.outChannels * oh * ow)
+    for n in 0..<g.batch { for co in 0..<g.outChannels {
+        let grp = co / opg
+        for y in 0..<oh { for xo in 0..<ow {
+            var s = Double(b?[co] ?? 0)
+            for ci in 0..<cpg { for ky in 0..<g.kernelHeight { for kx in 0..<g.kernelWidth {
+                let iy = y * g.strideH - g.padH + ky * g.dilationH, ix = xo * g.strideW - g.padW + kx * g.dilationW
+                if iy < 0 || iy >= g.height || ix < 0 || ix >= g.width { continue }
+                let c = grp * cpg + ci
+                s += Double(x[((n * g.inChannels + c) * g.height + iy) * g.width + ix])
+                    * Double(w[((co * cpg + ci) * g.kernelHeight + ky) * g.kernelWidth + kx])
+            }}}
+            out[((n * g.outChannels + co) * oh + y) * ow + xo] = Float(s)
+        }}
+    }}
+    return out
+}
+
+private func referenceBackwardInput(_ g: Conv2dGeometry, _ dy: [Float], _ w: [Float]) -> [Float] {
+    let oh = g.outHeight, ow = g.outWidth, cpg = g.inChannelsPerGroup, opg = g.outChannelsPerGroup
+    var dx = [Double](repeating: 0, count: g.batch * g.inChannels * g.height * g.width)
+    for n in 0..<g.batch { for co in 0..<g.outChannels {
+        let grp = co / opg
+        for y in 0..<oh { for xo in 0..<ow {
+            let go = Double(dy[((n * g.outChannels + co) * oh + y) * ow + xo])
+            for ci in 0..<cpg { for ky in 0..<g.kernelHeight { for kx in 0..<g.kernelWidth {
+                let iy = y * g.strideH - g.padH + ky * g.dilationH, ix = xo * g.strideW - g.padW + kx * g.dilationW
+                if iy < 0 || iy >= g.height || ix < 0 || ix >= g.width { continue }
+                let c = grp * cpg + ci
+                dx[((n * g.inChannels + c) * g.height + iy) * g.width + ix] +=
+                    go * Double(w[((co * cpg + ci) * g.kernelHeight + ky) * g.kernelWidth + kx])
+            }}}
+        }}
+    }}
+    return dx.map { Float($0) }
+}
+
+private func referenceBackwardWeight(_ g: Conv2dGeometry, _ x: [Float], _ dy: [Float]) -> [Float] {
+    let oh = g.outHeight, ow = g.outWidth, cpg = g.inChannelsPerGroup, opg = g.outChannelsPerGroup
+    var dw = [Double](repeating: 0, count: g.outChannels * cpg * g.kernelHeight * g.kernelWidth)
+    for n in 0..<g.batch { for co in 0..<g.outChannels {
+        let grp = co / opg
+        for y in 0..<oh { for xo in 0..<ow {
+            let go = Double(dy[((n * g.outChannels + co) * oh + y) * ow + xo])
+            for ci in 0..<cpg { for ky in 0..<g.kernelHeight { for kx in 0..<g.kernelWidth {
+                let iy = y * g.strideH - g.padH + ky * g.dilationH, ix = xo * g.strideW - g.padW + kx * g.dilationW
+                if iy < 0 || iy >= g.height || ix < 0 || ix >= g.width { continue }
+                let c = grp * cpg + ci
+                dw[((co * cpg + ci) * g.kernelHeight + ky) * g.kernelWidth + kx] +=
+                    go * Double(x[((n * g.inChannels + c) * g.height + iy) * g.width + ix])
+            }}}
+        }}
+    }}
+    return dw.map { Float($0) }
+}
+
+// MARK: - Helpers
+
+/// Deterministic values uniform in [-1, 1).
+private func values(_ count: Int, seed: UInt64) -> [Float] {
+    var state = seed &* 0x9E37_79B9_7F4A_7C15 &+ 1
+    return (0..<count).map { _ in
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return Float(state >> 40) / Float(1 << 23) - 1
+    }
+}
+
+/// Runs `body` with a copy of `input` and a NaN-filled output of `outputCount` floats (so a kernel
+/// that reads instead of overwriting its output is caught), returning the output.
+private func run(_ inputs: [[Float]], outputCount: Int,
+                 _ body: ([UnsafePointer<Float>], UnsafeMutablePointer<Float>) -> Void) -> [Float] {
+    let pointers = inputs.map { values -> UnsafeMutablePointer<Float> in
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(values.count, 1))
+        p.initialize(from: values, count: values.count)
+        return p
+    }
+    let out = UnsafeMutablePointer<Float>.allocate(capacity: max(outputCount, 1))
+    out.initialize(repeating: .nan, count: outputCount)
+    defer { out.deallocate(); pointers.forEach { $0.deallocate() } }
+    body(pointers.map { UnsafePointer($0) }, out)
+    return Array(UnsafeBufferPointer(start: out, count: outputCount))
+}
+
+private func sameBits(_ a: [Float], _ b: [Float]) -> Bool {
+    a.count == b.count && zip(a, b).allSatisfy { $0.bitPattern == $1.bitPattern }
+}
+
+/// One test shape.
+private struct ConvCase: CustomStringConvertible, Sendable {
+    var batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int
+    var kernel: (Int, Int), stride = (1, 1), padding = (0, 0), dilation = (1, 1), groups = 1, bias = true
+
+    var geometry: Conv2dGeometry {
+        Conv2dGeometry(batch: batch, inChannels: inChannels, height: height, width: width,
+                       outChannels: outChannels, kernelHeight: kernel.0, kernelWidth: kernel.1,
+                       stride: stride, padding: padding, dilation: dilation, groups: groups)
+    }
+
+    var description: String {
+        "N\(batch) \(inChannels)->\(outChannels) \(height)x\(width) k\(kernel) s\(stride) p\(padding) d\(dilation) g\(groups)"
+            + (bias ? " bias" : "")
+    }
+}
+
+private let cases: [ConvCase] = [
+    ConvCase(batch: 1, inChannels: 1, outChannels: 1, height: 1, width: 1, kernel: (1, 1), bias: false),
+    ConvCase(batch: 3, inChannels: 3, outChannels: 5, height: 5, width: 7, kernel: (3, 3), padding: (1, 1)),
+    ConvCase(batch: 1, inChannels: 7, outChannels: 4, height: 17, width: 5, kernel: (5, 3), stride: (2, 2),
+             padding: (2, 1), bias: false),
+    ConvCase(batch: 3, inChannels: 4, outChannels: 6, height: 7, width: 7, kernel: (3, 3), stride: (3, 3),
+             padding: (2, 2), dilation: (2, 2), groups: 2),
+    ConvCase(batch: 3, inChannels: 7, outChannels: 7, height: 5, width: 17, kernel: (3, 3), padding: (1, 1), groups: 7),
+    ConvCase(batch: 1, inChannels: 3, outChannels: 6, height: 7, width: 7, kernel: (3, 3), stride: (2, 1),
+             padding: (1, 2), groups: 3, bias: false),
+    ConvCase(batch: 3, inChannels: 7, outChannels: 5, height: 5, width: 7, kernel: (1, 1)),
+    ConvCase(batch: 3, inChannels: 6, outChannels: 4, height: 5, width: 5, kernel: (1, 1), groups: 2, bias: false),
+    ConvCase(batch: 3, inChannels: 3, outChannels: 4, height: 7, width: 7, kernel: (1, 1), stride: (2, 2)),
+    ConvCase(batch: 1, inChannels: 3, outChannels: 2, height: 5, width: 5, kernel: (1, 1), padding: (1, 1)),
+    ConvCase(batch: 1, inChannels: 3, outChannels: 2, height: 7, width: 17, kernel: (3, 3), dilation: (2, 2)),
+    ConvCase(batch: 3, inChannels: 3, outChannels: 4, height: 1, width: 17, kernel: (3, 3), padding: (1, 1)),
+    ConvCase(batch: 1, inChannels: 3, outChannels: 4, height: 5, width: 5, kernel: (3, 3), padding: (2, 2)),
+    ConvCase(batch: 3, inChannels: 3, outChannels: 4, height: 7, width: 17, kernel: (5, 3), padding: (2, 1)),
+    ConvCase(batch: 3, inChannels: 1, outChannels: 3, height: 17, width: 1, kernel: (5, 3), stride: (3, 1), padding: (2, 1)),
+    ConvCase(batch: 4, inChannels: 3, outChannels: 4, height: 7, width: 7, kernel: (3, 3), padding: (1, 1)),
+    ConvCase(batch: 4, inChannels: 4, outChannels: 4, height: 5, width: 7, kernel: (3, 3), stride: (2, 2),
+             padding: (1, 1), groups: 4, bias: false),
+    ConvCase(batch: 3, inChannels: 5, outChannels: 10, height: 7, width: 17, kernel: (5, 3), stride: (1, 3),
+             padding: (2, 1), dilation: (2, 2), groups: 5, bias: false),
+    ConvCase(batch: 2, inChannels: 3, outChannels: 3, height: 5, width: 5, kernel: (1, 1), groups: 3),
+]
+
+/// A way to run a case: thread count (threading is forced, whatever the size; with 2 threads both
+/// whole samples per thread and threaded GEMMs), and method: the automatic choice (which takes the
+/// direct kernels for depthwise cases), shifted copies wherever they apply, or column matrices in
+/// whole buffers or in bands of one output row.
+private struct PlanVariant {
+    var threads: Int, splitSamples: Bool?, method: ConvPlan.Method?, columnBudget = ConvPlan.columnBudget
+
+    func plan(_ g: Conv2dGeometry) -> ConvPlan {
+        ConvPlan(g, threads: threads, minParallelFlops: 0, columnBudget: columnBudget, method: method,
+                 splitSamples: splitSamples)
+    }
+
+    /// Variants with the same method must agree bit for bit.
+    var methodName: String { "\(method.map { "\($0)" } ?? "automatic")/\(columnBudget)" }
+}
+
+private let plans: [PlanVariant] = [(1, nil), (2, true), (2, false)].flatMap { (t: Int, split: Bool?) in
+    [PlanVariant(threads: t, splitSamples: split, method: nil),
+     PlanVariant(threads: t, splitSamples: split, method: .shifted),
+     PlanVariant(threads: t, splitSamples: split, method: .columns),
+     PlanVariant(threads: t, splitSamples: split, method: .columns, columnBudget: 1)]
+}
+
+// MARK: - Tests
+
+/// Runs `kernel` under every plan variant and through the public entry point (default plan);
+/// expects each result close to `expected`, and variants of the same method to agree bit for bit.
+private func checkAllPlans(_ c: ConvCase, inputs: [[Float]], expected: [Float], atol: Float,
+                           _ kernel: (ConvPlan?, [UnsafePointer<Float>], UnsafeMutablePointer<Float>) -> Void) {
+    let g = c.geometry
+    var byMethod: [String: [Float]] = [:]
+    for variant in plans {
+        let got = run(inputs, outputCount: expected.count) { p, out in kernel(variant.plan(g), p, out) }
+        expectClose(got, expected, atol: atol, rtol: 1e-4, "\(c) threads \(variant.threads) split \(String(describing: variant.splitSamples)) \(variant.methodName)")
+        if let first = byMethod[variant.methodName] {
+            let same = sameBits(first, got)
+            #expect(same, "\(c): thread counts or splits differ (\(variant.methodName))")
+        } else {
+            byMethod[variant.methodName] = got
+        }
+    }
+    let viaPublic = run(inputs, outputCount: expected.count) { p, out in kernel(nil, p, out) }
+    expectClose(viaPublic, expected, atol: atol, rtol: 1e-4, "\(c) public entry point")
+}
+
+@Suite("Conv2d kernels")
+struct ConvKernelTests {
+    @Test("forward matches the reference; same bits with 1 and 2 threads", arguments: cases)
+    fileprivate func forward(_ c: ConvCase) {
+        let g = c.geometry
+        let x = values(g.batch * g.inChannels * g.height * g.width, seed: 1)
+        let w = values(g.outChannels * g.inChannelsPerGroup * g.kernelHeight * g.kernelWidth, seed: 2)
+        let b = c.bias ? values(g.outChannels, seed: 3) : nil
+        checkAllPlans(c, inputs: [x, w, b ?? []], expected: referenceForward(g, x, w, b), atol: 1e-5) { plan, p, out in
+            let bias = c.bias ? p[2] : nil
+            if let plan {
+                Kernels.conv2dForward(g, input: p[0], weight: p[1], bias: bias, output: out, plan: plan)
+            } else {
+                Kernels.conv2dForward(g, input: p[0], weight: p[1], bias: bias, output: out)
+            }
+        }
+    }
+
+    @Test("backward input matches the reference; same bits with 1 and 2 threads", arguments: cases)
+    fileprivate func backwardInput(_ c: ConvCase) {
+        let g = c.geometry
+        let dy = values(g.batch * g.outChannels * g.outHeight * g.outWidth, seed: 4)
+        let w = values(g.outChannels * g.inChannelsPerGroup * g.kernelHeight * g.kernelWidth, seed: 5)
+        checkAllPlans(c, inputs: [dy, w], expected: referenceBackwardInput(g, dy, w), atol: 1e-5) { plan, p, out in
+            if let plan {
+                Kernels.conv2dBackwardInput(g, gradOutput: p[0], weight: p[1], gradInput: out, plan: plan)
+            } else {
+                Kernels.conv2dBackwardInput(g, gradOutput: p[0], weight: p[1], gradInput: out)
+            }
+        }
+    }
+
+    @Test("backward weight matches the reference; same bits with 1 and 2 threads", arguments: cases)
+    fileprivate func backwardWeight(_ c: ConvCase) {
+        let g = c.geometry
+        let x = values(g.batch * g.inChannels * g.height * g.width, seed: 6)
+        let dy = values(g.batch * g.outChannels * g.outHeight * g.outWidth, seed: 7)
+        checkAllPlans(c, inputs: [x, dy], expected: referenceBackwardWeight(g, x, dy), atol: 1e-4) { plan, p, out in
+            if let plan {
+                Kernels.conv2dBackwardWeight(g, input: p[0], gradOutput: p[1], gradWeight: out, plan: plan)
+            } else {
+                Kernels.conv2dBackwardWeight(g, input: p[0], gradOutput: p[1], gradWeight: out)
+            }
+        }
+    }
+
+    @Test("plans: methods by geometry; whole samples per thread for large batches, threaded GEMMs otherwise")
+    func planChoice() {
+        let big = Conv2dGeometry(batch: 32, inChannels: 64, height: 32, width: 32, outChannels: 64,
+                                 kernelHeight: 3, kernelWidth: 3, padding: (1, 1))
+        let p32 = ConvPlan(big, threads: 2)
+        #expect(p32.workers == 2 && p32.gemmThreads == 1)
+        #expect(p32.forwardMethod == .shifted && p32.backwardInputMethod == .shifted && p32.backwardWeightMethod == .shifted)
+        #expect(p32.colRows * p32.bandRows * big.outWidth <= ConvPlan.columnBudget)
+        var one = big
+        one.batch = 1
+        let p1 = ConvPlan(one, threads: 2)
+        #expect(p1.workers == 1 && p1.gemmThreads == 2)
+        #expect(p1.weightSlots == 1 && p32.weightSlots == ConvPlan.maxWeightSlots)
+
+        // Narrow images waste too much width for the shifted method, few channels make its sgemm
+        // calls too thin; strided convolutions cannot use it.
+        var narrow = big
+        (narrow.height, narrow.width) = (7, 7)
+        #expect(ConvPlan(narrow, threads: 1).forwardMethod == .columns)
+        var firstLayer = big
+        firstLayer.inChannels = 3
+        #expect(ConvPlan(firstLayer, threads: 1).forwardMethod == .columns)
+        var strided = big
+        (strided.strideH, strided.strideW) = (2, 2)
+        #expect(ConvPlan(strided, threads: 1).forwardMethod == .columns)
+        // Padding beyond the kernel's reach: shifted forward, but column matrices for the input gradient.
+        var padded = big
+        (padded.kernelHeight, padded.kernelWidth, padded.padH, padded.padW) = (1, 1, 1, 1)
+        let pp = ConvPlan(padded, threads: 1)
+        #expect(pp.forwardMethod == .shifted && pp.backwardInputMethod == .columns)
+
+        let tiny = Conv2dGeometry(batch: 2, inChannels: 1, height: 3, width: 3, outChannels: 1,
+                                  kernelHeight: 1, kernelWidth: 1)
+        let pt = ConvPlan(tiny, threads: 2)
+        #expect(pt.workers == 1 && pt.gemmThreads == 1)
+        #expect(pt.forwardMethod == .pointwise && pt.backwardInputMethod == .pointwise)
+    }
+}

@@ -1,0 +1,270 @@
+import Testing
+@testable import FineTune
+
+// Tests for Kernels.sgemm (Kernels/GEMM*.swift): every path (packed with each micro-kernel,
+// direct matrix-vector, degenerate shapes) against a Double-accumulation reference on odd
+// shapes, all four transpose combinations, strided leading dimensions and alpha/beta values,
+// plus bit-identical results for any thread count. Sizes stay small: tests run in debug builds.
+
+// MARK: - Helpers
+
+/// One GEMM call: shapes, transposes, scalars and extra leading-dimension padding.
+struct SGEMMCase: CustomTestStringConvertible, Sendable {
+    var m: Int, n: Int, k: Int
+    var transA = false, transB = false
+    var alpha: Float = 1, beta: Float = 0
+    /// Extra elements at the end of every stored row of A, B and C.
+    var pad = 0
+
+    var lda: Int { (transA ? m : k) + pad }
+    var ldb: Int { (transB ? k : n) + pad }
+    var ldc: Int { n + pad }
+
+    var testDescription: String {
+        "\(m)x\(n)x\(k)\(transA ? " At" : "")\(transB ? " Bt" : "") alpha \(alpha) beta \(beta) pad \(pad)"
+    }
+
+    func with(transA: Bool, transB: Bool) -> SGEMMCase {
+        var c = self
+        c.transA = transA
+        c.transB = transB
+        return c
+    }
+}
+
+/// Deterministic values in [-1, 1).
+private func values(_ count: Int, seed: UInt64) -> [Float] {
+    var state = seed &* 0x9E37_79B9_7F4A_7C15 &+ 1
+    return (0..<count).map { _ in
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return Float(state >> 40) / Float(1 << 23) - 1
+    }
+}
+
+/// Stored A, B and C for a case (never empty, so base addresses exist).
+private struct Operands {
+    var a: [Float], b: [Float], c: [Float]
+
+    init(_ t: SGEMMCase, seed: UInt64 = 1, fillC: Float? = nil) {
+        a = values(max(1, (t.transA ? t.k : t.m) * t.lda), seed: seed)
+        b = values(max(1, (t.transB ? t.n : t.k) * t.ldb), seed: seed &+ 1)
+        c = fillC.map { [Float](repeating: $0, count: max(1, t.m * t.ldc)) } ?? values(max(1, t.m * t.ldc), seed: seed &+ 2)
+    }
+}
+
+/// Runs the case and returns C. `kernel == nil` goes through the public entry point; otherwise
+/// the internal driver runs with that micro-kernel (`direct: false` forces packing,
+/// `splitAlways` splits across threads whatever the size).
+private func run(_ t: SGEMMCase, _ ops: Operands, threads: Int = 1,
+                 kernel: GEMMKernelKind? = nil, direct: Bool = true, splitAlways: Bool = false) -> [Float] {
+    var c = ops.c
+    ops.a.withUnsafeBufferPointer { a in
+        ops.b.withUnsafeBufferPointer { b in
+            c.withUnsafeMutableBufferPointer { c in
+                if let kernel {
+                    let problem = GEMMProblem(m: t.m, n: t.n, k: t.k, alpha: t.alpha, beta: t.beta,
+                                              a: a.baseAddress!, lda: t.lda, transA: t.transA,
+                                              b: b.baseAddress!, ldb: t.ldb, transB: t.transB,
+                                              c: c.baseAddress!, ldc: t.ldc)
+                    GEMM.run(problem, kernel: kernel, threads: threads, direct: direct,
+                             parallelThreshold: splitAlways ? 0 : GEMM.parallelThreshold)
+                } else {
+                    Kernels.sgemm(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k,
+                                  alpha: t.alpha, a: a.baseAddress!, lda: t.lda, b: b.baseAddress!, ldb: t.ldb,
+                                  beta: t.beta, c: c.baseAddress!, ldc: t.ldc, threads: threads)
+                }
+            }
+        }
+    }
+    return c
+}
+
+/// Checks `c` against a Double-accumulation reference: each element within
+/// `(k + 2) * ulp * (|alpha| * sum_p |a_ip * b_pj| + |beta * c_ij|)`, and the padding columns
+/// of C untouched (bit for bit).
+private func expectMatchesReference(_ c: [Float], _ t: SGEMMCase, _ ops: Operands,
+                                    _ comment: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    for i in 0..<t.m {
+        for j in 0..<t.ldc {
+            let index = i * t.ldc + j
+            if j >= t.n {
+                if c[index].bitPattern != ops.c[index].bitPattern {
+                    Issue.record("\(t.testDescription) \(comment): padding C[\(i), \(j)] was written",
+                                 sourceLocation: sourceLocation)
+                    return
+                }
+                continue
+            }
+            var sum = 0.0, magnitude = 0.0
+            for p in 0..<t.k {
+                let a = Double(t.transA ? ops.a[p * t.lda + i] : ops.a[i * t.lda + p])
+                let b = Double(t.transB ? ops.b[j * t.ldb + p] : ops.b[p * t.ldb + j])
+                sum += a * b
+                magnitude += abs(a * b)
+            }
+            let old = Double(ops.c[index])
+            let expected = Double(t.alpha) * sum + (t.beta == 0 ? 0 : Double(t.beta) * old)
+            let bound = Double(t.alpha.magnitude) * magnitude + (t.beta == 0 ? 0 : abs(Double(t.beta) * old))
+            let tolerance = Double(t.k + 2) * Double(Float.ulpOfOne) * bound
+            if !(abs(Double(c[index]) - expected) <= tolerance) {
+                Issue.record("\(t.testDescription) \(comment): C[\(i), \(j)] = \(c[index]), expected \(expected) ± \(tolerance)",
+                             sourceLocation: sourceLocation)
+                return
+            }
+        }
+    }
+}
+
+private let transposes = [(false, false), (false, true), (true, false), (true, true)]
+
+/// Odd shapes: edges in every dimension, skinny, and more than one MC, KC and NC block.
+private let packedShapes: [SGEMMCase] = [
+    SGEMMCase(m: 1, n: 1, k: 1),
+    SGEMMCase(m: 7, n: 17, k: 3, pad: 2),
+    SGEMMCase(m: 17, n: 33, k: 7),
+    SGEMMCase(m: 33, n: 65, k: 17, pad: 1),
+    SGEMMCase(m: 65, n: 7, k: 129, alpha: 0.5, beta: -2),
+    SGEMMCase(m: 1, n: 257, k: 3, beta: 1, pad: 3),
+    SGEMMCase(m: 257, n: 3, k: 1),
+    SGEMMCase(m: 150, n: 37, k: 300, alpha: -2, beta: 0.5, pad: 5),
+    SGEMMCase(m: 13, n: 3100, k: 2, alpha: 0.5, beta: 1),
+]
+
+// MARK: - Tests
+
+@Suite("SGEMM")
+struct GEMMTests {
+    /// The packed, blocked path with each compiled micro-kernel (all run correctly on any
+    /// x86-64 or arm64 CPU, just not all at full speed), every transpose combination.
+    @Test(arguments: GEMMKernelKind.allCases)
+    func packedPathMatchesReference(kernel: GEMMKernelKind) {
+        for shape in packedShapes {
+            for (transA, transB) in transposes {
+                let t = shape.with(transA: transA, transB: transB)
+                let ops = Operands(t)
+                expectMatchesReference(run(t, ops, kernel: kernel, direct: false), t, ops, "\(kernel)")
+            }
+        }
+    }
+
+    /// The public entry point on shapes that pick each path: direct (a few rows or columns,
+    /// tiny), packed, and sizes that span several cache blocks.
+    @Test(arguments: [
+        SGEMMCase(m: 1, n: 257, k: 3),
+        SGEMMCase(m: 1, n: 10, k: 70, pad: 1),
+        SGEMMCase(m: 2, n: 65, k: 257, alpha: 0.5, beta: 1),
+        SGEMMCase(m: 4, n: 300, k: 17, pad: 3),
+        SGEMMCase(m: 257, n: 1, k: 65, beta: -2),
+        SGEMMCase(m: 65, n: 4, k: 33, pad: 2),
+        SGEMMCase(m: 3, n: 3, k: 3),
+        SGEMMCase(m: 8, n: 8, k: 8, alpha: -2, beta: 0.5),
+        SGEMMCase(m: 33, n: 7, k: 33),
+        SGEMMCase(m: 65, n: 7, k: 129, pad: 1),
+        SGEMMCase(m: 97, n: 200, k: 270, alpha: 0.5, beta: 0.5, pad: 4),
+    ])
+    func publicEntryMatchesReference(shape: SGEMMCase) {
+        for (transA, transB) in transposes {
+            let t = shape.with(transA: transA, transB: transB)
+            let ops = Operands(t)
+            expectMatchesReference(run(t, ops), t, ops)
+        }
+    }
+
+    /// alpha and beta in {0, 1, 0.5, -2} on a strided packed shape and a strided direct shape.
+    @Test(arguments: [SGEMMCase(m: 19, n: 37, k: 23, pad: 3), SGEMMCase(m: 3, n: 37, k: 23, pad: 3)])
+    func alphaBeta(shape: SGEMMCase) {
+        for alpha: Float in [0, 1, 0.5, -2] {
+            for beta: Float in [0, 1, 0.5, -2] {
+                for (transA, transB) in transposes {
+                    var t = shape.with(transA: transA, transB: transB)
+                    t.alpha = alpha
+                    t.beta = beta
+                    let ops = Operands(t, seed: 7)
+                    expectMatchesReference(run(t, ops), t, ops)
+                }
+            }
+        }
+    }
+
+    /// With beta == 0, C is never read: NaNs in C must not reach the result (and the NaN
+    /// padding stays as it was).
+    @Test(arguments: [SGEMMCase(m: 40, n: 50, k: 30, pad: 2), SGEMMCase(m: 2, n: 50, k: 30, pad: 2),
+                      SGEMMCase(m: 50, n: 3, k: 30, pad: 2), SGEMMCase(m: 5, n: 5, k: 5, pad: 2)])
+    func betaZeroIgnoresNaNInC(shape: SGEMMCase) {
+        for (transA, transB) in transposes {
+            let t = shape.with(transA: transA, transB: transB)
+            let ops = Operands(t, fillC: .nan)
+            let c = run(t, ops)
+            expectMatchesReference(c, t, ops)
+            #expect((0..<t.m).allSatisfy { i in (0..<t.n).allSatisfy { !c[i * t.ldc + $0].isNaN } })
+        }
+    }
+
+    /// k == 0 and alpha == 0 give `beta * C` without reading A or B; m == 0 or n == 0 do nothing.
+    @Test func degenerateShapes() {
+        for beta: Float in [0, 1, 0.5] {
+            var t = SGEMMCase(m: 9, n: 21, k: 0, beta: beta, pad: 1)
+            let ops = Operands(t, fillC: beta == 0 ? .nan : 3)
+            let c = run(t, ops)
+            #expect((0..<t.m).allSatisfy { i in (0..<t.n).allSatisfy { c[i * t.ldc + $0] == 3 * beta } })
+            expectMatchesReference(c, t, ops)
+
+            // alpha == 0: NaNs in A and B are not read.
+            t.k = 13
+            t.alpha = 0
+            var nanOps = Operands(t, fillC: 3)
+            nanOps.a = nanOps.a.map { _ in .nan }
+            nanOps.b = nanOps.b.map { _ in .nan }
+            let scaled = run(t, nanOps)
+            #expect((0..<t.m).allSatisfy { i in (0..<t.n).allSatisfy { scaled[i * t.ldc + $0] == 3 * beta } })
+        }
+        for (m, n) in [(0, 5), (5, 0), (0, 0)] {
+            let t = SGEMMCase(m: m, n: n, k: 4, beta: 1, pad: 2)
+            let ops = Operands(t)
+            #expect(run(t, ops) == ops.c)
+        }
+    }
+
+    /// Split across threads (below the size where that pays off, to keep the test fast):
+    /// 1, 2, 3 and 4 threads give identical bits (no split of k, each element summed in the same
+    /// order), for every transpose combination and micro-kernel. The public entry point splits
+    /// large products the same way.
+    @Test(arguments: GEMMKernelKind.allCases)
+    func threadCountDoesNotChangeResult(kernel: GEMMKernelKind) {
+        let shape = SGEMMCase(m: 61, n: 90, k: 50, alpha: 0.5, beta: -2, pad: 3)
+        let grid = GEMM.threadGrid(m: shape.m, n: shape.n, k: shape.k, threads: 2, tile: kernel.shape,
+                                   parallelThreshold: 0)
+        #expect(grid.rows * grid.columns == 2)
+        let large = GEMM.threadGrid(m: 1024, n: 1024, k: 1024, threads: 2, tile: kernel.shape)
+        #expect(large.rows * large.columns == 2)
+        for (transA, transB) in transposes {
+            let t = shape.with(transA: transA, transB: transB)
+            let ops = Operands(t, seed: 3)
+            let single = run(t, ops, threads: 1, kernel: kernel)
+            expectMatchesReference(single, t, ops)
+            for threads in 2...4 {
+                let multi = run(t, ops, threads: threads, kernel: kernel, splitAlways: true)
+                #expect(multi.map(\.bitPattern) == single.map(\.bitPattern), "\(t.testDescription), \(threads) threads")
+            }
+        }
+    }
+
+    /// Thread blocks cover C exactly, cut on tile boundaries.
+    @Test func threadPartsCoverC() {
+        for (total, parts, granule) in [(131, 2, 6), (150, 3, 16), (5, 4, 6), (1024, 2, 16)] {
+            let ranges = (0..<parts).map { GEMM.part(total, parts: parts, index: $0, granule: granule) }
+            #expect(ranges.first?.lowerBound == 0 && ranges.last?.upperBound == total)
+            for (lhs, rhs) in zip(ranges, ranges.dropFirst()) {
+                #expect(lhs.upperBound == rhs.lowerBound)
+                #expect(lhs.upperBound % granule == 0 || lhs.upperBound == total)
+            }
+        }
+    }
+
+    /// The reported path names the active micro-kernel's tile.
+    @Test func simdPathNamesTheTile() {
+        let (mr, nr) = Kernels.microKernelShape
+        #expect(Kernels.simdPath.contains("\(mr)x\(nr)"))
+        #expect(GEMMKernelKind.allCases.contains { $0.shape == (mr, nr) })
+    }
+}
