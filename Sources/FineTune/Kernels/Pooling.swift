@@ -59,8 +59,12 @@ extension Kernels {
                             for iy in ys.lo..<ys.hi {
                                 let row = iy * w
                                 for ix in xs.lo..<xs.hi {
+                                    // Branch-free select: on real activations the winner is
+                                    // unpredictable, and mispredicted branches cost more than the compare.
                                     let v = src[row &+ ix]
-                                    if v > best || v.isNaN { best = v; at = row &+ ix }
+                                    let wins = v > best || v != v
+                                    best = wins ? v : best
+                                    at = wins ? row &+ ix : at
                                 }
                             }
                         }
