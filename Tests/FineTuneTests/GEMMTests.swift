@@ -200,6 +200,28 @@ struct GEMMTests {
         }
     }
 
+    /// An infinity in B gives infinities (not NaN) in its column of C when everything else is
+    /// positive: no path multiplies real data by padding zeros.
+    @Test(arguments: [SGEMMCase(m: 1, n: 37, k: 7), SGEMMCase(m: 37, n: 2, k: 7), SGEMMCase(m: 33, n: 40, k: 7),
+                      SGEMMCase(m: 3, n: 3, k: 5)])
+    func infinityStaysInfinite(shape: SGEMMCase) {
+        for (transA, transB) in transposes {
+            let t = shape.with(transA: transA, transB: transB)
+            var ops = Operands(t)
+            ops.a = ops.a.map { abs($0) + 0.5 }
+            ops.b = ops.b.map { abs($0) + 0.5 }
+            let column = t.n - 1, depth = t.k - 1
+            ops.b[t.transB ? column * t.ldb + depth : depth * t.ldb + column] = .infinity
+            let c = run(t, ops)
+            for i in 0..<t.m {
+                for j in 0..<t.n {
+                    let value = c[i * t.ldc + j]
+                    #expect(j == column ? value == .infinity : value.isFinite, "\(t.testDescription): C[\(i), \(j)] = \(value)")
+                }
+            }
+        }
+    }
+
     /// k == 0 and alpha == 0 give `beta * C` without reading A or B; m == 0 or n == 0 do nothing.
     @Test func degenerateShapes() {
         for beta: Float in [0, 1, 0.5] {

@@ -202,6 +202,38 @@ struct PoolingKernelTests {
         #expect(indices == Reference.maxPool(g, x).indices)
     }
 
+    @Test("8-lane rows (strides 1 and 2) match the reference, with NaN, infinities and ties",
+          arguments: [(1, 0), (2, 0), (2, 1), (1, 1)])
+    func wideRows(_ strideAndPadding: (Int, Int)) {
+        let (stride, pad) = strideAndPadding
+        for kernel in [2, 3] where pad * 2 <= kernel {
+            let g = Pool2dGeometry(planes: 2, height: 6, width: 41, kernel: (kernel, kernel), stride: (stride, stride),
+                                   padding: (pad, pad))
+            var x = values(g.planes * g.height * g.width, seed: 9)
+            for (k, special) in [Float.nan, -.infinity, .infinity, .nan, -.infinity].enumerated() { x[(k * 97 + 13) % x.count] = special }
+            for i in 0..<41 { x[41 * 3 + i] = -.infinity }    // a whole row of -inf: first index wins
+            let outCount = g.planes * g.outHeight * g.outWidth
+            var indices: [Int32] = []
+            let got = run([x], count: outCount, fill: Float(0)) { p, out in
+                indices = run([], count: outCount, fill: Int32(-7)) { _, idx in
+                    Kernels.maxPool2dForward(g, input: p[0], output: out, indices: idx)
+                }
+            }
+            let expected = Reference.maxPool(g, x)
+            let same = sameBits(got.map { $0.isNaN ? .nan : $0 }, expected.values.map { $0.isNaN ? .nan : $0 })
+            #expect(same, "max k\(kernel) s\(stride) p\(pad): values")
+            #expect(indices == expected.indices, "max k\(kernel) s\(stride) p\(pad): indices")
+            let finite = values(x.count, seed: 10)
+            for countIncludePad in [true, false] {
+                let y = run([finite], count: outCount, fill: Float.nan) { p, out in
+                    Kernels.avgPool2dForward(g, countIncludePad: countIncludePad, input: p[0], output: out)
+                }
+                expectClose(y, Reference.avgPool(g, finite, countIncludePad: countIncludePad), atol: 1e-6, rtol: 1e-5,
+                            "avg k\(kernel) s\(stride) p\(pad) countIncludePad \(countIncludePad)")
+            }
+        }
+    }
+
     @Test("average pooling matches the reference, with and without counting padding", arguments: poolCases)
     fileprivate func avgPool(_ c: PoolCase) {
         let g = c.geometry

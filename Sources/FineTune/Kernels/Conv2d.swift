@@ -28,22 +28,25 @@ public struct Conv2dGeometry: Hashable, Sendable {
 
 // MARK: - Convolution as matrix products
 //
-// Every convolution runs as sgemm calls (GEMM.swift) per sample and group, by one of three
-// methods chosen from the geometry alone (`ConvPlan`):
+// Every convolution runs per sample and group by one of four methods, chosen from the geometry
+// alone (`ConvPlan`):
 //
-//   * pointwise (1x1, stride 1, no padding): the input planes are the column matrix, no copies.
-//   * shifted copies (stride 1 with little wasted width; Conv2dShifted.swift): the input padded
-//     and copied KW times with column shifts, one sgemm per kernel row reading it directly.
+//   * pointwise (1x1, stride 1, no padding): sgemm on the input planes, which are already the
+//     column matrix; no copies.
+//   * shifted copies (stride 1, >= 16 channels, little wasted width; Conv2dShifted.swift): the
+//     input padded and copied KW times with column shifts, one sgemm per kernel row reading it.
 //   * column matrix (everything else; Conv2dColumns.swift, Im2col.swift): im2col of a band of
 //     output rows into an L2-sized buffer, then one sgemm; col2im for the input gradient.
+//   * depthwise (one input channel per group; Conv2dDepthwise.swift): direct vector loops.
 //
 // Threading: with enough samples, each thread runs whole samples with single-threaded sgemm
-// calls and its own buffers; otherwise samples run in sequence and each sgemm (and im2col /
-// col2im) uses all threads. The weight gradient is accumulated in a fixed number of sample
-// slots (set by the batch size, not the thread count) that are summed in slot order. Every
-// output element is therefore produced by the same operations in the same order whatever the
-// thread count or scheduling (sgemm's result does not depend on its thread count either), so
-// results are bit-identical for any `threads`.
+// calls and its own buffers. Otherwise samples run in sequence and the threads share each one:
+// the shifted method splits the output columns of its sgemm calls across threads, the column
+// method runs threaded sgemm, im2col and col2im, the depthwise kernels split planes. The weight
+// gradient is accumulated in a fixed number of sample slots (set by the batch size, not the
+// thread count) summed in slot order. Every output element is therefore produced by the same
+// operations in the same order whatever the thread count or scheduling (sgemm's result does not
+// depend on its blocking or thread count either): results are bit-identical for any `threads`.
 
 extension Kernels {
     /// `output[N, Cout, OH, OW] = conv(input[N, Cin, H, W], weight[Cout, Cin/groups, KH, KW]) + bias`.
@@ -148,14 +151,15 @@ struct ConvPlan {
     let bandRows: Int
     /// Threads that each run whole samples (1: samples run in sequence).
     let workers: Int
-    /// Threads for each sgemm, im2col and col2im call.
+    /// Threads sharing one sample when samples run in sequence (sgemm calls, im2col, col2im,
+    /// column parts, planes).
     let gemmThreads: Int
     /// Sample groups whose weight gradients are accumulated separately (set by the geometry).
     let weightSlots: Int
 
     /// The parameters after `threads` are for tests and benchmarks: they force threading on small
     /// shapes, small bands, a split, or a method: `.columns`, or `.shifted` wherever it applies
-    /// (however much width it wastes); pointwise convolutions stay pointwise. `nil` chooses.
+    /// (however much width it wastes); pointwise convolutions stay pointwise. Other values choose.
     init(_ g: Conv2dGeometry, threads: Int, minParallelFlops: Double = ConvPlan.minParallelFlops,
          columnBudget: Int = ConvPlan.columnBudget, method: Method? = nil, splitSamples: Bool? = nil) {
         self.g = g
@@ -170,14 +174,11 @@ struct ConvPlan {
         let waste = Double((g.kernelWidth - 1) * g.dilationW)
         let enoughChannels = min(g.inChannelsPerGroup, g.outChannelsPerGroup) >= ConvPlan.minShiftedChannels
         let depthwise = g.groups > 1 && g.inChannelsPerGroup == 1
+        let forced = method == .columns || method == .shifted ? method : nil
         func choose(shiftedApplies: Bool, width: Int) -> Method {
-            if pointwise && !depthwise || pointwise && method != nil { return .pointwise }
-            switch method {
-            case .columns?: return .columns
-            case .shifted?: return shiftedApplies ? .shifted : .columns
-            default: break
-            }
-            if depthwise { return .depthwise }
+            if depthwise && forced == nil { return .depthwise }
+            if pointwise { return .pointwise }
+            if let forced { return forced == .shifted && shiftedApplies ? .shifted : .columns }
             let pays = enoughChannels && waste <= ConvPlan.maxShiftedWaste * Double(width)
             return shiftedApplies && pays ? .shifted : .columns
         }
@@ -189,8 +190,12 @@ struct ConvPlan {
         let bands = (g.outHeight + maxRows - 1) / maxRows
         bandRows = (g.outHeight + bands - 1) / bands
 
+        // Whole samples per thread when at least 3/4 of the threads' time is busy (3 samples on 2
+        // threads: yes; 5 on 4: no). Measured on the 3x3 64-channel case, batch 32, 2 threads:
+        // ~1.9x one thread this way, ~1.1x with threaded sgemm calls.
         let t = threads > 1 && g.forwardFlops >= minParallelFlops ? threads : 1
-        if t > 1 && (splitSamples ?? (g.batch >= t && (g.batch % t == 0 || g.batch >= 4 * t))) {
+        let perThread = (g.batch + t - 1) / t
+        if t > 1 && (splitSamples ?? (4 * g.batch >= 3 * t * perThread)) {
             workers = t; gemmThreads = 1
         } else {
             workers = 1; gemmThreads = t
@@ -214,6 +219,18 @@ struct ConvPlan {
         Kernels.parallelFor(w, threads: w) { t in body(t, (t * n / w)..<((t + 1) * n / w)) }
     }
 
+    /// Calls `body(columns)` for `gemmThreads` near-equal parts of `0..<n` (cut at multiples of 16),
+    /// each on its own thread; the sgemm calls inside then run single-threaded. One dispatch for a
+    /// sample's sgemm calls, where threaded sgemm calls would dispatch once each.
+    func forEachColumnPart(_ n: Int, _ body: (Range<Int>) -> Void) {
+        let parts = max(1, min(gemmThreads, n / 16))
+        if parts == 1 { return body(0..<n) }
+        let units = (n + 15) / 16
+        Kernels.parallelFor(parts, threads: parts) { t in
+            body(min(n, units * t / parts * 16)..<min(n, units * (t + 1) / parts * 16))
+        }
+    }
+
     /// Threads used for the weight gradient: no more than there are slots.
     var weightWorkers: Int { min(workers, weightSlots) }
 
@@ -231,7 +248,7 @@ struct ConvPlan {
     /// Adds slots `1..<weightSlots` (each `count` floats after `slot0`) into `slot0`, in slot order.
     func sumWeightSlots(into slot0: UnsafeMutablePointer<Float>, others: UnsafePointer<Float>, count: Int) {
         for slot in 1..<max(weightSlots, 1) {
-            ColumnLoops.accumulate(slot0, others + (slot - 1) * count, count)
+            ConvLoops.accumulate(slot0, others + (slot - 1) * count, count)
         }
     }
 }

@@ -46,7 +46,7 @@ struct PhasePlane {
         for y in 0..<h {
             let row = dst + (top + y) * rowStride, from = src + y * w
             if phases == 1 {
-                ColumnLoops.copy(row + left, from, w)
+                ConvLoops.copy(row + left, from, w)
                 continue
             }
             // Phase ph holds padded columns c = ph, ph + phases, ...; the first at or after `left`
@@ -55,7 +55,7 @@ struct PhasePlane {
                 let x0 = ((ph - left) % phases + phases) % phases
                 if x0 >= w { continue }
                 let n = (w - x0 + phases - 1) / phases
-                ColumnLoops.gather(row + ph * phaseLength + (left + x0) / phases, from + x0, n, stride: phases)
+                ConvLoops.gather(row + ph * phaseLength + (left + x0) / phases, from + x0, n, stride: phases)
             }
         }
     }
@@ -213,7 +213,7 @@ extension Kernels {
                             for kx in 0..<kw {
                                 let lo = ranges[2 * kx], hi = ranges[2 * kx + 1]
                                 let to = dx + iy * s.width + lo * s.strideW + kx * s.dilationW - s.padW
-                                ColumnLoops.axpy(w[ky * kw + kx], dyRow + lo, to, stride: s.strideW, hi - lo)
+                                ConvLoops.axpy(w[ky * kw + kx], dyRow + lo, to, stride: s.strideW, hi - lo)
                             }
                         }
                         dyRow += ow
@@ -245,7 +245,7 @@ extension Kernels {
                     pp.write(input + (n * g.inChannels + grp) * p.inPlane, h: g.height, w: g.width, into: buffer)
                     for co in (grp * opg)..<((grp + 1) * opg) {
                         let dy = gradOutput + (n * g.outChannels + co) * p.outPlane
-                        for oy in 0..<oh { ColumnLoops.copy(dyRows + oy * owPadded, dy + oy * ow, ow) }
+                        for oy in 0..<oh { ConvLoops.copy(dyRows + oy * owPadded, dy + oy * ow, ow) }
                         for ky in 0..<kh {
                             for kx in 0..<kw {
                                 var acc = V()

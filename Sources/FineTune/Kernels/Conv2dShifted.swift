@@ -57,20 +57,20 @@ struct ShiftedShape {
         // Copy 0: the padded planes.
         for c in 0..<channels {
             let to = dst + c * plane
-            ColumnLoops.zero(to, top * wp + left)
+            ConvLoops.zero(to, top * wp + left)
             var row = to + top * wp + left, from = src + c * h * w
             for y in 0..<h {
-                ColumnLoops.copy(row, from, w)
+                ConvLoops.copy(row, from, w)
                 // Right padding of this row and left padding of the next.
                 let gap = y == h - 1 ? plane - (top + h - 1) * wp - left - w : wp - w
-                ColumnLoops.zero(row + w, gap)
+                ConvLoops.zero(row + w, gap)
                 row += wp; from += w
             }
         }
         // Copies 1..<KW: the padded planes shifted left.
         for kx in 1..<max(copies, 1) {
             let shift = kx * dilation
-            ColumnLoops.copy(dst + kx * channels * plane, dst + shift, channels * plane - shift)
+            ConvLoops.copy(dst + kx * channels * plane, dst + shift, channels * plane - shift)
         }
     }
 
@@ -81,9 +81,9 @@ struct ShiftedShape {
             var to = dst + c * h * w, from = src + c * h * wp
             for _ in 0..<h {
                 if let bias {
-                    ColumnLoops.copyAdding(to, from, bias[c], w)
+                    ConvLoops.copyAdding(to, from, bias[c], w)
                 } else {
-                    ColumnLoops.copy(to, from, w)
+                    ConvLoops.copy(to, from, w)
                 }
                 to += w; from += wp
             }
@@ -95,8 +95,8 @@ struct ShiftedShape {
                          h: Int, w: Int, wp: Int) {
         var to = dst, from = src
         for _ in 0..<(channels * h) {
-            ColumnLoops.copy(to, from, w)
-            ColumnLoops.zero(to + w, wp - w)
+            ConvLoops.copy(to, from, w)
+            ConvLoops.zero(to + w, wp - w)
             to += wp; from += w
         }
     }
@@ -144,10 +144,12 @@ extension Kernels {
                     ShiftedShape.writeShiftedCopies(xs, input + (sample * g.inChannels + grp * cpg) * p.inPlane,
                                                     channels: cpg, h: g.height, w: g.width, hp: s.hp, wp: s.wp,
                                                     top: g.padH, left: g.padW, copies: kw, dilation: g.dilationW)
-                    for ky in 0..<kh {
-                        sgemm(transA: false, transB: false, m: opg, n: n, k: k, alpha: 1,
-                              a: wr + (grp * kh + ky) * opg * k, lda: k, b: xs + ky * g.dilationH * s.wp, ldb: s.hp * s.wp,
-                              beta: ky == 0 ? 0 : 1, c: yw, ldc: oh * s.wp, threads: p.gemmThreads)
+                    p.forEachColumnPart(n) { j in
+                        for ky in 0..<kh {
+                            sgemm(transA: false, transB: false, m: opg, n: j.count, k: k, alpha: 1,
+                                  a: wr + (grp * kh + ky) * opg * k, lda: k, b: xs + ky * g.dilationH * s.wp + j.lowerBound,
+                                  ldb: s.hp * s.wp, beta: ky == 0 ? 0 : 1, c: yw + j.lowerBound, ldc: oh * s.wp, threads: 1)
+                        }
                     }
                     ShiftedShape.copyOut(output + (sample * g.outChannels + grp * opg) * p.outPlane, yw, channels: opg,
                                          h: oh, w: ow, wp: s.wp, bias: bias.map { $0 + grp * opg })
@@ -173,10 +175,13 @@ extension Kernels {
                     ShiftedShape.writeShiftedCopies(dys, gradOutput + (sample * g.outChannels + grp * opg) * p.outPlane,
                                                     channels: opg, h: g.outHeight, w: g.outWidth, hp: s.hq, wp: s.wq,
                                                     top: s.qh, left: s.qw, copies: kw, dilation: g.dilationW)
-                    for ky in 0..<kh {
-                        sgemm(transA: true, transB: false, m: cpg, n: n, k: k, alpha: 1,
-                              a: wr + (grp * kh + ky) * k * cpg, lda: cpg, b: dys + ky * g.dilationH * s.wq, ldb: s.hq * s.wq,
-                              beta: ky == 0 ? 0 : 1, c: dxw, ldc: g.height * s.wq, threads: p.gemmThreads)
+                    p.forEachColumnPart(n) { j in
+                        for ky in 0..<kh {
+                            sgemm(transA: true, transB: false, m: cpg, n: j.count, k: k, alpha: 1,
+                                  a: wr + (grp * kh + ky) * k * cpg, lda: cpg, b: dys + ky * g.dilationH * s.wq + j.lowerBound,
+                                  ldb: s.hq * s.wq, beta: ky == 0 ? 0 : 1, c: dxw + j.lowerBound, ldc: g.height * s.wq,
+                                  threads: 1)
+                        }
                     }
                     ShiftedShape.copyOut(gradInput + (sample * g.inChannels + grp * cpg) * p.inPlane, dxw, channels: cpg,
                                          h: g.height, w: g.width, wp: s.wq, bias: nil)
@@ -207,11 +212,13 @@ extension Kernels {
                                                     top: g.padH, left: g.padW, copies: kw, dilation: g.dilationW)
                     ShiftedShape.copyWide(dyw, gradOutput + (sample * g.outChannels + grp * opg) * p.outPlane,
                                           channels: opg, h: oh, w: ow, wp: s.wp)
-                    for ky in 0..<kh {
-                        sgemm(transA: false, transB: true, m: opg, n: n, k: k, alpha: 1,
-                              a: dyw, lda: oh * s.wp, b: xs + ky * g.dilationH * s.wp, ldb: s.hp * s.wp,
-                              beta: sample == samples.lowerBound ? 0 : 1, c: acc + (grp * kh + ky) * opg * n, ldc: n,
-                              threads: p.gemmThreads)
+                    p.forEachColumnPart(n) { j in
+                        for ky in 0..<kh {
+                            sgemm(transA: false, transB: true, m: opg, n: j.count, k: k, alpha: 1,
+                                  a: dyw, lda: oh * s.wp, b: xs + ky * g.dilationH * s.wp + j.lowerBound * s.hp * s.wp,
+                                  ldb: s.hp * s.wp, beta: sample == samples.lowerBound ? 0 : 1,
+                                  c: acc + (grp * kh + ky) * opg * n + j.lowerBound, ldc: n, threads: 1)
+                        }
                     }
                 }
             }

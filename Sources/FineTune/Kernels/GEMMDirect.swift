@@ -3,8 +3,7 @@
 // is used only a few times, so it is read in place.
 //
 // Two SIMD primitives cover all four transpose combinations:
-//   vectorTimesMatrix  out[j] = sum_p x[p] * M[p, j]   M rows contiguous: axpy form, 64 columns
-//                                                     of accumulators in registers
+//   vectorTimesMatrix  out[j] = sum_p x[p] * M[p, j]   axpy form: M streamed row by row
 //   matrixTimesVector  out[i] = sum_p M[i, p] * x[p]   dot products, 4 rows at a time
 //
 // A row of C is x = op(A)[i, :] times op(B); a column of C is op(A) times y = op(B)[:, j].
@@ -15,9 +14,9 @@ enum GEMMDirect {
     /// At most this many rows (or columns) of C take the direct path (measured on Zen 3: with
     /// 4 rows the direct path still beats packing, with 6 it loses).
     static let maxVectors = 4
-    /// Products up to this many multiply-adds (16 x 16 x 16) take the direct path: packing
-    /// costs a few hundred nanoseconds, as much as the whole product.
-    static let maxTinyProduct = 16 * 16 * 16
+    /// Products up to this many multiply-adds (8 x 8 x 16) take the direct path: packing costs
+    /// a few hundred nanoseconds, as much as the whole product (at 16 x 16 x 16 packing wins).
+    static let maxTinyProduct = 8 * 8 * 16
 
     /// Whether `(m, n, k)` is small or matrix-vector shaped enough for the direct path.
     static func handles(m: Int, n: Int, k: Int) -> Bool {
@@ -69,68 +68,58 @@ enum GEMMDirect {
     // MARK: Primitives
 
     /// `out[j] = sum_p x[p] * m[p * ld + j]` for `j < columns`.
+    ///
+    /// Walks `m` row by row, four rows per sweep over `out` (which holds the running sums and
+    /// stays in L1/L2), so a large `m` streams through memory in address order.
     static func vectorTimesMatrix(_ x: UnsafePointer<Float>, depth: Int, _ m: UnsafePointer<Float>, ld: Int,
                                   columns: Int, out: UnsafeMutablePointer<Float>) {
-        var j = 0
-        // 64 columns at a time: four accumulators, one load and one multiply-add each per step.
-        while j &+ 64 <= columns {
-            typealias V = SIMD16<Float>
-            var s0 = V(), s1 = V(), s2 = V(), s3 = V()
-            var row = m + j
-            for p in 0..<depth {
-                let xp = V(repeating: x[p])
-                s0 = GEMMSIMD.multiplyAdd(xp, GEMMSIMD.load(row, as: V.self), s0)
-                s1 = GEMMSIMD.multiplyAdd(xp, GEMMSIMD.load(row + 16, as: V.self), s1)
-                s2 = GEMMSIMD.multiplyAdd(xp, GEMMSIMD.load(row + 32, as: V.self), s2)
-                s3 = GEMMSIMD.multiplyAdd(xp, GEMMSIMD.load(row + 48, as: V.self), s3)
-                row += ld
-            }
-            GEMMSIMD.store(s0, out + j)
-            GEMMSIMD.store(s1, out + (j &+ 16))
-            GEMMSIMD.store(s2, out + (j &+ 32))
-            GEMMSIMD.store(s3, out + (j &+ 48))
-            j &+= 64
+        out.update(repeating: 0, count: columns)
+        var p = 0
+        while p &+ 4 <= depth {
+            accumulateRows(4, x + p, m + p &* ld, ld: ld, columns: columns, out: out)
+            p &+= 4
         }
-        while j &+ 16 <= columns {
-            columnPiece(SIMD16<Float>.self, x, depth: depth, m + j, ld: ld, out: out + j)
-            j &+= 16
-        }
-        // The last (< 16) columns: pieces that end at the last column and overlap columns
-        // already done (which get the same values again); scalar below 4 columns in all.
-        if j < columns {
-            if columns >= 16 {
-                columnPiece(SIMD16<Float>.self, x, depth: depth, m + (columns &- 16), ld: ld, out: out + (columns &- 16))
-            } else if columns >= 8 {
-                columnPiece(SIMD8<Float>.self, x, depth: depth, m, ld: ld, out: out)
-                if columns > 8 {
-                    columnPiece(SIMD8<Float>.self, x, depth: depth, m + (columns &- 8), ld: ld, out: out + (columns &- 8))
-                }
-            } else if columns >= 4 {
-                columnPiece(SIMD4<Float>.self, x, depth: depth, m, ld: ld, out: out)
-                if columns > 4 {
-                    columnPiece(SIMD4<Float>.self, x, depth: depth, m + (columns &- 4), ld: ld, out: out + (columns &- 4))
-                }
-            } else {
-                for jj in 0..<columns {
-                    var s: Float = 0
-                    for p in 0..<depth { s += x[p] * m[p &* ld &+ jj] }
-                    out[jj] = s
-                }
-            }
+        while p < depth {
+            accumulateRows(1, x + p, m + p &* ld, ld: ld, columns: columns, out: out)
+            p &+= 1
         }
     }
 
-    /// `V.scalarCount` columns of `vectorTimesMatrix` with one accumulator.
+    /// `out[j] += x[0] * m[j] + ... + x[rows - 1] * m[(rows - 1) * ld + j]` for `j < columns`
+    /// (`rows` is 1 or 4, a constant at each call site).
     @inline(__always)
-    static func columnPiece<V: SIMD>(_: V.Type, _ x: UnsafePointer<Float>, depth: Int, _ m: UnsafePointer<Float>,
-                                     ld: Int, out: UnsafeMutablePointer<Float>) where V.Scalar == Float {
-        var s = V()
-        var row = m
-        for p in 0..<depth {
-            s = GEMMSIMD.multiplyAdd(V(repeating: x[p]), GEMMSIMD.load(row, as: V.self), s)
-            row += ld
+    static func accumulateRows(_ rows: Int, _ x: UnsafePointer<Float>, _ m: UnsafePointer<Float>, ld: Int,
+                               columns: Int, out: UnsafeMutablePointer<Float>) {
+        let r0 = m, r1 = m + ld, r2 = m + 2 &* ld, r3 = m + 3 &* ld
+        @inline(__always) func update<W: SIMD>(_: W.Type, _ j: Int) where W.Scalar == Float {
+            var s = GEMMSIMD.load(out + j, as: W.self)
+            s = GEMMSIMD.multiplyAdd(W(repeating: x[0]), GEMMSIMD.load(r0 + j, as: W.self), s)
+            if rows == 4 {
+                s = GEMMSIMD.multiplyAdd(W(repeating: x[1]), GEMMSIMD.load(r1 + j, as: W.self), s)
+                s = GEMMSIMD.multiplyAdd(W(repeating: x[2]), GEMMSIMD.load(r2 + j, as: W.self), s)
+                s = GEMMSIMD.multiplyAdd(W(repeating: x[3]), GEMMSIMD.load(r3 + j, as: W.self), s)
+            }
+            GEMMSIMD.store(s, out + j)
         }
-        GEMMSIMD.store(s, out)
+        var j = 0
+        while j &+ 16 <= columns {
+            update(SIMD16<Float>.self, j)
+            j &+= 16
+        }
+        if j &+ 8 <= columns {
+            update(SIMD8<Float>.self, j)
+            j &+= 8
+        }
+        if j &+ 4 <= columns {
+            update(SIMD4<Float>.self, j)
+            j &+= 4
+        }
+        while j < columns {
+            var s = out[j] + x[0] * r0[j]
+            if rows == 4 { s = s + x[1] * r1[j] + x[2] * r2[j] + x[3] * r3[j] }
+            out[j] = s
+            j &+= 1
+        }
     }
 
     /// `out[i] = sum_p m[i * ld + p] * x[p]` for `i < rows`.

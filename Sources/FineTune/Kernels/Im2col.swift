@@ -75,21 +75,21 @@ extension Kernels {
                     let src = image + c * plane
                     let dst = col + (c * kh * kw + firstRow) * ldcol
                     // Whole output rows that read padding.
-                    ColumnLoops.zero(dst, top)
-                    ColumnLoops.zero(dst + bottom, bandCount - bottom)
+                    ConvLoops.zero(dst, top)
+                    ConvLoops.zero(dst + bottom, bandCount - bottom)
                     if yLo == yHi { continue }
                     if n == 0 {
-                        ColumnLoops.zero(dst + top, bottom - top)
+                        ConvLoops.zero(dst + top, bottom - top)
                     } else if s.rowsAreContiguous {
                         // One copy spanning all valid rows; the positions it fills across row ends
                         // (left and right padding) are zeroed afterwards.
                         let first = top + xs.lo, last = bottom - ow + xs.hi
-                        ColumnLoops.copy(dst + first, src + (yLo + offY) * s.width + xs.lo + offX, last - first)
+                        ConvLoops.copy(dst + first, src + (yLo + offY) * s.width + xs.lo + offX, last - first)
                         if n < ow {
                             var row = dst + top
                             for _ in yLo..<yHi {
-                                ColumnLoops.zero(row, xs.lo)
-                                ColumnLoops.zero(row + xs.hi, ow - xs.hi)
+                                ConvLoops.zero(row, xs.lo)
+                                ConvLoops.zero(row + xs.hi, ow - xs.hi)
                                 row += ow
                             }
                         }
@@ -98,13 +98,13 @@ extension Kernels {
                         var from = src + (yLo * s.strideH + offY) * s.width + xs.lo * s.strideW + offX
                         let step = s.strideH * s.width
                         for _ in yLo..<yHi {
-                            ColumnLoops.zero(row, xs.lo)
+                            ConvLoops.zero(row, xs.lo)
                             if s.strideW == 1 {
-                                ColumnLoops.copy(row + xs.lo, from, n)
+                                ConvLoops.copy(row + xs.lo, from, n)
                             } else {
-                                ColumnLoops.gather(row + xs.lo, from, n, stride: s.strideW)
+                                ConvLoops.gather(row + xs.lo, from, n, stride: s.strideW)
                             }
-                            ColumnLoops.zero(row + xs.hi, ow - xs.hi)
+                            ConvLoops.zero(row + xs.hi, ow - xs.hi)
                             row += ow
                             from += step
                         }
@@ -141,9 +141,9 @@ extension Kernels {
                     let step = s.strideH * s.width
                     for _ in yLo..<yHi {
                         if s.strideW == 1 {
-                            ColumnLoops.accumulate(to, from, n)
+                            ConvLoops.accumulate(to, from, n)
                         } else {
-                            ColumnLoops.scatterAdd(to, from, n, stride: s.strideW)
+                            ConvLoops.scatterAdd(to, from, n, stride: s.strideW)
                         }
                         from += ow
                         to += step
@@ -151,143 +151,5 @@ extension Kernels {
                 }
             }
         }
-    }
-}
-
-/// The short copy / fill / add loops of im2col and col2im, in 8-lane vectors with scalar tails
-/// (rows are often only a few dozen floats, where a library call costs more than the work).
-enum ColumnLoops {
-    typealias V = SIMD8<Float>
-
-    @inline(__always)
-    static func zero(_ dst: UnsafeMutablePointer<Float>, _ n: Int) {
-        if n <= 0 { return }
-        if n > 64 { dst.update(repeating: 0, count: n); return }
-        var i = 0
-        while i &+ 8 <= n {
-            UnsafeMutableRawPointer(dst + i).storeBytes(of: V(), as: V.self)
-            i &+= 8
-        }
-        while i < n { dst[i] = 0; i &+= 1 }
-    }
-
-    @inline(__always)
-    static func copy(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
-        if n > 256 { dst.update(from: src, count: n); return }
-        var i = 0
-        while i &+ 8 <= n {
-            let v = UnsafeRawPointer(src + i).loadUnaligned(as: V.self)
-            UnsafeMutableRawPointer(dst + i).storeBytes(of: v, as: V.self)
-            i &+= 8
-        }
-        while i < n { dst[i] = src[i]; i &+= 1 }
-    }
-
-    /// `dst[i] = src[i] + value` for `i < n`.
-    @inline(__always)
-    static func copyAdding(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ value: Float, _ n: Int) {
-        let b = V(repeating: value)
-        var i = 0
-        while i &+ 8 <= n {
-            let v = UnsafeRawPointer(src + i).loadUnaligned(as: V.self)
-            UnsafeMutableRawPointer(dst + i).storeBytes(of: v + b, as: V.self)
-            i &+= 8
-        }
-        while i < n { dst[i] = src[i] + value; i &+= 1 }
-    }
-
-    @inline(__always)
-    static func fill(_ dst: UnsafeMutablePointer<Float>, _ value: Float, _ n: Int) {
-        let v = V(repeating: value)
-        var i = 0
-        while i &+ 8 <= n {
-            UnsafeMutableRawPointer(dst + i).storeBytes(of: v, as: V.self)
-            i &+= 8
-        }
-        while i < n { dst[i] = value; i &+= 1 }
-    }
-
-    /// `y[i] += a * x[i]` for `i < n`.
-    @inline(__always)
-    static func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-        let av = V(repeating: a)
-        var i = 0
-        while i &+ 8 <= n {
-            let xv = UnsafeRawPointer(x + i).loadUnaligned(as: V.self)
-            let yv = UnsafeRawPointer(y + i).loadUnaligned(as: V.self)
-            UnsafeMutableRawPointer(y + i).storeBytes(of: multiplyAdd(av, xv, yv), as: V.self)
-            i &+= 8
-        }
-        while i < n { y[i] += a * x[i]; i &+= 1 }
-    }
-
-    /// `y[i] += a * x[i * stride]` for `i < n`.
-    @inline(__always)
-    static func axpy(_ a: Float, _ x: UnsafePointer<Float>, stride: Int, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-        var i = 0, j = 0
-        while i < n { y[i] += a * x[j]; i &+= 1; j &+= stride }
-    }
-
-    /// `y[i * stride] += a * x[i]` for `i < n`.
-    @inline(__always)
-    static func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, stride: Int, _ n: Int) {
-        var i = 0, j = 0
-        while i < n { y[j] += a * x[i]; i &+= 1; j &+= stride }
-    }
-
-    /// `sum(x[i] * y[i * stride])` for `i < n`, in a fixed order (8 lanes, then the tail).
-    @inline(__always)
-    static func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, stride: Int, _ n: Int) -> Float {
-        var i = 0
-        var sum: Float = 0
-        if stride == 1 {
-            var acc = V()
-            while i &+ 8 <= n {
-                let xv = UnsafeRawPointer(x + i).loadUnaligned(as: V.self)
-                let yv = UnsafeRawPointer(y + i).loadUnaligned(as: V.self)
-                acc = multiplyAdd(xv, yv, acc)
-                i &+= 8
-            }
-            sum = acc.sum()
-        }
-        var j = i &* stride
-        while i < n { sum += x[i] * y[j]; i &+= 1; j &+= stride }
-        return sum
-    }
-
-    /// `a * b + c`, fused where the target has FMA (as in VectorMath.fma).
-    @inline(__always)
-    static func multiplyAdd(_ a: V, _ b: V, _ c: V) -> V {
-        #if FINETUNE_NATIVE || arch(arm64)
-        return c.addingProduct(a, b)
-        #else
-        return a * b + c
-        #endif
-    }
-
-    @inline(__always)
-    static func gather(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int, stride: Int) {
-        var i = 0, j = 0
-        while i < n { dst[i] = src[j]; i &+= 1; j &+= stride }
-    }
-
-    /// `dst[i] += src[i]` for `i < n`.
-    @inline(__always)
-    static func accumulate(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
-        var i = 0
-        while i &+ 8 <= n {
-            let a = UnsafeRawPointer(dst + i).loadUnaligned(as: V.self)
-            let b = UnsafeRawPointer(src + i).loadUnaligned(as: V.self)
-            UnsafeMutableRawPointer(dst + i).storeBytes(of: a + b, as: V.self)
-            i &+= 8
-        }
-        while i < n { dst[i] += src[i]; i &+= 1 }
-    }
-
-    /// `dst[i * stride] += src[i]` for `i < n`.
-    @inline(__always)
-    static func scatterAdd(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int, stride: Int) {
-        var i = 0, j = 0
-        while i < n { dst[j] += src[i]; i &+= 1; j &+= stride }
     }
 }

@@ -28,6 +28,16 @@ extension Pool2dGeometry {
         return (max(start, 0), min(start + kernelHeight, height))
     }
 
+    /// Whether outputs `ox ..< ox + 8` can run as vector lanes: stride 1 or 2, a window narrower
+    /// than the 16-lane scalar sums, and every window column of every lane inside the image
+    /// (including the extra float a stride-2 load reads).
+    @inline(__always)
+    func lanesFit(_ ox: Int) -> Bool {
+        let first = ox * strideW - padW
+        let last = first + (PoolLanes.width - 1) * strideW + kernelWidth - 1 + (strideW - 1)
+        return strideW <= 2 && kernelWidth < 16 && first >= 0 && last < width && ox + PoolLanes.width <= outWidth
+    }
+
     /// The input columns `lo..<hi` under output column `ox` (clamped to the image).
     @inline(__always)
     func columns(_ ox: Int) -> (lo: Int, hi: Int) {
@@ -47,10 +57,31 @@ extension Kernels {
         forEachPlaneRange(g.planes, work: g.planes * oh * ow * g.kernelHeight * g.kernelWidth, threads: threads) { planes in
             for p in planes {
                 let src = input + p * plane
-                var dst = output + p * oh * ow, idx = indices + p * oh * ow
+                let dst = output + p * oh * ow, idx = indices + p * oh * ow
                 for oy in 0..<oh {
                     let ys = g.rows(oy)
-                    for ox in 0..<ow {
+                    var ox = 0
+                    while ox < ow {
+                        let o = oy * ow + ox
+                        if ys.lo < ys.hi && g.lanesFit(ox) {
+                            // Eight interior outputs at once.
+                            let c0 = ox * g.strideW - g.padW
+                            var best = PoolLanes.load(src + ys.lo * w + c0, stride: g.strideW)
+                            var at = PoolLanes.indices(ys.lo * w + c0, stride: g.strideW)
+                            for iy in ys.lo..<ys.hi {
+                                for kx in (iy == ys.lo ? 1 : 0)..<g.kernelWidth {
+                                    let i = iy * w + c0 + kx
+                                    let v = PoolLanes.load(src + i, stride: g.strideW)
+                                    let wins = v .> best .| v .!= v
+                                    best.replace(with: v, where: wins)
+                                    at.replace(with: PoolLanes.indices(i, stride: g.strideW), where: wins)
+                                }
+                            }
+                            UnsafeMutableRawPointer(dst + o).storeBytes(of: best, as: PoolLanes.V.self)
+                            UnsafeMutableRawPointer(idx + o).storeBytes(of: at, as: PoolLanes.VI.self)
+                            ox += PoolLanes.width
+                            continue
+                        }
                         let xs = g.columns(ox)
                         var best = -Float.infinity, at = -1
                         if ys.lo < ys.hi && xs.lo < xs.hi {
@@ -68,8 +99,8 @@ extension Kernels {
                                 }
                             }
                         }
-                        dst.pointee = best; idx.pointee = Int32(truncatingIfNeeded: at)
-                        dst += 1; idx += 1
+                        dst[o] = best; idx[o] = Int32(truncatingIfNeeded: at)
+                        ox += 1
                     }
                 }
             }
@@ -103,16 +134,26 @@ extension Kernels {
                 var dst = output + p * oh * ow
                 for oy in 0..<oh {
                     let ys = g.rows(oy)
-                    for ox in 0..<ow {
-                        let xs = g.columns(ox)
-                        var sum: Float = 0
-                        for iy in ys.lo..<max(ys.hi, ys.lo) {
-                            let row = src + iy * w
-                            for ix in xs.lo..<max(xs.hi, xs.lo) { sum += row[ix] }
+                    var ox = 0
+                    while ox < ow {
+                        if ys.lo < ys.hi && g.lanesFit(ox) {
+                            // Eight interior outputs at once, summed in the same order as one.
+                            let c0 = ox * g.strideW - g.padW
+                            var sum = PoolLanes.V()
+                            for iy in ys.lo..<ys.hi {
+                                for kx in 0..<g.kernelWidth { sum += PoolLanes.load(src + iy * w + c0 + kx, stride: g.strideW) }
+                            }
+                            let count = (ys.hi - ys.lo) * g.kernelWidth
+                            let mean = sum / PoolLanes.V(repeating: countIncludePad ? fullWindow : Float(count))
+                            UnsafeMutableRawPointer(dst).storeBytes(of: mean, as: PoolLanes.V.self)
+                            dst += PoolLanes.width; ox += PoolLanes.width
+                            continue
                         }
+                        let xs = g.columns(ox)
+                        let sum = windowSum(src, width: w, rows: ys.lo..<max(ys.hi, ys.lo), columns: xs.lo..<max(xs.hi, xs.lo))
                         let count = max(ys.hi - ys.lo, 0) * max(xs.hi - xs.lo, 0)
                         dst.pointee = sum / (countIncludePad ? fullWindow : Float(max(count, 1)))
-                        dst += 1
+                        dst += 1; ox += 1
                     }
                 }
             }
@@ -160,11 +201,7 @@ extension Kernels {
                     let y0 = windows.y[2 * oy], y1 = windows.y[2 * oy + 1]
                     for ox in 0..<outWidth {
                         let x0 = windows.x[2 * ox], x1 = windows.x[2 * ox + 1]
-                        var sum: Float = 0
-                        for iy in y0..<y1 {
-                            let row = src + iy * width
-                            for ix in x0..<x1 { sum += row[ix] }
-                        }
+                        let sum = windowSum(src, width: width, rows: y0..<y1, columns: x0..<x1)
                         dst.pointee = sum / Float((y1 - y0) * (x1 - x0))
                         dst += 1
                     }
@@ -200,11 +237,59 @@ extension Kernels {
         }
     }
 
+    /// The sum of a window of a plane (row stride `width`), in an order fixed by the window: rows
+    /// of 16 or more run in 8 lanes (one chain of scalar adds would be latency-bound).
+    @inline(__always)
+    private static func windowSum(_ src: UnsafePointer<Float>, width: Int, rows: Range<Int>, columns: Range<Int>) -> Float {
+        let n = columns.count
+        if n < 16 {
+            var sum: Float = 0
+            for iy in rows {
+                let row = src + iy * width + columns.lowerBound
+                for i in 0..<n { sum += row[i] }
+            }
+            return sum
+        }
+        typealias V = SIMD8<Float>
+        var acc = V(), tail: Float = 0
+        let vectorCount = n & ~7
+        for iy in rows {
+            let row = src + iy * width + columns.lowerBound
+            var i = 0
+            while i < vectorCount {
+                acc += UnsafeRawPointer(row + i).loadUnaligned(as: V.self)
+                i &+= 8
+            }
+            while i < n { tail += row[i]; i &+= 1 }
+        }
+        return acc.sum() + tail
+    }
+
     /// Splits `0..<planes` into contiguous ranges over up to `threads` threads when `work`
     /// (roughly, elements touched) is large enough to pay for the dispatch.
     private static func forEachPlaneRange(_ planes: Int, work: Int, threads: Int, _ body: (Range<Int>) -> Void) {
         let parts = work >= 1 << 16 ? max(1, min(threads, planes)) : 1
         parallelFor(parts, threads: parts) { t in body((t * planes / parts)..<((t + 1) * planes / parts)) }
+    }
+}
+
+/// Eight adjacent outputs of a pooling row as vector lanes (strides 1 and 2).
+enum PoolLanes {
+    typealias V = SIMD8<Float>
+    typealias VI = SIMD8<Int32>
+    static let width = 8
+
+    /// `p[l * stride]` for the 8 lanes `l` (stride 2 reads 16 floats and keeps the even ones).
+    @inline(__always)
+    static func load(_ p: UnsafePointer<Float>, stride: Int) -> V {
+        if stride == 1 { return UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+        return UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self).evenHalf
+    }
+
+    /// `first + l * stride` for the 8 lanes `l`.
+    @inline(__always)
+    static func indices(_ first: Int, stride: Int) -> VI {
+        VI(repeating: Int32(truncatingIfNeeded: first)) &+ VI(0, 1, 2, 3, 4, 5, 6, 7) &* Int32(truncatingIfNeeded: stride)
     }
 }
 

@@ -1,0 +1,139 @@
+// Row loops shared by the convolution kernels (Im2col.swift, Conv2d*.swift).
+
+/// Short row loops (copy, fill, add, axpy, dot) in 8-lane vectors with scalar tails. Rows of
+/// images are often only a few dozen floats, where a library call costs more than the work.
+enum ConvLoops {
+    typealias V = SIMD8<Float>
+
+    @inline(__always)
+    static func zero(_ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+        if n <= 0 { return }
+        if n > 64 { dst.update(repeating: 0, count: n); return }
+        var i = 0
+        while i &+ 8 <= n {
+            UnsafeMutableRawPointer(dst + i).storeBytes(of: V(), as: V.self)
+            i &+= 8
+        }
+        while i < n { dst[i] = 0; i &+= 1 }
+    }
+
+    @inline(__always)
+    static func copy(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
+        if n > 256 { dst.update(from: src, count: n); return }
+        var i = 0
+        while i &+ 8 <= n {
+            let v = UnsafeRawPointer(src + i).loadUnaligned(as: V.self)
+            UnsafeMutableRawPointer(dst + i).storeBytes(of: v, as: V.self)
+            i &+= 8
+        }
+        while i < n { dst[i] = src[i]; i &+= 1 }
+    }
+
+    /// `dst[i] = src[i] + value` for `i < n`.
+    @inline(__always)
+    static func copyAdding(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ value: Float, _ n: Int) {
+        let b = V(repeating: value)
+        var i = 0
+        while i &+ 8 <= n {
+            let v = UnsafeRawPointer(src + i).loadUnaligned(as: V.self)
+            UnsafeMutableRawPointer(dst + i).storeBytes(of: v + b, as: V.self)
+            i &+= 8
+        }
+        while i < n { dst[i] = src[i] + value; i &+= 1 }
+    }
+
+    @inline(__always)
+    static func fill(_ dst: UnsafeMutablePointer<Float>, _ value: Float, _ n: Int) {
+        let v = V(repeating: value)
+        var i = 0
+        while i &+ 8 <= n {
+            UnsafeMutableRawPointer(dst + i).storeBytes(of: v, as: V.self)
+            i &+= 8
+        }
+        while i < n { dst[i] = value; i &+= 1 }
+    }
+
+    /// `y[i] += a * x[i]` for `i < n`.
+    @inline(__always)
+    static func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        let av = V(repeating: a)
+        var i = 0
+        while i &+ 8 <= n {
+            let xv = UnsafeRawPointer(x + i).loadUnaligned(as: V.self)
+            let yv = UnsafeRawPointer(y + i).loadUnaligned(as: V.self)
+            UnsafeMutableRawPointer(y + i).storeBytes(of: multiplyAdd(av, xv, yv), as: V.self)
+            i &+= 8
+        }
+        while i < n { y[i] += a * x[i]; i &+= 1 }
+    }
+
+    /// `y[i] += a * x[i * stride]` for `i < n`.
+    @inline(__always)
+    static func axpy(_ a: Float, _ x: UnsafePointer<Float>, stride: Int, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        var i = 0, j = 0
+        while i < n { y[i] += a * x[j]; i &+= 1; j &+= stride }
+    }
+
+    /// `y[i * stride] += a * x[i]` for `i < n`.
+    @inline(__always)
+    static func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, stride: Int, _ n: Int) {
+        var i = 0, j = 0
+        while i < n { y[j] += a * x[i]; i &+= 1; j &+= stride }
+    }
+
+    /// `sum(x[i] * y[i * stride])` for `i < n`, in a fixed order (8 lanes, then the tail).
+    @inline(__always)
+    static func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, stride: Int, _ n: Int) -> Float {
+        var i = 0
+        var sum: Float = 0
+        if stride == 1 {
+            var acc = V()
+            while i &+ 8 <= n {
+                let xv = UnsafeRawPointer(x + i).loadUnaligned(as: V.self)
+                let yv = UnsafeRawPointer(y + i).loadUnaligned(as: V.self)
+                acc = multiplyAdd(xv, yv, acc)
+                i &+= 8
+            }
+            sum = acc.sum()
+        }
+        var j = i &* stride
+        while i < n { sum += x[i] * y[j]; i &+= 1; j &+= stride }
+        return sum
+    }
+
+    /// `a * b + c`, fused where the target has FMA (as in VectorMath.fma).
+    @inline(__always)
+    static func multiplyAdd(_ a: V, _ b: V, _ c: V) -> V {
+        #if FINETUNE_NATIVE || arch(arm64)
+        return c.addingProduct(a, b)
+        #else
+        return a * b + c
+        #endif
+    }
+
+    @inline(__always)
+    static func gather(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int, stride: Int) {
+        var i = 0, j = 0
+        while i < n { dst[i] = src[j]; i &+= 1; j &+= stride }
+    }
+
+    /// `dst[i] += src[i]` for `i < n`.
+    @inline(__always)
+    static func accumulate(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
+        var i = 0
+        while i &+ 8 <= n {
+            let a = UnsafeRawPointer(dst + i).loadUnaligned(as: V.self)
+            let b = UnsafeRawPointer(src + i).loadUnaligned(as: V.self)
+            UnsafeMutableRawPointer(dst + i).storeBytes(of: a + b, as: V.self)
+            i &+= 8
+        }
+        while i < n { dst[i] += src[i]; i &+= 1 }
+    }
+
+    /// `dst[i * stride] += src[i]` for `i < n`.
+    @inline(__always)
+    static func scatterAdd(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int, stride: Int) {
+        var i = 0, j = 0
+        while i < n { dst[j] += src[i]; i &+= 1; j &+= stride }
+    }
+}
