@@ -21,7 +21,7 @@ import Foundation
 /// let adam = Adam(model, lr: 1e-3)
 /// loss.backward(); adam.step(); adam.zeroGrad()
 /// ```
-public final class Adam: Optimizer {
+public final class Adam: CoreOptimizer {
     public let beta1: Float
     public let beta2: Float
     public let eps: Float
@@ -29,7 +29,6 @@ public final class Adam: Optimizer {
     public let weightDecay: Float
     /// Whether weight decay also applies to `.bias` and `.normalization` parameters.
     public let decayBiasesAndNorms: Bool
-    private let core: OptimizerCore
 
     /// An optimizer over `module`'s parameters, re-enumerated at every step.
     public convenience init(_ module: Module, lr: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
@@ -55,30 +54,12 @@ public final class Adam: Optimizer {
         self.beta1 = beta1; self.beta2 = beta2; self.eps = eps
         self.weightDecay = weightDecay
         self.decayBiasesAndNorms = decayBiasesAndNorms
-        core = OptimizerCore(source: source, learningRate: lr, schedule: schedule, weightDecay: weightDecay,
+        super.init(core: OptimizerCore(source: source, learningRate: lr, schedule: schedule, weightDecay: weightDecay,
                              decayBiasesAndNorms: decayBiasesAndNorms, unfreezePolicy: unfreezePolicy,
-                             bufferNames: AdamStep.bufferNames)
+                             bufferNames: AdamStep.bufferNames))
     }
 
-    public var learningRate: Float {
-        get { core.learningRate }
-        set { core.learningRate = newValue }
-    }
-    public var schedule: (any LearningRateSchedule)? {
-        get { core.schedule }
-        set { core.schedule = newValue }
-    }
-    public var unfreezePolicy: UnfreezePolicy {
-        get { core.unfreezePolicy }
-        set { core.unfreezePolicy = newValue }
-    }
-    public var stepCount: Int { core.stepCount }
-    public var parameterNamesWithState: [String] { core.parameterNamesWithState }
-    public func state(for name: String) -> OptimizerState? { core.state(for: name) }
-    public func resetState() { core.resetState() }
-    public func zeroGrad() { core.zeroGrad() }
-
-    public func step() {
+    public override func step() {
         AdamStep.run(core, beta1: beta1, beta2: beta2, eps: eps, decoupled: false)
     }
 }
@@ -95,7 +76,7 @@ public final class Adam: Optimizer {
 /// let opt = AdamW(model, lr: 2e-5, weightDecay: 0.01,
 ///                 schedule: LinearWarmupDecay(base: 2e-5, warmupSteps: 100, totalSteps: 3_000))
 /// ```
-public final class AdamW: Optimizer {
+public final class AdamW: CoreOptimizer {
     public let beta1: Float
     public let beta2: Float
     public let eps: Float
@@ -103,7 +84,6 @@ public final class AdamW: Optimizer {
     public let weightDecay: Float
     /// Whether weight decay also applies to `.bias` and `.normalization` parameters.
     public let decayBiasesAndNorms: Bool
-    private let core: OptimizerCore
 
     /// An optimizer over `module`'s parameters, re-enumerated at every step.
     public convenience init(_ module: Module, lr: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
@@ -129,30 +109,12 @@ public final class AdamW: Optimizer {
         self.beta1 = beta1; self.beta2 = beta2; self.eps = eps
         self.weightDecay = weightDecay
         self.decayBiasesAndNorms = decayBiasesAndNorms
-        core = OptimizerCore(source: source, learningRate: lr, schedule: schedule, weightDecay: weightDecay,
+        super.init(core: OptimizerCore(source: source, learningRate: lr, schedule: schedule, weightDecay: weightDecay,
                              decayBiasesAndNorms: decayBiasesAndNorms, unfreezePolicy: unfreezePolicy,
-                             bufferNames: AdamStep.bufferNames)
+                             bufferNames: AdamStep.bufferNames))
     }
 
-    public var learningRate: Float {
-        get { core.learningRate }
-        set { core.learningRate = newValue }
-    }
-    public var schedule: (any LearningRateSchedule)? {
-        get { core.schedule }
-        set { core.schedule = newValue }
-    }
-    public var unfreezePolicy: UnfreezePolicy {
-        get { core.unfreezePolicy }
-        set { core.unfreezePolicy = newValue }
-    }
-    public var stepCount: Int { core.stepCount }
-    public var parameterNamesWithState: [String] { core.parameterNamesWithState }
-    public func state(for name: String) -> OptimizerState? { core.state(for: name) }
-    public func resetState() { core.resetState() }
-    public func zeroGrad() { core.zeroGrad() }
-
-    public func step() {
+    public override func step() {
         AdamStep.run(core, beta1: beta1, beta2: beta2, eps: eps, decoupled: true)
     }
 }

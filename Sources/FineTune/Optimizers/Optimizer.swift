@@ -47,6 +47,37 @@ public protocol Optimizer: AnyObject {
     func resetState()
 }
 
+/// The plumbing the built-in optimizers share: parameters re-read at every step, state keyed
+/// by parameter name, the schedule and the unfreeze policy. Subclasses supply ``step()``.
+public class CoreOptimizer: Optimizer {
+    let core: OptimizerCore
+
+    init(core: OptimizerCore) { self.core = core }
+
+    public var learningRate: Float {
+        get { core.learningRate }
+        set { core.learningRate = newValue }
+    }
+    public var schedule: (any LearningRateSchedule)? {
+        get { core.schedule }
+        set { core.schedule = newValue }
+    }
+    public var unfreezePolicy: UnfreezePolicy {
+        get { core.unfreezePolicy }
+        set { core.unfreezePolicy = newValue }
+    }
+    public var stepCount: Int { core.stepCount }
+    public var parameterNamesWithState: [String] { core.parameterNamesWithState }
+    public func state(for name: String) -> OptimizerState? { core.state(for: name) }
+    public func resetState() { core.resetState() }
+    public func zeroGrad() { core.zeroGrad() }
+
+    /// Applies the optimizer's update rule (each subclass overrides it).
+    public func step() {
+        preconditionFailure("\(type(of: self)) must override step()")
+    }
+}
+
 extension Optimizer {
     /// Number of parameters that hold optimizer state.
     public var stateCount: Int { parameterNamesWithState.count }

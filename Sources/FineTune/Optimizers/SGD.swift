@@ -18,7 +18,7 @@
 /// model.parameter(named: "head.weight")?.lrMultiplier = 10
 /// loss.backward(); sgd.step(); sgd.zeroGrad()
 /// ```
-public final class SGD: Optimizer {
+public final class SGD: CoreOptimizer {
     public let momentum: Float
     public let dampening: Float
     public let nesterov: Bool
@@ -26,7 +26,6 @@ public final class SGD: Optimizer {
     public let weightDecay: Float
     /// Whether weight decay also applies to `.bias` and `.normalization` parameters.
     public let decayBiasesAndNorms: Bool
-    private let core: OptimizerCore
 
     /// An optimizer over `module`'s parameters, re-enumerated at every step.
     public convenience init(_ module: Module, lr: Float = 1e-3, momentum: Float = 0, dampening: Float = 0,
@@ -56,30 +55,12 @@ public final class SGD: Optimizer {
         self.nesterov = nesterov
         self.weightDecay = weightDecay
         self.decayBiasesAndNorms = decayBiasesAndNorms
-        core = OptimizerCore(source: source, learningRate: lr, schedule: schedule, weightDecay: weightDecay,
+        super.init(core: OptimizerCore(source: source, learningRate: lr, schedule: schedule, weightDecay: weightDecay,
                              decayBiasesAndNorms: decayBiasesAndNorms, unfreezePolicy: unfreezePolicy,
-                             bufferNames: ["momentum_buffer"])
+                             bufferNames: ["momentum_buffer"]))
     }
 
-    public var learningRate: Float {
-        get { core.learningRate }
-        set { core.learningRate = newValue }
-    }
-    public var schedule: (any LearningRateSchedule)? {
-        get { core.schedule }
-        set { core.schedule = newValue }
-    }
-    public var unfreezePolicy: UnfreezePolicy {
-        get { core.unfreezePolicy }
-        set { core.unfreezePolicy = newValue }
-    }
-    public var stepCount: Int { core.stepCount }
-    public var parameterNamesWithState: [String] { core.parameterNamesWithState }
-    public func state(for name: String) -> OptimizerState? { core.state(for: name) }
-    public func resetState() { core.resetState() }
-    public func zeroGrad() { core.zeroGrad() }
-
-    public func step() {
+    public override func step() {
         let momentum = momentum, dampening = dampening, nesterov = nesterov
         core.step(needsState: momentum != 0, makeBuffers: { [Tensor.zeros($0.parameter.shape)] }) { u, slot in
             let lr = u.learningRate, wd = u.weightDecay
