@@ -1,15 +1,12 @@
-/// Batch normalisation over `[N, C]` or `[N, C, L]` input, per channel C (PyTorch's `nn.BatchNorm1d`).
+/// Batch normalisation per channel C of `[N, C, ...]` input: the state and behaviour that
+/// ``BatchNorm1d`` and ``BatchNorm2d`` share.
 ///
 /// Training mode normalises with the batch statistics and updates the running statistics
 /// (`running = (1 - momentum) * running + momentum * batch`, unbiased variance; with
 /// `momentum: nil` a cumulative average); evaluation mode uses the running statistics.
 /// State: parameters `weight` (ones), `bias` (zeros); buffers `running_mean` (zeros),
 /// `running_var` (ones), `num_batches_tracked` (a 0-D count).
-///
-/// ```swift
-/// let bn = BatchNorm1d(64)
-/// ```
-public final class BatchNorm1d: Module, ParameterInitializing {
+public class BatchNorm: Module, ParameterInitializing {
     /// Scale `[C]` (nil without `affine`).
     public let weight: Parameter?
     /// Shift `[C]` (nil without `affine`).
@@ -28,13 +25,19 @@ public final class BatchNorm1d: Module, ParameterInitializing {
     /// Weight of the batch statistics in the running average; nil for a cumulative average.
     public let momentum: Float?
 
-    /// Batch normalisation of `features` channels.
-    public init(_ features: Int, eps: Float = 1e-5, momentum: Float? = 0.1, affine: Bool = true,
-                trackRunningStats: Bool = true) {
-        precondition(features > 0, "BatchNorm1d: features must be positive, got \(features)")
+    private let layerName: String
+    private let acceptedRanks: Set<Int>
+    private let layout: String
+
+    init(_ features: Int, eps: Float, momentum: Float?, affine: Bool, trackRunningStats: Bool,
+         layerName: String, acceptedRanks: Set<Int>, layout: String) {
+        precondition(features > 0, "\(layerName): features must be positive, got \(features)")
         self.features = features
         self.eps = eps
         self.momentum = momentum
+        self.layerName = layerName
+        self.acceptedRanks = acceptedRanks
+        self.layout = layout
         (weight, bias) = BatchNormCore.affine(features, affine)
         (runningMean, runningVar, numBatchesTracked) = BatchNormCore.stats(features, trackRunningStats)
         super.init()
@@ -52,72 +55,43 @@ public final class BatchNorm1d: Module, ParameterInitializing {
     }
 
     public override func forward(_ x: Tensor) -> Tensor {
-        let name = "BatchNorm1d(\(features))"
-        Shape.check((x.rank == 2 || x.rank == 3) && x.shape[1] == features, op: name,
-                    shapes: [x.shape, [features]], "expected input [N, \(features)] or [N, \(features), L]")
+        let name = "\(layerName)(\(features))"
+        Shape.check(acceptedRanks.contains(x.rank) && x.shape[1] == features, op: name,
+                    shapes: [x.shape, [features]], "expected input \(layout.replacingOccurrences(of: "C", with: String(features)))")
         return BatchNormCore.forward(x, name: name, weight: weight, bias: bias, runningMean: runningMean,
                                      runningVar: runningVar, numBatchesTracked: numBatchesTracked,
                                      training: isTraining, momentum: momentum, eps: eps)
     }
 }
 
-/// Batch normalisation over `[N, C, H, W]` input, per channel C (PyTorch's `nn.BatchNorm2d`).
+/// Batch normalisation over `[N, C]` or `[N, C, L]` input, per channel C (PyTorch's `nn.BatchNorm1d`).
+/// See ``BatchNorm`` for the state and the training/evaluation behaviour.
 ///
-/// Same state and behaviour as ``BatchNorm1d``.
+/// ```swift
+/// let bn = BatchNorm1d(64)
+/// ```
+public final class BatchNorm1d: BatchNorm {
+    /// Batch normalisation of `features` channels.
+    public init(_ features: Int, eps: Float = 1e-5, momentum: Float? = 0.1, affine: Bool = true,
+                trackRunningStats: Bool = true) {
+        super.init(features, eps: eps, momentum: momentum, affine: affine, trackRunningStats: trackRunningStats,
+                   layerName: "BatchNorm1d", acceptedRanks: [2, 3], layout: "[N, C] or [N, C, L]")
+    }
+}
+
+/// Batch normalisation over `[N, C, H, W]` input, per channel C (PyTorch's `nn.BatchNorm2d`).
+/// See ``BatchNorm`` for the state and the training/evaluation behaviour.
 ///
 /// ```swift
 /// let bn = BatchNorm2d(16)
 /// bn.eval()            // use the running statistics
 /// ```
-public final class BatchNorm2d: Module, ParameterInitializing {
-    /// Scale `[C]` (nil without `affine`).
-    public let weight: Parameter?
-    /// Shift `[C]` (nil without `affine`).
-    public let bias: Parameter?
-    /// `[C]` (nil without `trackRunningStats`).
-    public let runningMean: Buffer?
-    /// `[C]` (nil without `trackRunningStats`).
-    public let runningVar: Buffer?
-    /// Number of training batches seen, a 0-D tensor (nil without `trackRunningStats`).
-    public let numBatchesTracked: Buffer?
-
-    /// Channels C.
-    public let features: Int
-    /// Added to the variance for numerical stability.
-    public let eps: Float
-    /// Weight of the batch statistics in the running average; nil for a cumulative average.
-    public let momentum: Float?
-
+public final class BatchNorm2d: BatchNorm {
     /// Batch normalisation of `features` channels.
     public init(_ features: Int, eps: Float = 1e-5, momentum: Float? = 0.1, affine: Bool = true,
                 trackRunningStats: Bool = true) {
-        precondition(features > 0, "BatchNorm2d: features must be positive, got \(features)")
-        self.features = features
-        self.eps = eps
-        self.momentum = momentum
-        (weight, bias) = BatchNormCore.affine(features, affine)
-        (runningMean, runningVar, numBatchesTracked) = BatchNormCore.stats(features, trackRunningStats)
-        super.init()
-    }
-
-    /// Sets `weight` to ones, `bias` to zeros and the running statistics to their initial values.
-    public func resetParameters(generator: inout RandomGenerator) {
-        BatchNormCore.reset(weight, bias)
-        resetRunningStats()
-    }
-
-    /// Running mean to zeros, running variance to ones, batch count to 0.
-    public func resetRunningStats() {
-        BatchNormCore.resetStats(runningMean, runningVar, numBatchesTracked)
-    }
-
-    public override func forward(_ x: Tensor) -> Tensor {
-        let name = "BatchNorm2d(\(features))"
-        Shape.check(x.rank == 4 && x.shape[1] == features, op: name, shapes: [x.shape, [features]],
-                    "expected input [N, \(features), H, W]")
-        return BatchNormCore.forward(x, name: name, weight: weight, bias: bias, runningMean: runningMean,
-                                     runningVar: runningVar, numBatchesTracked: numBatchesTracked,
-                                     training: isTraining, momentum: momentum, eps: eps)
+        super.init(features, eps: eps, momentum: momentum, affine: affine, trackRunningStats: trackRunningStats,
+                   layerName: "BatchNorm2d", acceptedRanks: [4], layout: "[N, C, H, W]")
     }
 }
 
