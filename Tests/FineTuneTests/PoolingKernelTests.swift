@@ -134,6 +134,7 @@ private struct PoolCase: CustomStringConvertible, Sendable {
 private let poolCases: [PoolCase] = [
     PoolCase(planes: 1, height: 1, width: 1, kernel: (1, 1), stride: (1, 1)),
     PoolCase(planes: 3, height: 5, width: 7, kernel: (2, 2), stride: (2, 2)),
+    PoolCase(planes: 2, height: 6, width: 39, kernel: (2, 2), stride: (2, 2)),   // 8-wide 2x2 path + tail
     PoolCase(planes: 2, height: 7, width: 7, kernel: (3, 3), stride: (2, 2), padding: (1, 1)),
     PoolCase(planes: 7, height: 17, width: 5, kernel: (3, 3), stride: (1, 1), padding: (1, 1)),
     PoolCase(planes: 3, height: 17, width: 17, kernel: (5, 3), stride: (3, 2), padding: (2, 1)),

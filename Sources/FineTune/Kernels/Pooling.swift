@@ -46,6 +46,63 @@ extension Pool2dGeometry {
     }
 }
 
+extension Pool2dGeometry {
+    /// The common 2x2, stride 2, unpadded window (every CNN's downsampling step).
+    var isPlain2x2: Bool {
+        kernelHeight == 2 && kernelWidth == 2 && strideH == 2 && strideW == 2 && padH == 0 && padW == 0
+    }
+}
+
+extension Kernels {
+    /// One plane of 2x2 stride-2 max pooling: four loads and three branch-free selects per
+    /// output, in window order, so ties keep the first maximum and a NaN wins (as PyTorch).
+    @inline(__always)
+    static func maxPool2x2Plane(_ src: UnsafePointer<Float>, width w: Int, outHeight oh: Int, outWidth ow: Int,
+                                output dst: UnsafeMutablePointer<Float>, indices idx: UnsafeMutablePointer<Int32>) {
+        for oy in 0..<oh {
+            let rowStart = 2 &* oy &* w, out = oy &* ow
+            var ox = 0
+            // Eight outputs at a time: two contiguous 16-float loads per input row, split into
+            // the even (left) and odd (right) columns of each window.
+            let lane = SIMD8<Int32>(0, 2, 4, 6, 8, 10, 12, 14)
+            while ox &+ 8 <= ow {
+                let i0 = rowStart &+ 2 &* ox
+                let top = UnsafeRawPointer(src + i0).loadUnaligned(as: SIMD16<Float>.self)
+                let bottom = UnsafeRawPointer(src + (i0 &+ w)).loadUnaligned(as: SIMD16<Float>.self)
+                var best = top.evenHalf
+                var at = lane &+ Int32(truncatingIfNeeded: i0)
+                @inline(__always) func consider(_ v: SIMD8<Float>, _ offset: Int) {
+                    let wins = (v .> best) .| (v .!= v)
+                    best.replace(with: v, where: wins)
+                    at.replace(with: lane &+ Int32(truncatingIfNeeded: i0 &+ offset), where: wins)
+                }
+                consider(top.oddHalf, 1)
+                consider(bottom.evenHalf, w)
+                consider(bottom.oddHalf, w &+ 1)
+                UnsafeMutableRawPointer(dst + (out &+ ox)).storeBytes(of: best, as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(idx + (out &+ ox)).storeBytes(of: at, as: SIMD8<Int32>.self)
+                ox &+= 8
+            }
+            while ox < ow {
+                let i0 = rowStart &+ 2 &* ox
+                var best = src[i0], at = i0
+                @inline(__always) func consider(_ i: Int) {
+                    let v = src[i]
+                    let wins = v > best || v != v
+                    best = wins ? v : best
+                    at = wins ? i : at
+                }
+                consider(i0 &+ 1)
+                consider(i0 &+ w)
+                consider(i0 &+ w &+ 1)
+                dst[out &+ ox] = best
+                idx[out &+ ox] = Int32(truncatingIfNeeded: at)
+                ox &+= 1
+            }
+        }
+    }
+}
+
 extension Kernels {
     /// Max pooling; `indices` receives, per output element, the flat `y * width + x` of the winning input in its plane.
     ///
@@ -58,6 +115,10 @@ extension Kernels {
             for p in planes {
                 let src = input + p * plane
                 let dst = output + p * oh * ow, idx = indices + p * oh * ow
+                if g.isPlain2x2 {
+                    maxPool2x2Plane(src, width: w, outHeight: oh, outWidth: ow, output: dst, indices: idx)
+                    continue
+                }
                 for oy in 0..<oh {
                     let ys = g.rows(oy)
                     var ox = 0
