@@ -21,12 +21,15 @@ import Foundation
 /// let adam = Adam(model, lr: 1e-3)
 /// loss.backward(); adam.step(); adam.zeroGrad()
 /// ```
-public final class Adam: CoreOptimizer {
+public class Adam: CoreOptimizer {
     public let beta1: Float
     public let beta2: Float
     public let eps: Float
-    /// Coupled L2 weight decay (added to the gradient, scaled by `weightDecayMultiplier`).
+    /// Weight decay, scaled by each parameter's `weightDecayMultiplier`: coupled L2 (added to
+    /// the gradient) in `Adam`, decoupled (`p -= lr * weightDecay * p`) in ``AdamW``.
     public let weightDecay: Float
+    /// Whether weight decay is decoupled from the gradient (``AdamW``).
+    public let isDecoupled: Bool
     /// Whether weight decay also applies to `.bias` and `.normalization` parameters.
     public let decayBiasesAndNorms: Bool
 
@@ -35,7 +38,8 @@ public final class Adam: CoreOptimizer {
                             eps: Float = 1e-8, weightDecay: Float = 0, decayBiasesAndNorms: Bool = false,
                             schedule: (any LearningRateSchedule)? = nil, unfreezePolicy: UnfreezePolicy = .reset) {
         self.init(source: .module(module), lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay,
-                  decayBiasesAndNorms: decayBiasesAndNorms, schedule: schedule, unfreezePolicy: unfreezePolicy)
+                  decayBiasesAndNorms: decayBiasesAndNorms, schedule: schedule, unfreezePolicy: unfreezePolicy,
+                  decoupled: false)
     }
 
     /// An optimizer over a fixed list of named parameters.
@@ -45,14 +49,16 @@ public final class Adam: CoreOptimizer {
                             unfreezePolicy: UnfreezePolicy = .reset) {
         self.init(source: .deduplicated(parameters), lr: lr, beta1: beta1, beta2: beta2, eps: eps,
                   weightDecay: weightDecay, decayBiasesAndNorms: decayBiasesAndNorms, schedule: schedule,
-                  unfreezePolicy: unfreezePolicy)
+                  unfreezePolicy: unfreezePolicy, decoupled: false)
     }
 
     init(source: ParameterSource, lr: Float, beta1: Float, beta2: Float, eps: Float, weightDecay: Float,
-         decayBiasesAndNorms: Bool, schedule: (any LearningRateSchedule)?, unfreezePolicy: UnfreezePolicy) {
+         decayBiasesAndNorms: Bool, schedule: (any LearningRateSchedule)?, unfreezePolicy: UnfreezePolicy,
+         decoupled: Bool) {
         AdamStep.validate(beta1: beta1, beta2: beta2, eps: eps)
         self.beta1 = beta1; self.beta2 = beta2; self.eps = eps
         self.weightDecay = weightDecay
+        self.isDecoupled = decoupled
         self.decayBiasesAndNorms = decayBiasesAndNorms
         super.init(core: OptimizerCore(source: source, learningRate: lr, schedule: schedule, weightDecay: weightDecay,
                              decayBiasesAndNorms: decayBiasesAndNorms, unfreezePolicy: unfreezePolicy,
@@ -60,7 +66,7 @@ public final class Adam: CoreOptimizer {
     }
 
     public override func step() {
-        AdamStep.run(core, beta1: beta1, beta2: beta2, eps: eps, decoupled: false)
+        AdamStep.run(core, beta1: beta1, beta2: beta2, eps: eps, decoupled: isDecoupled)
     }
 }
 
@@ -76,21 +82,14 @@ public final class Adam: CoreOptimizer {
 /// let opt = AdamW(model, lr: 2e-5, weightDecay: 0.01,
 ///                 schedule: LinearWarmupDecay(base: 2e-5, warmupSteps: 100, totalSteps: 3_000))
 /// ```
-public final class AdamW: CoreOptimizer {
-    public let beta1: Float
-    public let beta2: Float
-    public let eps: Float
-    /// Decoupled weight decay (scaled by `weightDecayMultiplier`).
-    public let weightDecay: Float
-    /// Whether weight decay also applies to `.bias` and `.normalization` parameters.
-    public let decayBiasesAndNorms: Bool
-
+public final class AdamW: Adam {
     /// An optimizer over `module`'s parameters, re-enumerated at every step.
     public convenience init(_ module: Module, lr: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
                             eps: Float = 1e-8, weightDecay: Float = 0.01, decayBiasesAndNorms: Bool = false,
                             schedule: (any LearningRateSchedule)? = nil, unfreezePolicy: UnfreezePolicy = .reset) {
         self.init(source: .module(module), lr: lr, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay,
-                  decayBiasesAndNorms: decayBiasesAndNorms, schedule: schedule, unfreezePolicy: unfreezePolicy)
+                  decayBiasesAndNorms: decayBiasesAndNorms, schedule: schedule, unfreezePolicy: unfreezePolicy,
+                  decoupled: true)
     }
 
     /// An optimizer over a fixed list of named parameters.
@@ -100,22 +99,7 @@ public final class AdamW: CoreOptimizer {
                             unfreezePolicy: UnfreezePolicy = .reset) {
         self.init(source: .deduplicated(parameters), lr: lr, beta1: beta1, beta2: beta2, eps: eps,
                   weightDecay: weightDecay, decayBiasesAndNorms: decayBiasesAndNorms, schedule: schedule,
-                  unfreezePolicy: unfreezePolicy)
-    }
-
-    init(source: ParameterSource, lr: Float, beta1: Float, beta2: Float, eps: Float, weightDecay: Float,
-         decayBiasesAndNorms: Bool, schedule: (any LearningRateSchedule)?, unfreezePolicy: UnfreezePolicy) {
-        AdamStep.validate(beta1: beta1, beta2: beta2, eps: eps)
-        self.beta1 = beta1; self.beta2 = beta2; self.eps = eps
-        self.weightDecay = weightDecay
-        self.decayBiasesAndNorms = decayBiasesAndNorms
-        super.init(core: OptimizerCore(source: source, learningRate: lr, schedule: schedule, weightDecay: weightDecay,
-                             decayBiasesAndNorms: decayBiasesAndNorms, unfreezePolicy: unfreezePolicy,
-                             bufferNames: AdamStep.bufferNames))
-    }
-
-    public override func step() {
-        AdamStep.run(core, beta1: beta1, beta2: beta2, eps: eps, decoupled: true)
+                  unfreezePolicy: unfreezePolicy, decoupled: true)
     }
 }
 
