@@ -61,7 +61,7 @@ enum ConvLoops {
         while i &+ 8 <= n {
             let xv = UnsafeRawPointer(x + i).loadUnaligned(as: V.self)
             let yv = UnsafeRawPointer(y + i).loadUnaligned(as: V.self)
-            UnsafeMutableRawPointer(y + i).storeBytes(of: multiplyAdd(av, xv, yv), as: V.self)
+            UnsafeMutableRawPointer(y + i).storeBytes(of: GEMMSIMD.multiplyAdd(av, xv, yv), as: V.self)
             i &+= 8
         }
         while i < n { y[i] += a * x[i]; i &+= 1 }
@@ -91,7 +91,7 @@ enum ConvLoops {
             while i &+ 8 <= n {
                 let xv = UnsafeRawPointer(x + i).loadUnaligned(as: V.self)
                 let yv = UnsafeRawPointer(y + i).loadUnaligned(as: V.self)
-                acc = multiplyAdd(xv, yv, acc)
+                acc = GEMMSIMD.multiplyAdd(xv, yv, acc)
                 i &+= 8
             }
             sum = acc.sum()
@@ -99,16 +99,6 @@ enum ConvLoops {
         var j = i &* stride
         while i < n { sum += x[i] * y[j]; i &+= 1; j &+= stride }
         return sum
-    }
-
-    /// `a * b + c`, fused where the target has FMA (as in VectorMath.fma).
-    @inline(__always)
-    static func multiplyAdd(_ a: V, _ b: V, _ c: V) -> V {
-        #if FINETUNE_NATIVE || arch(arm64)
-        return c.addingProduct(a, b)
-        #else
-        return a * b + c
-        #endif
     }
 
     @inline(__always)

@@ -49,15 +49,10 @@ enum VectorMath {
 
     // MARK: Arithmetic helpers
 
-    /// `a * b + c`, fused where the target has FMA. On baseline x86-64 LLVM would lower a
-    /// vector `fma` to one libm `fmaf` call per lane, so there we use separate multiply-add.
+    /// `a * b + c`, fused where the target has FMA (the one FMA policy, in ``GEMMSIMD``).
     @inline(__always)
     static func fma(_ a: V, _ b: V, _ c: V) -> V {
-        #if FINETUNE_NATIVE || arch(arm64)
-        return c.addingProduct(a, b)
-        #else
-        return a * b + c
-        #endif
+        GEMMSIMD.multiplyAdd(a, b, c)
     }
 
     @inline(__always)
