@@ -235,6 +235,43 @@ struct PoolingKernelTests {
         }
     }
 
+    @Test("a window larger than the padded input gives no output positions (not one)")
+    func oversizedWindows() {
+        #expect(Pool2dGeometry(planes: 1, height: 2, width: 1, kernel: (2, 2), stride: (2, 2)).outWidth == 0)
+        #expect(Pool2dGeometry(planes: 1, height: 3, width: 3, kernel: (3, 3), stride: (2, 2)).outWidth == 1)
+        let conv = Conv2dGeometry(batch: 1, inChannels: 1, height: 2, width: 4, outChannels: 1, kernelHeight: 3, kernelWidth: 3,
+                                  stride: (2, 2), padding: (0, 0), dilation: (1, 1), groups: 1)
+        #expect(conv.outHeight == 0 && conv.outWidth == 1)
+    }
+
+    @Test("2x2 stride-2 max pooling: every row width (scalar, 4-lane, 8-lane and ragged paths), with and without indices")
+    func plain2x2Widths() {
+        for width in 1...37 {
+            for height in [2, 5] {
+                let g = Pool2dGeometry(planes: 3, height: height, width: width, kernel: (2, 2), stride: (2, 2))
+                guard g.outWidth > 0 else { continue }
+                var x = values(g.planes * g.height * g.width, seed: UInt64(width))
+                for (k, special) in [Float.nan, .infinity, -.infinity].enumerated() where x.count > 7 {
+                    x[(k * 31 + width) % x.count] = special
+                }
+                let outCount = g.planes * g.outHeight * g.outWidth
+                var indices: [Int32] = []
+                let withIndices = run([x], count: outCount, fill: Float.nan) { p, out in
+                    indices = run([], count: outCount, fill: Int32(-7)) { _, idx in
+                        Kernels.maxPool2dForward(g, input: p[0], output: out, indices: idx)
+                    }
+                }
+                let withoutIndices = run([x], count: outCount, fill: Float.nan) { p, out in
+                    Kernels.maxPool2dForward(g, input: p[0], output: out, indices: nil)
+                }
+                let expected = Reference.maxPool(g, x)
+                #expect(sameBits(withIndices, expected.values), "width \(width) height \(height): values")
+                #expect(sameBits(withoutIndices, expected.values), "width \(width) height \(height): values without indices")
+                #expect(indices == expected.indices, "width \(width) height \(height): indices")
+            }
+        }
+    }
+
     @Test("average pooling matches the reference, with and without counting padding", arguments: poolCases)
     fileprivate func avgPool(_ c: PoolCase) {
         let g = c.geometry

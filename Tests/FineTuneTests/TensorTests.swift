@@ -41,6 +41,24 @@ struct TensorTests {
         #expect(Array(a.prefix(5)) == Tensor.randomUniform([5], generator: &explicit).scalars)
     }
 
+    @Test("reused buffers come back zeroed, and the cache respects its limit")
+    func bufferCache() {
+        let shape = [300, 301]    // 361 KB: large enough to be cached
+        for round in 0..<4 {
+            do { _ = Tensor.full(shape, Float(round + 1)) }    // freed into the cache
+            let fresh = Tensor.zeros(shape)
+            #expect(fresh.scalars.allSatisfy { $0 == 0 }, "round \(round)")
+        }
+        let saved = BufferCache.limit
+        defer { BufferCache.limit = saved }
+        BufferCache.limit = 0
+        #expect(BufferCache.limit == 0)
+        do { _ = Tensor.full(shape, 3) }
+        #expect(BufferCache.cachedBytes == 0)    // nothing can be kept under a zero limit
+        BufferCache.limit = saved
+        BufferCache.releaseAll()
+    }
+
     @Test func initializers() {
         var rng = RandomGenerator(seed: 5)
         let w = Initializer.kaimingUniform([64, 32, 3, 3], a: Float(5).squareRoot(), generator: &rng)

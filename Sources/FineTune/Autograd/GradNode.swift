@@ -60,13 +60,19 @@ extension Tensor {
         nonmutating set { node?.grad = newValue }
     }
 
+    /// Whether ``record(_:op:inputs:backward:)`` will keep a backward rule for these inputs, so an
+    /// op can skip forward work that only its backward needs (max pooling's winner indices).
+    static func willRecord(inputs: [Tensor]) -> Bool {
+        GradMode.isEnabled && inputs.contains { $0.node != nil }
+    }
+
     /// Wraps an op's result in a graph node when grad mode is on and any input requires a gradient.
     ///
     /// Otherwise the result records nothing, so the backward rule is never stored or run: this is
     /// what makes frozen branches free.
     static func record(_ result: Tensor, op: String, inputs: [Tensor],
                        backward: @escaping GradNode.Backward) -> Tensor {
-        guard GradMode.isEnabled, inputs.contains(where: { $0.node != nil }) else { return result }
+        guard willRecord(inputs: inputs) else { return result }
         var out = result
         out.node = GradNode(op: op, inputs: inputs.map(\.node), inputShapes: inputs.map(\.shape), backward: backward)
         return out

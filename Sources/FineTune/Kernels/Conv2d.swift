@@ -15,8 +15,8 @@ public struct Conv2dGeometry: Hashable, Sendable {
         self.dilationH = dilation.0; self.dilationW = dilation.1; self.groups = groups
     }
 
-    public var outHeight: Int { (height + 2 * padH - dilationH * (kernelHeight - 1) - 1) / strideH + 1 }
-    public var outWidth: Int { (width + 2 * padW - dilationW * (kernelWidth - 1) - 1) / strideW + 1 }
+    public var outHeight: Int { Shape.windowCount(size: height, padding: padH, window: dilationH * (kernelHeight - 1) + 1, stride: strideH) }
+    public var outWidth: Int { Shape.windowCount(size: width, padding: padW, window: dilationW * (kernelWidth - 1) + 1, stride: strideW) }
     /// Input channels seen by one output channel.
     public var inChannelsPerGroup: Int { inChannels / groups }
     public var outChannelsPerGroup: Int { outChannels / groups }

@@ -9,8 +9,8 @@ public struct Pool2dGeometry: Hashable, Sendable {
         self.strideH = stride.0; self.strideW = stride.1; self.padH = padding.0; self.padW = padding.1
     }
 
-    public var outHeight: Int { (height + 2 * padH - kernelHeight) / strideH + 1 }
-    public var outWidth: Int { (width + 2 * padW - kernelWidth) / strideW + 1 }
+    public var outHeight: Int { Shape.windowCount(size: height, padding: padH, window: kernelHeight, stride: strideH) }
+    public var outWidth: Int { Shape.windowCount(size: width, padding: padW, window: kernelWidth, stride: strideW) }
 }
 
 // Pooling kernels over independent `height x width` planes (NCHW: plane = n * C + c).
@@ -54,67 +54,100 @@ extension Pool2dGeometry {
 }
 
 extension Kernels {
-    /// One plane of 2x2 stride-2 max pooling: four loads and three branch-free selects per
-    /// output, in window order, so ties keep the first maximum and a NaN wins (as PyTorch).
+    /// Eight 2x2 windows whose top-row pairs are `top` and bottom-row pairs `bottom` (16 floats
+    /// each, window k at lanes 2k and 2k+1). Candidates are taken in window order, so ties keep
+    /// the first maximum and a NaN wins (as PyTorch). `offset` is the winner's position relative
+    /// to its window's top-left input (0, 1, w or w+1); callers that need no indices drop it and
+    /// the compiler drops its selects.
+    @inline(__always)
+    static func maxPool2x2Windows(top: SIMD16<Float>, bottom: SIMD16<Float>, width w: Int)
+        -> (best: SIMD8<Float>, offset: SIMD8<Int32>) {
+        var best = top.evenHalf, offset = SIMD8<Int32>(repeating: 0)
+        @inline(__always) func consider(_ v: SIMD8<Float>, _ at: Int) {
+            let wins = (v .> best) .| (v .!= v)
+            best.replace(with: v, where: wins)
+            offset.replace(with: Int32(truncatingIfNeeded: at), where: wins)
+        }
+        consider(top.oddHalf, 1)
+        consider(bottom.evenHalf, w)
+        consider(bottom.oddHalf, w &+ 1)
+        return (best, offset)
+    }
+
+    /// One plane of 2x2 stride-2 max pooling. Rows run 8 outputs per step (16-float loads); a
+    /// ragged end reruns the row's last 8 outputs (recomputing a value is harmless), rows of 4 to
+    /// 7 outputs run two overlapping 4-output steps (8-float loads), and only rows narrower than
+    /// 4 outputs go scalar.
     @inline(__always)
     static func maxPool2x2Plane(_ src: UnsafePointer<Float>, width w: Int, outHeight oh: Int, outWidth ow: Int,
-                                output dst: UnsafeMutablePointer<Float>, indices idx: UnsafeMutablePointer<Int32>) {
+                                output dst: UnsafeMutablePointer<Float>, indices idx: UnsafeMutablePointer<Int32>?) {
+        let pairs = SIMD8<Int32>(0, 2, 4, 6, 8, 10, 12, 14)
         for oy in 0..<oh {
             let rowStart = 2 &* oy &* w, out = oy &* ow
-            var ox = 0
-            // Eight outputs at a time: two contiguous 16-float loads per input row, split into
-            // the even (left) and odd (right) columns of each window.
-            let lane = SIMD8<Int32>(0, 2, 4, 6, 8, 10, 12, 14)
-            while ox &+ 8 <= ow {
-                let i0 = rowStart &+ 2 &* ox
-                let top = UnsafeRawPointer(src + i0).loadUnaligned(as: SIMD16<Float>.self)
-                let bottom = UnsafeRawPointer(src + (i0 &+ w)).loadUnaligned(as: SIMD16<Float>.self)
-                var best = top.evenHalf
-                var at = lane &+ Int32(truncatingIfNeeded: i0)
-                @inline(__always) func consider(_ v: SIMD8<Float>, _ offset: Int) {
-                    let wins = (v .> best) .| (v .!= v)
-                    best.replace(with: v, where: wins)
-                    at.replace(with: lane &+ Int32(truncatingIfNeeded: i0 &+ offset), where: wins)
-                }
-                consider(top.oddHalf, 1)
-                consider(bottom.evenHalf, w)
-                consider(bottom.oddHalf, w &+ 1)
-                UnsafeMutableRawPointer(dst + (out &+ ox)).storeBytes(of: best, as: SIMD8<Float>.self)
-                UnsafeMutableRawPointer(idx + (out &+ ox)).storeBytes(of: at, as: SIMD8<Int32>.self)
-                ox &+= 8
+            @inline(__always) func load16(_ i: Int) -> SIMD16<Float> {
+                UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<Float>.self)
             }
-            while ox < ow {
+            @inline(__always) func load8Twice(_ i: Int) -> SIMD16<Float> {
+                let half = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD8<Float>.self)
+                return SIMD16(lowHalf: half, highHalf: half)
+            }
+            @inline(__always) func eight(_ ox: Int) {
                 let i0 = rowStart &+ 2 &* ox
-                var best = src[i0], at = i0
-                @inline(__always) func consider(_ i: Int) {
-                    let v = src[i]
-                    let wins = v > best || v != v
-                    best = wins ? v : best
-                    at = wins ? i : at
+                let r = maxPool2x2Windows(top: load16(i0), bottom: load16(i0 &+ w), width: w)
+                UnsafeMutableRawPointer(dst + (out &+ ox)).storeBytes(of: r.best, as: SIMD8<Float>.self)
+                if let idx {
+                    let at = pairs &+ Int32(truncatingIfNeeded: i0) &+ r.offset
+                    UnsafeMutableRawPointer(idx + (out &+ ox)).storeBytes(of: at, as: SIMD8<Int32>.self)
                 }
-                consider(i0 &+ 1)
-                consider(i0 &+ w)
-                consider(i0 &+ w &+ 1)
-                dst[out &+ ox] = best
-                idx[out &+ ox] = Int32(truncatingIfNeeded: at)
-                ox &+= 1
+            }
+            @inline(__always) func four(_ ox: Int) {
+                let i0 = rowStart &+ 2 &* ox
+                let r = maxPool2x2Windows(top: load8Twice(i0), bottom: load8Twice(i0 &+ w), width: w)
+                UnsafeMutableRawPointer(dst + (out &+ ox)).storeBytes(of: r.best.lowHalf, as: SIMD4<Float>.self)
+                if let idx {
+                    let at = pairs.lowHalf &+ Int32(truncatingIfNeeded: i0) &+ r.offset.lowHalf
+                    UnsafeMutableRawPointer(idx + (out &+ ox)).storeBytes(of: at, as: SIMD4<Int32>.self)
+                }
+            }
+            if ow >= 8 {
+                var ox = 0
+                while ox &+ 8 <= ow { eight(ox); ox &+= 8 }
+                if ox < ow { eight(ow &- 8) }
+            } else if ow >= 4 {
+                four(0)
+                four(ow &- 4)
+            } else {
+                for ox in 0..<ow {
+                    let i0 = rowStart &+ 2 &* ox
+                    var best = src[i0], at = i0
+                    @inline(__always) func consider(_ i: Int) {
+                        let v = src[i]
+                        let wins = v > best || v != v
+                        best = wins ? v : best
+                        at = wins ? i : at
+                    }
+                    consider(i0 &+ 1); consider(i0 &+ w); consider(i0 &+ w &+ 1)
+                    dst[out &+ ox] = best
+                    idx?[out &+ ox] = Int32(truncatingIfNeeded: at)
+                }
             }
         }
     }
 }
 
 extension Kernels {
-    /// Max pooling; `indices` receives, per output element, the flat `y * width + x` of the winning input in its plane.
+    /// Max pooling; `indices` (when given) receives, per output element, the flat `y * width + x`
+    /// of the winning input in its plane. Inference and frozen layers pass nil and skip them.
     ///
     /// NaN wins (PyTorch's rule): a window containing NaN outputs NaN with the index of its last NaN.
     /// Among equal maxima the first in row-major order wins.
     public static func maxPool2dForward(_ g: Pool2dGeometry, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
-                                        indices: UnsafeMutablePointer<Int32>, threads: Int = Kernels.maxThreads) {
+                                        indices: UnsafeMutablePointer<Int32>?, threads: Int = Kernels.maxThreads) {
         let oh = g.outHeight, ow = g.outWidth, w = g.width, plane = g.height * w
         forEachPlaneRange(g.planes, work: g.planes * oh * ow * g.kernelHeight * g.kernelWidth, threads: threads) { planes in
             for p in planes {
                 let src = input + p * plane
-                let dst = output + p * oh * ow, idx = indices + p * oh * ow
+                let dst = output + p * oh * ow, idx = indices.map { $0 + p * oh * ow }
                 if g.isPlain2x2 {
                     maxPool2x2Plane(src, width: w, outHeight: oh, outWidth: ow, output: dst, indices: idx)
                     continue
@@ -139,7 +172,7 @@ extension Kernels {
                                 }
                             }
                             UnsafeMutableRawPointer(dst + o).storeBytes(of: best, as: PoolLanes.V.self)
-                            UnsafeMutableRawPointer(idx + o).storeBytes(of: at, as: PoolLanes.VI.self)
+                            if let idx { UnsafeMutableRawPointer(idx + o).storeBytes(of: at, as: PoolLanes.VI.self) }
                             ox += PoolLanes.width
                             continue
                         }
@@ -160,7 +193,7 @@ extension Kernels {
                                 }
                             }
                         }
-                        dst[o] = best; idx[o] = Int32(truncatingIfNeeded: at)
+                        dst[o] = best; idx?[o] = Int32(truncatingIfNeeded: at)
                         ox += 1
                     }
                 }

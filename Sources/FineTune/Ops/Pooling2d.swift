@@ -4,6 +4,13 @@ extension Tensor {
         let g = poolGeometry("maxPool2d", kernel: kernel, stride: stride ?? kernel, padding: padding)
         let x = contiguousData()
         let out = Tensor(uninitialized: [shape[0], shape[1], g.outHeight, g.outWidth])
+        // The winners' indices are only needed by the backward rule: a frozen or no-grad input skips them.
+        guard Tensor.willRecord(inputs: [self]) else {
+            x.withDataPointer { px in out.withDataPointer { py in
+                Kernels.maxPool2dForward(g, input: px, output: py, indices: nil)
+            }}
+            return out
+        }
         let indices = UnsafeMutablePointer<Int32>.allocate(capacity: Swift.max(out.count, 1))
         let owner = IndexBuffer(indices)
         x.withDataPointer { px in out.withDataPointer { py in
