@@ -626,6 +626,40 @@ struct OptimizerScheduleTests {
         expectLR(linear, 64, (1 + final) / 2)
     }
 
+    @Test func oneCycleCyclesMomentumLikePyTorch() {
+        // cycle_momentum=True: max_momentum (0.95) -> base_momentum (0.85) at the peak -> 0.95.
+        let s = OneCycleLR(maxLR: 1, totalSteps: 100)
+        func cosine(_ start: Double, _ end: Double, _ pct: Double) -> Double { end + (start - end) / 2 * (cos(.pi * pct) + 1) }
+        func expectMomentum(_ step: Int, _ expected: Double) {
+            let got = Double(s.momentum(at: step) ?? .nan)
+            #expect(abs(got - expected) < 1e-6, "step \(step): \(got) vs \(expected)")
+        }
+        expectMomentum(0, 0.95); expectMomentum(10, cosine(0.95, 0.85, 10.0 / 29)); expectMomentum(29, 0.85)
+        expectMomentum(64, 0.9); expectMomentum(99, 0.95)
+        #expect(OneCycleLR(maxLR: 1, totalSteps: 100, cycleMomentum: false).momentum(at: 10) == nil)
+        #expect(ConstantLR(base: 1).momentum(at: 10) == nil && CosineWithWarmup(base: 1, warmupSteps: 1, totalSteps: 9).momentum(at: 3) == nil)
+    }
+
+    @Test func cycledMomentumDrivesSGDMomentumAndAdamBeta1() {
+        let schedule = OneCycleLR(maxLR: 0.1, totalSteps: 10)
+        let g0: [Float] = [1, -2], g1: [Float] = [0.5, 4]
+        // SGD: buf = g0 on the first step, then buf = m(1) * buf + g1 (momentum 0.5 is replaced).
+        let model = Holder([0, 0])
+        let sgd = SGD(model, momentum: 0.5, schedule: schedule)
+        setGrad(model.w, g0); sgd.step()
+        setGrad(model.w, g1); sgd.step()
+        let m1 = schedule.momentum(at: 1)!
+        let buffer = sgd.state(for: "w")!.tensors["momentum_buffer"]!.scalars
+        #expect(m1 < 0.95 && m1 > 0.85)
+        #expect(buffer == zip(g0, g1).map { m1 * $0 + $1 })
+        // Adam: exp_avg = (1 - beta1) * g on the first step with beta1 = m(0) = 0.95.
+        let adamModel = Holder([0, 0])
+        let adam = Adam(adamModel, beta1: 0.5, schedule: schedule)
+        setGrad(adamModel.w, g0); adam.step()
+        let expAvg = adam.state(for: "w")!.tensors["exp_avg"]!.scalars
+        #expect(zip(expAvg, g0).allSatisfy { abs($0 - (1 - 0.95) * $1) < 1e-7 })
+    }
+
     @Test func slantedTriangular() {
         let s = SlantedTriangular(maxLR: 0.32, totalSteps: 1_000)
         expectLR(s, 0, 0.01); expectLR(s, 50, 0.165); expectLR(s, 100, 0.32)

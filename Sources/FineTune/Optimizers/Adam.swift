@@ -116,6 +116,7 @@ enum AdamStep {
     static func run(_ core: OptimizerCore, beta1: Float, beta2: Float, eps: Float, decoupled: Bool) {
         core.step(needsState: true, makeBuffers: { u in [Tensor.zeros(u.parameter.shape), Tensor.zeros(u.parameter.shape)] }) { u, slot in
             guard let slot else { return }
+            let beta1 = core.scheduledMomentum ?? beta1    // a one-cycle schedule cycles beta1
             // Bias corrections in Double, as PyTorch computes them on Python floats.
             let t = Double(slot.step)
             let bc1 = 1 - Foundation.pow(Double(beta1), t)

@@ -164,6 +164,8 @@ final class OptimizerCore {
     let source: ParameterSource
     var learningRate: Float
     var schedule: (any LearningRateSchedule)?
+    /// The momentum (SGD) or beta1 (Adam) the schedule set for the step being run, if it cycles one.
+    private(set) var scheduledMomentum: Float?
     var unfreezePolicy: UnfreezePolicy
     let weightDecay: Float
     let decayBiasesAndNorms: Bool
@@ -197,7 +199,10 @@ final class OptimizerCore {
     /// gradient, with its slot when `needsState` (created by `makeBuffers` on first use).
     func step(needsState: Bool, makeBuffers: (ParameterUpdate) -> [Tensor],
               update: (ParameterUpdate, ParameterSlot?) -> Void) {
-        if let schedule { learningRate = schedule.learningRate(at: stepCount) }
+        if let schedule {
+            learningRate = schedule.learningRate(at: stepCount)
+            scheduledMomentum = schedule.momentum(at: stepCount)
+        }
         let named = source.namedParameters()
         let present = Set(named.map(\.name))
         // State under names that left the model, by parameter object: a parameter that moved

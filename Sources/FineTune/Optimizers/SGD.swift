@@ -61,9 +61,14 @@ public final class SGD: CoreOptimizer {
     }
 
     public override func step() {
-        let momentum = momentum, dampening = dampening, nesterov = nesterov
+        let dampening = dampening, nesterov = nesterov, configured = momentum
+        precondition(momentum != 0 || schedule?.momentum(at: stepCount) == nil,
+                     "SGD: the schedule cycles momentum, so SGD needs a non-zero momentum "
+                     + "(e.g. SGD(model, momentum: 0.9)) or a schedule with cycleMomentum: false")
+        let core = core
         core.step(needsState: momentum != 0, makeBuffers: { [Tensor.zeros($0.parameter.shape)] }) { u, slot in
             let lr = u.learningRate, wd = u.weightDecay
+            let momentum = core.scheduledMomentum ?? configured
             u.gradient.withUnsafeBufferPointer { gb in
                 u.parameter.value.withUnsafeMutableBufferPointer { wb in
                     let g = gb.baseAddress!, w = wb.baseAddress!, n = wb.count

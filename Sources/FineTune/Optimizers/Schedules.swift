@@ -16,6 +16,14 @@ import Foundation
 public protocol LearningRateSchedule: Sendable {
     /// The base learning rate for optimizer step `step` (0-based).
     func learningRate(at step: Int) -> Float
+    /// The momentum for step `step` when the schedule cycles it (``OneCycleLR``), else nil.
+    /// Optimizers use it as SGD's `momentum` or Adam's `beta1`.
+    func momentum(at step: Int) -> Float?
+}
+
+extension LearningRateSchedule {
+    /// Schedules leave momentum alone unless they say otherwise.
+    public func momentum(at step: Int) -> Float? { nil }
 }
 
 /// The same learning rate at every step.
@@ -122,13 +130,17 @@ public struct LinearWarmupDecay: LearningRateSchedule {
 /// from `maxLR / divFactor` up to `maxLR` over the first `pctStart` of `totalSteps`, then down
 /// to `maxLR / divFactor / finalDivFactor` at step `totalSteps - 1`, with cosine (default) or
 /// linear annealing. Steps past the end stay at the final rate (PyTorch raises instead).
-/// Momentum is not cycled.
+///
+/// Momentum cycles the other way (`cycle_momentum=True`, as in PyTorch and fastai): from
+/// `maxMomentum` down to `baseMomentum` while the rate rises, back up while it falls. It
+/// drives SGD's `momentum` (which must be non-zero, as PyTorch requires) or Adam's `beta1`.
 ///
 /// ```swift
 /// let s = OneCycleLR(maxLR: 0.01, totalSteps: 1_000)
 /// s.learningRate(at: 0)      // 0.0004
 /// s.learningRate(at: 299)    // 0.01
 /// s.learningRate(at: 999)    // 4e-8
+/// s.momentum(at: 299)        // 0.85
 /// ```
 public struct OneCycleLR: LearningRateSchedule {
     public enum Annealing: Sendable { case cosine, linear }
@@ -138,13 +150,21 @@ public struct OneCycleLR: LearningRateSchedule {
     public var divFactor: Float
     public var finalDivFactor: Float
     public var annealing: Annealing
+    /// Whether momentum cycles inversely to the rate (PyTorch's `cycle_momentum`).
+    public var cycleMomentum: Bool
+    /// The momentum at the peak rate, and at the start and end.
+    public var baseMomentum: Float, maxMomentum: Float
 
     public init(maxLR: Float, totalSteps: Int, pctStart: Float = 0.3, divFactor: Float = 25,
-                finalDivFactor: Float = 1e4, annealing: Annealing = .cosine) {
+                finalDivFactor: Float = 1e4, annealing: Annealing = .cosine,
+                cycleMomentum: Bool = true, baseMomentum: Float = 0.85, maxMomentum: Float = 0.95) {
         precondition(totalSteps > 1, "OneCycleLR: totalSteps must be at least 2")
         precondition(pctStart > 0 && pctStart < 1, "OneCycleLR: pctStart must be in (0, 1)")
+        precondition(baseMomentum >= 0 && maxMomentum < 1 && baseMomentum <= maxMomentum,
+                     "OneCycleLR: need 0 <= baseMomentum <= maxMomentum < 1")
         self.maxLR = maxLR; self.totalSteps = totalSteps; self.pctStart = pctStart
         self.divFactor = divFactor; self.finalDivFactor = finalDivFactor; self.annealing = annealing
+        self.cycleMomentum = cycleMomentum; self.baseMomentum = baseMomentum; self.maxMomentum = maxMomentum
     }
 
     /// The rate at step 0.
@@ -154,14 +174,23 @@ public struct OneCycleLR: LearningRateSchedule {
 
     public func learningRate(at step: Int) -> Float {
         let initial = Double(maxLR) / Double(divFactor)
-        let final = initial / Double(finalDivFactor)
+        return Float(cycle(step, start: initial, peak: Double(maxLR), end: initial / Double(finalDivFactor)))
+    }
+
+    public func momentum(at step: Int) -> Float? {
+        guard cycleMomentum else { return nil }
+        return Float(cycle(step, start: Double(maxMomentum), peak: Double(baseMomentum), end: Double(maxMomentum)))
+    }
+
+    /// `start` to `peak` over the first phase, then `peak` to `end` (rate and momentum alike).
+    private func cycle(_ step: Int, start: Double, peak: Double, end: Double) -> Double {
         let peakStep = Double(pctStart) * Double(totalSteps) - 1    // PyTorch: float(pct_start * total_steps) - 1
         let lastStep = Double(totalSteps - 1)
         let t = Double(min(max(step, 0), totalSteps - 1))
         if t <= peakStep {
-            return Float(anneal(initial, Double(maxLR), pct: peakStep > 0 ? t / peakStep : 1))
+            return anneal(start, peak, pct: peakStep > 0 ? t / peakStep : 1)
         }
-        return Float(anneal(Double(maxLR), final, pct: (t - peakStep) / (lastStep - peakStep)))
+        return anneal(peak, end, pct: (t - peakStep) / (lastStep - peakStep))
     }
 
     private func anneal(_ start: Double, _ end: Double, pct: Double) -> Double {
