@@ -5,12 +5,6 @@ import Testing
 // MARK: - Helpers
 
 /// Keys in PyTorch's `state_dict()` order: module by module, parameters then buffers.
-private func stateDictKeys(_ m: Module) -> [String] {
-    m.namedModules().flatMap { prefix, module in
-        (module.namedDirectParameters().map(\.name) + module.namedDirectBuffers().map(\.name))
-            .map { prefix.isEmpty ? $0 : "\(prefix).\($0)" }
-    }
-}
 
 private func shapes(_ m: Module) -> [String: [Int]] {
     var result: [String: [Int]] = [:]
@@ -94,13 +88,6 @@ private func naiveAttention(query: Tensor, key: Tensor, value: Tensor, heads: In
     return (out, weights)
 }
 
-/// The digits CNN of the `torch-digits-cnn` fixture.
-private func digitsCNN() -> Sequential {
-    Sequential(Conv2d(1, 16, kernelSize: 3, padding: 1), BatchNorm2d(16), ReLU(), MaxPool2d(kernelSize: 2),
-               Conv2d(16, 32, kernelSize: 3, padding: 1), ReLU(), MaxPool2d(kernelSize: 2),
-               Flatten(), Linear(128, 64), ReLU(), Linear(64, 10))
-}
-
 @Suite("Layers")
 struct LayerTests {
     // MARK: Names and shapes (PyTorch state_dict keys)
@@ -109,7 +96,7 @@ struct LayerTests {
         let model = Sequential(Conv2d(3, 8, kernelSize: 3), BatchNorm2d(8), ReLU(), Linear(8, 4))
         #expect(model.namedParameters().map(\.name) == ["0.weight", "0.bias", "1.weight", "1.bias", "3.weight", "3.bias"])
         #expect(model.namedBuffers().map(\.name) == ["1.running_mean", "1.running_var", "1.num_batches_tracked"])
-        #expect(stateDictKeys(model) == ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var",
+        #expect(model.stateDictKeys == ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var",
                                          "1.num_batches_tracked", "3.weight", "3.bias"])
         let s = shapes(model)
         #expect(s["0.weight"] == [8, 3, 3, 3] && s["0.bias"] == [8])
@@ -122,7 +109,7 @@ struct LayerTests {
 
         // The exported PyTorch model's keys (Tests/FineTuneTests/Fixtures/torch-digits-cnn/model.json).
         let cnn = digitsCNN()
-        #expect(stateDictKeys(cnn) == ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var",
+        #expect(cnn.stateDictKeys == ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var",
                                        "1.num_batches_tracked", "4.weight", "4.bias", "8.weight", "8.bias",
                                        "10.weight", "10.bias"])
         cnn.eval()
@@ -160,7 +147,7 @@ struct LayerTests {
 
     @Test func residualBlockNamesMatchTorchvision() {
         let block = ResidualBlock(4, 8, stride: 2)
-        #expect(stateDictKeys(block) == [
+        #expect(block.stateDictKeys == [
             "conv1.weight",
             "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked",
             "conv2.weight",
@@ -172,7 +159,7 @@ struct LayerTests {
         let s = shapes(block)
         #expect(s["conv1.weight"] == [8, 4, 3, 3] && s["conv2.weight"] == [8, 8, 3, 3] && s["downsample.0.weight"] == [8, 4, 1, 1])
         #expect(ResidualBlock(4, 4).downsample == nil)
-        #expect(!stateDictKeys(ResidualBlock(4, 4)).contains { $0.hasPrefix("downsample") })
+        #expect(!ResidualBlock(4, 4).stateDictKeys.contains { $0.hasPrefix("downsample") })
         #expect(block(randomTensor([2, 4, 6, 6])).shape == [2, 8, 3, 3])
         #expect(ResidualBlock(4, 4)(randomTensor([1, 4, 5, 5])).shape == [1, 4, 5, 5])
     }

@@ -64,3 +64,22 @@ func gradCheck(_ inputs: [Tensor], eps: Float = 1e-2, atol: Float = 2e-3, rtol: 
         expectClose(analytic, numeric, atol: atol, rtol: rtol, "\(comment) input \(index)", sourceLocation: sourceLocation)
     }
 }
+
+/// A file of the test bundle's Fixtures folder.
+func fixtureURL(_ path: String) -> URL {
+    Bundle.module.resourceURL!.appendingPathComponent("Fixtures").appendingPathComponent(path)
+}
+
+/// A fresh empty directory for one test.
+func temporaryDirectory() -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-tests-\(UUID().uuidString)")
+    try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+/// The digits CNN of the `torch-digits-cnn` fixture (PyTorch `nn.Sequential` indices).
+func digitsCNN() -> Sequential {
+    Sequential(Conv2d(1, 16, kernelSize: 3, padding: 1), BatchNorm2d(16), ReLU(), MaxPool2d(kernelSize: 2),
+               Conv2d(16, 32, kernelSize: 3, padding: 1), ReLU(), MaxPool2d(kernelSize: 2),
+               Flatten(), Linear(128, 64), ReLU(), Linear(64, 10))
+}

@@ -104,7 +104,7 @@ enum BatchNormCore {
 
     static func stats(_ c: Int, _ on: Bool) -> (Buffer?, Buffer?, Buffer?) {
         guard on else { return (nil, nil, nil) }
-        return (Buffer(Tensor.zeros([c])), Buffer(Tensor.ones([c])), Buffer(Tensor(0)))
+        return (Buffer(Tensor.zeros([c])), Buffer(Tensor.ones([c])), Buffer(Tensor(0), checkpointDType: .i64))
     }
 
     static func reset(_ weight: Parameter?, _ bias: Parameter?) {

@@ -71,14 +71,25 @@ public final class Parameter {
 }
 
 /// A non-trainable tensor a module keeps in its state (e.g. BatchNorm running statistics).
+///
+/// Buffers are saved in checkpoints (``Module/stateDict()``) unless created with
+/// `persistent: false`, as in PyTorch's `register_buffer`.
 public final class Buffer {
     /// The current value.
     public var value: Tensor
     /// The state-dict name when it differs from the property name.
     public let key: String?
+    /// Whether the buffer is part of the state dict.
+    public let isPersistent: Bool
+    /// The element type checkpoints store it as (PyTorch keeps counters such as
+    /// BatchNorm's `num_batches_tracked` as int64).
+    public let checkpointDType: SafeTensors.DType
 
-    public init(_ value: Tensor, key: String? = nil) {
+    public init(_ value: Tensor, key: String? = nil, persistent: Bool = true, checkpointDType: SafeTensors.DType = .f32) {
+        precondition(SafeTensors.DType.writable.contains(checkpointDType), "Buffer: \(checkpointDType) cannot be written")
         self.value = value.detached()
         self.key = key
+        self.isPersistent = persistent
+        self.checkpointDType = checkpointDType
     }
 }
