@@ -16,6 +16,9 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
     case shapeMismatch([ShapeMismatch])
     /// A strict load found missing or unexpected keys (the report lists them).
     case keysDoNotMatch(LoadReport)
+    /// An adapter folder or configuration FineTune cannot apply (bad JSON, unsupported options,
+    /// targets that match nothing).
+    case invalidAdapter(reason: String)
 
     /// One key whose checkpoint shape differs from the module's.
     public struct ShapeMismatch: Equatable, Sendable, CustomStringConvertible {
@@ -36,6 +39,7 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
         case let .shapeMismatch(list):
             return "size mismatch for \(list.count) tensor(s):\n" + list.map { "  " + $0.description }.joined(separator: "\n")
         case let .keysDoNotMatch(report): return "strict load failed:\n\(report)"
+        case let .invalidAdapter(reason): return "cannot apply the adapter: \(reason)"
         }
     }
 }

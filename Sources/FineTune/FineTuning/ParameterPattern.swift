@@ -78,6 +78,10 @@ public enum SelectionError: Error, Equatable, CustomStringConvertible {
     case invalidPattern(String)
     /// A depth or child index outside the module's children.
     case outOfRange(String)
+    /// No module at this dotted path.
+    case noModule(path: String, examples: [String])
+    /// The module at `path` is not of a kind the operation supports.
+    case unsupportedModule(path: String, type: String, expected: String)
 
     public var description: String {
         switch self {
@@ -85,6 +89,10 @@ public enum SelectionError: Error, Equatable, CustomStringConvertible {
             return "\(p) matches no parameter; names look like: \(examples.joined(separator: ", "))"
         case .invalidPattern(let p): return "invalid pattern \(p)"
         case .outOfRange(let why): return why
+        case .noModule(let path, let examples):
+            return "no module at \"\(path)\"; module paths look like: \(examples.joined(separator: ", "))"
+        case .unsupportedModule(let path, let type, let expected):
+            return "\(path) is a \(type), expected \(expected)"
         }
     }
 }

@@ -18,7 +18,18 @@ import Foundation
 /// ```
 open class Module {
     /// Whether the module is in training mode (dropout active, batch statistics in BatchNorm).
-    public private(set) var isTraining = true
+    public internal(set) var isTraining = true
+
+    /// The module standing in for this one after ``replaceModule(at:with:)``: calls are
+    /// forwarded to it, and the tree lists it instead of this module.
+    public internal(set) var replacement: Module?
+
+    /// This module, or the module that (transitively) replaced it.
+    public var resolved: Module {
+        var current = self
+        while let next = current.replacement { current = next }
+        return current
+    }
 
     public init() {}
 
@@ -28,7 +39,9 @@ open class Module {
     }
 
     /// Runs ``forward(_:)`` (and records the output shape while a ``summary(input:)`` runs).
+    /// A replaced module forwards the call to its ``replacement``.
     public func callAsFunction(_ x: Tensor) -> Tensor {
+        if let replacement { return replacement(x) }
         let y = forward(x)
         ShapeRecorder.current?.record(self, shape: y.shape)
         return y
@@ -78,7 +91,7 @@ open class Module {
     public func namedModules() -> [(name: String, module: Module)] {
         var result: [(String, Module)] = [("", self)]
         for (name, child) in namedChildren() {
-            result += child.namedModules().map { ($0.name.isEmpty ? name : "\(name).\($0.name)", $0.module) }
+            result += child.resolved.namedModules().map { ($0.name.isEmpty ? name : "\(name).\($0.name)", $0.module) }
         }
         return result
     }
@@ -114,6 +127,29 @@ open class Module {
     /// The module at this dotted path (`""` is self), if any.
     public func module(named path: String) -> Module? {
         namedModules().first { $0.name == path }?.module
+    }
+
+    /// Replaces the module at a dotted path with `newModule` and returns the module it
+    /// replaced: a new head, a LoRA-wrapped layer, a layer with an adapter. It works on any
+    /// model, `let` properties included: the old module forwards its calls to the new one,
+    /// and names, freezing, optimizers and checkpoints see the new one. (A typed property
+    /// such as `model.fc` still returns the old object; use ``module(named:)``.) The new
+    /// module takes the old one's training mode.
+    ///
+    /// ```swift
+    /// try model.replaceModule(at: "fc", with: Linear(512, 5))    // new 5-class head
+    /// ```
+    @discardableResult
+    public func replaceModule(at path: String, with newModule: Module) throws(SelectionError) -> Module {
+        guard let old = module(named: path), !path.isEmpty else {
+            throw .noModule(path: path, examples: Array(namedModules().map(\.name).dropFirst().prefix(8)))
+        }
+        precondition(newModule !== old, "replaceModule: the module is already at \(path)")
+        precondition(!newModule.namedModules().contains { $0.module === old },
+                     "replaceModule: the new module contains the one it replaces; forward to it with forward(_:), not by calling it")
+        newModule.train(old.isTraining)
+        old.replacement = newModule
+        return old
     }
 
     // MARK: Modes
