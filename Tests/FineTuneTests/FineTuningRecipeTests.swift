@@ -1,0 +1,128 @@
+import Foundation
+import Testing
+@testable import FineTune
+
+// Fine-tuning recipes: head replacement on any model, bottleneck adapters, BitFit,
+// discriminative learning rates and gradual unfreezing.
+
+private final class Backbone: Module {
+    let embed = Linear(6, 8)
+    let block = Linear(8, 8)
+    let fc = Linear(8, 3)
+    let drop = Dropout(p: 0.5)
+    override func forward(_ x: Tensor) -> Tensor { fc(drop(block(embed(x).relu()).relu())) }
+}
+
+@Suite("Fine-tuning recipes")
+struct FineTuningRecipeTests {
+    @Test("replaceModule swaps a let-property head: names, training, optimizer and checkpoints follow")
+    func headReplacement() throws {
+        let model = Backbone()
+        model.eval()
+        let old = try model.replaceModule(at: "fc", with: Linear(8, 5))
+        #expect(old === model.fc)
+        #expect(model.module(named: "fc").map { ($0 as! Linear).outFeatures } == 5)
+        #expect(model.parameter(named: "fc.weight")?.shape == [5, 8])
+        #expect(model(randomTensor([2, 6])).shape == [2, 5])
+        #expect(!(model.module(named: "fc")!.isTraining))    // takes the replaced module's mode
+        model.freeze()
+        try model.unfreeze(matching: "fc")
+        #expect(model.trainableParameterCount == 5 * 8 + 5)
+        let optimizer = SGD(model, lr: 0.1)
+        model.train()
+        Tensor.crossEntropy(model(randomTensor([4, 6])), targets: [0, 1, 4, 2]).backward()
+        optimizer.step()
+        #expect(model.stateDictKeys.contains("fc.weight") && model.stateDict()["fc.weight"]!.shape == [5, 8])
+        #expect(throws: SelectionError.self) { try model.replaceModule(at: "fcc", with: Linear(8, 5)) }
+        #expect(throws: SelectionError.self) { try model.replaceModule(at: "", with: Linear(8, 5)) }
+    }
+
+    @Test("bottleneck adapters start as the identity, keep pretrained names, and train alone")
+    func bottleneckAdapters() throws {
+        let model = Backbone()
+        model.eval()
+        let x = randomTensor([3, 6], seed: 4)
+        let before = model(x)
+        let keys = model.stateDictKeys
+        let adapters = try model.addAdapters(after: ["embed", "block"], bottleneck: 2)
+        #expect(adapters.count == 2 && model(x).scalars == before.scalars)
+        #expect(model.stateDictKeys == ["embed.weight", "embed.bias", "embed.adapter.down.weight", "embed.adapter.down.bias",
+                                        "embed.adapter.up.weight", "embed.adapter.up.bias", "block.weight", "block.bias",
+                                        "block.adapter.down.weight", "block.adapter.down.bias", "block.adapter.up.weight",
+                                        "block.adapter.up.bias", "fc.weight", "fc.bias"])
+        #expect(Set(keys).isSubset(of: model.stateDictKeys))
+        #expect(model.trainableParameterCount == 2 * (8 * 2 + 2 + 2 * 8 + 8))
+        // A pretrained checkpoint of the plain model still loads into the adapted one.
+        let report = try model.loadStateDict(Backbone().stateDict(), strict: false)
+        #expect(report.unexpectedKeys.isEmpty && report.missingKeys.allSatisfy { $0.contains(".adapter.") })
+
+        let optimizer = Adam(model, lr: 0.05)
+        let frozen = model.parameter(named: "block.weight")!.value.scalars
+        model.train()
+        for _ in 0..<5 {
+            optimizer.zeroGrad()
+            Tensor.crossEntropy(model(x), targets: [0, 1, 2]).backward()
+            optimizer.step()
+        }
+        #expect(model.parameter(named: "block.weight")!.value.scalars == frozen)
+        #expect(model.parameter(named: "block.adapter.up.weight")!.value.scalars.contains { $0 != 0 })
+        // eval() reaches the wrapped module (it is not in the tree itself).
+        model.eval()
+        #expect(model(x).scalars == model(x).scalars)
+        #expect(throws: SelectionError.self) { try Backbone().addAdapters(after: ["drop"], bottleneck: 2) }
+    }
+
+    @Test("BitFit trains only biases (plus what `also` selects)")
+    func bitFit() throws {
+        let model = Backbone()
+        let names = try model.trainOnlyBiases()
+        #expect(names == ["embed.bias", "block.bias", "fc.bias"])
+        #expect(model.trainableParameterCount == 8 + 8 + 3)
+        let withHead = try model.trainOnlyBiases(also: ["fc"])
+        #expect(withHead == ["embed.bias", "block.bias", "fc.weight", "fc.bias"])
+        #expect(throws: SelectionError.self) { try Linear(2, 2, bias: false).trainOnlyBiases() }
+    }
+
+    @Test("discriminative rates divide by the factor per group, top group at 1; fastai's slice spaces them geometrically")
+    func discriminativeRates() throws {
+        let model = Sequential(Linear(4, 4), ReLU(), Linear(4, 4), ReLU(), Linear(4, 2))
+        #expect(model.defaultLayerGroups().map(\.description) == ["glob \"0\"", "glob \"2\"", "glob \"4\""])
+        let multipliers = try model.setDiscriminativeLearningRates(factor: 2)
+        #expect(multipliers == [0.25, 0.5, 1])
+        #expect(model.parameter(named: "0.weight")!.lrMultiplier == 0.25 && model.parameter(named: "4.bias")!.lrMultiplier == 1)
+        let sliced = try model.setLearningRateMultipliers(from: 0.01, to: 1)
+        expectClose(sliced, [0.01, 0.1, 1], atol: 1e-7, rtol: 1e-5)
+        // The optimizer applies them: one SGD step moves group 0 by a quarter of group 2's step
+        // for the same gradient.
+        _ = try model.setDiscriminativeLearningRates(factor: 4)
+        let sgd = SGD(model, lr: 1)
+        for p in model.parameters() { p.grad = Tensor.ones(p.shape) }
+        let w0 = model.parameter(named: "0.weight")!.value.scalars, w4 = model.parameter(named: "4.weight")!.value.scalars
+        sgd.step()
+        let d0 = zip(model.parameter(named: "0.weight")!.value.scalars, w0).map { $1 - $0 }
+        let d4 = zip(model.parameter(named: "4.weight")!.value.scalars, w4).map { $1 - $0 }
+        #expect(d0.allSatisfy { abs($0 - 1.0 / 16) < 1e-6 } && d4.allSatisfy { abs($0 - 1) < 1e-6 })
+    }
+
+    @Test("gradual unfreezing opens one group per epoch from the top, without rebuilding the optimizer")
+    func gradualUnfreezing() throws {
+        let model = Sequential(Linear(4, 4), ReLU(), Linear(4, 4), ReLU(), Linear(4, 2))
+        let schedule = GradualUnfreezing(groups: model.defaultLayerGroups())
+        let optimizer = AdamW(model, lr: 0.01)
+        let x = randomTensor([6, 4], seed: 3)
+        var trainedNames: [[String]] = []
+        for epoch in 0..<4 {
+            let names = try schedule.apply(to: model, epoch: epoch)
+            #expect(names.count == 2 * schedule.trainableGroupCount(epoch: epoch))
+            optimizer.zeroGrad()
+            Tensor.crossEntropy(model(x), targets: [0, 1, 0, 1, 0, 1]).backward()
+            optimizer.step()
+            trainedNames.append(optimizer.parameterNamesWithState)
+        }
+        #expect(trainedNames[0] == ["4.bias", "4.weight"])
+        #expect(trainedNames[1] == ["2.bias", "2.weight", "4.bias", "4.weight"])
+        #expect(trainedNames[3].count == 6)
+        let slow = GradualUnfreezing(groups: ["0", "2", "4"], epochsPerGroup: 2)
+        #expect((0..<6).map(slow.trainableGroupCount) == [1, 1, 2, 2, 3, 3])
+    }
+}
