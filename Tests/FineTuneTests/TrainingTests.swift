@@ -1,0 +1,137 @@
+import Foundation
+import Testing
+@testable import FineTune
+
+// Training: datasets (CSV, splits, batches), the Trainer (NaN guard, early stopping with
+// best-weight restore, gradual unfreezing hook), and end-to-end fine-tuning of the
+// PyTorch-trained digits CNN on real data against training from scratch.
+
+private func digits() throws -> TensorDataset {
+    try TensorDataset(csv: fixtureURL("digits/digits.csv"), featureShape: [1, 8, 8], scale: 1.0 / 16)
+}
+
+/// The pretrained digits CNN of the torch-digits-cnn fixture (trained on rows 0..<1500).
+private func pretrainedCNN() throws -> Sequential {
+    let model = digitsCNN()
+    try model.load(from: fixtureURL("torch-digits-cnn/model.safetensors"))
+    return model
+}
+
+@Suite("Training")
+struct TrainingTests {
+    @Test("the digits CSV loads with PyTorch's scaling; bad lines name their line number")
+    func csvDataset() throws {
+        let data = try digits()
+        #expect(data.count == 1797 && data.featureShape == [1, 8, 8] && data.classCount == 10)
+        let reference = try SafeTensors(contentsOf: fixtureURL("torch-digits-cnn/reference.safetensors"))
+        #expect(data.slice(1500..<1532).inputs.scalars == (try reference.tensor("inputs")).scalars)
+
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let bad = directory.appendingPathComponent("bad.csv")
+        try "1,2,0\n\n3,x,1\n".write(to: bad, atomically: true, encoding: .utf8)
+        #expect(throws: DataError.malformedLine(line: 3, reason: "\"x\" is not a finite number")) {
+            try TensorDataset(csv: bad, featureShape: [2])
+        }
+        try "1,2,0\n3,4\n".write(to: bad, atomically: true, encoding: .utf8)
+        #expect(throws: DataError.malformedLine(line: 2, reason: "2 fields, expected 2 features and a label")) {
+            try TensorDataset(csv: bad, featureShape: [2])
+        }
+        #expect(throws: DataError.self) { try TensorDataset(csv: directory.appendingPathComponent("none.csv"), featureShape: [2]) }
+    }
+
+    @Test("splits are disjoint, complete and reproducible; batches cover every example once")
+    func splitsAndBatches() throws {
+        let data = TensorDataset(inputs: Tensor(shape: [10, 1], scalars: (0..<10).map(Float.init)), labels: Array(0..<10))
+        let (train, validation) = data.split(validationFraction: 0.3, seed: 4)
+        #expect(train.count == 7 && validation.count == 3)
+        #expect(Set(train.labels + validation.labels) == Set(0..<10))
+        #expect(train.inputs.scalars.map { Int($0) } == train.labels)
+        #expect(data.split(validationFraction: 0.3, seed: 4).validation.labels == validation.labels)
+        let batches = data.batches(size: 4, shuffle: true, seed: 9)
+        #expect(batches.map(\.labels.count) == [4, 4, 2])
+        #expect(batches.flatMap(\.labels).sorted() == Array(0..<10))
+        #expect(batches.flatMap { $0.inputs.scalars.map { Int($0) } } == batches.flatMap(\.labels))
+    }
+
+    @Test("a non-finite loss stops training with a clear error before the weights change")
+    func nonFiniteLoss() throws {
+        let model = Sequential(Linear(2, 3))
+        let data = TensorDataset(inputs: Tensor(shape: [4, 2], scalars: [1, 2, 3, 4, .nan, 1, 0, 0]), labels: [0, 1, 2, 0])
+        let before = model.stateDict().mapValues(\.scalars)
+        let trainer = Trainer(model: model, optimizer: SGD(model, lr: 0.1), batchSize: 4)
+        #expect {
+            try trainer.fit(data, epochs: 1)
+        } throws: { error in
+            guard case .nonFiniteLoss(0, 0, let value) = error as? TrainingError else { return false }
+            return value.isNaN
+        }
+        #expect(model.stateDict().allSatisfy { $0.value.scalars == before[$0.key]! })
+        #expect(TrainingError.nonFiniteLoss(epoch: 2, step: 5, value: .infinity).description.contains("epoch 2, step 5"))
+    }
+
+    @Test("early stopping stops after `patience` bad epochs and restores the best epoch's weights")
+    func earlyStopping() throws {
+        // Validation labels contradict the training labels, so every epoch of training makes
+        // the validation loss worse: the best epoch is the first.
+        let x = randomTensor([32, 4], seed: 3)
+        let labels = x.scalars.enumerated().filter { $0.offset % 4 == 0 }.map { $0.element > 0 ? 1 : 0 }
+        let train = TensorDataset(inputs: x, labels: labels)
+        let validation = TensorDataset(inputs: x, labels: labels.map { 1 - $0 })
+        let model = Sequential(Linear(4, 8), ReLU(), Linear(8, 2))
+        let trainer = Trainer(model: model, optimizer: Adam(model, lr: 0.05), batchSize: 8,
+                              earlyStopping: EarlyStopping(patience: 2))
+        var seen: [Int] = []
+        trainer.onEpochEnd = { seen.append($0.epoch) }
+        let history = try trainer.fit(train, validation: validation, epochs: 20)
+        #expect(history.stoppedEarly && history.bestEpoch == 0 && history.epochs.count == 4 && seen == [0, 1, 2, 3])
+        let losses = history.epochs.map { $0.validationLoss! }
+        #expect(losses[1] > losses[0] && losses[3] > losses[0])
+        #expect(trainer.evaluate(validation).loss == losses[0])    // the restored weights, bit for bit
+    }
+
+    @Test("a frozen pretrained feature extractor with a new head beats training from scratch on few examples")
+    func transferLearningOnDigits() throws {
+        // A new labelling of the classes (a new head has to learn it) with only 60 labelled
+        // examples the pretrained model never saw; tested on 197 others.
+        let all = try digits()
+        let relabel = { (d: TensorDataset) in TensorDataset(inputs: d.inputs, labels: d.labels.map { ($0 * 7 + 3) % 10 }) }
+        let (fitSet, validation) = relabel(all.slice(1500..<1560)).split(validationFraction: 0.2, seed: 1)
+        let test = relabel(all.slice(1600..<1797))
+
+        func run(_ model: Sequential) throws -> Float {
+            let trainer = Trainer(model: model, optimizer: AdamW(model, lr: 0.01), batchSize: 16,
+                                  earlyStopping: EarlyStopping(metric: .validationAccuracy, patience: 5), seed: 5)
+            try trainer.fit(fitSet, validation: validation, epochs: 30)
+            return trainer.evaluate(test).accuracy
+        }
+        // Frozen feature extractor + new head (the classic transfer recipe).
+        let transfer = try pretrainedCNN()
+        transfer.freeze()
+        _ = try RandomGenerator.withSeed(21) { try transfer.replaceModule(at: "10", with: Linear(64, 10)) }
+        #expect(transfer.trainableParameterCount == 64 * 10 + 10)
+        let frozenBefore = transfer.parameter(named: "4.weight")!.value.scalars
+        let transferAccuracy = try run(transfer)
+        #expect(transfer.parameter(named: "4.weight")!.value.scalars == frozenBefore)
+
+        // Retrained from scratch for comparison: the same architecture, data and budget.
+        let scratch = RandomGenerator.withSeed(21) { digitsCNN() }
+        let scratchAccuracy = try run(scratch)
+        #expect(transferAccuracy >= 0.85, "transfer accuracy \(transferAccuracy)")
+        #expect(transferAccuracy > scratchAccuracy + 0.1, "transfer \(transferAccuracy) vs scratch \(scratchAccuracy)")
+    }
+
+    @Test("gradual unfreezing through the trainer's epoch hook")
+    func gradualUnfreezingHook() throws {
+        let all = try digits()
+        let (train, validation) = all.slice(1500..<1700).split(validationFraction: 0.25, seed: 2)
+        let model = try pretrainedCNN()
+        let unfreezing = GradualUnfreezing(groups: model.defaultLayerGroups())
+        let trainer = Trainer(model: model, optimizer: AdamW(model, lr: 1e-3), batchSize: 50)
+        trainer.onEpochStart = { epoch throws(SelectionError) in try unfreezing.apply(to: model, epoch: epoch) }
+        let history = try trainer.fit(train, validation: validation, epochs: 3)
+        let counts = history.epochs.map(\.trainableParameters)
+        #expect(counts == [64 * 10 + 10, 64 * 10 + 10 + 128 * 64 + 64, 64 * 10 + 10 + 128 * 64 + 64 + 32 * 16 * 9 + 32])
+        #expect(history.epochs.last!.validationAccuracy! > 0.9)
+    }
+}
