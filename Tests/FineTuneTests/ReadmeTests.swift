@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import FineTune
 
@@ -46,5 +47,38 @@ struct ReadmeTests {
         #expect(model.parameter(named: "3.weight")!.value.scalars == frozenBefore)
         try model.unfreeze(matching: "3.**")
         #expect(!model.parameter(named: "3.weight")!.isFrozen)
+    }
+
+    @Test func fineTuningAndLoRATour() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = Sequential(Conv2d(1, 16, kernelSize: 3, padding: 1), BatchNorm2d(16), ReLU(), MaxPool2d(kernelSize: 2),
+                               Conv2d(16, 32, kernelSize: 3, padding: 1), ReLU(), MaxPool2d(kernelSize: 2),
+                               Flatten(), Linear(128, 64), ReLU(), Linear(64, 10))
+        try model.load(from: fixtureURL("torch-digits-cnn/model.safetensors"))
+        model.freeze()
+        try model.replaceModule(at: "10", with: Linear(64, 3))
+        let data = try TensorDataset(csv: fixtureURL("digits/digits.csv"), featureShape: [1, 8, 8], scale: 1.0 / 16)
+        let small = TensorDataset(inputs: data.slice(0..<100).inputs, labels: data.slice(0..<100).labels.map { $0 % 3 })
+        let (train, validation) = small.split(validationFraction: 0.2, seed: 1)
+        let trainer = Trainer(model: model, optimizer: AdamW(model, lr: 1e-2), batchSize: 32,
+                              earlyStopping: EarlyStopping(patience: 3))
+        let history = try trainer.fit(train, validation: validation, epochs: 2)
+        #expect(history.epochs.count == 2)
+        try model.save(to: directory.appendingPathComponent("finetuned.safetensors"))
+
+        try model.applyLoRA(LoRAConfig(rank: 8, alpha: 16, targetModules: ["8", "10"]))
+        #expect(model.trainableParameterCount == 8 * 128 + 64 * 8 + 8 * 64 + 3 * 8)
+        let adapter = directory.appendingPathComponent("adapter")
+        try model.savePEFTAdapter(to: adapter)
+        model.mergeLoRA()
+        #expect(model.removeLoRA(merge: true) == ["8", "10"])
+
+        let other = Sequential(Conv2d(1, 16, kernelSize: 3, padding: 1), BatchNorm2d(16), ReLU(), MaxPool2d(kernelSize: 2),
+                               Conv2d(16, 32, kernelSize: 3, padding: 1), ReLU(), MaxPool2d(kernelSize: 2),
+                               Flatten(), Linear(128, 64), ReLU(), Linear(64, 3))
+        try other.loadPEFTAdapter(from: adapter)
+        try other.addAdapters(after: ["8"], bottleneck: 16)
+        #expect(other.stateDictKeys.contains("8.adapter.down.weight"))
     }
 }
