@@ -93,11 +93,27 @@ struct TransformerSuite: BenchSuite {
     let summary = "AdamW training step: pre-norm encoder block, d_model 256, 4 heads, ffn 1024, seq 64, batch 16"
 
     func cases() -> [BenchCase] {
-        [BenchCase(name: "transformer_step", detail: "forward + MSE to a fixed target + backward + AdamW step", flops: nil) {
+        let make = { (lora: Bool) -> any Workload in
             let x = TrainingData.inputs([16, 64, 256], seed: 7), target = TrainingData.inputs([16, 64, 256], seed: 8)
             return TrainingStepWorkload(seed: 9, model: {
                 TransformerEncoderBlock(dModel: 256, numHeads: 4, ffnDim: 1024, dropout: 0, activation: .gelu)
+            }, prepare: { model in
+                if lora {
+                    // Rank-8 LoRA on the attention output projection and both FFN layers; the rest frozen.
+                    _ = try? model.applyLoRA(LoRAConfig(rank: 8, alpha: 16, targetModules: ["out_proj", "linear1", "linear2"]))
+                }
             }, loss: { Tensor.mse($0(x), target) })
-        }]
+        }
+        return [
+            BenchCase(name: "transformer_step", detail: "forward + MSE to a fixed target + backward + AdamW step", flops: nil) {
+                make(false)
+            },
+            BenchCase(name: "transformer_step_lora", detail: "the same with rank-8 LoRA on out_proj, linear1, linear2 (rest frozen)",
+                      flops: nil) { make(true) },
+        ]
+    }
+
+    var extraRatios: [RatioSpec] {
+        [.speedup(of: "transformer_step_lora", over: "transformer_step", label: "full fine-tuning step")]
     }
 }
