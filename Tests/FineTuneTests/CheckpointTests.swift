@@ -320,4 +320,53 @@ struct CheckpointTests {
         #expect(model.parameter(named: "8.weight")!.grad != nil)
         optimizer.step()
     }
+
+    // MARK: Optimizer state
+
+    @Test("saving model and optimizer state and resuming gives the same weights as never stopping",
+          arguments: ["SGD", "AdamW"])
+    func resumeTraining(_ kind: String) throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let x = randomTensor([6, 1, 8, 8], seed: 3), y = [0, 1, 2, 3, 4, 5]
+        func make() -> (Sequential, CoreOptimizer) {
+            let model = RandomGenerator.withSeed(4) { digitsCNN() }
+            try! model.freeze(matching: "0")
+            let optimizer: CoreOptimizer = kind == "SGD"
+                ? SGD(model, lr: 0.05, momentum: 0.9, nesterov: true) : AdamW(model, lr: 0.01)
+            return (model, optimizer)
+        }
+        func train(_ model: Module, _ optimizer: CoreOptimizer, steps: Int) {
+            for _ in 0..<steps {
+                optimizer.zeroGrad()
+                Tensor.crossEntropy(model(x), targets: y).backward()
+                optimizer.step()
+            }
+        }
+        let (model, optimizer) = make()
+        train(model, optimizer, steps: 3)
+        optimizer.learningRate *= 0.5
+        try model.save(to: directory.appendingPathComponent("model.safetensors"))
+        try optimizer.saveState(to: directory.appendingPathComponent("optimizer.safetensors"))
+        train(model, optimizer, steps: 2)
+
+        let (resumed, resumedOptimizer) = make()
+        try resumed.load(from: directory.appendingPathComponent("model.safetensors"))
+        let report = try resumedOptimizer.loadState(from: directory.appendingPathComponent("optimizer.safetensors"))
+        #expect(report.loadedKeys == optimizer.parameterNamesWithState && !report.loadedKeys.contains("0.weight"))
+        #expect(resumedOptimizer.stepCount == 3 && resumedOptimizer.learningRate == optimizer.learningRate)
+        train(resumed, resumedOptimizer, steps: 2)
+        for (name, p) in model.namedParameters() {
+            #expect(resumed.parameter(named: name)!.value.scalars.map(\.bitPattern) == p.value.scalars.map(\.bitPattern), "\(name)")
+        }
+
+        // The wrong optimizer type, or state for parameters the model no longer has, is refused.
+        let other: CoreOptimizer = kind == "SGD" ? AdamW(resumed) : SGD(resumed, momentum: 0.9)
+        #expect(throws: CheckpointError.self) { try other.loadState(from: directory.appendingPathComponent("optimizer.safetensors")) }
+        let smaller = RandomGenerator.withSeed(4) { digitsCNN() }
+        try smaller.replaceModule(at: "10", with: Linear(64, 3))
+        let fresh: CoreOptimizer = kind == "SGD" ? SGD(smaller, lr: 0.05, momentum: 0.9, nesterov: true) : AdamW(smaller, lr: 0.01)
+        #expect(throws: CheckpointError.self) { try fresh.loadState(from: directory.appendingPathComponent("optimizer.safetensors")) }
+        #expect(fresh.stepCount == 0 && fresh.parameterNamesWithState.isEmpty)
+    }
 }

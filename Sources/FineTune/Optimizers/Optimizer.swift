@@ -268,4 +268,17 @@ final class OptimizerCore {
     }
 
     func resetState() { slots.removeAll() }
+
+    /// Replaces all state: `states` by parameter name (the names must be current parameters
+    /// with matching buffer shapes; the caller checked), and the step count.
+    func restore(stepCount: Int, states: [String: OptimizerState]) {
+        let parameters = Dictionary(source.namedParameters().map { ($0.name, $0.parameter) }, uniquingKeysWith: { a, _ in a })
+        slots.removeAll()
+        for (name, state) in states {
+            let slot = ParameterSlot(parameter: parameters[name]!, buffers: bufferNames.map { state.tensors[$0]! })
+            slot.step = state.step
+            slots[name] = slot
+        }
+        self.stepCount = stepCount
+    }
 }
