@@ -85,6 +85,8 @@ struct LoRATests {
         #expect(model(x).scalars != before.scalars)
         #expect(optimizer.parameterNamesWithState == ["fc1.lora_A.weight", "fc1.lora_B.weight", "fc2.lora_A.weight", "fc2.lora_B.weight"])
 
+        let table = model.summary(input: x)
+        #expect(table.contains("fc1.lora_A") && table.contains("LoRALinear") && table.contains("[4, 10]"))
         #expect(throws: SelectionError.self) { try MLP().applyLoRA(LoRAConfig(targetModules: ["fc3"])) }
         let seq = Sequential(Linear(2, 2), ReLU())
         #expect(throws: SelectionError.unsupportedModule(path: "1", type: "ReLU", expected: "Linear")) {
