@@ -125,4 +125,29 @@ struct FineTuningRecipeTests {
         let slow = GradualUnfreezing(groups: ["0", "2", "4"], epochsPerGroup: 2)
         #expect((0..<6).map(slow.trainableGroupCount) == [1, 1, 2, 2, 3, 3])
     }
+
+    @Test("depth freezing, layer groups and reinitialize see replaced children (LoRA, adapters)")
+    func treeOperationsSeeReplacements() throws {
+        let model = Sequential(Linear(4, 4), ReLU(), Linear(4, 2))
+        try model.applyLoRA(LoRAConfig(rank: 2, alpha: 2, targetModules: ["2"]))
+        try model.freeze(upTo: -1)
+        #expect(model.namedParameters().filter { !$0.parameter.isFrozen }.map(\.name)
+                == ["2.weight", "2.bias", "2.lora_A.weight", "2.lora_B.weight"])
+        model.loraLayers[0].layer.loraB.weight.value = Tensor.ones([2, 2])
+        model.loraLayers[0].layer.merge()
+        var rng = RandomGenerator(seed: 3)
+        model.reinitialize(generator: &rng)
+        let lora = model.loraLayers[0].layer
+        #expect(!lora.isMerged && lora.loraB.weight.value.scalars.allSatisfy { $0 == 0 })
+        let x = randomTensor([3, 4], seed: 8)
+        #expect(model(x).scalars == Sequential(model[0], ReLU(), lora.original)(x).scalars)
+
+        let adapted = Backbone()
+        let adapters = try adapted.addAdapters(after: ["block"], bottleneck: 2)
+        adapters[0].up.weight.value = Tensor.ones(adapters[0].up.weight.shape)
+        let blockWeight = adapted.parameter(named: "block.weight")!.value.scalars
+        adapted.reinitialize()
+        #expect(adapters[0].up.weight.value.scalars.allSatisfy { $0 == 0 })
+        #expect(adapted.parameter(named: "block.weight")!.value.scalars != blockWeight)
+    }
 }

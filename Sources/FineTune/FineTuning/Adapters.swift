@@ -7,7 +7,7 @@
 /// with `up` initialised to zero, so a freshly inserted adapter is the identity and training
 /// starts from the pretrained function. Insert one after any layer with
 /// ``Module/addAdapters(after:bottleneck:)``.
-public final class BottleneckAdapter: Module {
+public final class BottleneckAdapter: Module, ParameterInitializing {
     /// features -> bottleneck (key `down`).
     public let down: Linear
     /// bottleneck -> features, zero-initialised (key `up`).
@@ -27,12 +27,18 @@ public final class BottleneckAdapter: Module {
     public override func forward(_ h: Tensor) -> Tensor {
         h + up(activation(down(h)))
     }
+
+    /// Keeps the adapter an identity after ``Module/reinitialize()`` (`up` back to zero).
+    public func resetParameters(generator: inout RandomGenerator) {
+        up.weight.value = Tensor.zeros(up.weight.shape)
+        up.bias?.value = Tensor.zeros(up.bias!.shape)
+    }
 }
 
 /// A module followed by an adapter. The wrapped module's parameters and children keep their
 /// names (so pretrained checkpoints still load as they are); the adapter's appear under
 /// `adapter.` (`encoder.2.adapter.down.weight`).
-public final class AdaptedModule: Module {
+public final class AdaptedModule: Module, ParameterInitializing {
     /// The adapter applied to the wrapped module's output.
     public let adapter: Module
     private let _wrapped: Module
@@ -56,6 +62,12 @@ public final class AdaptedModule: Module {
 
     public override func namedDirectBuffers() -> [(name: String, buffer: Buffer)] {
         _wrapped.namedDirectBuffers()
+    }
+
+    /// Redraws the wrapped module's own parameters (its children and the adapter are reached
+    /// through the tree).
+    public func resetParameters(generator: inout RandomGenerator) {
+        (_wrapped as? ParameterInitializing)?.resetParameters(generator: &generator)
     }
 
     public override func forward(_ x: Tensor) -> Tensor {

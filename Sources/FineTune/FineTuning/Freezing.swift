@@ -47,7 +47,7 @@ extension Module {
     /// unfreezes the rest. A negative `n` counts from the end: `freeze(upTo: -1)` trains only
     /// the last child (the head).
     public func freeze(upTo n: Int) throws(SelectionError) {
-        let children = namedChildren()
+        let children = resolvedChildren()
         let cut = n < 0 ? children.count + n : n
         guard cut >= 0 && cut <= children.count else {
             throw .outOfRange("freeze(upTo: \(n)): the module has \(children.count) children")

@@ -19,7 +19,7 @@ import Foundation
 /// try model.applyLoRA(LoRAConfig(rank: 8, alpha: 16, targetModules: ["q_proj", "v_proj"]))
 /// model.trainableParameterCount    // only the lora_A / lora_B weights
 /// ```
-public final class LoRALinear: Module {
+public final class LoRALinear: Module, ParameterInitializing {
     /// The pretrained weight `[out, in]` (shared with the wrapped layer, frozen by default).
     public let weight: Parameter
     /// The pretrained bias `[out]`, if any.
@@ -98,6 +98,14 @@ public final class LoRALinear: Module {
 
     /// The wrapped layer, which holds the merged or original weights (it shares ``weight``).
     public var original: Linear { _original }
+
+    /// Redraws the base layer as `Linear` does and restarts the update at zero (B = 0; A was
+    /// redrawn with the children), so ``Module/reinitialize()`` gives a fresh LoRA model.
+    public func resetParameters(generator: inout RandomGenerator) {
+        _original.resetParameters(generator: &generator)
+        loraB.weight.value = Tensor.zeros(loraB.weight.shape)
+        isMerged = false
+    }
 }
 
 /// Where and how ``Module/applyLoRA(_:)`` adds LoRA (the fields of PEFT's `LoraConfig`).

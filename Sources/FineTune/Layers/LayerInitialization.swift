@@ -35,7 +35,7 @@ extension Module {
     /// model.reinitialize(generator: &rng)
     /// ```
     public func reinitialize(generator: inout RandomGenerator) {
-        for (_, child) in namedChildren() { child.reinitialize(generator: &generator) }
+        for (_, child) in resolvedChildren() { child.reinitialize(generator: &generator) }
         (self as? ParameterInitializing)?.resetParameters(generator: &generator)
     }
 

@@ -87,11 +87,16 @@ open class Module {
         return result
     }
 
+    /// Direct children as the tree sees them: replaced children resolved to their replacements.
+    public func resolvedChildren() -> [(name: String, module: Module)] {
+        namedChildren().map { ($0.name, $0.module.resolved) }
+    }
+
     /// Every module in the tree with its dotted path; the root is `""`.
     public func namedModules() -> [(name: String, module: Module)] {
         var result: [(String, Module)] = [("", self)]
-        for (name, child) in namedChildren() {
-            result += child.resolved.namedModules().map { ($0.name.isEmpty ? name : "\(name).\($0.name)", $0.module) }
+        for (name, child) in resolvedChildren() {
+            result += child.namedModules().map { ($0.name.isEmpty ? name : "\(name).\($0.name)", $0.module) }
         }
         return result
     }
