@@ -133,11 +133,11 @@ struct FineTuningRecipeTests {
         try model.freeze(upTo: -1)
         #expect(model.namedParameters().filter { !$0.parameter.isFrozen }.map(\.name)
                 == ["2.weight", "2.bias", "2.lora_A.weight", "2.lora_B.weight"])
-        model.loraLayers[0].layer.loraB.weight.value = Tensor.ones([2, 2])
+        (model.loraLayers[0].layer as! LoRALinear).loraB.weight.value = Tensor.ones([2, 2])
         model.loraLayers[0].layer.merge()
         var rng = RandomGenerator(seed: 3)
         model.reinitialize(generator: &rng)
-        let lora = model.loraLayers[0].layer
+        let lora = model.loraLayers[0].layer as! LoRALinear
         #expect(!lora.isMerged && lora.loraB.weight.value.scalars.allSatisfy { $0 == 0 })
         let x = randomTensor([3, 4], seed: 8)
         #expect(model(x).scalars == Sequential(model[0], ReLU(), lora.original)(x).scalars)

@@ -89,7 +89,7 @@ struct LoRATests {
         #expect(table.contains("fc1.lora_A") && table.contains("LoRALinear") && table.contains("[4, 10]"))
         #expect(throws: SelectionError.self) { try MLP().applyLoRA(LoRAConfig(targetModules: ["fc3"])) }
         let seq = Sequential(Linear(2, 2), ReLU())
-        #expect(throws: SelectionError.unsupportedModule(path: "1", type: "ReLU", expected: "Linear")) {
+        #expect(throws: SelectionError.unsupportedModule(path: "1", type: "ReLU", expected: "Linear or Conv2d (groups 1)")) {
             try seq.applyLoRA(LoRAConfig(targetModules: ["0", "1"]))
         }
     }
@@ -99,7 +99,7 @@ struct LoRATests {
         let model = MLP()
         let x = randomTensor([2, 64], seed: 4)
         try model.applyLoRA(LoRAConfig(rank: 2, alpha: 2, targetModules: ["fc2"]))
-        model.loraLayers[0].layer.loraB.weight.value = randomTensor([10, 2], seed: 7)
+        (model.loraLayers[0].layer as! LoRALinear).loraB.weight.value = randomTensor([10, 2], seed: 7)
         let adapted = model(x)
         #expect(model.removeLoRA(merge: true) == ["fc2"])
         #expect(model.namedParameters().map(\.name) == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"])
@@ -108,9 +108,37 @@ struct LoRATests {
         let other = MLP()
         let otherPlain = other(x)
         try other.applyLoRA(LoRAConfig(rank: 2, alpha: 2, targetModules: ["fc2"]))
-        other.loraLayers[0].layer.loraB.weight.value = randomTensor([10, 2], seed: 7)
+        (other.loraLayers[0].layer as! LoRALinear).loraB.weight.value = randomTensor([10, 2], seed: 7)
         other.removeLoRA(merge: false)
         #expect(other(x).scalars == otherPlain.scalars)
+    }
+
+    @Test("LoRA on Conv2d: base conv + scaling * B(A(x)); merging folds B A into the kernel exactly")
+    func convolutionLoRA() throws {
+        let base = Conv2d(3, 5, kernelSize: 3, stride: 2, padding: 1)
+        let lora = LoRAConv2d(base, rank: 2, alpha: 4)
+        #expect(lora.namedParameters().map(\.name) == ["weight", "bias", "lora_A.weight", "lora_B.weight"])
+        #expect(lora.loraA.weight.shape == [2, 3, 3, 3] && lora.loraB.weight.shape == [5, 2, 1, 1])
+        let x = randomTensor([2, 3, 7, 9], seed: 3)
+        #expect(lora(x).scalars == base(x).scalars)
+        lora.loraB.weight.value = randomTensor([5, 2, 1, 1], seed: 4)
+        let expected = base(x) + lora.loraB(lora.loraA(x)) * 2
+        expectClose(lora(x).scalars, expected.scalars, atol: 1e-5, rtol: 1e-5)
+        let unmerged = lora(x)
+        lora.merge()
+        expectClose(base(x).scalars, unmerged.scalars, atol: 1e-5, rtol: 1e-5)
+        lora.unmerge()
+        gradCheck([lora.loraA.weight.value, lora.loraB.weight.value], "LoRAConv2d") { t in
+            Tensor.conv2d(Tensor.conv2d(x, weight: t[0], stride: (2, 2), padding: (1, 1)), weight: t[1]) * 2
+        }
+        // A CNN: LoRA on both convolutions and the head; only the low-rank weights train.
+        let cnn = digitsCNN()
+        let wrapped = try cnn.applyLoRA(LoRAConfig(rank: 4, alpha: 4, targetModules: ["0", "4", "10"]))
+        #expect(wrapped == ["0", "4", "10"] && cnn.loraLayers.map { "\(type(of: $0.layer))" } == ["LoRAConv2d", "LoRAConv2d", "LoRALinear"])
+        #expect(cnn.trainableParameterCount == (4 * 9 + 16 * 4) + (4 * 16 * 9 + 32 * 4) + (4 * 64 + 10 * 4))
+        #expect(throws: SelectionError.self) {
+            try Sequential(Conv2d(4, 4, kernelSize: 3, groups: 2)).applyLoRA(LoRAConfig(targetModules: ["0"]))
+        }
     }
 
     // MARK: PEFT fixture

@@ -121,8 +121,9 @@ extension Module {
                                 targetModules: layers.map(\.name), useRSLoRA: first.usesRSLoRA)
         var tensors: [String: Tensor] = [:]
         for (name, layer) in layers {
-            tensors["\(PEFTAdapter.keyPrefix)\(name).lora_A.weight"] = layer.loraA.weight.value
-            tensors["\(PEFTAdapter.keyPrefix)\(name).lora_B.weight"] = layer.loraB.weight.value
+            for (key, p) in layer.namedParameters() where key.hasPrefix("lora_") {
+                tensors["\(PEFTAdapter.keyPrefix)\(name).\(key)"] = p.value
+            }
         }
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

@@ -94,7 +94,7 @@ extension Module {
             guard !path.isEmpty, let module = module(named: path) else {
                 throw .noModule(path: path, examples: Array(namedModules().map(\.name).dropFirst().prefix(8)))
             }
-            guard let width = features ?? (module as? Linear)?.outFeatures ?? (module as? LoRALinear)?.original.outFeatures else {
+            guard let width = features ?? (module as? Linear)?.outFeatures ?? ((module as? LoRALayer)?.original as? Linear)?.outFeatures else {
                 throw .unsupportedModule(path: path, type: "\(type(of: module))", expected: "Linear (or pass features:)")
             }
             targets.append((path, module, width))

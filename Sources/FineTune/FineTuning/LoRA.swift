@@ -1,33 +1,23 @@
 import Foundation
 
-/// A linear layer with a trainable low-rank update: LoRA (Hu et al. 2021), laid out as
-/// Hugging Face PEFT's `lora.Linear`.
+/// A pretrained layer plus a trainable low-rank update: LoRA (Hu et al. 2021), laid out as
+/// Hugging Face PEFT's LoRA layers.
 ///
 /// ```text
-/// y = x W^T + b + scaling * dropout(x) A^T B^T        scaling = alpha / r  (alpha / sqrt(r) with rsLoRA)
+/// y = base(x) + scaling * B(A(dropout(x)))        scaling = alpha / r  (alpha / sqrt(r) with rsLoRA)
 /// ```
 ///
-/// `W` and `b` are the wrapped layer's own parameters (the same objects, frozen), so the
-/// pretrained keys `weight` and `bias` are unchanged and the update lives under `lora_A.weight`
-/// (`[r, in]`, Kaiming-uniform) and `lora_B.weight` (`[out, r]`, zeros, so training starts
-/// from the pretrained function). ``merge()`` folds the update into `W` for inference at no
-/// extra cost; ``unmerge()`` takes it out again.
-///
-/// Usually created by ``Module/applyLoRA(_:)``:
-///
-/// ```swift
-/// try model.applyLoRA(LoRAConfig(rank: 8, alpha: 16, targetModules: ["q_proj", "v_proj"]))
-/// model.trainableParameterCount    // only the lora_A / lora_B weights
-/// ```
-public final class LoRALinear: Module, ParameterInitializing {
-    /// The pretrained weight `[out, in]` (shared with the wrapped layer, frozen by default).
+/// `weight` and `bias` are the wrapped layer's own parameters (the same objects, frozen), so
+/// the pretrained keys `weight` and `bias` are unchanged and the update lives under
+/// `lora_A.weight` (Kaiming-uniform) and `lora_B.weight` (zeros, so training starts from the
+/// pretrained function). ``merge()`` folds the update into `weight` for inference at no extra
+/// cost; ``unmerge()`` takes it out again. ``LoRALinear`` and ``LoRAConv2d`` are the two kinds;
+/// ``Module/applyLoRA(_:)`` picks the right one for each target.
+public class LoRALayer: Module, ParameterInitializing {
+    /// The pretrained weight (shared with the wrapped layer, frozen when wrapped).
     public let weight: Parameter
-    /// The pretrained bias `[out]`, if any.
+    /// The pretrained bias, if any.
     public let bias: Parameter?
-    /// `A`: in -> rank, no bias (key `lora_A`).
-    public let loraA: Linear
-    /// `B`: rank -> out, no bias, zero-initialised (key `lora_B`).
-    public let loraB: Linear
     /// Dropout on the input of the low-rank path (PEFT's `lora_dropout`).
     public let loraDropout: Dropout?
     public let rank: Int
@@ -37,25 +27,24 @@ public final class LoRALinear: Module, ParameterInitializing {
     /// Whether the update is currently folded into ``weight``.
     public private(set) var isMerged = false
     /// The layer this one replaced (hidden from reflection: its parameters are ours).
-    private let _original: Linear
+    private let _original: Module
 
     /// The multiplier of the low-rank product.
     public var scaling: Float { usesRSLoRA ? alpha / Float(rank).squareRoot() : alpha / Float(rank) }
 
-    /// Wraps `base`: shares its parameters, freezes them, adds a trainable rank-`rank` update.
-    public init(_ base: Linear, rank: Int, alpha: Float, dropout: Float = 0, useRSLoRA: Bool = false) {
-        precondition(rank > 0, "LoRALinear: rank must be positive, got \(rank)")
-        precondition(dropout >= 0 && dropout < 1, "LoRALinear: dropout must be in [0, 1), got \(dropout)")
-        weight = base.weight
-        bias = base.bias
-        loraA = Linear(base.inFeatures, rank, bias: false)
-        loraB = Linear(rank, base.outFeatures, bias: false)
-        loraB.weight.value = Tensor.zeros(loraB.weight.shape)
+    /// The wrapped layer, which holds the merged or original weights (it shares ``weight``).
+    public var original: Module { _original }
+
+    init(original: Module, weight: Parameter, bias: Parameter?, rank: Int, alpha: Float, dropout: Float, useRSLoRA: Bool) {
+        precondition(rank > 0, "LoRA: rank must be positive, got \(rank)")
+        precondition(dropout >= 0 && dropout < 1, "LoRA: dropout must be in [0, 1), got \(dropout)")
+        self.weight = weight
+        self.bias = bias
         loraDropout = dropout > 0 ? Dropout(p: dropout) : nil
         self.rank = rank
         self.alpha = alpha
         self.usesRSLoRA = useRSLoRA
-        _original = base
+        _original = original
         super.init()
         weight.isFrozen = true
         bias?.isFrozen = true
@@ -69,19 +58,22 @@ public final class LoRALinear: Module, ParameterInitializing {
         }
     }
 
+    /// `B(A(x))` without scaling (each kind supplies it).
+    func lowRankPath(_ x: Tensor) -> Tensor { preconditionFailure("\(type(of: self)) must override lowRankPath") }
+
+    /// `scaling * B A` shaped like ``weight``: the update to it.
+    public var delta: Tensor { preconditionFailure("\(type(of: self)) must override delta") }
+
+    /// The `lora_B` parameter (zeroed to restart the update).
+    var loraBWeight: Parameter { preconditionFailure("\(type(of: self)) must override loraBWeight") }
+
     public override func forward(_ x: Tensor) -> Tensor {
-        let base = _original.forward(x)    // the shared W and b (the shape check lives there)
+        let base = _original.forward(x)    // the shared weight and bias (the shape checks live there)
         if isMerged { return base }
-        let input = loraDropout.map { $0(x) } ?? x
-        return base + loraB(loraA(input)) * scaling
+        return base + lowRankPath(loraDropout.map { $0(x) } ?? x) * scaling
     }
 
-    /// `scaling * B A`, the update to `W` (`[out, in]`).
-    public var delta: Tensor {
-        withoutGradients { loraB.weight.value.matmul(loraA.weight.value) * scaling }
-    }
-
-    /// Adds the update to ``weight`` (PEFT's `merge`): the forward pass then costs one matmul.
+    /// Adds the update to ``weight`` (PEFT's `merge`): the forward pass then costs the base layer only.
     /// Training the LoRA weights while merged would not change the output; unmerge first.
     public func merge() {
         guard !isMerged else { return }
@@ -96,16 +88,74 @@ public final class LoRALinear: Module, ParameterInitializing {
         isMerged = false
     }
 
-    /// The wrapped layer, which holds the merged or original weights (it shares ``weight``).
-    public var original: Linear { _original }
-
-    /// Redraws the base layer as `Linear` does and restarts the update at zero (B = 0; A was
+    /// Redraws the base layer as it would itself and restarts the update at zero (B = 0; A was
     /// redrawn with the children), so ``Module/reinitialize()`` gives a fresh LoRA model.
     public func resetParameters(generator: inout RandomGenerator) {
-        _original.resetParameters(generator: &generator)
-        loraB.weight.value = Tensor.zeros(loraB.weight.shape)
+        (_original as? ParameterInitializing)?.resetParameters(generator: &generator)
+        loraBWeight.value = Tensor.zeros(loraBWeight.shape)
         isMerged = false
     }
+}
+
+/// LoRA on a `Linear` layer (PEFT's `lora.Linear`): `A` is `[r, in]`, `B` is `[out, r]`.
+///
+/// ```swift
+/// let layer = LoRALinear(Linear(768, 768), rank: 8, alpha: 16)
+/// ```
+public final class LoRALinear: LoRALayer {
+    /// `A`: in -> rank, no bias (key `lora_A`).
+    public let loraA: Linear
+    /// `B`: rank -> out, no bias, zero-initialised (key `lora_B`).
+    public let loraB: Linear
+
+    /// Wraps `base`: shares its parameters, freezes them, adds a trainable rank-`rank` update.
+    public init(_ base: Linear, rank: Int, alpha: Float, dropout: Float = 0, useRSLoRA: Bool = false) {
+        loraA = Linear(base.inFeatures, rank, bias: false)
+        loraB = Linear(rank, base.outFeatures, bias: false)
+        loraB.weight.value = Tensor.zeros(loraB.weight.shape)
+        super.init(original: base, weight: base.weight, bias: base.bias, rank: rank, alpha: alpha, dropout: dropout,
+                   useRSLoRA: useRSLoRA)
+    }
+
+    override func lowRankPath(_ x: Tensor) -> Tensor { loraB(loraA(x)) }
+
+    public override var delta: Tensor {
+        withoutGradients { loraB.weight.value.matmul(loraA.weight.value) * scaling }
+    }
+
+    override var loraBWeight: Parameter { loraB.weight }
+}
+
+/// LoRA on a `Conv2d` layer (PEFT's `lora.Conv2d`): `A` is a convolution with the base layer's
+/// kernel, stride, padding and dilation into `rank` channels (`[r, in, kh, kw]`), `B` a 1x1
+/// convolution back to the output channels (`[out, r, 1, 1]`). Grouped convolutions are not
+/// supported.
+public final class LoRAConv2d: LoRALayer {
+    /// `A`: in -> rank channels with the base kernel (key `lora_A`).
+    public let loraA: Conv2d
+    /// `B`: 1x1, rank -> out channels, zero-initialised (key `lora_B`).
+    public let loraB: Conv2d
+
+    public init(_ base: Conv2d, rank: Int, alpha: Float, dropout: Float = 0, useRSLoRA: Bool = false) {
+        precondition(base.groups == 1, "LoRAConv2d: grouped convolutions are not supported")
+        loraA = Conv2d(base.inChannels, rank, kernelSize: base.kernelSize, stride: base.stride, padding: base.padding,
+                       dilation: base.dilation, bias: false)
+        loraB = Conv2d(rank, base.outChannels, kernelSize: (1, 1), bias: false)
+        loraB.weight.value = Tensor.zeros(loraB.weight.shape)
+        super.init(original: base, weight: base.weight, bias: base.bias, rank: rank, alpha: alpha, dropout: dropout,
+                   useRSLoRA: useRSLoRA)
+    }
+
+    override func lowRankPath(_ x: Tensor) -> Tensor { loraB(loraA(x)) }
+
+    public override var delta: Tensor {
+        withoutGradients {
+            let a = loraA.weight.value.reshaped([rank, -1]), b = loraB.weight.value.reshaped([-1, rank])
+            return (b.matmul(a) * scaling).reshaped(weight.shape)
+        }
+    }
+
+    override var loraBWeight: Parameter { loraB.weight }
 }
 
 /// Where and how ``Module/applyLoRA(_:)`` adds LoRA (the fields of PEFT's `LoraConfig`).
@@ -134,11 +184,12 @@ public struct LoRAConfig: Sendable, Equatable {
 }
 
 extension Module {
-    /// Wraps every targeted `Linear` in a ``LoRALinear`` and freezes all other parameters, as
+    /// Wraps every targeted `Linear` in a ``LoRALinear`` and every `Conv2d` in a ``LoRAConv2d``,
+    /// and freezes all other parameters, as
     /// PEFT's `get_peft_model` does; returns the wrapped module paths.
     ///
     /// Throws when no module matches (a typo must not silently train nothing) or when a
-    /// matched module is not a `Linear`.
+    /// matched module is neither.
     ///
     /// ```swift
     /// let wrapped = try model.applyLoRA(LoRAConfig(rank: 4, alpha: 8, targetModules: ["fc1", "fc2"]))
@@ -146,25 +197,31 @@ extension Module {
     /// ```
     @discardableResult
     public func applyLoRA(_ config: LoRAConfig) throws(SelectionError) -> [String] {
-        let targets = namedModules().filter { !$0.name.isEmpty && config.targets($0.name) && !($0.module is LoRALinear) }
+        let targets = namedModules().filter { !$0.name.isEmpty && config.targets($0.name) && !($0.module is LoRALayer) }
         guard !targets.isEmpty else {
             throw .noMatch(pattern: "target modules \(config.targetModules)",
                            examples: Array(namedModules().map(\.name).dropFirst().prefix(8)))
         }
-        for (path, module) in targets where !(module is Linear) {
-            throw .unsupportedModule(path: path, type: "\(type(of: module))", expected: "Linear")
+        for (path, module) in targets where !(module is Linear) && !((module as? Conv2d)?.groups == 1) {
+            throw .unsupportedModule(path: path, type: "\(type(of: module))", expected: "Linear or Conv2d (groups 1)")
         }
         freeze()
         for (path, module) in targets {
-            try replaceModule(at: path, with: LoRALinear(module as! Linear, rank: config.rank, alpha: config.alpha,
-                                                         dropout: config.dropout, useRSLoRA: config.useRSLoRA))
+            let layer: LoRALayer
+            if let linear = module as? Linear {
+                layer = LoRALinear(linear, rank: config.rank, alpha: config.alpha, dropout: config.dropout, useRSLoRA: config.useRSLoRA)
+            } else {
+                layer = LoRAConv2d(module as! Conv2d, rank: config.rank, alpha: config.alpha, dropout: config.dropout,
+                                   useRSLoRA: config.useRSLoRA)
+            }
+            try replaceModule(at: path, with: layer)
         }
         return targets.map(\.name)
     }
 
     /// The LoRA layers in the tree with their paths.
-    public var loraLayers: [(name: String, layer: LoRALinear)] {
-        namedModules().compactMap { name, module in (module as? LoRALinear).map { (name, $0) } }
+    public var loraLayers: [(name: String, layer: LoRALayer)] {
+        namedModules().compactMap { name, module in (module as? LoRALayer).map { (name, $0) } }
     }
 
     /// Folds every LoRA update into its base weight (PEFT's `merge_adapter`).
@@ -173,7 +230,7 @@ extension Module {
     /// Takes every LoRA update out of its base weight again (PEFT's `unmerge_adapter`).
     public func unmergeLoRA() { for (_, layer) in loraLayers { layer.unmerge() } }
 
-    /// Removes the LoRA layers and puts the original `Linear` layers back, with the updates
+    /// Removes the LoRA layers and puts the original layers back, with the updates
     /// merged into their weights (`merge: true`, PEFT's `merge_and_unload`) or discarded
     /// (`merge: false`, PEFT's `unload`). Frozen flags are left as they are. Returns the paths.
     @discardableResult
