@@ -121,6 +121,22 @@ struct TrainingTests {
         #expect(transferAccuracy > scratchAccuracy + 0.1, "transfer \(transferAccuracy) vs scratch \(scratchAccuracy)")
     }
 
+    @Test("precomputed backbone features train a head that works on the full model")
+    func featureExtraction() throws {
+        let all = try digits()
+        let model = try pretrainedCNN()
+        let backbone = Sequential(Array(model.layers[0..<10]))
+        let train = all.slice(1500..<1600), test = all.slice(1600..<1700)
+        let features = train.features(through: backbone)
+        #expect(features.featureShape == [64] && features.labels == train.labels && model.isTraining)
+        let head = RandomGenerator.withSeed(3) { Linear(64, 10) }
+        let trainer = Trainer(model: head, optimizer: AdamW(head, lr: 0.01), batchSize: 20)
+        try trainer.fit(features, epochs: 15)
+        try model.replaceModule(at: "10", with: head)
+        let direct = Trainer.evaluate(model, on: test), viaFeatures = Trainer.evaluate(head, on: test.features(through: backbone))
+        #expect(abs(direct.accuracy - viaFeatures.accuracy) < 1e-6 && direct.accuracy > 0.85)
+    }
+
     @Test("gradual unfreezing through the trainer's epoch hook")
     func gradualUnfreezingHook() throws {
         let all = try digits()

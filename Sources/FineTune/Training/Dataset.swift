@@ -67,6 +67,22 @@ public struct TensorDataset {
         }
     }
 
+    /// The same examples with inputs replaced by `module`'s outputs, computed once in eval
+    /// mode without gradients: Keras' "fast feature extraction". With a frozen backbone, train
+    /// the head on these features instead of running the backbone every epoch.
+    ///
+    /// ```swift
+    /// let backbone = Sequential(Array(model.layers[0..<10]))     // everything but the head
+    /// let features = train.features(through: backbone)            // [N, 64]
+    /// ```
+    public func features(through module: Module, batchSize: Int = 256) -> TensorDataset {
+        let wasTraining = module.isTraining
+        module.eval()
+        defer { module.train(wasTraining) }
+        let outputs = withoutGradients { batches(size: batchSize).map { module($0.inputs) } }
+        return TensorDataset(inputs: Tensor.concat(outputs, axis: 0), labels: labels)
+    }
+
     /// A Fisher–Yates permutation of `0..<n` from a seeded generator (the same on every machine).
     static func permutation(_ n: Int, seed: UInt64) -> [Int] {
         var generator = RandomGenerator(seed: seed)
