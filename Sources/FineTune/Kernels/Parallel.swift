@@ -35,6 +35,27 @@ public enum Kernels {
     }
 }
 
+extension Kernels {
+    /// Element-wise loops over more than this many elements are split across threads
+    /// (results are identical: every element is computed the same way).
+    static let elementwiseParallelThreshold = 1 << 18
+
+    /// Runs `body(start, end)` over `0..<n`: in one call for small `n`, else in up to
+    /// `maxThreads` chunks in parallel, with boundaries on multiples of 64 elements (whole
+    /// cache lines and vectors). For element-wise kernels.
+    @inline(__always)
+    static func parallelChunks(_ n: Int, _ body: (Int, Int) -> Void) {
+        let threads = Kernels.maxThreads
+        guard n > elementwiseParallelThreshold, threads > 1 else { body(0, n); return }
+        let chunks = min(threads, (n + elementwiseParallelThreshold - 1) / elementwiseParallelThreshold)
+        let size = ((n + chunks - 1) / chunks + 63) & ~63
+        parallelFor(chunks, threads: threads) { c in
+            let start = c * size
+            if start < n { body(start, min(n, start + size)) }
+        }
+    }
+}
+
 /// Wraps a value that is shared across threads under the caller's own synchronisation
 /// (disjoint writes into pointers, for example).
 @usableFromInline

@@ -8,7 +8,9 @@ extension Tensor {
         return Tensor.record(y, op: "relu", inputs: [self]) { g, _ in
             let g = g.contiguousData(), dx = Tensor(uninitialized: x.shape)
             x.withDataPointer { px in g.withDataPointer { pg in dx.withDataPointer { pd in
-                Kernels.reluGrad(x: px, gradOutput: pg, gradInput: pd, count: dx.count)
+                Kernels.parallelChunks(dx.count) { start, end in
+                    Kernels.reluGrad(x: px + start, gradOutput: pg + start, gradInput: pd + start, count: end - start)
+                }
             }}}
             return [dx]
         }

@@ -76,7 +76,9 @@ extension Tensor {
     static func vectorized(_ x: Tensor, _ kernel: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Tensor {
         let src = x.contiguousData()
         let out = Tensor(uninitialized: x.shape)
-        src.withDataPointer { px in out.withDataPointer { po in kernel(px, po, out.count) } }
+        src.withDataPointer { px in out.withDataPointer { po in
+            Kernels.parallelChunks(out.count) { start, end in kernel(px + start, po + start, end - start) }
+        }}
         return out
     }
 }

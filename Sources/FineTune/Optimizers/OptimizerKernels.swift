@@ -121,23 +121,11 @@ enum OptimizerKernels {
         UnsafeMutableRawPointer(p).storeBytes(of: x, as: Vector.self)
     }
 
-    /// Element-wise loops over more than this many elements are split across threads
-    /// (results are identical: every element is computed the same way).
-    static let parallelThreshold = 1 << 18
+    /// Element-wise loops over more than this many elements are split across threads.
+    static var parallelThreshold: Int { Kernels.elementwiseParallelThreshold }
 
-    /// Runs `body(start, end)` over `0..<n` in chunks, in parallel for large `n`.
     @inline(__always)
-    static func parallelChunks(_ n: Int, _ body: (Int, Int) -> Void) {
-        let threads = Kernels.maxThreads
-        guard n > parallelThreshold, threads > 1 else { body(0, n); return }
-        let chunks = min(threads, (n + parallelThreshold - 1) / parallelThreshold)
-        // Chunk boundaries on multiples of 64 elements (cache lines, whole vectors).
-        let size = ((n + chunks - 1) / chunks + 63) & ~63
-        Kernels.parallelFor(chunks, threads: threads) { c in
-            let start = c * size
-            if start < n { body(start, min(n, start + size)) }
-        }
-    }
+    static func parallelChunks(_ n: Int, _ body: (Int, Int) -> Void) { Kernels.parallelChunks(n, body) }
 
     /// Sum of `|x|^p` in Double (`p` = 1 and 2 take fast paths), or the max of `|x|` for `p = inf`.
     static func normAccumulate(_ x: UnsafePointer<Float>, count n: Int, p: Float) -> Double {
