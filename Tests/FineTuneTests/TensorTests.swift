@@ -59,6 +59,19 @@ struct TensorTests {
         BufferCache.releaseAll()
     }
 
+    @Test("large element-wise ops split across threads give every element exactly")
+    func largeElementwiseOps() {
+        let n = 2 * Kernels.elementwiseParallelThreshold + 77
+        var x = randomTensor([n], seed: 12)
+        x.requiresGrad = true
+        let y = x.relu(), e = x.exp()
+        let xs = x.scalars
+        #expect(y.scalars == xs.map { max($0, 0) })
+        #expect(zip(e.scalars, xs).allSatisfy { abs($0 - Float(Foundation.exp(Double($1)))) <= 2e-7 * $0 })
+        y.sum().backward()
+        #expect(x.grad!.scalars == xs.map { $0 > 0 ? 1 : 0 })
+    }
+
     @Test func initializers() {
         var rng = RandomGenerator(seed: 5)
         let w = Initializer.kaimingUniform([64, 32, 3, 3], a: Float(5).squareRoot(), generator: &rng)
