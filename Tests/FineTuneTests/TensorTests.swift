@@ -67,6 +67,7 @@ struct TensorTests {
         let y = x.relu(), e = x.exp()
         let xs = x.scalars
         #expect(y.scalars == xs.map { max($0, 0) })
+        #expect((x * x - x).scalars == xs.map { $0 * $0 - $0 })
         #expect(zip(e.scalars, xs).allSatisfy { abs($0 - Float(Foundation.exp(Double($1)))) <= 2e-7 * $0 })
         y.sum().backward()
         #expect(x.grad!.scalars == xs.map { $0 > 0 ? 1 : 0 })

@@ -68,31 +68,46 @@ enum Broadcasting {
     static func binary<F: BinaryFunction>(_ a: Tensor, _ b: Tensor, op: String, _: F.Type) -> Tensor {
         let shape = a.shape == b.shape ? a.shape : Shape.broadcastOrFail(a.shape, b.shape, op: op)
         let out = Tensor(uninitialized: shape)
+        if a.shape == b.shape && a.isContiguous && b.isContiguous {
+            // Same layout: one flat row, split across threads when large.
+            a.withDataPointer { pa in b.withDataPointer { pb in out.withDataPointer { po in
+                Kernels.parallelChunks(out.count) { start, end in
+                    row(F.self, pa + start, pb + start, po + start, end - start, 1, 1)
+                }
+            }}}
+            return out
+        }
         let sa = strides(of: a, broadcastTo: shape), sb = strides(of: b, broadcastTo: shape)
         a.withDataPointer { pa in b.withDataPointer { pb in out.withDataPointer { po in
             forEachRow(shape: shape, stridesA: sa, stridesB: sb) { oa, ob, oo, n, ia, ib in
-                let x = pa + oa, y = pb + ob, z = po + oo
-                var i = 0
-                if ia == 1 && ib == 1 {
-                    while i &+ 16 <= n {
-                        SIMDMemory.store(F.apply(SIMDMemory.load(x + i), SIMDMemory.load(y + i)), z + i)
-                        i &+= 16
-                    }
-                    while i < n { z[i] = F.apply(x[i], y[i]); i &+= 1 }
-                } else if ia == 1 && ib == 0 {
-                    let s = y[0], v = SIMD16<Float>(repeating: s)
-                    while i &+ 16 <= n { SIMDMemory.store(F.apply(SIMDMemory.load(x + i), v), z + i); i &+= 16 }
-                    while i < n { z[i] = F.apply(x[i], s); i &+= 1 }
-                } else if ia == 0 && ib == 1 {
-                    let s = x[0], v = SIMD16<Float>(repeating: s)
-                    while i &+ 16 <= n { SIMDMemory.store(F.apply(v, SIMDMemory.load(y + i)), z + i); i &+= 16 }
-                    while i < n { z[i] = F.apply(s, y[i]); i &+= 1 }
-                } else {
-                    while i < n { z[i] = F.apply(x[i &* ia], y[i &* ib]); i &+= 1 }
-                }
+                row(F.self, pa + oa, pb + ob, po + oo, n, ia, ib)
             }
         }}}
         return out
+    }
+
+    /// `z[i] = F(x[i * ia], y[i * ib])` for `i < n`, vectorised when both steps are 0 or 1.
+    @inline(__always)
+    private static func row<F: BinaryFunction>(_: F.Type, _ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                                               _ z: UnsafeMutablePointer<Float>, _ n: Int, _ ia: Int, _ ib: Int) {
+        var i = 0
+        if ia == 1 && ib == 1 {
+            while i &+ 16 <= n {
+                SIMDMemory.store(F.apply(SIMDMemory.load(x + i), SIMDMemory.load(y + i)), z + i)
+                i &+= 16
+            }
+            while i < n { z[i] = F.apply(x[i], y[i]); i &+= 1 }
+        } else if ia == 1 && ib == 0 {
+            let s = y[0], v = SIMD16<Float>(repeating: s)
+            while i &+ 16 <= n { SIMDMemory.store(F.apply(SIMDMemory.load(x + i), v), z + i); i &+= 16 }
+            while i < n { z[i] = F.apply(x[i], s); i &+= 1 }
+        } else if ia == 0 && ib == 1 {
+            let s = x[0], v = SIMD16<Float>(repeating: s)
+            while i &+ 16 <= n { SIMDMemory.store(F.apply(v, SIMDMemory.load(y + i)), z + i); i &+= 16 }
+            while i < n { z[i] = F.apply(s, y[i]); i &+= 1 }
+        } else {
+            while i < n { z[i] = F.apply(x[i &* ia], y[i &* ib]); i &+= 1 }
+        }
     }
 
     /// `out[i] = f(a[i], b[i])` with NumPy broadcasting, for the less common pointwise functions.
