@@ -139,6 +139,32 @@ private let cases: [ConvCase] = [
     ConvCase(batch: 3, inChannels: 5, outChannels: 10, height: 7, width: 17, kernel: (5, 3), stride: (1, 3),
              padding: (2, 1), dilation: (2, 2), groups: 5, bias: false),
     ConvCase(batch: 2, inChannels: 3, outChannels: 3, height: 5, width: 5, kernel: (1, 1), groups: 3),
+    // Depthwise, strided: odd sizes and row widths that exercise every step of the stride-2 row
+    // shuffles (32, 16, 8 columns and single ones), channel multipliers, dilation, padding beyond
+    // the kernel's reach, strides 3 and (2, 1) / (1, 2).
+    ConvCase(batch: 3, inChannels: 3, outChannels: 3, height: 17, width: 33, kernel: (3, 3), stride: (2, 2),
+             padding: (1, 1), groups: 3),
+    ConvCase(batch: 1, inChannels: 2, outChannels: 4, height: 7, width: 63, kernel: (3, 3), stride: (2, 2),
+             padding: (1, 1), groups: 2, bias: false),
+    ConvCase(batch: 2, inChannels: 3, outChannels: 3, height: 33, width: 7, kernel: (3, 3), stride: (2, 2), groups: 3),
+    ConvCase(batch: 1, inChannels: 2, outChannels: 2, height: 1, width: 1, kernel: (3, 3), stride: (2, 2),
+             padding: (1, 1), groups: 2),
+    ConvCase(batch: 2, inChannels: 2, outChannels: 2, height: 3, width: 3, kernel: (3, 3), stride: (2, 2),
+             padding: (1, 1), groups: 2),
+    ConvCase(batch: 3, inChannels: 3, outChannels: 6, height: 7, width: 17, kernel: (5, 3), stride: (2, 2),
+             padding: (2, 1), dilation: (1, 2), groups: 3),
+    ConvCase(batch: 1, inChannels: 4, outChannels: 4, height: 17, width: 35, kernel: (3, 3), stride: (3, 3),
+             padding: (1, 1), dilation: (2, 2), groups: 4),
+    ConvCase(batch: 2, inChannels: 3, outChannels: 3, height: 7, width: 33, kernel: (2, 2), stride: (2, 2), groups: 3),
+    ConvCase(batch: 2, inChannels: 3, outChannels: 3, height: 7, width: 17, kernel: (3, 3), stride: (2, 2),
+             padding: (3, 2), groups: 3, bias: false),
+    ConvCase(batch: 2, inChannels: 2, outChannels: 2, height: 7, width: 17, kernel: (1, 1), stride: (2, 2),
+             padding: (1, 1), groups: 2),
+    ConvCase(batch: 3, inChannels: 3, outChannels: 3, height: 17, width: 7, kernel: (3, 5), stride: (1, 2),
+             padding: (1, 2), groups: 3),
+    ConvCase(batch: 1, inChannels: 3, outChannels: 3, height: 33, width: 40, kernel: (3, 3), stride: (2, 1),
+             padding: (1, 1), groups: 3),
+    ConvCase(batch: 3, inChannels: 2, outChannels: 4, height: 17, width: 40, kernel: (3, 3), padding: (1, 1), groups: 2),
 ]
 
 /// A way to run a case: thread count (threading is forced, whatever the size; with 2 threads both
@@ -228,6 +254,41 @@ struct ConvKernelTests {
                 Kernels.conv2dBackwardWeight(g, input: p[0], gradOutput: p[1], gradWeight: out, plan: plan)
             } else {
                 Kernels.conv2dBackwardWeight(g, input: p[0], gradOutput: p[1], gradWeight: out)
+            }
+        }
+    }
+
+    @Test("phase rows: split puts column x at run (x + left) % s, position (x + left) / s; merge inverts it")
+    func phaseRows() {
+        for phases in 1...4 {
+            for left in 0...3 {
+                for width in 0...70 {
+                    let phaseLength = (left + width + phases - 1) / phases + 1, rows = 2
+                    let src = values(rows * width, seed: UInt64(width))
+                    var runs = [Float](repeating: .nan, count: rows * phases * phaseLength)
+                    var back = [Float](repeating: .nan, count: rows * width)
+                    src.withUnsafeBufferPointer { s in
+                        runs.withUnsafeMutableBufferPointer { r in
+                            PhaseRows.split(s.baseAddress!, srcStride: width, into: r.baseAddress!, dstStride: phases * phaseLength,
+                                            rows: rows, width: width, left: left, phases: phases, phaseLength: phaseLength)
+                        }
+                    }
+                    var placed = true
+                    for y in 0..<rows {
+                        for x in 0..<width {
+                            let c = x + left, at = y * phases * phaseLength + c % phases * phaseLength + c / phases
+                            placed = placed && runs[at].bitPattern == src[y * width + x].bitPattern
+                        }
+                    }
+                    #expect(placed, "split: phases \(phases) left \(left) width \(width)")
+                    runs.withUnsafeBufferPointer { r in
+                        back.withUnsafeMutableBufferPointer { b in
+                            PhaseRows.merge(r.baseAddress!, srcStride: phases * phaseLength, into: b.baseAddress!, dstStride: width,
+                                            rows: rows, width: width, left: left, phases: phases, phaseLength: phaseLength)
+                        }
+                    }
+                    #expect(sameBits(back, src), "merge: phases \(phases) left \(left) width \(width)")
+                }
             }
         }
     }
