@@ -220,8 +220,10 @@ struct DepthwiseGather {
     /// Phase (ρ, φ), numbered ρ * sw + φ, has taps `tapStart[phase]..<tapStart[phase + 1]`: tap `i`
     /// is `tapIndex[i] = ky * KW + kx` and reads `offsets[i]` floats from dy[R + top][q + left].
     let tapStart: UnsafeMutablePointer<Int>, tapIndex: UnsafeMutablePointer<Int>, offsets: UnsafeMutablePointer<Int>
+    let g: Conv2dGeometry
 
     init(_ g: Conv2dGeometry) {
+        self.g = g
         let sh = g.strideH, sw = g.strideW, taps = g.kernelHeight * g.kernelWidth
         first = .allocate(capacity: sw); count = .allocate(capacity: sw)
         var reads = 0
@@ -253,6 +255,52 @@ struct DepthwiseGather {
 
     func deallocate() {
         first.deallocate(); count.deallocate(); tapStart.deallocate(); tapIndex.deallocate(); offsets.deallocate()
+    }
+
+    /// Floats of scratch `gradInput` needs for the phase runs of every dx row (none for stride 1).
+    var runsCount: Int { g.strideW == 1 ? 0 : g.height * g.strideW * runLength }
+
+    /// `weight` (`[groups * perGroup, KH * KW]`) in phase order: phase k of group `grp` holds its
+    /// taps `[j][t]` from `(grp * perGroup) * taps + perGroup * tapStart[k]`.
+    func phaseOrder(_ weight: UnsafePointer<Float>, groups: Int, perGroup opg: Int, into to: UnsafeMutablePointer<Float>) {
+        let taps = g.kernelHeight * g.kernelWidth
+        for grp in 0..<groups {
+            for k in 0..<(g.strideH * g.strideW) {
+                let start = tapStart[k], n = tapStart[k + 1] - start
+                let phase = to + grp * opg * taps + opg * start
+                for j in 0..<opg {
+                    for t in 0..<n { phase[j * n + t] = weight[(grp * opg + j) * taps + tapIndex[start + t]] }
+                }
+            }
+        }
+    }
+
+    /// One plane of the input gradient, `dx` (`H x W`, overwritten), from `planes` padded gradOutput
+    /// planes (`dy` layout, `planeStride` apart) and their weights in phase order (one group's
+    /// part of `phaseOrder`). `runs` is scratch of `runsCount` floats.
+    func gradInput(_ dyPlanes: UnsafePointer<Float>, planes: Int, planeStride: Int, phaseWeights: UnsafePointer<Float>,
+                   runs: UnsafeMutablePointer<Float>, into dx: UnsafeMutablePointer<Float>) {
+        let sh = g.strideH, sw = g.strideW
+        // Phase by phase: the dx rows iy = iy0, iy0 + sh, ... have row phase rho.
+        for rho in 0..<sh {
+            let iy0 = ((rho - g.padH) % sh + sh) % sh
+            if iy0 >= g.height { continue }
+            for phi in 0..<sw {
+                let k = rho * sw + phi, start = tapStart[k]
+                let source = dyPlanes + ((iy0 + g.padH) / sh + dy.top) * dy.rowStride + dy.left + first[phi]
+                // Stride 1 writes the dx rows directly; otherwise their phase runs, merged below.
+                let out = sw == 1 ? dx + iy0 * g.width : runs + (iy0 * sw + phi) * runLength + first[phi]
+                Kernels.depthwiseRows(source, srcStride: dy.rowStride, planes: planes, planeStride: planeStride,
+                                      offsets: offsets + start, taps: tapStart[k + 1] - start,
+                                      weights: phaseWeights + planes * start, bias: 0, out: out,
+                                      outStride: sw == 1 ? g.width * sh : sh * sw * runLength,
+                                      rows: (g.height - iy0 + sh - 1) / sh, n: count[phi])
+            }
+        }
+        if sw > 1 {
+            PhaseRows.merge(runs, srcStride: sw * runLength, into: dx, dstStride: g.width, rows: g.height, width: g.width,
+                            left: g.padW, phases: sw, phaseLength: runLength)
+        }
     }
 }
 
@@ -381,55 +429,26 @@ extension Kernels {
 
     static func conv2dBackwardInputDepthwise(_ g: Conv2dGeometry, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                              gradInput: UnsafeMutablePointer<Float>, plan p: ConvPlan) {
-        let opg = g.outChannelsPerGroup, taps = g.kernelHeight * g.kernelWidth, sh = g.strideH, sw = g.strideW
+        let opg = g.outChannelsPerGroup, taps = g.kernelHeight * g.kernelWidth
         let d = DepthwiseGather(g)
         defer { d.deallocate() }
-        // Weights in phase order: phase k of group grp holds [j][tap] from grp * opg * taps + opg * tapStart[k].
         let phaseWeights = ConvPlan.allocate(g.outChannels * taps)
         defer { phaseWeights.deallocate() }
-        for grp in 0..<g.inChannels {
-            for k in 0..<(sh * sw) {
-                let start = d.tapStart[k], n = d.tapStart[k + 1] - start
-                let to = phaseWeights + grp * opg * taps + opg * start
-                for j in 0..<opg {
-                    for t in 0..<n { to[j * n + t] = weight[(grp * opg + j) * taps + d.tapIndex[start + t]] }
-                }
-            }
-        }
-        let planeStride = ConvPlan.rounded(d.dy.count), runsCount = sw == 1 ? 0 : g.height * sw * d.runLength
+        d.phaseOrder(weight, groups: g.inChannels, perGroup: opg, into: phaseWeights)
+        let planeStride = ConvPlan.rounded(d.dy.count)
         p.forEachPlaneRange(g.batch * g.inChannels) { range in
-            // The group's padded gradOutput planes, then (strided) the phase runs of every dx row.
-            let buffer = ConvPlan.allocate(opg * planeStride + runsCount)
+            // The group's padded gradOutput planes, then the phase runs.
+            let buffer = ConvPlan.allocate(opg * planeStride + d.runsCount)
             defer { buffer.deallocate() }
-            buffer.update(repeating: 0, count: opg * planeStride + runsCount)
-            let runs = buffer + opg * planeStride
+            buffer.update(repeating: 0, count: opg * planeStride + d.runsCount)
             for plane in range {
                 let n = plane / g.inChannels, grp = plane - n * g.inChannels
                 for j in 0..<opg {
                     d.dy.write(gradOutput + (n * g.outChannels + grp * opg + j) * p.outPlane, h: g.outHeight, w: g.outWidth,
                                into: buffer + j * planeStride)
                 }
-                let dx = gradInput + plane * p.inPlane
-                // Phase by phase: the dx rows iy = iy0, iy0 + sh, ... have row phase rho.
-                for rho in 0..<sh {
-                    let iy0 = ((rho - g.padH) % sh + sh) % sh
-                    if iy0 >= g.height { continue }
-                    for phi in 0..<sw {
-                        let k = rho * sw + phi, start = d.tapStart[k], first = d.first[phi]
-                        let weights = phaseWeights + grp * opg * taps + opg * start, phaseTaps = d.tapStart[k + 1] - start
-                        let source = buffer + ((iy0 + g.padH) / sh + d.dy.top) * d.dy.rowStride + d.dy.left + first
-                        // Stride 1 writes the dx rows directly; otherwise their phase runs, merged below.
-                        let out = sw == 1 ? dx + iy0 * g.width : runs + (iy0 * sw + phi) * d.runLength + first
-                        depthwiseRows(source, srcStride: d.dy.rowStride, planes: opg, planeStride: planeStride,
-                                      offsets: d.offsets + start, taps: phaseTaps, weights: weights, bias: 0, out: out,
-                                      outStride: sw == 1 ? g.width * sh : sh * sw * d.runLength,
-                                      rows: (g.height - iy0 + sh - 1) / sh, n: d.count[phi])
-                    }
-                }
-                if sw > 1 {
-                    PhaseRows.merge(runs, srcStride: sw * d.runLength, into: dx, dstStride: g.width, rows: g.height,
-                                    width: g.width, left: g.padW, phases: sw, phaseLength: d.runLength)
-                }
+                d.gradInput(buffer, planes: opg, planeStride: planeStride, phaseWeights: phaseWeights + grp * opg * taps,
+                            runs: buffer + opg * planeStride, into: gradInput + plane * p.inPlane)
             }
         }
     }
