@@ -75,7 +75,7 @@ struct ShiftedShape {
         }
     }
 
-    /// Zeroes columns `from..<wp` of `rows` rows `wp` apart. The weight gradient's wide rows of dY
+    /// Zeroes columns `from..<wp` of `count` rows `wp` apart. The weight gradient's wide rows of dY
     /// are zero there (discarded outputs), so it zeroes the shifted copies there too: an input that
     /// only discarded outputs read must not meet a zero (0 * Inf is NaN; the direct sum has no term).
     static func zeroColumns(_ rows: UnsafeMutablePointer<Float>, count: Int, wp: Int, from: Int) {

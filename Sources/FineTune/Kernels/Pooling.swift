@@ -254,16 +254,16 @@ extension Kernels {
         }
     }
 
-    /// Backward of ``avgPool2dForward`` (overwrites `gradInput`).
-    ///
-    /// Each output's share, `gradOutput / divisor`, is computed once per output (in vectors); each
-    /// input then sums the shares of the windows that cover it. Windows that tile the image
-    /// (kernel == stride, e.g. 2x2 stride 2) copy each row of shares over their window: every
-    /// column phase of `PhaseRows.merge` reads the same row. Overlapping (or gapped) windows are
-    /// the input gradient of a depthwise convolution with a kernel of ones over the shares
-    /// (`DepthwiseGather`). Inputs no window covers get zero.
+    /// Backward of ``avgPool2dForward`` (overwrites `gradInput`): each input gets the sum of
+    /// `gradOutput / divisor` over the windows that cover it.
     public static func avgPool2dBackward(_ g: Pool2dGeometry, countIncludePad: Bool, gradOutput: UnsafePointer<Float>,
                                          gradInput: UnsafeMutablePointer<Float>, threads: Int = Kernels.maxThreads) {
+        // Each output's share, gradOutput / divisor, is computed once (in vectors); each input then
+        // gathers the shares of its windows. Windows that tile the image (kernel == stride, e.g. 2x2
+        // stride 2) copy each row of shares over their window: every column phase of
+        // `PhaseRows.merge` reads the same row. Overlapping (or gapped) windows are the input
+        // gradient of a depthwise convolution with a kernel of ones over the shares
+        // (`DepthwiseGather`). Inputs no window covers get zero.
         let oh = g.outHeight, ow = g.outWidth, w = g.width, plane = g.height * w
         // divisor(oy, ox) = max(rowFactor(oy) * columnFactors[ox], 1): the full window, or the
         // clipped window's rows times its columns.
