@@ -17,6 +17,7 @@
 // dx is therefore again a sum of shifted runs, of the zero-padded gradOutput plane, over that
 // phase's taps (`DepthwiseGather`): the same row kernel writes the phases of a dx row, which are
 // merged into the row. With stride 1 this is the usual convolution with the flipped kernel.
+// Average pooling's gradient uses the same gather with a kernel of ones (Pooling.swift).
 //
 // Weight gradient: per tap, a dot product of gradOutput with the split input plane at the tap's
 // offset, three taps at a time (`depthwiseWeightTaps`). Vector lanes past a row's last output are
@@ -210,8 +211,8 @@ enum PhaseRows {
 /// The input gradient of a depthwise convolution in gather form (see the top of the file): the
 /// zero-padded gradOutput plane, and for every phase (ρ, φ) of a padded dx row and column its taps.
 struct DepthwiseGather {
-    /// gradOutput planes padded by `KH * dh / sh` rows on top and `KW * dw / sw` columns on the left
-    /// (the largest tap shifts), with room for whole vectors of every phase.
+    /// gradOutput planes padded by `(KH - 1) * dh / sh` rows on top and `(KW - 1) * dw / sw` columns
+    /// on the left (the largest tap shifts), with room for whole vectors of every phase.
     let dy: PhasePlane
     /// Per column phase φ, the first position in its run and the number of dx columns it holds.
     let first: UnsafeMutablePointer<Int>, count: UnsafeMutablePointer<Int>
@@ -220,6 +221,7 @@ struct DepthwiseGather {
     /// Phase (ρ, φ), numbered ρ * sw + φ, has taps `tapStart[phase]..<tapStart[phase + 1]`: tap `i`
     /// is `tapIndex[i] = ky * KW + kx` and reads `offsets[i]` floats from dy[R + top][q + left].
     let tapStart: UnsafeMutablePointer<Int>, tapIndex: UnsafeMutablePointer<Int>, offsets: UnsafeMutablePointer<Int>
+    /// The convolution (for average pooling's gradient: one channel, the pooling window).
     let g: Conv2dGeometry
 
     init(_ g: Conv2dGeometry) {
