@@ -139,6 +139,32 @@ private let cases: [ConvCase] = [
     ConvCase(batch: 3, inChannels: 5, outChannels: 10, height: 7, width: 17, kernel: (5, 3), stride: (1, 3),
              padding: (2, 1), dilation: (2, 2), groups: 5, bias: false),
     ConvCase(batch: 2, inChannels: 3, outChannels: 3, height: 5, width: 5, kernel: (1, 1), groups: 3),
+    // Depthwise, strided: odd sizes and row widths that exercise every step of the stride-2 row
+    // shuffles (32, 16, 8 columns and single ones), channel multipliers, dilation, padding beyond
+    // the kernel's reach, strides 3 and (2, 1) / (1, 2).
+    ConvCase(batch: 3, inChannels: 3, outChannels: 3, height: 17, width: 33, kernel: (3, 3), stride: (2, 2),
+             padding: (1, 1), groups: 3),
+    ConvCase(batch: 1, inChannels: 2, outChannels: 4, height: 7, width: 63, kernel: (3, 3), stride: (2, 2),
+             padding: (1, 1), groups: 2, bias: false),
+    ConvCase(batch: 2, inChannels: 3, outChannels: 3, height: 33, width: 7, kernel: (3, 3), stride: (2, 2), groups: 3),
+    ConvCase(batch: 1, inChannels: 2, outChannels: 2, height: 1, width: 1, kernel: (3, 3), stride: (2, 2),
+             padding: (1, 1), groups: 2),
+    ConvCase(batch: 2, inChannels: 2, outChannels: 2, height: 3, width: 3, kernel: (3, 3), stride: (2, 2),
+             padding: (1, 1), groups: 2),
+    ConvCase(batch: 3, inChannels: 3, outChannels: 6, height: 7, width: 17, kernel: (5, 3), stride: (2, 2),
+             padding: (2, 1), dilation: (1, 2), groups: 3),
+    ConvCase(batch: 1, inChannels: 4, outChannels: 4, height: 17, width: 35, kernel: (3, 3), stride: (3, 3),
+             padding: (1, 1), dilation: (2, 2), groups: 4),
+    ConvCase(batch: 2, inChannels: 3, outChannels: 3, height: 7, width: 33, kernel: (2, 2), stride: (2, 2), groups: 3),
+    ConvCase(batch: 2, inChannels: 3, outChannels: 3, height: 7, width: 17, kernel: (3, 3), stride: (2, 2),
+             padding: (3, 2), groups: 3, bias: false),
+    ConvCase(batch: 2, inChannels: 2, outChannels: 2, height: 7, width: 17, kernel: (1, 1), stride: (2, 2),
+             padding: (1, 1), groups: 2),
+    ConvCase(batch: 3, inChannels: 3, outChannels: 3, height: 17, width: 7, kernel: (3, 5), stride: (1, 2),
+             padding: (1, 2), groups: 3),
+    ConvCase(batch: 1, inChannels: 3, outChannels: 3, height: 33, width: 40, kernel: (3, 3), stride: (2, 1),
+             padding: (1, 1), groups: 3),
+    ConvCase(batch: 3, inChannels: 2, outChannels: 4, height: 17, width: 40, kernel: (3, 3), padding: (1, 1), groups: 2),
 ]
 
 /// A way to run a case: thread count (threading is forced, whatever the size; with 2 threads both
@@ -164,26 +190,71 @@ private let plans: [PlanVariant] = [(1, nil), (2, true), (2, false)].flatMap { (
      PlanVariant(threads: t, splitSamples: split, method: .columns, columnBudget: 1)]
 }
 
+/// Shapes for the infinite-input test: every method (shifted copies on wide rows, column
+/// matrices, pointwise, depthwise with vector tails past the last output at strides 1 and 2).
+private let infinityCases: [ConvCase] = [
+    ConvCase(batch: 2, inChannels: 3, outChannels: 4, height: 5, width: 7, kernel: (3, 3), padding: (1, 1), bias: false),
+    ConvCase(batch: 2, inChannels: 2, outChannels: 3, height: 7, width: 17, kernel: (3, 3), dilation: (2, 2), bias: false),
+    ConvCase(batch: 2, inChannels: 4, outChannels: 4, height: 7, width: 9, kernel: (5, 3), padding: (2, 1), groups: 2,
+             bias: false),
+    ConvCase(batch: 2, inChannels: 3, outChannels: 2, height: 7, width: 8, kernel: (3, 3), stride: (2, 2), bias: false),
+    ConvCase(batch: 2, inChannels: 3, outChannels: 2, height: 5, width: 7, kernel: (1, 1), bias: false),
+    ConvCase(batch: 2, inChannels: 3, outChannels: 3, height: 5, width: 17, kernel: (3, 3), groups: 3, bias: false),
+    ConvCase(batch: 2, inChannels: 3, outChannels: 3, height: 7, width: 8, kernel: (3, 3), stride: (2, 2), groups: 3,
+             bias: false),
+    ConvCase(batch: 2, inChannels: 2, outChannels: 4, height: 7, width: 33, kernel: (3, 3), stride: (2, 2), padding: (1, 1),
+             groups: 2, bias: false),
+    ConvCase(batch: 2, inChannels: 2, outChannels: 2, height: 17, width: 35, kernel: (3, 3), stride: (3, 3), dilation: (2, 2),
+             groups: 2, bias: false),
+]
+
 // MARK: - Tests
 
 /// Runs `kernel` under every plan variant and through the public entry point (default plan);
-/// expects each result close to `expected`, and variants of the same method to agree bit for bit.
-private func checkAllPlans(_ c: ConvCase, inputs: [[Float]], expected: [Float], atol: Float,
-                           _ kernel: (ConvPlan?, [UnsafePointer<Float>], UnsafeMutablePointer<Float>) -> Void) {
-    let g = c.geometry
+/// expects each result close to `expected` (NaN and infinities where it has them), and variants of
+/// the same method to agree bit for bit. `label` replaces the case's description in messages.
+private func checkAllPlans(_ c: ConvCase, inputs: [[Float]], expected: [Float], atol: Float, label: String? = nil,
+                           _ kernel: KernelBody) {
+    let g = c.geometry, name = label ?? c.description
     var byMethod: [String: [Float]] = [:]
     for variant in plans {
         let got = run(inputs, outputCount: expected.count) { p, out in kernel(variant.plan(g), p, out) }
-        expectClose(got, expected, atol: atol, rtol: 1e-4, "\(c) threads \(variant.threads) split \(String(describing: variant.splitSamples)) \(variant.methodName)")
+        expectClose(got, expected, atol: atol, rtol: 1e-4, "\(name) threads \(variant.threads) split \(String(describing: variant.splitSamples)) \(variant.methodName)")
         if let first = byMethod[variant.methodName] {
             let same = sameBits(first, got)
-            #expect(same, "\(c): thread counts or splits differ (\(variant.methodName))")
+            #expect(same, "\(name): thread counts or splits differ (\(variant.methodName))")
         } else {
             byMethod[variant.methodName] = got
         }
     }
     let viaPublic = run(inputs, outputCount: expected.count) { p, out in kernel(nil, p, out) }
-    expectClose(viaPublic, expected, atol: atol, rtol: 1e-4, "\(c) public entry point")
+    expectClose(viaPublic, expected, atol: atol, rtol: 1e-4, "\(name) public entry point")
+}
+
+private typealias KernelBody = (ConvPlan?, [UnsafePointer<Float>], UnsafeMutablePointer<Float>) -> Void
+
+/// The kernels as `checkAllPlans` bodies (a nil plan calls the public entry point). Inputs:
+/// forward `[x, w, bias]` (bias used when `bias`), input gradient `[dy, w]`, weight gradient `[x, dy]`.
+private func forwardBody(_ g: Conv2dGeometry, bias: Bool) -> KernelBody {
+    { plan, p, out in
+        let b = bias ? p[2] : nil
+        guard let plan else { return Kernels.conv2dForward(g, input: p[0], weight: p[1], bias: b, output: out) }
+        Kernels.conv2dForward(g, input: p[0], weight: p[1], bias: b, output: out, plan: plan)
+    }
+}
+
+private func backwardInputBody(_ g: Conv2dGeometry) -> KernelBody {
+    { plan, p, out in
+        guard let plan else { return Kernels.conv2dBackwardInput(g, gradOutput: p[0], weight: p[1], gradInput: out) }
+        Kernels.conv2dBackwardInput(g, gradOutput: p[0], weight: p[1], gradInput: out, plan: plan)
+    }
+}
+
+private func backwardWeightBody(_ g: Conv2dGeometry) -> KernelBody {
+    { plan, p, out in
+        guard let plan else { return Kernels.conv2dBackwardWeight(g, input: p[0], gradOutput: p[1], gradWeight: out) }
+        Kernels.conv2dBackwardWeight(g, input: p[0], gradOutput: p[1], gradWeight: out, plan: plan)
+    }
 }
 
 @Suite("Conv2d kernels")
@@ -194,14 +265,8 @@ struct ConvKernelTests {
         let x = values(g.batch * g.inChannels * g.height * g.width, seed: 1)
         let w = values(g.outChannels * g.inChannelsPerGroup * g.kernelHeight * g.kernelWidth, seed: 2)
         let b = c.bias ? values(g.outChannels, seed: 3) : nil
-        checkAllPlans(c, inputs: [x, w, b ?? []], expected: referenceForward(g, x, w, b), atol: 1e-5) { plan, p, out in
-            let bias = c.bias ? p[2] : nil
-            if let plan {
-                Kernels.conv2dForward(g, input: p[0], weight: p[1], bias: bias, output: out, plan: plan)
-            } else {
-                Kernels.conv2dForward(g, input: p[0], weight: p[1], bias: bias, output: out)
-            }
-        }
+        checkAllPlans(c, inputs: [x, w, b ?? []], expected: referenceForward(g, x, w, b), atol: 1e-5,
+                      forwardBody(g, bias: c.bias))
     }
 
     @Test("backward input matches the reference; same bits with 1 and 2 threads", arguments: cases)
@@ -209,13 +274,7 @@ struct ConvKernelTests {
         let g = c.geometry
         let dy = values(g.batch * g.outChannels * g.outHeight * g.outWidth, seed: 4)
         let w = values(g.outChannels * g.inChannelsPerGroup * g.kernelHeight * g.kernelWidth, seed: 5)
-        checkAllPlans(c, inputs: [dy, w], expected: referenceBackwardInput(g, dy, w), atol: 1e-5) { plan, p, out in
-            if let plan {
-                Kernels.conv2dBackwardInput(g, gradOutput: p[0], weight: p[1], gradInput: out, plan: plan)
-            } else {
-                Kernels.conv2dBackwardInput(g, gradOutput: p[0], weight: p[1], gradInput: out)
-            }
-        }
+        checkAllPlans(c, inputs: [dy, w], expected: referenceBackwardInput(g, dy, w), atol: 1e-5, backwardInputBody(g))
     }
 
     @Test("backward weight matches the reference; same bits with 1 and 2 threads", arguments: cases)
@@ -223,11 +282,65 @@ struct ConvKernelTests {
         let g = c.geometry
         let x = values(g.batch * g.inChannels * g.height * g.width, seed: 6)
         let dy = values(g.batch * g.outChannels * g.outHeight * g.outWidth, seed: 7)
-        checkAllPlans(c, inputs: [x, dy], expected: referenceBackwardWeight(g, x, dy), atol: 1e-4) { plan, p, out in
-            if let plan {
-                Kernels.conv2dBackwardWeight(g, input: p[0], gradOutput: p[1], gradWeight: out, plan: plan)
-            } else {
-                Kernels.conv2dBackwardWeight(g, input: p[0], gradOutput: p[1], gradWeight: out)
+        checkAllPlans(c, inputs: [x, dy], expected: referenceBackwardWeight(g, x, dy), atol: 1e-4, backwardWeightBody(g))
+    }
+
+    @Test("an infinite input: every method's gradients have Inf and NaN exactly where the direct sums do",
+          arguments: infinityCases)
+    fileprivate func infiniteInput(_ c: ConvCase) {
+        // The weight gradient sums dy * x over the outputs only. Methods that compute discarded
+        // outputs (the shifted method's wide rows, the depthwise kernels' vector tails) must not
+        // let an input that only those read meet a zero there: 0 * Inf would be NaN.
+        let g = c.geometry
+        let dy = values(g.batch * g.outChannels * g.outHeight * g.outWidth, seed: 8)
+        let w = values(g.outChannels * g.inChannelsPerGroup * g.kernelHeight * g.kernelWidth, seed: 9)
+        let h = g.height, wd = g.width, n = g.batch - 1, ch = g.inChannels - 1
+        // Corners (read by discarded outputs of wide rows and vector tails) and the middle.
+        for (y, x) in [(0, 0), (0, wd - 1), (h - 1, 0), (h - 1, wd - 1), (h / 2, wd / 2)] {
+            var input = values(g.batch * g.inChannels * h * wd, seed: 10)
+            input[((n * g.inChannels + ch) * h + y) * wd + x] = .infinity
+            let label = "\(c) +Inf at (\(y), \(x))"
+            checkAllPlans(c, inputs: [input, dy], expected: referenceBackwardWeight(g, input, dy), atol: 1e-4,
+                          label: label + " grad-weight", backwardWeightBody(g))
+            checkAllPlans(c, inputs: [input, w], expected: referenceForward(g, input, w, nil), atol: 1e-5,
+                          label: label + " forward", forwardBody(g, bias: false))
+        }
+        // The input gradient reads no input values: finite, as the direct sums.
+        checkAllPlans(c, inputs: [dy, w], expected: referenceBackwardInput(g, dy, w), atol: 1e-5,
+                      label: "\(c) grad-input", backwardInputBody(g))
+    }
+
+    @Test("phase rows: split puts column x at run (x + left) % s, position (x + left) / s; merge inverts it")
+    func phaseRows() {
+        for phases in 1...4 {
+            for left in 0...3 {
+                for width in 0...70 {
+                    let phaseLength = (left + width + phases - 1) / phases + 1, rows = 2
+                    let src = values(rows * width, seed: UInt64(width))
+                    var runs = [Float](repeating: .nan, count: rows * phases * phaseLength)
+                    var back = [Float](repeating: .nan, count: rows * width)
+                    src.withUnsafeBufferPointer { s in
+                        runs.withUnsafeMutableBufferPointer { r in
+                            PhaseRows.split(s.baseAddress!, srcStride: width, into: r.baseAddress!, dstStride: phases * phaseLength,
+                                            rows: rows, width: width, left: left, phases: phases, phaseLength: phaseLength)
+                        }
+                    }
+                    var placed = true
+                    for y in 0..<rows {
+                        for x in 0..<width {
+                            let c = x + left, at = y * phases * phaseLength + c % phases * phaseLength + c / phases
+                            placed = placed && runs[at].bitPattern == src[y * width + x].bitPattern
+                        }
+                    }
+                    #expect(placed, "split: phases \(phases) left \(left) width \(width)")
+                    runs.withUnsafeBufferPointer { r in
+                        back.withUnsafeMutableBufferPointer { b in
+                            PhaseRows.merge(r.baseAddress!, srcStride: phases * phaseLength, into: b.baseAddress!, dstStride: width,
+                                            rows: rows, width: width, left: left, phases: phases, phaseLength: phaseLength)
+                        }
+                    }
+                    #expect(sameBits(back, src), "merge: phases \(phases) left \(left) width \(width)")
+                }
             }
         }
     }

@@ -141,6 +141,17 @@ private let poolCases: [PoolCase] = [
     PoolCase(planes: 2, height: 1, width: 17, kernel: (1, 3), stride: (1, 3), padding: (0, 1)),
     PoolCase(planes: 2, height: 5, width: 5, kernel: (5, 5), stride: (1, 1), padding: (2, 2)),
     PoolCase(planes: 1, height: 7, width: 5, kernel: (4, 2), stride: (3, 1), padding: (2, 1)),
+    // Average-pooling gradient paths: windows that tile the image (with padding, ragged edges,
+    // strides 1 to 3 per axis, rows wide enough for every vector step) and overlapping or gapped ones.
+    PoolCase(planes: 3, height: 33, width: 33, kernel: (2, 2), stride: (2, 2)),
+    PoolCase(planes: 2, height: 17, width: 70, kernel: (2, 2), stride: (2, 2), padding: (1, 1)),
+    PoolCase(planes: 2, height: 7, width: 17, kernel: (3, 3), stride: (3, 3), padding: (1, 1)),
+    PoolCase(planes: 2, height: 7, width: 33, kernel: (2, 3), stride: (2, 3), padding: (1, 1)),
+    PoolCase(planes: 2, height: 17, width: 7, kernel: (3, 1), stride: (3, 1)),
+    PoolCase(planes: 2, height: 33, width: 70, kernel: (3, 3), stride: (2, 2), padding: (1, 1)),
+    PoolCase(planes: 3, height: 17, width: 17, kernel: (3, 3), stride: (2, 2)),
+    PoolCase(planes: 2, height: 7, width: 33, kernel: (1, 1), stride: (2, 2)),
+    PoolCase(planes: 2, height: 17, width: 33, kernel: (2, 2), stride: (3, 3), padding: (1, 1)),
 ]
 
 private struct AdaptiveCase: CustomStringConvertible, Sendable {
@@ -291,6 +302,25 @@ struct PoolingKernelTests {
         }
     }
 
+    @Test("average-pooling gradient: every row width and height 1...37 (2x2/s2, 3x3/s2/p1, 3x3/s1/p1)")
+    func avgPoolBackwardWidths() {
+        for (kernel, stride, pad) in [(2, 2, 0), (3, 2, 1), (3, 1, 1)] {
+            for size in 1...37 {
+                let g = Pool2dGeometry(planes: 4, height: size, width: size, kernel: (kernel, kernel), stride: (stride, stride),
+                                       padding: (pad, pad))
+                let dy = values(g.planes * g.outHeight * g.outWidth, seed: UInt64(size))
+                for countIncludePad in [true, false] {
+                    let label = "k\(kernel) s\(stride) p\(pad) size \(size) countIncludePad \(countIncludePad)"
+                    let dx = run([dy], count: g.planes * g.height * g.width, fill: Float.nan) { p, out in
+                        Kernels.avgPool2dBackward(g, countIncludePad: countIncludePad, gradOutput: p[0], gradInput: out)
+                    }
+                    expectClose(dx, Reference.avgPoolBackward(g, dy, countIncludePad: countIncludePad), atol: 1e-6, rtol: 1e-5,
+                                label)
+                }
+            }
+        }
+    }
+
     @Test("adaptive average pooling matches the reference", arguments: adaptiveCases)
     fileprivate func adaptiveAvgPool(_ c: AdaptiveCase) {
         let x = values(c.planes * c.height * c.width, seed: 5)
@@ -331,6 +361,11 @@ struct PoolingKernelTests {
             let avgDx = run([dy], count: inCount, fill: Float.nan) { p, out in
                 Kernels.avgPool2dBackward(g, countIncludePad: true, gradOutput: p[0], gradInput: out, threads: threads)
             }
+            // Windows that tile the image take another path.
+            let tiles = Pool2dGeometry(planes: 64, height: 32, width: 32, kernel: (2, 2), stride: (2, 2))
+            let tilesDx = run([values(64 * 16 * 16, seed: 9)], count: inCount, fill: Float.nan) { p, out in
+                Kernels.avgPool2dBackward(tiles, countIncludePad: false, gradOutput: p[0], gradInput: out, threads: threads)
+            }
             let adaptiveY = run([x], count: g.planes * 25, fill: Float.nan) { p, out in
                 Kernels.adaptiveAvgPool2dForward(planes: g.planes, height: g.height, width: g.width, outHeight: 5, outWidth: 5,
                                                  input: p[0], output: out, threads: threads)
@@ -339,7 +374,7 @@ struct PoolingKernelTests {
                 Kernels.adaptiveAvgPool2dBackward(planes: g.planes, height: g.height, width: g.width, outHeight: 5, outWidth: 5,
                                                   gradOutput: p[0], gradInput: out, threads: threads)
             }
-            return [maxY, int32s(indices), maxDx, avgY, avgDx, adaptiveY, adaptiveDx]
+            return [maxY, int32s(indices), maxDx, avgY, avgDx, adaptiveY, adaptiveDx, tilesDx]
         }
         let one = outputs(threads: 1), two = outputs(threads: 2)
         for (i, (a, b)) in zip(one, two).enumerated() {

@@ -20,7 +20,8 @@
 //
 // The input gradient is the same computation on gradOutput padded by (K - 1) * d - p with the
 // kernel flipped and transposed; the weight gradient of kernel row ky is
-// dY_wide · (Xs + ky * dh * Wp)^T, with dY_wide zero in the extra entries.
+// dY_wide · (Xs + ky * dh * Wp)^T, with dY_wide zero in the extra entries and the copies zeroed
+// there too (the extra entries read real inputs; an infinite one times zero would be NaN).
 //
 // Weights (and weight gradients) are repacked row-major per kernel row: Wr[g][ky][co][kx][c].
 
@@ -72,6 +73,13 @@ struct ShiftedShape {
             let shift = kx * dilation
             ConvLoops.copy(dst + kx * channels * plane, dst + shift, channels * plane - shift)
         }
+    }
+
+    /// Zeroes columns `from..<wp` of `count` rows `wp` apart. The weight gradient's wide rows of dY
+    /// are zero there (discarded outputs), so it zeroes the shifted copies there too: an input that
+    /// only discarded outputs read must not meet a zero (0 * Inf is NaN; the direct sum has no term).
+    static func zeroColumns(_ rows: UnsafeMutablePointer<Float>, count: Int, wp: Int, from: Int) {
+        for r in 0..<count { ConvLoops.zero(rows + r * wp + from, wp - from) }
     }
 
     /// Copies the first `w` entries of each `wp`-wide row into dense `h x w` planes, adding `bias[c]`.
@@ -210,6 +218,7 @@ extension Kernels {
                     ShiftedShape.writeShiftedCopies(xs, input + (sample * g.inChannels + grp * cpg) * p.inPlane,
                                                     channels: cpg, h: g.height, w: g.width, hp: s.hp, wp: s.wp,
                                                     top: g.padH, left: g.padW, copies: kw, dilation: g.dilationW)
+                    ShiftedShape.zeroColumns(xs, count: kw * cpg * s.hp, wp: s.wp, from: ow)
                     ShiftedShape.copyWide(dyw, gradOutput + (sample * g.outChannels + grp * opg) * p.outPlane,
                                           channels: opg, h: oh, w: ow, wp: s.wp)
                     p.forEachColumnPart(n) { j in

@@ -74,13 +74,6 @@ enum ConvLoops {
         while i < n { y[i] += a * x[j]; i &+= 1; j &+= stride }
     }
 
-    /// `y[i * stride] += a * x[i]` for `i < n`.
-    @inline(__always)
-    static func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, stride: Int, _ n: Int) {
-        var i = 0, j = 0
-        while i < n { y[j] += a * x[i]; i &+= 1; j &+= stride }
-    }
-
     /// `sum(x[i] * y[i * stride])` for `i < n`, in a fixed order (8 lanes, then the tail).
     @inline(__always)
     static func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, stride: Int, _ n: Int) -> Float {
@@ -101,10 +94,18 @@ enum ConvLoops {
         return sum
     }
 
+    /// `dst[i] = src[i * stride]` for `i < n`.
     @inline(__always)
     static func gather(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int, stride: Int) {
         var i = 0, j = 0
         while i < n { dst[i] = src[j]; i &+= 1; j &+= stride }
+    }
+
+    /// `dst[i * stride] = src[i]` for `i < n`.
+    @inline(__always)
+    static func scatter(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int, stride: Int) {
+        var i = 0, j = 0
+        while i < n { dst[j] = src[i]; i &+= 1; j &+= stride }
     }
 
     /// `dst[i] += src[i]` for `i < n`.

@@ -254,30 +254,95 @@ extension Kernels {
         }
     }
 
-    /// Backward of ``avgPool2dForward`` (overwrites `gradInput`).
+    /// Backward of ``avgPool2dForward`` (overwrites `gradInput`): each input gets the sum of
+    /// `gradOutput / divisor` over the windows that cover it.
     public static func avgPool2dBackward(_ g: Pool2dGeometry, countIncludePad: Bool, gradOutput: UnsafePointer<Float>,
                                          gradInput: UnsafeMutablePointer<Float>, threads: Int = Kernels.maxThreads) {
+        // Each output's share, gradOutput / divisor, is computed once (in vectors); each input then
+        // gathers the shares of its windows. Windows that tile the image (kernel == stride, e.g. 2x2
+        // stride 2) copy each row of shares over their window: every column phase of
+        // `PhaseRows.merge` reads the same row. Overlapping (or gapped) windows are the input
+        // gradient of a depthwise convolution with a kernel of ones over the shares
+        // (`DepthwiseGather`). Inputs no window covers get zero.
         let oh = g.outHeight, ow = g.outWidth, w = g.width, plane = g.height * w
-        let fullWindow = Float(g.kernelHeight * g.kernelWidth)
-        forEachPlaneRange(g.planes, work: g.planes * (oh * ow * g.kernelHeight * g.kernelWidth + plane), threads: threads) { planes in
-            for p in planes {
-                let dx = gradInput + p * plane
-                var dy = gradOutput + p * oh * ow
-                dx.update(repeating: 0, count: plane)
-                for oy in 0..<oh {
-                    let ys = g.rows(oy)
-                    for ox in 0..<ow {
-                        let xs = g.columns(ox)
-                        let count = max(ys.hi - ys.lo, 0) * max(xs.hi - xs.lo, 0)
-                        let share = dy.pointee / (countIncludePad ? fullWindow : Float(max(count, 1)))
-                        dy += 1
-                        for iy in ys.lo..<max(ys.hi, ys.lo) {
-                            let row = dx + iy * w
-                            for ix in xs.lo..<max(xs.hi, xs.lo) { row[ix] += share }
-                        }
+        // divisor(oy, ox) = max(rowFactor(oy) * columnFactors[ox], 1): the full window, or the
+        // clipped window's rows times its columns.
+        let columnFactors = UnsafeMutablePointer<Float>.allocate(capacity: max(ow, 1))
+        defer { columnFactors.deallocate() }
+        for ox in 0..<ow {
+            let xs = g.columns(ox)
+            columnFactors[ox] = countIncludePad ? 1 : Float(max(xs.hi - xs.lo, 0))
+        }
+        @inline(__always) func rowFactor(_ oy: Int) -> Float {
+            let ys = g.rows(oy)
+            return countIncludePad ? Float(g.kernelHeight * g.kernelWidth) : Float(max(ys.hi - ys.lo, 0))
+        }
+        let work = g.planes * (oh * ow + plane)
+        if g.kernelHeight == g.strideH && g.kernelWidth == g.strideW {
+            // Input row iy = oy * kh + j - ph takes the shares of output row oy: one merge call per j.
+            let kh = g.kernelHeight, ph = g.padH, rowLength = ow + (w + g.padW) / g.strideW + 1
+            forEachPlaneRange(g.planes, work: work, threads: threads) { planes in
+                // The plane's rows of shares, zero past `ow` (the columns no window covers read zeros).
+                let shares = UnsafeMutablePointer<Float>.allocate(capacity: max(oh * rowLength, 1))
+                defer { shares.deallocate() }
+                shares.initialize(repeating: 0, count: oh * rowLength)
+                for p in planes {
+                    let dx = gradInput + p * plane, dy = gradOutput + p * oh * ow
+                    for oy in 0..<oh { avgPoolShares(dy + oy * ow, rowFactor(oy), columnFactors, ow, into: shares + oy * rowLength) }
+                    for j in 0..<kh {
+                        let first = (ph - j + kh - 1) / kh, end = min(oh, (g.height - j + ph + kh - 1) / kh)
+                        if first >= end { continue }
+                        PhaseRows.merge(shares + first * rowLength, srcStride: rowLength, into: dx + (first * kh + j - ph) * w,
+                                        dstStride: kh * w, rows: end - first, width: w, left: g.padW, phases: g.strideW,
+                                        phaseLength: 0)
                     }
+                    // The rows below the last window.
+                    let covered = oh == 0 ? 0 : max(g.rows(oh - 1).hi, 0)
+                    (dx + covered * w).update(repeating: 0, count: plane - covered * w)
                 }
             }
+            return
+        }
+        let d = DepthwiseGather(Conv2dGeometry(batch: 1, inChannels: 1, height: g.height, width: w, outChannels: 1,
+                                               kernelHeight: g.kernelHeight, kernelWidth: g.kernelWidth,
+                                               stride: (g.strideH, g.strideW), padding: (g.padH, g.padW)))
+        defer { d.deallocate() }
+        let ones = UnsafeMutablePointer<Float>.allocate(capacity: g.kernelHeight * g.kernelWidth)
+        defer { ones.deallocate() }
+        ones.initialize(repeating: 1, count: g.kernelHeight * g.kernelWidth)
+        forEachPlaneRange(g.planes, work: work, threads: threads) { planes in
+            // The zero-padded plane of shares, then the phase runs.
+            let count = d.dy.count + d.runsCount
+            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+            defer { buffer.deallocate() }
+            buffer.initialize(repeating: 0, count: count)
+            for p in planes {
+                let dy = gradOutput + p * oh * ow
+                for oy in 0..<oh {
+                    avgPoolShares(dy + oy * ow, rowFactor(oy), columnFactors, ow,
+                                  into: buffer + (oy + d.dy.top) * d.dy.rowStride + d.dy.left)
+                }
+                d.gradInput(buffer, planes: 1, planeStride: 0, phaseWeights: ones, runs: buffer + d.dy.count,
+                            into: gradInput + p * plane)
+            }
+        }
+    }
+
+    /// `shares[ox] = dy[ox] / max(rowFactor * columnFactors[ox], 1)` for `ox < n`, 8 at a time.
+    @inline(__always)
+    private static func avgPoolShares(_ dy: UnsafePointer<Float>, _ rowFactor: Float, _ columnFactors: UnsafePointer<Float>,
+                                      _ n: Int, into shares: UnsafeMutablePointer<Float>) {
+        typealias V = SIMD8<Float>
+        let r = V(repeating: rowFactor), one = V(repeating: 1)
+        var x = 0
+        while x &+ 8 <= n {
+            let product = r * GEMMSIMD.load(columnFactors + x, as: V.self)
+            GEMMSIMD.store(GEMMSIMD.load(dy + x, as: V.self) / product.replacing(with: one, where: product .< one), shares + x)
+            x &+= 8
+        }
+        while x < n {
+            shares[x] = dy[x] / max(rowFactor * columnFactors[x], 1)
+            x &+= 1
         }
     }
 

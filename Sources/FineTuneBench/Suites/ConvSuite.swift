@@ -1,23 +1,34 @@
 import FineTune
 
-/// A ResNet-style 3x3 convolution: batch 32, 64 -> 64 channels, 32x32, padding 1, stride 1.
+/// A ResNet-style 3x3 convolution (batch 32, 64 -> 64 channels, 32x32, padding 1, stride 1) and a
+/// MobileNet-style depthwise 3x3 stride-2 convolution (batch 32, 64 channels, 32x32 -> 16x16).
 struct ConvSuite: BenchSuite {
     let name = "conv"
-    let summary = "Kernels.conv2d*: 3x3 conv, batch 32, 64->64 channels, 32x32, pad 1, stride 1"
+    let summary = "Kernels.conv2d*: 3x3 conv, batch 32, 64->64 channels, 32x32, pad 1, stride 1; depthwise 3x3 stride 2"
 
     private let geometry = Conv2dGeometry(batch: 32, inChannels: 64, height: 32, width: 32,
                                           outChannels: 64, kernelHeight: 3, kernelWidth: 3,
                                           stride: (1, 1), padding: (1, 1))
+    private let depthwise = Conv2dGeometry(batch: 32, inChannels: 64, height: 32, width: 32,
+                                           outChannels: 64, kernelHeight: 3, kernelWidth: 3,
+                                           stride: (2, 2), padding: (1, 1), groups: 64)
 
     func cases() -> [BenchCase] {
-        let g = geometry
-        let shape = "[\(g.batch)x\(g.inChannels)x\(g.height)x\(g.width)] -> [\(g.batch)x\(g.outChannels)x\(g.outHeight)x\(g.outWidth)]"
+        let g = geometry, d = depthwise
         return [
-            BenchCase(name: "conv3x3_fwd", detail: "conv2dForward with bias, \(shape)",
+            BenchCase(name: "conv3x3_fwd", detail: "conv2dForward with bias, \(shape(g))",
                       flops: g.forwardFlops, makeWorkload: { ConvWorkload(g, backward: false) }),
             BenchCase(name: "conv3x3_fwd_bwd", detail: "forward + conv2dBackwardInput + conv2dBackwardWeight (3x forward flops)",
                       flops: 3 * g.forwardFlops, makeWorkload: { ConvWorkload(g, backward: true) }),
+            BenchCase(name: "dw3x3s2_fwd", detail: "depthwise (groups 64), stride 2, with bias, \(shape(d))",
+                      flops: d.forwardFlops, makeWorkload: { ConvWorkload(d, backward: false) }),
+            BenchCase(name: "dw3x3s2_fwd_bwd", detail: "depthwise stride 2: forward + both backward kernels (3x forward flops)",
+                      flops: 3 * d.forwardFlops, makeWorkload: { ConvWorkload(d, backward: true) }),
         ]
+    }
+
+    private func shape(_ g: Conv2dGeometry) -> String {
+        "[\(g.batch)x\(g.inChannels)x\(g.height)x\(g.width)] -> [\(g.batch)x\(g.outChannels)x\(g.outHeight)x\(g.outWidth)]"
     }
 }
 
