@@ -14,7 +14,13 @@ enum ConvLoops {
             UnsafeMutableRawPointer(dst + i).storeBytes(of: V(), as: V.self)
             i &+= 8
         }
-        while i < n { dst[i] = 0; i &+= 1 }
+        // The last 0-7 floats as 4 + 2 + 1 straight-line stores: a scalar loop here becomes a
+        // libc memset call per row, which costs more than the work for the 1-2 float padding
+        // edges of im2col rows.
+        let rest = n &- i, p = UnsafeMutableRawPointer(dst + i)
+        if rest & 4 != 0 { p.storeBytes(of: SIMD4<Float>(), as: SIMD4<Float>.self) }
+        if rest & 2 != 0 { p.storeBytes(of: SIMD2<Float>(), toByteOffset: (rest & 4) &* 4, as: SIMD2<Float>.self) }
+        if rest & 1 != 0 { p.storeBytes(of: Float(0), toByteOffset: (rest & 6) &* 4, as: Float.self) }
     }
 
     @inline(__always)
@@ -26,7 +32,17 @@ enum ConvLoops {
             UnsafeMutableRawPointer(dst + i).storeBytes(of: v, as: V.self)
             i &+= 8
         }
-        while i < n { dst[i] = src[i]; i &+= 1 }
+        // The tail as straight-line 4 + 2 + 1 moves (a scalar loop becomes a memmove call).
+        let rest = n &- i, from = UnsafeRawPointer(src + i), to = UnsafeMutableRawPointer(dst + i)
+        if rest & 4 != 0 { to.storeBytes(of: from.loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self) }
+        if rest & 2 != 0 {
+            let at = (rest & 4) &* 4
+            to.storeBytes(of: from.loadUnaligned(fromByteOffset: at, as: SIMD2<Float>.self), toByteOffset: at, as: SIMD2<Float>.self)
+        }
+        if rest & 1 != 0 {
+            let at = (rest & 6) &* 4
+            to.storeBytes(of: from.loadUnaligned(fromByteOffset: at, as: Float.self), toByteOffset: at, as: Float.self)
+        }
     }
 
     /// `dst[i] = src[i] + value` for `i < n`.

@@ -296,6 +296,32 @@ enum VectorMath {
         if tail > 0 { storePartial(tailOut, y + full, tail) }
     }
 
+    /// y[i] = Op(x[i]) for cheap ops given in vector and scalar form (a type, not a closure):
+    /// 16-lane steps, then a scalar tail. For the cheapest closures passed to `map`, LLVM left
+    /// a call per vector in the loop; static ops are always inlined after specialisation.
+    @inline(__always)
+    static func lanes<Op: LaneOp>(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int, _: Op.Type) {
+        var i = 0
+        while i &+ 16 <= count {
+            UnsafeMutableRawPointer(y + i).storeBytes(of: Op.vector(UnsafeRawPointer(x + i).loadUnaligned(as: V.self)), as: V.self)
+            i &+= 16
+        }
+        while i < count { y[i] = Op.scalar(x[i]); i &+= 1 }
+    }
+
+    /// out[i] = Op(a[i], b[i]); see `lanes`.
+    @inline(__always)
+    static func lanes2<Op: LaneOp2>(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                                    _ count: Int, _: Op.Type) {
+        var i = 0
+        while i &+ 16 <= count {
+            let va = UnsafeRawPointer(a + i).loadUnaligned(as: V.self), vb = UnsafeRawPointer(b + i).loadUnaligned(as: V.self)
+            UnsafeMutableRawPointer(out + i).storeBytes(of: Op.vector(va, vb), as: V.self)
+            i &+= 16
+        }
+        while i < count { out[i] = Op.scalar(a[i], b[i]); i &+= 1 }
+    }
+
     /// out[i] = f(a[i], b[i]); same structure as `map`.
     @inline(__always)
     static func map2(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
@@ -400,4 +426,16 @@ extension VectorMath {
                                    _ out: UnsafeMutablePointer<Float>, _ count: Int) {
         map2(x, g, out, count) { geluTanhGrad($0) * $1 }
     }
+}
+
+/// A cheap element-wise op in 16-lane and scalar form (the same arithmetic) for `VectorMath.lanes`.
+protocol LaneOp {
+    static func vector(_ v: VectorMath.V) -> VectorMath.V
+    static func scalar(_ x: Float) -> Float
+}
+
+/// A cheap two-input element-wise op for `VectorMath.lanes2`.
+protocol LaneOp2 {
+    static func vector(_ a: VectorMath.V, _ b: VectorMath.V) -> VectorMath.V
+    static func scalar(_ a: Float, _ b: Float) -> Float
 }
