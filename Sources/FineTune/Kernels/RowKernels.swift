@@ -30,8 +30,8 @@ extension VectorMath {
     /// The padded tail lanes hold `pad`, which must satisfy f(pad) = 0 (e.g. -inf for
     /// exp(x - shift)). Single call site of `f`, like `map`.
     @inline(__always)
-    static func mapSum(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>?, _ count: Int, pad: Float,
-                       _ f: (V) -> V) -> Float {
+    static func mapSum<Op: LaneOp>(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>?, _ count: Int, pad: Float,
+                                   _ op: Op) -> Float {
         let full = count & ~15, tail = count &- full
         var tailIn = tail > 0 ? loadPartial(x + full, tail, pad: pad) : V(), tailOut = V()
         var acc = V()
@@ -42,7 +42,7 @@ extension VectorMath {
                 while i < end {
                     let inTail = i == full
                     let src = inTail ? UnsafeRawPointer(tailIn) : UnsafeRawPointer(x + i)
-                    let r = f(src.loadUnaligned(as: V.self))
+                    let r = op.vector(src.loadUnaligned(as: V.self))
                     if let y {
                         let dst = inTail ? UnsafeMutableRawPointer(tailOut) : UnsafeMutableRawPointer(y + i)
                         dst.storeBytes(of: r, as: V.self)
@@ -65,13 +65,13 @@ extension VectorMath {
     @inline(never)
     static func expShiftedStoreSum(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
                                    shift: Float) -> Float {
-        mapSum(x, y, n, pad: -.infinity) { exp($0 - shift) }
+        mapSum(x, y, n, pad: -.infinity, ExpShiftedOp(shift: shift))
     }
 
     /// Σ exp(x - shift), nothing stored.
     @inline(never)
     static func expShiftedSum(_ x: UnsafePointer<Float>, _ n: Int, shift: Float) -> Float {
-        mapSum(x, nil, n, pad: -.infinity) { exp($0 - shift) }
+        mapSum(x, nil, n, pad: -.infinity, ExpShiftedOp(shift: shift))
     }
 
     /// y = (x - a) * b.
@@ -104,7 +104,7 @@ extension VectorMath {
     @inline(never)
     static func softmaxBackwardApply(_ y: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
                                      _ gi: UnsafeMutablePointer<Float>, _ n: Int, d: Float) {
-        map2(y, g, gi, n) { fma($0, $1, $0 * -d) }
+        lanes2(y, g, gi, n, SoftmaxBackwardOp(d: d))
     }
 
     /// Log-softmax backward apply: gi = g - exp(y) * s.
@@ -247,4 +247,18 @@ extension Kernels {
             }
         }
     }
+}
+
+/// exp(x - shift) (softmax numerators). Only the vector form is used: `mapSum` pads its tail.
+private struct ExpShiftedOp: LaneOp {
+    let shift: Float
+    @inline(__always) func vector(_ v: VectorMath.V) -> VectorMath.V { VectorMath.exp(v - shift) }
+    @inline(__always) func scalar(_ x: Float) -> Float { VectorMath.exp(VectorMath.V(repeating: x - shift))[0] }
+}
+
+/// y g - y d with one rounding for the product sum, in both forms.
+private struct SoftmaxBackwardOp: LaneOp2 {
+    let d: Float
+    @inline(__always) func vector(_ y: VectorMath.V, _ g: VectorMath.V) -> VectorMath.V { VectorMath.fma(y, g, y * -d) }
+    @inline(__always) func scalar(_ y: Float, _ g: Float) -> Float { (y * -d).addingProduct(y, g) }
 }

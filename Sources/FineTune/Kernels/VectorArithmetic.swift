@@ -11,7 +11,7 @@ extension Kernels {
 
     /// x *= alpha, in place.
     public static func scale(_ alpha: Float, _ x: UnsafeMutablePointer<Float>, count: Int) {
-        VectorMath.map(x, x, count) { $0 * alpha }
+        VectorMath.lanes(x, x, count, ScaleOp(alpha: alpha))
     }
 
     // MARK: Binary elementwise
@@ -77,7 +77,7 @@ extension Kernels {
     /// out = -x (flips the sign bit, so -(0) = -0 as with scalar negation).
     public static func vNeg(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int) {
         // Not `-$0`: the stdlib's SIMD negation is `0 - x`, which maps 0 to +0.
-        VectorMath.lanes(x, out, count, NegateOp.self)
+        VectorMath.lanes(x, out, count, NegateOp())
     }
 
     /// out = x * x.
@@ -89,34 +89,41 @@ extension Kernels {
     public static func relu(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int) {
         // Bit-select rather than `replacing(with:where:)`, whose lane loop LLVM re-vectorizes with
         // needless 128-bit splits here.
-        VectorMath.lanes(x, out, count, ReLUOp.self)
+        VectorMath.lanes(x, out, count, ReLUOp())
     }
 
     /// gradInput = x > 0 ? gradOutput : 0 (`gradInput` may alias either input).
     public static func reluGrad(x: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                                 gradInput: UnsafeMutablePointer<Float>, count: Int) {
-        VectorMath.lanes2(x, gradOutput, gradInput, count, ReLUGradOp.self)
+        VectorMath.lanes2(x, gradOutput, gradInput, count, ReLUGradOp())
     }
 }
 
 /// -x by flipping the sign bit (0 -> -0, as PyTorch).
-private enum NegateOp: LaneOp {
-    @inline(__always) static func vector(_ v: VectorMath.V) -> VectorMath.V { VectorMath.float(VectorMath.bits(v) ^ 0x8000_0000) }
-    @inline(__always) static func scalar(_ x: Float) -> Float { -x }
+private struct NegateOp: LaneOp {
+    @inline(__always) func vector(_ v: VectorMath.V) -> VectorMath.V { VectorMath.float(VectorMath.bits(v) ^ 0x8000_0000) }
+    @inline(__always) func scalar(_ x: Float) -> Float { -x }
 }
 
 /// max(x, 0) with NaN kept: clears the lanes where x < 0.
-private enum ReLUOp: LaneOp {
-    @inline(__always) static func vector(_ v: VectorMath.V) -> VectorMath.V {
+private struct ReLUOp: LaneOp {
+    @inline(__always) func vector(_ v: VectorMath.V) -> VectorMath.V {
         VectorMath.float(VectorMath.bits(v) & ~VectorMath.maskBits(v .< 0))
     }
-    @inline(__always) static func scalar(_ x: Float) -> Float { x < 0 ? 0 : x }
+    @inline(__always) func scalar(_ x: Float) -> Float { x < 0 ? 0 : x }
 }
 
 /// x > 0 ? g : 0.
-private enum ReLUGradOp: LaneOp2 {
-    @inline(__always) static func vector(_ x: VectorMath.V, _ g: VectorMath.V) -> VectorMath.V {
+private struct ReLUGradOp: LaneOp2 {
+    @inline(__always) func vector(_ x: VectorMath.V, _ g: VectorMath.V) -> VectorMath.V {
         VectorMath.float(VectorMath.bits(g) & VectorMath.maskBits(x .> 0))
     }
-    @inline(__always) static func scalar(_ x: Float, _ g: Float) -> Float { x > 0 ? g : 0 }
+    @inline(__always) func scalar(_ x: Float, _ g: Float) -> Float { x > 0 ? g : 0 }
+}
+
+/// alpha * x.
+private struct ScaleOp: LaneOp {
+    let alpha: Float
+    @inline(__always) func vector(_ v: VectorMath.V) -> VectorMath.V { v * alpha }
+    @inline(__always) func scalar(_ x: Float) -> Float { x * alpha }
 }

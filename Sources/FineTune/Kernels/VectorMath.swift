@@ -119,8 +119,9 @@ enum VectorMath {
         let ni = unsafeBitCast(bits(t) &- bits(V(repeating: magic)), to: VI.self)
         let n1 = ni &>> 1
         let n2 = ni &- n1
-        let s1 = float(VU(truncatingIfNeeded: (n1 &+ 127) &<< 23))
-        let s2 = float(VU(truncatingIfNeeded: (n2 &+ 127) &<< 23))
+        // Bit casts, not `VU(truncatingIfNeeded:)`: that generic conversion stays a call.
+        let s1 = float(unsafeBitCast((n1 &+ 127) &<< 23, to: VU.self))
+        let s2 = float(unsafeBitCast((n2 &+ 127) &<< 23, to: VU.self))
         return y * s1 * s2
     }
 
@@ -296,30 +297,31 @@ enum VectorMath {
         if tail > 0 { storePartial(tailOut, y + full, tail) }
     }
 
-    /// y[i] = Op(x[i]) for cheap ops given in vector and scalar form (a type, not a closure):
-    /// 16-lane steps, then a scalar tail. For the cheapest closures passed to `map`, LLVM left
-    /// a call per vector in the loop; static ops are always inlined after specialisation.
+    /// y[i] = op(x[i]) for ops given in vector and scalar form as a value of a generic type, not
+    /// a closure: 16-lane steps, then a scalar tail. For some closures passed to `map` (ReLU,
+    /// negation, scaling), LLVM left a call per vector in the loop; a specialised op's
+    /// `@inline(__always)` methods are always inlined.
     @inline(__always)
-    static func lanes<Op: LaneOp>(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int, _: Op.Type) {
+    static func lanes<Op: LaneOp>(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int, _ op: Op) {
         var i = 0
         while i &+ 16 <= count {
-            UnsafeMutableRawPointer(y + i).storeBytes(of: Op.vector(UnsafeRawPointer(x + i).loadUnaligned(as: V.self)), as: V.self)
+            UnsafeMutableRawPointer(y + i).storeBytes(of: op.vector(UnsafeRawPointer(x + i).loadUnaligned(as: V.self)), as: V.self)
             i &+= 16
         }
-        while i < count { y[i] = Op.scalar(x[i]); i &+= 1 }
+        while i < count { y[i] = op.scalar(x[i]); i &+= 1 }
     }
 
     /// out[i] = Op(a[i], b[i]); see `lanes`.
     @inline(__always)
     static func lanes2<Op: LaneOp2>(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                                    _ count: Int, _: Op.Type) {
+                                    _ count: Int, _ op: Op) {
         var i = 0
         while i &+ 16 <= count {
             let va = UnsafeRawPointer(a + i).loadUnaligned(as: V.self), vb = UnsafeRawPointer(b + i).loadUnaligned(as: V.self)
-            UnsafeMutableRawPointer(out + i).storeBytes(of: Op.vector(va, vb), as: V.self)
+            UnsafeMutableRawPointer(out + i).storeBytes(of: op.vector(va, vb), as: V.self)
             i &+= 16
         }
-        while i < count { out[i] = Op.scalar(a[i], b[i]); i &+= 1 }
+        while i < count { out[i] = op.scalar(a[i], b[i]); i &+= 1 }
     }
 
     /// out[i] = f(a[i], b[i]); same structure as `map`.
@@ -428,14 +430,14 @@ extension VectorMath {
     }
 }
 
-/// A cheap element-wise op in 16-lane and scalar form (the same arithmetic) for `VectorMath.lanes`.
+/// An element-wise op in 16-lane and scalar form (the same arithmetic) for `VectorMath.lanes`.
 protocol LaneOp {
-    static func vector(_ v: VectorMath.V) -> VectorMath.V
-    static func scalar(_ x: Float) -> Float
+    func vector(_ v: VectorMath.V) -> VectorMath.V
+    func scalar(_ x: Float) -> Float
 }
 
-/// A cheap two-input element-wise op for `VectorMath.lanes2`.
+/// A two-input element-wise op for `VectorMath.lanes2`.
 protocol LaneOp2 {
-    static func vector(_ a: VectorMath.V, _ b: VectorMath.V) -> VectorMath.V
-    static func scalar(_ a: Float, _ b: Float) -> Float
+    func vector(_ a: VectorMath.V, _ b: VectorMath.V) -> VectorMath.V
+    func scalar(_ a: Float, _ b: Float) -> Float
 }
