@@ -89,7 +89,7 @@ struct LoRATests {
         #expect(table.contains("fc1.lora_A") && table.contains("LoRALinear") && table.contains("[4, 10]"))
         #expect(throws: SelectionError.self) { try MLP().applyLoRA(LoRAConfig(targetModules: ["fc3"])) }
         let seq = Sequential(Linear(2, 2), ReLU())
-        #expect(throws: SelectionError.unsupportedModule(path: "1", type: "ReLU", expected: "Linear or Conv2d (groups 1)")) {
+        #expect(throws: SelectionError.unsupportedModule(path: "1", type: "ReLU", expected: "Linear, Conv2d (groups 1) or Embedding")) {
             try seq.applyLoRA(LoRAConfig(targetModules: ["0", "1"]))
         }
     }
@@ -139,6 +139,45 @@ struct LoRATests {
         #expect(throws: SelectionError.self) {
             try Sequential(Conv2d(4, 4, kernelSize: 3, groups: 2)).applyLoRA(LoRAConfig(targetModules: ["0"]))
         }
+    }
+
+    @Test("LoRA on Embedding: lookups add scaling * rows of (B A)^T; the [Int] call path forwards; adapters round-trip")
+    func embeddingLoRA() throws {
+        final class Tagger: Module {
+            let embed = Embedding(11, 6)
+            let head = Linear(6, 3)
+            override func forward(_ x: Tensor) -> Tensor { head(embed(x)) }
+        }
+        let model = Tagger()
+        let ids: [Int] = [3, 0, 10, 3]
+        let before = model.embed(ids)
+        try model.applyLoRA(LoRAConfig(rank: 2, alpha: 4, targetModules: ["embed"]))
+        let lora = model.loraLayers[0].layer as! LoRAEmbedding
+        #expect(lora.namedParameters().map(\.name) == ["weight", "lora_embedding_A", "lora_embedding_B"])
+        #expect(model.embed(ids).scalars == before.scalars)    // A starts at zero (PEFT)
+        lora.loraEmbeddingA.value = randomTensor([2, 11], seed: 5)
+        let delta = lora.delta
+        let expected = Tensor.embedding(ids, weight: model.embed.weight.value + delta)
+        expectClose(model.embed(ids).scalars, expected.scalars, atol: 1e-5, rtol: 1e-5)
+        let x = Tensor(shape: [2, 2], scalars: [3, 0, 10, 3])
+        expectClose(model(x).scalars, model.head(expected.reshaped([2, 2, 6])).scalars, atol: 1e-5, rtol: 1e-5)
+        gradCheck([lora.loraEmbeddingA.value, lora.loraEmbeddingB.value], "LoRAEmbedding") { t in
+            Tensor.embedding(ids, weight: t[1].matmul(t[0]).transposed()) * 2
+        }
+        lora.merge()
+        expectClose(model.embed.weight.value.scalars, (lora.original as! Embedding).weight.value.scalars)
+        expectClose(Tensor.embedding(ids, weight: model.embed.weight.value).scalars, expected.scalars, atol: 1e-5, rtol: 1e-5)
+        lora.unmerge()
+
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try model.savePEFTAdapter(to: directory)
+        let file = try SafeTensors(contentsOf: directory.appendingPathComponent("adapter_model.safetensors"))
+        #expect(file.keys == ["base_model.model.embed.lora_embedding_A", "base_model.model.embed.lora_embedding_B"])
+        let copy = Tagger()
+        try copy.loadStateDict(model.stateDict(), strict: false)
+        try copy.loadPEFTAdapter(from: directory)
+        #expect(copy(x).scalars == model(x).scalars)
     }
 
     // MARK: PEFT fixture

@@ -89,7 +89,9 @@ extension Module {
         let paths: [String]
         do { paths = try applyLoRA(config) } catch { throw .invalidAdapter(reason: error.description) }
         do throws(CheckpointError) {
-            let keys = Set(paths.flatMap { ["\($0).lora_A.weight", "\($0).lora_B.weight"] })
+            let keys = Set(loraLayers.filter { paths.contains($0.name) }.flatMap { path, layer in
+                layer.namedParameters().map(\.name).filter { $0.hasPrefix("lora_") }.map { "\(path).\($0)" }
+            })
             let report = try load(from: file, strict: false) { key in
                 key.hasPrefix(PEFTAdapter.keyPrefix) ? String(key.dropFirst(PEFTAdapter.keyPrefix.count)) : key
             }

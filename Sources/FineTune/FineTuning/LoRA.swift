@@ -54,6 +54,8 @@ public class LoRALayer: Module, ParameterInitializing {
         switch name {
         case "loraA": return "lora_A"
         case "loraB": return "lora_B"
+        case "loraEmbeddingA": return "lora_embedding_A"
+        case "loraEmbeddingB": return "lora_embedding_B"
         default: return super.key(forProperty: name)
         }
     }
@@ -64,8 +66,9 @@ public class LoRALayer: Module, ParameterInitializing {
     /// `scaling * B A` shaped like ``weight``: the update to it.
     public var delta: Tensor { preconditionFailure("\(type(of: self)) must override delta") }
 
-    /// The `lora_B` parameter (zeroed to restart the update).
-    var loraBWeight: Parameter { preconditionFailure("\(type(of: self)) must override loraBWeight") }
+    /// The factor that starts at zero, so a new update is zero (`lora_B`; `lora_embedding_A`
+    /// for embeddings, as PEFT initialises them).
+    var zeroStartFactor: Parameter { preconditionFailure("\(type(of: self)) must override zeroStartFactor") }
 
     public override func forward(_ x: Tensor) -> Tensor {
         let base = _original.forward(x)    // the shared weight and bias (the shape checks live there)
@@ -92,7 +95,7 @@ public class LoRALayer: Module, ParameterInitializing {
     /// redrawn with the children), so ``Module/reinitialize()`` gives a fresh LoRA model.
     public func resetParameters(generator: inout RandomGenerator) {
         (_original as? ParameterInitializing)?.resetParameters(generator: &generator)
-        loraBWeight.value = Tensor.zeros(loraBWeight.shape)
+        zeroStartFactor.value = Tensor.zeros(zeroStartFactor.shape)
         isMerged = false
     }
 }
@@ -123,7 +126,7 @@ public final class LoRALinear: LoRALayer {
         withoutGradients { loraB.weight.value.matmul(loraA.weight.value) * scaling }
     }
 
-    override var loraBWeight: Parameter { loraB.weight }
+    override var zeroStartFactor: Parameter { loraB.weight }
 }
 
 /// LoRA on a `Conv2d` layer (PEFT's `lora.Conv2d`): `A` is a convolution with the base layer's
@@ -155,7 +158,37 @@ public final class LoRAConv2d: LoRALayer {
         }
     }
 
-    override var loraBWeight: Parameter { loraB.weight }
+    override var zeroStartFactor: Parameter { loraB.weight }
+}
+
+/// LoRA on an `Embedding` (PEFT's `lora.Embedding`): the update `(B A)^T` is `[count, dim]`
+/// with `A` (`lora_embedding_A`, `[r, count]`, zeros) and `B` (`lora_embedding_B`, `[dim, r]`,
+/// N(0, 1)), so a lookup adds `scaling * B^T`'s rows picked through `A`. No dropout (PEFT
+/// applies none to embeddings). Call it with index tensors, or through the replaced
+/// `Embedding`'s `[Int]` call, which forwards here.
+public final class LoRAEmbedding: LoRALayer {
+    /// `A`: `[r, count]` (key `lora_embedding_A`), zero-initialised.
+    public let loraEmbeddingA: Parameter
+    /// `B`: `[dim, r]` (key `lora_embedding_B`).
+    public let loraEmbeddingB: Parameter
+
+    public init(_ base: Embedding, rank: Int, alpha: Float, useRSLoRA: Bool = false) {
+        loraEmbeddingA = Parameter(Tensor.zeros([rank, base.count]), role: .other)
+        loraEmbeddingB = RandomGenerator.withGlobal { Parameter(Tensor.randomNormal([base.dim, rank], generator: &$0), role: .other) }
+        super.init(original: base, weight: base.weight, bias: nil, rank: rank, alpha: alpha, dropout: 0, useRSLoRA: useRSLoRA)
+    }
+
+    override func lowRankPath(_ x: Tensor) -> Tensor {
+        let indices = (original as! Embedding).indices(x)
+        let rows = Tensor.embedding(indices, shape: x.shape, weight: loraEmbeddingA.value.transposed())
+        return rows.matmul(loraEmbeddingB.value.transposed())
+    }
+
+    public override var delta: Tensor {
+        withoutGradients { loraEmbeddingB.value.matmul(loraEmbeddingA.value).transposed().contiguous() * scaling }
+    }
+
+    override var zeroStartFactor: Parameter { loraEmbeddingA }
 }
 
 /// Where and how ``Module/applyLoRA(_:)`` adds LoRA (the fields of PEFT's `LoraConfig`).
@@ -184,8 +217,8 @@ public struct LoRAConfig: Sendable, Equatable {
 }
 
 extension Module {
-    /// Wraps every targeted `Linear` in a ``LoRALinear`` and every `Conv2d` in a ``LoRAConv2d``,
-    /// and freezes all other parameters, as
+    /// Wraps every targeted `Linear` in a ``LoRALinear``, `Conv2d` in a ``LoRAConv2d`` and
+    /// `Embedding` in a ``LoRAEmbedding``, and freezes all other parameters, as
     /// PEFT's `get_peft_model` does; returns the wrapped module paths.
     ///
     /// Throws when no module matches (a typo must not silently train nothing) or when a
@@ -202,14 +235,16 @@ extension Module {
             throw .noMatch(pattern: "target modules \(config.targetModules)",
                            examples: Array(namedModules().map(\.name).dropFirst().prefix(8)))
         }
-        for (path, module) in targets where !(module is Linear) && !((module as? Conv2d)?.groups == 1) {
-            throw .unsupportedModule(path: path, type: "\(type(of: module))", expected: "Linear or Conv2d (groups 1)")
+        for (path, module) in targets where !(module is Linear) && !(module is Embedding) && !((module as? Conv2d)?.groups == 1) {
+            throw .unsupportedModule(path: path, type: "\(type(of: module))", expected: "Linear, Conv2d (groups 1) or Embedding")
         }
         freeze()
         for (path, module) in targets {
             let layer: LoRALayer
             if let linear = module as? Linear {
                 layer = LoRALinear(linear, rank: config.rank, alpha: config.alpha, dropout: config.dropout, useRSLoRA: config.useRSLoRA)
+            } else if let embedding = module as? Embedding {
+                layer = LoRAEmbedding(embedding, rank: config.rank, alpha: config.alpha, useRSLoRA: config.useRSLoRA)
             } else {
                 layer = LoRAConv2d(module as! Conv2d, rank: config.rank, alpha: config.alpha, dropout: config.dropout,
                                    useRSLoRA: config.useRSLoRA)

@@ -137,6 +137,14 @@ public final class Embedding: Module, ParameterInitializing {
 
     /// The vectors at `indices`, shaped `shape + [dim]` (`shape` defaults to `[indices.count]`).
     public func callAsFunction(_ indices: [Int], shape: [Int]? = nil) -> Tensor {
+        if let replacement {    // e.g. a LoRAEmbedding: it takes the indices as a tensor
+            return replacement(Tensor(shape: shape ?? [indices.count], scalars: indices.map(Float.init)))
+        }
+        return lookup(indices, shape: shape)
+    }
+
+    /// The lookup itself (no forwarding to a replacement).
+    func lookup(_ indices: [Int], shape: [Int]?) -> Tensor {
         let name = "Embedding(\(count), \(dim))"
         if let shape {
             Shape.check(shape.reduce(1, *) == indices.count, op: name, shapes: [shape, weight.shape],
@@ -150,6 +158,11 @@ public final class Embedding: Module, ParameterInitializing {
 
     /// Looks up a tensor of indices stored as integer-valued floats: `[...] -> [..., dim]`.
     public override func forward(_ x: Tensor) -> Tensor {
+        lookup(indices(x), shape: x.shape)
+    }
+
+    /// The integer indices held in a tensor of integer-valued floats.
+    func indices(_ x: Tensor) -> [Int] {
         let values = x.scalars
         var indices = [Int]()
         indices.reserveCapacity(values.count)
@@ -158,6 +171,6 @@ public final class Embedding: Module, ParameterInitializing {
                         "indices must be integers, got \(v)")
             indices.append(Int(v))
         }
-        return self(indices, shape: x.shape)
+        return indices
     }
 }
