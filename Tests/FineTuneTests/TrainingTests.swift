@@ -137,6 +137,34 @@ struct TrainingTests {
         #expect(abs(direct.accuracy - viaFeatures.accuracy) < 1e-6 && direct.accuracy > 0.85)
     }
 
+    @Test("the learning-rate range test sweeps geometrically, suggests a rate, and leaves no trace")
+    func learningRateFinder() throws {
+        let data = try digits().slice(1500..<1700)
+        let model = try pretrainedCNN()
+        model.freeze()
+        _ = try RandomGenerator.withSeed(2) { try model.replaceModule(at: "10", with: Linear(64, 10)) }
+        let optimizer = AdamW(model, lr: 3e-3, schedule: OneCycleLR(maxLR: 3e-3, totalSteps: 50))
+        let trainer = Trainer(model: model, optimizer: optimizer, batchSize: 20)
+        try trainer.fit(data.slice(0..<40), epochs: 1)    // some optimizer state to preserve
+        let weights = model.stateDict().mapValues(\.scalars)
+        let state = optimizer.state(for: "10.weight")!
+        let (steps, rate) = (optimizer.stepCount, optimizer.learningRate)
+
+        let search = try trainer.findLearningRate(data, from: 1e-5, to: 1e5, steps: 60)
+        #expect(search.rates.first == 1e-5 && search.rates.count == search.losses.count && search.rates.count > 10)
+        #expect(zip(search.rates, search.rates.dropFirst()).allSatisfy { abs($1 / $0 - search.rates[1] / search.rates[0]) < 1e-3 })
+        #expect(search.diverged && search.rates.count < 60)    // stops once the loss blows up
+        let suggestion = try #require(search.steepest)
+        #expect(suggestion > 1e-5 && suggestion < 10)
+        #expect(search.minimumDividedByTen! > 1e-6)
+
+        #expect(model.stateDict().allSatisfy { $0.value.scalars == weights[$0.key]! })
+        #expect(optimizer.stepCount == steps && optimizer.learningRate == rate && optimizer.schedule != nil)
+        let restored = optimizer.state(for: "10.weight")!
+        #expect(restored.step == state.step && restored.tensors["exp_avg"]!.scalars == state.tensors["exp_avg"]!.scalars)
+        #expect(model.parameters().allSatisfy { $0.grad == nil } && model.parameter(named: "4.weight")!.isFrozen)
+    }
+
     @Test("gradual unfreezing through the trainer's epoch hook")
     func gradualUnfreezingHook() throws {
         let all = try digits()

@@ -32,21 +32,31 @@ extension CoreOptimizer {
         return (tensors, dtypes)
     }
 
+    /// The state as the bytes of a safetensors file (what ``saveState(to:)`` writes).
+    public func stateData() throws(CheckpointError) -> Data {
+        let (tensors, dtypes) = stateTensors()
+        return try SafeTensors.encode(tensors, dtypes: dtypes, metadata: [
+            "optimizer": "\(type(of: self))", "step_count": "\(stepCount)", "learning_rate": "\(learningRate)",
+        ])
+    }
+
     /// Writes the state atomically as a safetensors file.
     public func saveState(to url: URL) throws(CheckpointError) {
-        let (tensors, dtypes) = stateTensors()
-        try SafeTensors.write(tensors, dtypes: dtypes, metadata: [
-            "optimizer": "\(type(of: self))", "step_count": "\(stepCount)", "learning_rate": "\(learningRate)",
-        ], to: url)
+        try AtomicFile.write(try stateData(), to: url)
     }
 
     /// Replaces the state with the one in `url` (written by ``saveState(to:)`` for the same
-    /// optimizer type), with its step count and (without a schedule) its learning rate. Every buffer must belong to a current parameter with its shape; with
-    /// `strict`, state for unknown parameters throws, otherwise it is skipped and reported.
-    /// Nothing changes when it throws.
+    /// optimizer type), with its step count and (without a schedule) its learning rate. Every
+    /// buffer must belong to a current parameter with its shape; with `strict`, state for
+    /// unknown parameters throws, otherwise it is skipped and reported. Nothing changes when it throws.
     @discardableResult
     public func loadState(from url: URL, strict: Bool = true) throws(CheckpointError) -> LoadReport {
-        let file = try SafeTensors(contentsOf: url)
+        try loadState(from: SafeTensors(contentsOf: url), strict: strict)
+    }
+
+    /// Replaces the state with the one in an opened file (or ``stateData()`` parsed in memory).
+    @discardableResult
+    public func loadState(from file: SafeTensors, strict: Bool = true) throws(CheckpointError) -> LoadReport {
         let kind = "\(type(of: self))"
         guard file.metadata["optimizer"] == kind else {
             throw .malformed(reason: "the file holds \(file.metadata["optimizer"] ?? "no") optimizer state, not \(kind)")
