@@ -24,6 +24,7 @@ enum SuiteRegistry {
     static let all: [any BenchSuite] = [
         GEMMSuite(),
         ConvSuite(),
+        PoolSuite(),
         MLPSuite(),
         CNNSuite(),
         TransformerSuite(),
