@@ -255,7 +255,7 @@ struct PoolingKernelTests {
         #expect(conv.outHeight == 0 && conv.outWidth == 1)
     }
 
-    @Test("2x2 stride-2 max pooling: every row width (scalar, 4-lane, 8-lane and ragged paths), with and without indices")
+    @Test("2x2 stride-2 max and average pooling: every row width (scalar, 4-lane, 8-lane and ragged paths)")
     func plain2x2Widths() {
         for width in 1...37 {
             for height in [2, 5] {
@@ -279,6 +279,14 @@ struct PoolingKernelTests {
                 #expect(sameBits(withIndices, expected.values), "width \(width) height \(height): values")
                 #expect(sameBits(withoutIndices, expected.values), "width \(width) height \(height): values without indices")
                 #expect(indices == expected.indices, "width \(width) height \(height): indices")
+                let finite = values(x.count, seed: UInt64(width) + 100)
+                for countIncludePad in [true, false] {
+                    let mean = run([finite], count: outCount, fill: Float.nan) { p, out in
+                        Kernels.avgPool2dForward(g, countIncludePad: countIncludePad, input: p[0], output: out)
+                    }
+                    #expect(sameBits(mean, Reference.avgPool(g, finite, countIncludePad: countIncludePad)),
+                            "width \(width) height \(height): average")
+                }
             }
         }
     }

@@ -53,15 +53,20 @@ extension Pool2dGeometry {
     }
 }
 
-extension Kernels {
-    /// Eight 2x2 windows whose top-row pairs are `top` and bottom-row pairs `bottom` (16 floats
-    /// each, window k at lanes 2k and 2k+1). Candidates are taken in window order, so ties keep
-    /// the first maximum and a NaN wins (as PyTorch). `offset` is the winner's position relative
-    /// to its window's top-left input (0, 1, w or w+1); callers that need no indices drop it and
-    /// the compiler drops its selects.
+/// How 2x2 stride-2 pooling reduces its windows: eight windows at once from the two input rows
+/// (window k at lanes 2k and 2k+1 of `top` and `bottom`), or one window from memory. `offset`
+/// is the winner's position relative to the window's top-left input (max pooling's indices;
+/// 0 where there is none), and the compiler drops it when no indices are stored.
+protocol Pool2x2Reducer {
+    func windows(top: SIMD16<Float>, bottom: SIMD16<Float>, width w: Int) -> (values: SIMD8<Float>, offset: SIMD8<Int32>)
+    func window(_ src: UnsafePointer<Float>, at i0: Int, width w: Int) -> (value: Float, at: Int)
+}
+
+/// Max over each window, candidates in window order: ties keep the first maximum and a NaN
+/// wins (as PyTorch).
+struct MaxPool2x2: Pool2x2Reducer {
     @inline(__always)
-    static func maxPool2x2Windows(top: SIMD16<Float>, bottom: SIMD16<Float>, width w: Int)
-        -> (best: SIMD8<Float>, offset: SIMD8<Int32>) {
+    func windows(top: SIMD16<Float>, bottom: SIMD16<Float>, width w: Int) -> (values: SIMD8<Float>, offset: SIMD8<Int32>) {
         var best = top.evenHalf, offset = SIMD8<Int32>(repeating: 0)
         @inline(__always) func consider(_ v: SIMD8<Float>, _ at: Int) {
             let wins = (v .> best) .| (v .!= v)
@@ -74,13 +79,45 @@ extension Kernels {
         return (best, offset)
     }
 
-    /// One plane of 2x2 stride-2 max pooling. Rows run 8 outputs per step (16-float loads); a
+    @inline(__always)
+    func window(_ src: UnsafePointer<Float>, at i0: Int, width w: Int) -> (value: Float, at: Int) {
+        var best = src[i0], at = i0
+        @inline(__always) func consider(_ i: Int) {
+            let v = src[i]
+            let wins = v > best || v != v
+            best = wins ? v : best
+            at = wins ? i : at
+        }
+        consider(i0 &+ 1); consider(i0 &+ w); consider(i0 &+ w &+ 1)
+        return (best, at)
+    }
+}
+
+/// Mean of each window, summed in row-major order from zero (the order of the general average
+/// pooling loops, so both give the same bits).
+struct MeanPool2x2: Pool2x2Reducer {
+    @inline(__always)
+    func windows(top: SIMD16<Float>, bottom: SIMD16<Float>, width w: Int) -> (values: SIMD8<Float>, offset: SIMD8<Int32>) {
+        let sum = SIMD8<Float>() + top.evenHalf + top.oddHalf + bottom.evenHalf + bottom.oddHalf
+        return (sum / 4, SIMD8())
+    }
+
+    @inline(__always)
+    func window(_ src: UnsafePointer<Float>, at i0: Int, width w: Int) -> (value: Float, at: Int) {
+        let sum: Float = 0 + src[i0] + src[i0 &+ 1] + src[i0 &+ w] + src[i0 &+ w &+ 1]
+        return (sum / 4, i0)
+    }
+}
+
+extension Kernels {
+    /// One plane of 2x2 stride-2 pooling. Rows run 8 outputs per step (16-float loads); a
     /// ragged end reruns the row's last 8 outputs (recomputing a value is harmless), rows of 4 to
     /// 7 outputs run two overlapping 4-output steps (8-float loads), and only rows narrower than
-    /// 4 outputs go scalar.
+    /// 4 outputs go scalar. `idx` (max pooling) receives each winner's flat index in the plane.
     @inline(__always)
-    static func maxPool2x2Plane(_ src: UnsafePointer<Float>, width w: Int, outHeight oh: Int, outWidth ow: Int,
-                                output dst: UnsafeMutablePointer<Float>, indices idx: UnsafeMutablePointer<Int32>?) {
+    static func pool2x2Plane<R: Pool2x2Reducer>(_ reducer: R, _ src: UnsafePointer<Float>, width w: Int, outHeight oh: Int,
+                                                outWidth ow: Int, output dst: UnsafeMutablePointer<Float>,
+                                                indices idx: UnsafeMutablePointer<Int32>?) {
         let pairs = SIMD8<Int32>(0, 2, 4, 6, 8, 10, 12, 14)
         for oy in 0..<oh {
             let rowStart = 2 &* oy &* w, out = oy &* ow
@@ -93,8 +130,8 @@ extension Kernels {
             }
             @inline(__always) func eight(_ ox: Int) {
                 let i0 = rowStart &+ 2 &* ox
-                let r = maxPool2x2Windows(top: load16(i0), bottom: load16(i0 &+ w), width: w)
-                UnsafeMutableRawPointer(dst + (out &+ ox)).storeBytes(of: r.best, as: SIMD8<Float>.self)
+                let r = reducer.windows(top: load16(i0), bottom: load16(i0 &+ w), width: w)
+                UnsafeMutableRawPointer(dst + (out &+ ox)).storeBytes(of: r.values, as: SIMD8<Float>.self)
                 if let idx {
                     let at = pairs &+ Int32(truncatingIfNeeded: i0) &+ r.offset
                     UnsafeMutableRawPointer(idx + (out &+ ox)).storeBytes(of: at, as: SIMD8<Int32>.self)
@@ -102,8 +139,8 @@ extension Kernels {
             }
             @inline(__always) func four(_ ox: Int) {
                 let i0 = rowStart &+ 2 &* ox
-                let r = maxPool2x2Windows(top: load8Twice(i0), bottom: load8Twice(i0 &+ w), width: w)
-                UnsafeMutableRawPointer(dst + (out &+ ox)).storeBytes(of: r.best.lowHalf, as: SIMD4<Float>.self)
+                let r = reducer.windows(top: load8Twice(i0), bottom: load8Twice(i0 &+ w), width: w)
+                UnsafeMutableRawPointer(dst + (out &+ ox)).storeBytes(of: r.values.lowHalf, as: SIMD4<Float>.self)
                 if let idx {
                     let at = pairs.lowHalf &+ Int32(truncatingIfNeeded: i0) &+ r.offset.lowHalf
                     UnsafeMutableRawPointer(idx + (out &+ ox)).storeBytes(of: at, as: SIMD4<Int32>.self)
@@ -118,17 +155,9 @@ extension Kernels {
                 four(ow &- 4)
             } else {
                 for ox in 0..<ow {
-                    let i0 = rowStart &+ 2 &* ox
-                    var best = src[i0], at = i0
-                    @inline(__always) func consider(_ i: Int) {
-                        let v = src[i]
-                        let wins = v > best || v != v
-                        best = wins ? v : best
-                        at = wins ? i : at
-                    }
-                    consider(i0 &+ 1); consider(i0 &+ w); consider(i0 &+ w &+ 1)
-                    dst[out &+ ox] = best
-                    idx?[out &+ ox] = Int32(truncatingIfNeeded: at)
+                    let r = reducer.window(src, at: rowStart &+ 2 &* ox, width: w)
+                    dst[out &+ ox] = r.value
+                    idx?[out &+ ox] = Int32(truncatingIfNeeded: r.at)
                 }
             }
         }
@@ -149,7 +178,7 @@ extension Kernels {
                 let src = input + p * plane
                 let dst = output + p * oh * ow, idx = indices.map { $0 + p * oh * ow }
                 if g.isPlain2x2 {
-                    maxPool2x2Plane(src, width: w, outHeight: oh, outWidth: ow, output: dst, indices: idx)
+                    pool2x2Plane(MaxPool2x2(), src, width: w, outHeight: oh, outWidth: ow, output: dst, indices: idx)
                     continue
                 }
                 for oy in 0..<oh {
@@ -226,6 +255,10 @@ extension Kernels {
             for p in planes {
                 let src = input + p * plane
                 var dst = output + p * oh * ow
+                if g.isPlain2x2 {    // no padding: the divisor is 4 either way
+                    pool2x2Plane(MeanPool2x2(), src, width: w, outHeight: oh, outWidth: ow, output: dst, indices: nil)
+                    continue
+                }
                 for oy in 0..<oh {
                     let ys = g.rows(oy)
                     var ox = 0
