@@ -21,13 +21,14 @@ public enum Kernels {
 
     /// Runs `body(i)` for `i` in `0..<count`, spreading iterations over at most `threads` threads.
     /// With one thread (or one iteration) it runs inline, with no dispatch overhead.
-    @inlinable
     public static func parallelFor(_ count: Int, threads: Int = Kernels.maxThreads, _ body: (Int) -> Void) {
         if count <= 0 { return }
         if threads <= 1 || count == 1 {
             for i in 0..<count { body(i) }
             return
         }
+        if WorkerPool.shared.run(count, threads: threads, body) { return }
+        // The pool is busy (a nested call, or another thread's): Dispatch instead.
         withoutActuallyEscaping(body) { body in
             let box = UncheckedSendable(body)
             DispatchQueue.concurrentPerform(iterations: count) { i in box.value(i) }
