@@ -5,17 +5,12 @@ extension Tensor {
         let x = contiguousData()
         let out = Tensor(uninitialized: [shape[0], shape[1], g.outHeight, g.outWidth])
         // The winners' indices are only needed by the backward rule: a frozen or no-grad input skips them.
-        guard Tensor.willRecord(inputs: [self]) else {
-            x.withDataPointer { px in out.withDataPointer { py in
-                Kernels.maxPool2dForward(g, input: px, output: py, indices: nil)
-            }}
-            return out
-        }
-        let indices = UnsafeMutablePointer<Int32>.allocate(capacity: Swift.max(out.count, 1))
-        let owner = IndexBuffer(indices)
+        let owner = Tensor.willRecord(inputs: [self])
+            ? IndexBuffer(UnsafeMutablePointer<Int32>.allocate(capacity: Swift.max(out.count, 1))) : nil
         x.withDataPointer { px in out.withDataPointer { py in
-            Kernels.maxPool2dForward(g, input: px, output: py, indices: indices)
+            Kernels.maxPool2dForward(g, input: px, output: py, indices: owner?.pointer)
         }}
+        guard let owner else { return out }
         let inputShape = shape
         return Tensor.record(out, op: "maxPool2d", inputs: [self]) { grad, _ in
             let gy = grad.contiguousData(), dx = Tensor(uninitialized: inputShape)
