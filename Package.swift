@@ -32,7 +32,7 @@ if requestedCPU != "portable" {
 
 let package = Package(
     name: "FineTune",
-    // Synchronization's Atomic and Mutex (thread limit, buffer cache) need these on Apple systems.
+    // Synchronization's Atomic (thread limit, worker pool) needs these on Apple systems.
     platforms: [.macOS(.v15), .iOS(.v18), .tvOS(.v18), .watchOS(.v11), .visionOS(.v2)],
     products: [
         .library(name: "FineTune", targets: ["FineTune"]),

@@ -40,7 +40,7 @@ final class WorkerPool: @unchecked Sendable {
         let sleeping = Atomic<Bool>(false)
         let wake = DispatchSemaphore(value: 0)
     }
-    private let workerLock = Mutex<Int>(0)    // number of started workers
+    private let workerLock = Locked<Int>(0)    // number of started workers
     /// Started workers (appended only by the caller holding `busy`).
     private nonisolated(unsafe) var workers: [Worker] = []
 

@@ -1,5 +1,3 @@
-import Synchronization
-
 /// A seedable pseudo-random generator (xoshiro256**, seeded through SplitMix64).
 ///
 /// The stream depends only on the seed, so initial weights and dropout masks are the same on
@@ -49,7 +47,7 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable {
 
     // MARK: The global generator
 
-    private static let global = Mutex(RandomGenerator(seed: 0x5EED))
+    private static let global = Locked(RandomGenerator(seed: 0x5EED))
 
     /// Reseeds the global generator that initialisers and dropout use by default (`torch.manual_seed`).
     public static func seed(_ seed: UInt64) {
@@ -81,8 +79,8 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable {
 
 /// A task-scoped default generator.
 private final class ScopedGenerator: Sendable {
-    let state: Mutex<RandomGenerator>
-    init(_ generator: RandomGenerator) { state = Mutex(generator) }
+    let state: Locked<RandomGenerator>
+    init(_ generator: RandomGenerator) { state = Locked(generator) }
 }
 
 import Foundation

@@ -1,5 +1,3 @@
-import Synchronization
-
 /// The reference-counted Float32 buffer behind one or more tensors (views share it).
 ///
 /// Tensors are values: a tensor that is about to be written copies its storage first unless
@@ -50,12 +48,12 @@ public enum BufferCache {
     /// A cached block; only the lock holder or the one thread it is handed to touches it.
     private struct Block: @unchecked Sendable { let pointer: UnsafeMutableRawPointer }
 
-    private struct State: ~Copyable {
+    private struct State {
         var free: [Int: [Block]] = [:]
         var cachedBytes = 0
         var limit = 1 << 30
     }
-    private static let state = Mutex(State())
+    private static let state = Locked(State())
 
     /// The most bytes the cache holds (default 1 GiB). Lowering it releases the excess.
     public static var limit: Int {
