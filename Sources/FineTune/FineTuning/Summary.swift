@@ -22,12 +22,9 @@ extension Module {
     public func summary(input: Tensor? = nil, optimizerSlots: Int = 2) -> String {
         var shapes: [ObjectIdentifier: [Int]] = [:]
         if let input {
-            let wasTraining = isTraining
-            eval()
             let recorder = ShapeRecorder()
-            ShapeRecorder.$current.withValue(recorder) { _ = withoutGradients { self(input) } }
+            ShapeRecorder.$current.withValue(recorder) { _ = inferring { self(input) } }
             shapes = recorder.shapes
-            train(wasTraining)
         }
         var rows: [[String]] = [["Module", "Type", "Output shape", "Params", "Trainable", "LR x"]]
         let modules = namedModules().filter { !$0.name.isEmpty }

@@ -164,6 +164,19 @@ open class Module {
         for (_, m) in namedModules() { m.isTraining = training }
     }
 
+    /// Runs `body` in evaluation mode without recording gradients (PyTorch's `model.eval()`
+    /// under `torch.no_grad()`), then puts the training mode back as it was.
+    ///
+    /// ```swift
+    /// let logits = model.inferring { model(x) }
+    /// ```
+    public func inferring<R>(_ body: () throws -> R) rethrows -> R {
+        let wasTraining = isTraining
+        eval()
+        defer { train(wasTraining) }
+        return try withoutGradients(body)
+    }
+
     /// Evaluation mode: dropout off, BatchNorm uses running statistics.
     public func eval() { train(false) }
 

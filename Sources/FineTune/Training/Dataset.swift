@@ -76,10 +76,7 @@ public struct TensorDataset {
     /// let features = train.features(through: backbone)            // [N, 64]
     /// ```
     public func features(through module: Module, batchSize: Int = 256) -> TensorDataset {
-        let wasTraining = module.isTraining
-        module.eval()
-        defer { module.train(wasTraining) }
-        let outputs = withoutGradients { batches(size: batchSize).map { module($0.inputs) } }
+        let outputs = module.inferring { batches(size: batchSize).map { module($0.inputs) } }
         return TensorDataset(inputs: Tensor.concat(outputs, axis: 0), labels: labels)
     }
 

@@ -159,10 +159,10 @@ public final class Trainer {
                 }
             }
         }
-        if let best, earlyStopping?.restoreBestWeights == true {
-            try! model.loadStateDict(best.state)    // same model, same keys and shapes
-            history.bestEpoch = best.epoch
-        } else if let best {
+        if let best {
+            if earlyStopping?.restoreBestWeights == true {
+                try! model.loadStateDict(best.state)    // same model, same keys and shapes
+            }
             history.bestEpoch = best.epoch
         }
         return history
@@ -177,11 +177,8 @@ public final class Trainer {
     /// model's training mode is restored afterwards).
     public static func evaluate(_ model: Module, on data: TensorDataset, batchSize: Int = 256) -> (loss: Float, accuracy: Float) {
         guard data.count > 0 else { return (.nan, .nan) }
-        let wasTraining = model.isTraining
-        model.eval()
-        defer { model.train(wasTraining) }
         var loss: Double = 0, correct = 0
-        withoutGradients {
+        model.inferring {
             for batch in data.batches(size: batchSize) {
                 let logits = model(batch.inputs)
                 loss += Double(Tensor.crossEntropy(logits, targets: batch.labels).scalars[0]) * Double(batch.labels.count)
