@@ -215,7 +215,7 @@ struct OptimizerTests {
     @Test func largeParametersUpdateEveryElementOnce() {
         // Large enough to be split into chunks across threads: every element must be updated
         // exactly once and identically to a small tensor's.
-        let n = 2 * OptimizerKernels.parallelThreshold + 77
+        let n = 2 * Kernels.elementwiseParallelThreshold + 77
         let big = Holder([Float](repeating: 0.5, count: n)), small = Holder([0.5, 0.5, 0.5])
         let optimizers: [(any Optimizer, any Optimizer)] = [
             (SGD(big, lr: 0.1, momentum: 0.9, weightDecay: 0.01), SGD(small, lr: 0.1, momentum: 0.9, weightDecay: 0.01)),

@@ -30,7 +30,7 @@ extension VectorMath {
     /// The padded tail lanes hold `pad`, which must satisfy f(pad) = 0 (e.g. -inf for
     /// exp(x - shift)). Single call site of `f`, like `map`.
     @inline(__always)
-    static func mapSum<Op: LaneOp>(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>?, _ count: Int, pad: Float,
+    static func mapSum<Op: VectorOp>(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>?, _ count: Int, pad: Float,
                                    _ op: Op) -> Float {
         let full = count & ~15, tail = count &- full
         var tailIn = tail > 0 ? loadPartial(x + full, tail, pad: pad) : V(), tailOut = V()
@@ -249,11 +249,10 @@ extension Kernels {
     }
 }
 
-/// exp(x - shift) (softmax numerators). Only the vector form is used: `mapSum` pads its tail.
-private struct ExpShiftedOp: LaneOp {
+/// exp(x - shift) (softmax numerators; `mapSum` pads its tail with -inf, so no scalar form).
+private struct ExpShiftedOp: VectorOp {
     let shift: Float
     @inline(__always) func vector(_ v: VectorMath.V) -> VectorMath.V { VectorMath.exp(v - shift) }
-    @inline(__always) func scalar(_ x: Float) -> Float { VectorMath.exp(VectorMath.V(repeating: x - shift))[0] }
 }
 
 /// y g - y d with one rounding for the product sum, in both forms.

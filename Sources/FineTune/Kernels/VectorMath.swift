@@ -430,9 +430,13 @@ extension VectorMath {
     }
 }
 
-/// An element-wise op in 16-lane and scalar form (the same arithmetic) for `VectorMath.lanes`.
-protocol LaneOp {
+/// An element-wise op on 16 lanes (for drivers that pad their tail, like `mapSum`).
+protocol VectorOp {
     func vector(_ v: VectorMath.V) -> VectorMath.V
+}
+
+/// An element-wise op in 16-lane and scalar form (the same arithmetic) for `VectorMath.lanes`.
+protocol LaneOp: VectorOp {
     func scalar(_ x: Float) -> Float
 }
 

@@ -11,7 +11,7 @@ enum OptimizerKernels {
     /// `w -= lr * (g + wd * w)`.
     static func sgd(w: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>, count n: Int, lr: Float, weightDecay wd: Float) {
         let alpha = -lr
-        parallelChunks(n) { start, end in
+        Kernels.parallelChunks(n) { start, end in
             if wd != 0 {
                 for i in start..<end { w[i] += alpha * (g[i] + wd * w[i]) }
             } else {
@@ -25,7 +25,7 @@ enum OptimizerKernels {
                             count n: Int, lr: Float, weightDecay wd: Float, momentum: Float, dampening: Float,
                             nesterov: Bool, firstStep: Bool) {
         let alpha = -lr, keep = 1 - dampening
-        parallelChunks(n) { start, end in
+        Kernels.parallelChunks(n) { start, end in
             for i in start..<end {
                 var d = g[i]
                 if wd != 0 { d += wd * w[i] }
@@ -65,7 +65,7 @@ enum OptimizerKernels {
                                  decay: Float, l2: Float, beta1: Float, beta2: Float, eps: Float, stepSize: Float,
                                  bc2: Float) {
         let oneMinusBeta1 = 1 - beta1, oneMinusBeta2 = 1 - beta2, negStep = -stepSize
-        parallelChunks(n) { start, end in
+        Kernels.parallelChunks(n) { start, end in
             var i = start
             while i + Vector.scalarCount <= end {
                 let wi = load(w + i)
@@ -120,12 +120,6 @@ enum OptimizerKernels {
     private static func store(_ x: Vector, to p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: x, as: Vector.self)
     }
-
-    /// Element-wise loops over more than this many elements are split across threads.
-    static var parallelThreshold: Int { Kernels.elementwiseParallelThreshold }
-
-    @inline(__always)
-    static func parallelChunks(_ n: Int, _ body: (Int, Int) -> Void) { Kernels.parallelChunks(n, body) }
 
     /// Sum of `|x|^p` in Double (`p` = 1 and 2 take fast paths), or the max of `|x|` for `p = inf`.
     static func normAccumulate(_ x: UnsafePointer<Float>, count n: Int, p: Float) -> Double {
