@@ -69,8 +69,7 @@ public final class Softmax: Module {
         super.init()
     }
     public override func forward(_ x: Tensor) -> Tensor {
-        Shape.check(x.rank > 0 && axis >= -x.rank && axis < x.rank, op: "Softmax(axis: \(axis))", shapes: [x.shape],
-                    "axis out of range for an input of rank \(x.rank)")
+        checkAxis(axis, of: x, layer: "Softmax")
         return x.softmax(axis: axis)
     }
 }
@@ -85,8 +84,13 @@ public final class LogSoftmax: Module {
         super.init()
     }
     public override func forward(_ x: Tensor) -> Tensor {
-        Shape.check(x.rank > 0 && axis >= -x.rank && axis < x.rank, op: "LogSoftmax(axis: \(axis))", shapes: [x.shape],
-                    "axis out of range for an input of rank \(x.rank)")
+        checkAxis(axis, of: x, layer: "LogSoftmax")
         return x.logSoftmax(axis: axis)
     }
+}
+
+/// Stops with a shape error naming the layer when `axis` is outside `x`'s dimensions.
+private func checkAxis(_ axis: Int, of x: Tensor, layer: String) {
+    Shape.check(x.rank > 0 && axis >= -x.rank && axis < x.rank, op: "\(layer)(axis: \(axis))", shapes: [x.shape],
+                "axis out of range for an input of rank \(x.rank)")
 }

@@ -94,7 +94,7 @@ public struct CosineWithWarmup: LearningRateSchedule {
     }
     public func learningRate(at step: Int) -> Float {
         let step = max(step, 0)
-        if step < warmupSteps { return Float(Double(base) * Double(step) / Double(max(1, warmupSteps))) }
+        if let rate = linearWarmup(step, base: base, warmupSteps: warmupSteps) { return rate }
         let progress = min(1, Double(step - warmupSteps) / Double(max(1, totalSteps - warmupSteps)))
         let cosine = 0.5 * (1 + Foundation.cos(Double.pi * progress))
         return Float(Double(minLR) + (Double(base) - Double(minLR)) * cosine)
@@ -120,7 +120,7 @@ public struct LinearWarmupDecay: LearningRateSchedule {
     }
     public func learningRate(at step: Int) -> Float {
         let step = max(step, 0)
-        if step < warmupSteps { return Float(Double(base) * Double(step) / Double(max(1, warmupSteps))) }
+        if let rate = linearWarmup(step, base: base, warmupSteps: warmupSteps) { return rate }
         let remaining = max(0, Double(totalSteps - step) / Double(max(1, totalSteps - warmupSteps)))
         return Float(Double(minLR) + (Double(base) - Double(minLR)) * remaining)
     }
@@ -244,4 +244,10 @@ public struct LambdaLR: LearningRateSchedule {
     public let function: @Sendable (Int) -> Float
     public init(_ function: @escaping @Sendable (Int) -> Float) { self.function = function }
     public func learningRate(at step: Int) -> Float { function(step) }
+}
+
+/// The rate `base * step / warmupSteps` while `step < warmupSteps` (the linear warmup shared by
+/// the warmup schedules), else nil.
+private func linearWarmup(_ step: Int, base: Float, warmupSteps: Int) -> Float? {
+    step < warmupSteps ? Float(Double(base) * Double(step) / Double(max(1, warmupSteps))) : nil
 }
