@@ -42,6 +42,39 @@ extension Tensor {
         }
     }
 
+    /// Sigmoid-weighted linear unit `x * sigmoid(x)` (PyTorch's `F.silu`, also called swish): the
+    /// activation of LLaMA-style gated feed-forward blocks. One fused vector kernel each way.
+    ///
+    /// ```swift
+    /// let hidden = gate(x).silu() * up(x)    // SwiGLU
+    /// ```
+    public func silu() -> Tensor {
+        let y = Tensor.vectorized(self, Kernels.vSiLU)
+        let x = contiguousData()
+        return Tensor.record(y, op: "silu", inputs: [self]) { g, _ in
+            let g = g.contiguousData(), dx = Tensor(uninitialized: x.shape)
+            x.withDataPointer { px in g.withDataPointer { pg in dx.withDataPointer { pd in
+                Kernels.parallelChunks(dx.count) { start, end in
+                    Kernels.vSiLUGrad(x: px + start, gradOutput: pg + start, gradInput: pd + start, count: end - start)
+                }
+            }}}
+            return [dx]
+        }
+    }
+
+    /// `log(1 + exp(beta x)) / beta`, and `x` itself where `beta x > threshold` (PyTorch's
+    /// `F.softplus` with its defaults `beta = 1`, `threshold = 20`). The gradient is
+    /// `sigmoid(beta x)` (1 above the threshold).
+    public func softplus(beta: Float = 1, threshold: Float = 20) -> Tensor {
+        pointwise("softplus", { x in
+            let bx = beta * x
+            return bx > threshold ? x : Foundation.log1p(Foundation.exp(bx)) / beta
+        }, derivative: { x, _ in
+            let bx = beta * x
+            return bx > threshold ? 1 : 1 / (1 + Foundation.exp(-bx))
+        })
+    }
+
     /// Hyperbolic tangent.
     public func tanh() -> Tensor {
         let y = Tensor.vectorized(self, Kernels.vTanh)
