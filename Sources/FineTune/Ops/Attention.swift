@@ -90,8 +90,8 @@ extension Tensor {
         q.data.withDataPointer { pq in k.data.withDataPointer { pk in v.data.withDataPointer { pv in
         out.data.withDataPointer { po in
             AttentionScoreMask.withLayout(maskLayout) { layout in
-                dropoutMask.withOptionalDataPointer { pd in
-                    probabilities.withOptionalDataPointer { pp in
+                dropoutMask.withOptionalPointer { pd in
+                    probabilities.withOptionalPointer { pp in
                         Kernels.attentionForward(geometry, query: pq, q.layout, key: pk, k.layout, value: pv, v.layout,
                                                  mask: layout, dropoutMask: pd.map { UnsafePointer($0) },
                                                  output: po, out.layout, probabilities: pp)
@@ -108,11 +108,11 @@ extension Tensor {
             let dScores = needs.count > 3 && needs[3] ? Tensor(uninitialized: scoresShape) : nil
             q.data.withDataPointer { pq in k.data.withDataPointer { pk in v.data.withDataPointer { pv in
             probabilities.withDataPointer { pp in dO.data.withDataPointer { pg in
-                dropoutMask.withOptionalDataPointer { pd in
-                    (dQ?.data).withOptionalDataPointer { pdq in
-                        (dK?.data).withOptionalDataPointer { pdk in
-                            (dV?.data).withOptionalDataPointer { pdv in
-                                dScores.withOptionalDataPointer { pds in
+                dropoutMask.withOptionalPointer { pd in
+                    (dQ?.data).withOptionalPointer { pdq in
+                        (dK?.data).withOptionalPointer { pdk in
+                            (dV?.data).withOptionalPointer { pdv in
+                                dScores.withOptionalPointer { pds in
                                     Kernels.attentionBackward(
                                         geometry, query: pq, q.layout, key: pk, k.layout, value: pv, v.layout,
                                         probabilities: pp, dropoutMask: pd.map { UnsafePointer($0) },
@@ -219,13 +219,5 @@ private struct AttentionScoreMask {
                                         rowStride: mask.rowStride, columnStride: mask.columnStride))
             }
         }
-    }
-}
-
-extension Optional where Wrapped == Tensor {
-    /// Calls `body` with the tensor's data pointer, or nil.
-    fileprivate func withOptionalDataPointer<R>(_ body: (UnsafeMutablePointer<Float>?) -> R) -> R {
-        guard let tensor = self else { return body(nil) }
-        return tensor.withDataPointer { body($0) }
     }
 }

@@ -1,0 +1,50 @@
+extension Tensor {
+    /// Group normalisation of `x [N, C, ...]` (PyTorch's `F.group_norm`): the channels are split
+    /// into `groups` groups and each (sample, group) is normalised over its channels and spatial
+    /// positions, `(x - mean) / sqrt(var + eps)` with the biased variance, then scaled and shifted
+    /// per channel by `weight` and `bias` (`[C]`). Independent of the batch size, unlike batch
+    /// normalisation. One fused kernel each way.
+    ///
+    /// ```swift
+    /// let y = Tensor.groupNorm(features, groups: 32, weight: gamma, bias: beta)   // [N, 256, H, W]
+    /// ```
+    public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor? = nil, bias: Tensor? = nil,
+                                 eps: Float = 1e-5) -> Tensor {
+        Shape.check(x.rank >= 2, op: "groupNorm", shapes: [x.shape], "expected input [N, C, ...]")
+        let n = x.shape[0], c = x.shape[1], spatial = x.shape.dropFirst(2).reduce(1, *)
+        Shape.check(groups > 0 && c % groups == 0, op: "groupNorm", shapes: [x.shape],
+                    "\(c) channels do not split into \(groups) groups")
+        for parameter in [weight, bias].compactMap({ $0 }) {
+            Shape.check(parameter.shape == [c], op: "groupNorm", shapes: [x.shape, parameter.shape], "weight and bias must be [C] = [\(c)]")
+        }
+        let xd = x.contiguousData(), wd = weight?.contiguousData(), bd = bias?.contiguousData()
+        let y = Tensor(uninitialized: x.shape)
+        let mean = Tensor(uninitialized: [n * groups]), rstd = Tensor(uninitialized: [n * groups])
+        xd.withDataPointer { px in y.withDataPointer { py in mean.withDataPointer { pm in rstd.withDataPointer { pr in
+            wd.withOptionalPointer { pw in bd.withOptionalPointer { pb in
+                Kernels.groupNormForward(x: px, weight: pw, bias: pb, y: py, mean: pm, rstd: pr, batch: n, channels: c,
+                                         spatial: spatial, groups: groups, eps: eps)
+            }}
+        }}}}
+        var inputs = [x]
+        if let weight { inputs.append(weight) }
+        if let bias { inputs.append(bias) }
+        let weightSlot = weight == nil ? nil : 1, biasSlot = bias == nil ? nil : inputs.count - 1
+        return record(y, op: "groupNorm", inputs: inputs) { g, needs in
+            let gd = g.contiguousData()
+            let dx = needs[0] ? Tensor(uninitialized: x.shape) : nil
+            let dw = weightSlot.map { needs[$0] } == true ? Tensor(uninitialized: [c]) : nil
+            let db = biasSlot.map { needs[$0] } == true ? Tensor(uninitialized: [c]) : nil
+            xd.withDataPointer { px in gd.withDataPointer { pg in mean.withDataPointer { pm in rstd.withDataPointer { pr in
+                wd.withOptionalPointer { pw in dx.withOptionalPointer { pdx in dw.withOptionalPointer { pdw in db.withOptionalPointer { pdb in
+                    Kernels.groupNormBackward(x: px, weight: pw, mean: pm, rstd: pr, gradOutput: pg, gradInput: pdx,
+                                              gradWeight: pdw, gradBias: pdb, batch: n, channels: c, spatial: spatial, groups: groups)
+                }}}}
+            }}}}
+            var grads: [Tensor?] = [dx]
+            if weightSlot != nil { grads.append(dw) }
+            if biasSlot != nil { grads.append(db) }
+            return grads
+        }
+    }
+}
