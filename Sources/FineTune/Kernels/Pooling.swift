@@ -1,16 +1,64 @@
 /// The shape of a 2-D pooling window over NCHW input (channels are `batch * channels` planes).
+///
+/// `dilation` spaces the window's elements (max pooling only, as in PyTorch), and `ceilMode`
+/// counts a last, partial window where floor division would drop it, with PyTorch's rule that
+/// a window must start inside the input or its left padding.
 public struct Pool2dGeometry: Hashable, Sendable {
     public var planes: Int, height: Int, width: Int
     public var kernelHeight: Int, kernelWidth: Int, strideH: Int, strideW: Int, padH: Int, padW: Int
+    public var dilationH: Int, dilationW: Int
+    public var ceilMode: Bool
 
-    public init(planes: Int, height: Int, width: Int, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int) = (0, 0)) {
+    public init(planes: Int, height: Int, width: Int, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int) = (0, 0),
+                dilation: (Int, Int) = (1, 1), ceilMode: Bool = false) {
         self.planes = planes; self.height = height; self.width = width
         self.kernelHeight = kernel.0; self.kernelWidth = kernel.1
         self.strideH = stride.0; self.strideW = stride.1; self.padH = padding.0; self.padW = padding.1
+        self.dilationH = dilation.0; self.dilationW = dilation.1; self.ceilMode = ceilMode
     }
 
-    public var outHeight: Int { Shape.windowCount(size: height, padding: padH, window: kernelHeight, stride: strideH) }
-    public var outWidth: Int { Shape.windowCount(size: width, padding: padW, window: kernelWidth, stride: strideW) }
+    public var outHeight: Int {
+        Pool2dGeometry.outputSize(height, padding: padH, kernel: kernelHeight, stride: strideH, dilation: dilationH, ceilMode: ceilMode)
+    }
+    public var outWidth: Int {
+        Pool2dGeometry.outputSize(width, padding: padW, kernel: kernelWidth, stride: strideW, dilation: dilationW, ceilMode: ceilMode)
+    }
+
+    /// PyTorch's `pooling_output_shape`: floor (or ceil) of the window positions, and in ceil
+    /// mode no window that starts past the input and its left padding. 0 when no window fits.
+    static func outputSize(_ size: Int, padding: Int, kernel: Int, stride: Int, dilation: Int, ceilMode: Bool) -> Int {
+        let span = size + 2 * padding - dilation * (kernel - 1) - 1
+        guard span >= 0, stride > 0 else { return 0 }
+        var count = (ceilMode ? (span + stride - 1) / stride : span / stride) + 1
+        if ceilMode && (count - 1) * stride >= size + padding { count -= 1 }
+        return count
+    }
+
+    /// Whether the window elements are adjacent (the fast paths need it).
+    var isUndilated: Bool { dilationH == 1 && dilationW == 1 }
+
+    /// Whether ceil mode added windows that floor division would not have: their windows reach
+    /// past the padded input.
+    var overhangs: Bool {
+        let floor = Pool2dGeometry(planes: planes, height: height, width: width, kernel: (kernelHeight, kernelWidth),
+                                   stride: (strideH, strideW), padding: (padH, padW), dilation: (dilationH, dilationW))
+        return outHeight != floor.outHeight || outWidth != floor.outWidth
+    }
+
+    /// Rows of output row `oy`'s window inside the padded input: the divisor factor of
+    /// average pooling with `countIncludePad` (less than the kernel only for ceil mode's extra windows).
+    @inline(__always)
+    func paddedRows(_ oy: Int) -> Int {
+        let start = oy * strideH - padH
+        return min(start + kernelHeight, height + padH) - start
+    }
+
+    /// Columns of output column `ox`'s window inside the padded input (see ``paddedRows(_:)``).
+    @inline(__always)
+    func paddedColumns(_ ox: Int) -> Int {
+        let start = ox * strideW - padW
+        return min(start + kernelWidth, width + padW) - start
+    }
 }
 
 // Pooling kernels over independent `height x width` planes (NCHW: plane = n * C + c).
@@ -47,9 +95,11 @@ extension Pool2dGeometry {
 }
 
 extension Pool2dGeometry {
-    /// The common 2x2, stride 2, unpadded window (every CNN's downsampling step).
+    /// The common 2x2, stride 2, unpadded window (every CNN's downsampling step), every window
+    /// inside the input.
     var isPlain2x2: Bool {
         kernelHeight == 2 && kernelWidth == 2 && strideH == 2 && strideW == 2 && padH == 0 && padW == 0
+            && isUndilated && 2 * outHeight <= height && 2 * outWidth <= width
     }
 }
 
@@ -181,6 +231,10 @@ extension Kernels {
                     pool2x2Plane(MaxPool2x2(), src, width: w, outHeight: oh, outWidth: ow, output: dst, indices: idx)
                     continue
                 }
+                if !g.isUndilated {
+                    maxPoolDilatedPlane(g, src, output: dst, indices: idx)
+                    continue
+                }
                 for oy in 0..<oh {
                     let ys = g.rows(oy)
                     var ox = 0
@@ -230,6 +284,29 @@ extension Kernels {
         }
     }
 
+    /// One plane of max pooling with spaced window elements (dilation), window by window.
+    private static func maxPoolDilatedPlane(_ g: Pool2dGeometry, _ src: UnsafePointer<Float>, output dst: UnsafeMutablePointer<Float>,
+                                            indices idx: UnsafeMutablePointer<Int32>?) {
+        let w = g.width
+        for oy in 0..<g.outHeight {
+            for ox in 0..<g.outWidth {
+                var best = -Float.infinity, at = -1
+                for ky in 0..<g.kernelHeight {
+                    let iy = oy * g.strideH - g.padH + ky * g.dilationH
+                    if iy < 0 || iy >= g.height { continue }
+                    for kx in 0..<g.kernelWidth {
+                        let ix = ox * g.strideW - g.padW + kx * g.dilationW
+                        if ix < 0 || ix >= w { continue }
+                        let v = src[iy * w + ix]
+                        if at < 0 || v > best || v != v { best = v; at = iy * w + ix }
+                    }
+                }
+                let o = oy * g.outWidth + ox
+                dst[o] = best; idx?[o] = Int32(truncatingIfNeeded: at)
+            }
+        }
+    }
+
     /// Scatters `gradOutput` to the winners recorded by ``maxPool2dForward`` (overwrites `gradInput`).
     public static func maxPool2dBackward(_ g: Pool2dGeometry, gradOutput: UnsafePointer<Float>, indices: UnsafePointer<Int32>,
                                          gradInput: UnsafeMutablePointer<Float>, threads: Int = Kernels.maxThreads) {
@@ -249,8 +326,8 @@ extension Kernels {
     /// Average pooling; padded positions count in the divisor when `countIncludePad` (PyTorch's default).
     public static func avgPool2dForward(_ g: Pool2dGeometry, countIncludePad: Bool, input: UnsafePointer<Float>,
                                         output: UnsafeMutablePointer<Float>, threads: Int = Kernels.maxThreads) {
+        precondition(g.isUndilated, "avgPool2dForward: average pooling has no dilation")
         let oh = g.outHeight, ow = g.outWidth, w = g.width, plane = g.height * w
-        let fullWindow = Float(g.kernelHeight * g.kernelWidth)
         forEachPlaneRange(g.planes, work: g.planes * oh * ow * g.kernelHeight * g.kernelWidth, threads: threads) { planes in
             for p in planes {
                 let src = input + p * plane
@@ -270,16 +347,16 @@ extension Kernels {
                             for iy in ys.lo..<ys.hi {
                                 for kx in 0..<g.kernelWidth { sum += PoolLanes.load(src + iy * w + c0 + kx, stride: g.strideW) }
                             }
-                            let count = (ys.hi - ys.lo) * g.kernelWidth
-                            let mean = sum / PoolLanes.V(repeating: countIncludePad ? fullWindow : Float(count))
+                            let count = (countIncludePad ? g.paddedRows(oy) : ys.hi - ys.lo) * g.kernelWidth
+                            let mean = sum / PoolLanes.V(repeating: Float(count))
                             UnsafeMutableRawPointer(dst).storeBytes(of: mean, as: PoolLanes.V.self)
                             dst += PoolLanes.width; ox += PoolLanes.width
                             continue
                         }
                         let xs = g.columns(ox)
                         let sum = windowSum(src, width: w, rows: ys.lo..<max(ys.hi, ys.lo), columns: xs.lo..<max(xs.hi, xs.lo))
-                        let count = max(ys.hi - ys.lo, 0) * max(xs.hi - xs.lo, 0)
-                        dst.pointee = sum / (countIncludePad ? fullWindow : Float(max(count, 1)))
+                        let count = countIncludePad ? g.paddedRows(oy) * g.paddedColumns(ox) : max(ys.hi - ys.lo, 0) * max(xs.hi - xs.lo, 0)
+                        dst.pointee = sum / Float(max(count, 1))
                         dst += 1; ox += 1
                     }
                 }
@@ -297,18 +374,23 @@ extension Kernels {
         // `PhaseRows.merge` reads the same row. Overlapping (or gapped) windows are the input
         // gradient of a depthwise convolution with a kernel of ones over the shares
         // (`DepthwiseGather`). Inputs no window covers get zero.
+        precondition(g.isUndilated, "avgPool2dBackward: average pooling has no dilation")
+        if g.overhangs {
+            avgPool2dBackwardWindows(g, countIncludePad: countIncludePad, gradOutput: gradOutput, gradInput: gradInput, threads: threads)
+            return
+        }
         let oh = g.outHeight, ow = g.outWidth, w = g.width, plane = g.height * w
-        // divisor(oy, ox) = max(rowFactor(oy) * columnFactors[ox], 1): the full window, or the
-        // clipped window's rows times its columns.
+        // divisor(oy, ox) = max(rowFactor(oy) * columnFactors[ox], 1): the window's rows times its
+        // columns, inside the padded input (countIncludePad) or inside the input.
         let columnFactors = UnsafeMutablePointer<Float>.allocate(capacity: max(ow, 1))
         defer { columnFactors.deallocate() }
         for ox in 0..<ow {
             let xs = g.columns(ox)
-            columnFactors[ox] = countIncludePad ? 1 : Float(max(xs.hi - xs.lo, 0))
+            columnFactors[ox] = Float(countIncludePad ? g.paddedColumns(ox) : max(xs.hi - xs.lo, 0))
         }
         @inline(__always) func rowFactor(_ oy: Int) -> Float {
             let ys = g.rows(oy)
-            return countIncludePad ? Float(g.kernelHeight * g.kernelWidth) : Float(max(ys.hi - ys.lo, 0))
+            return Float(countIncludePad ? g.paddedRows(oy) : max(ys.hi - ys.lo, 0))
         }
         let work = g.planes * (oh * ow + plane)
         if g.kernelHeight == g.strideH && g.kernelWidth == g.strideW {
@@ -357,6 +439,30 @@ extension Kernels {
                 }
                 d.gradInput(buffer, planes: 1, planeStride: 0, phaseWeights: ones, runs: buffer + d.dy.count,
                             into: gradInput + p * plane)
+            }
+        }
+    }
+
+    /// Average pooling backward window by window, for ceil mode's windows that reach past the
+    /// padded input (the gather paths above assume the floor-mode window count).
+    private static func avgPool2dBackwardWindows(_ g: Pool2dGeometry, countIncludePad: Bool, gradOutput: UnsafePointer<Float>,
+                                                 gradInput: UnsafeMutablePointer<Float>, threads: Int) {
+        let oh = g.outHeight, ow = g.outWidth, w = g.width, plane = g.height * w
+        forEachPlaneRange(g.planes, work: g.planes * (oh * ow * g.kernelHeight * g.kernelWidth + plane), threads: threads) { planes in
+            for p in planes {
+                let dx = gradInput + p * plane, dy = gradOutput + p * oh * ow
+                dx.update(repeating: 0, count: plane)
+                for oy in 0..<oh {
+                    let ys = g.rows(oy)
+                    for ox in 0..<ow {
+                        let xs = g.columns(ox)
+                        let count = countIncludePad ? g.paddedRows(oy) * g.paddedColumns(ox) : max(ys.hi - ys.lo, 0) * max(xs.hi - xs.lo, 0)
+                        let share = dy[oy * ow + ox] / Float(max(count, 1))
+                        for iy in ys.lo..<max(ys.hi, ys.lo) {
+                            for ix in xs.lo..<max(xs.hi, xs.lo) { dx[iy * w + ix] += share }
+                        }
+                    }
+                }
             }
         }
     }

@@ -1,7 +1,10 @@
 /// Max pooling over `[N, C, H, W]` input (PyTorch's `nn.MaxPool2d`); `stride` defaults to the kernel size.
+/// `dilation` spaces the window's elements; `ceilMode` keeps a last partial window (PyTorch's
+/// `ceil_mode`, as in GoogLeNet and some ResNet variants).
 ///
 /// ```swift
-/// MaxPool2d(kernelSize: 2)(x)   // [N, C, 8, 8] -> [N, C, 4, 4]
+/// MaxPool2d(kernelSize: 2)(x)                              // [N, C, 8, 8] -> [N, C, 4, 4]
+/// MaxPool2d(kernelSize: 3, stride: 2, ceilMode: true)(x)   // [N, C, 8, 8] -> [N, C, 4, 4]
 /// ```
 public final class MaxPool2d: Module {
     /// `(height, width)` of the window.
@@ -10,28 +13,40 @@ public final class MaxPool2d: Module {
     public let stride: (Int, Int)
     /// Implicit padding on each side, `(height, width)`.
     public let padding: (Int, Int)
+    /// Spacing between window elements, `(height, width)`.
+    public let dilation: (Int, Int)
+    /// Whether a last partial window counts (output sizes rounded up).
+    public let ceilMode: Bool
 
     /// Max pooling with a `(height, width)` window.
-    public init(kernelSize: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0)) {
+    public init(kernelSize: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0),
+                dilation: (Int, Int) = (1, 1), ceilMode: Bool = false) {
         self.kernelSize = kernelSize
         self.stride = stride ?? kernelSize
         self.padding = padding
+        self.dilation = dilation
+        self.ceilMode = ceilMode
         super.init()
     }
 
     /// Max pooling with a square window.
-    public convenience init(kernelSize: Int, stride: Int? = nil, padding: Int = 0) {
-        self.init(kernelSize: (kernelSize, kernelSize), stride: stride.map { ($0, $0) }, padding: (padding, padding))
+    public convenience init(kernelSize: Int, stride: Int? = nil, padding: Int = 0, dilation: Int = 1, ceilMode: Bool = false) {
+        self.init(kernelSize: (kernelSize, kernelSize), stride: stride.map { ($0, $0) }, padding: (padding, padding),
+                  dilation: (dilation, dilation), ceilMode: ceilMode)
     }
 
     public override func forward(_ x: Tensor) -> Tensor {
-        PoolingCheck.input(x, name: "MaxPool2d(kernelSize: \(LayerFormat.size(kernelSize)))", kernelSize, padding)
-        return x.maxPool2d(kernel: kernelSize, stride: stride, padding: padding)
+        let effective = ((kernelSize.0 - 1) * dilation.0 + 1, (kernelSize.1 - 1) * dilation.1 + 1)
+        PoolingCheck.input(x, name: "MaxPool2d(kernelSize: \(LayerFormat.size(kernelSize)))", effective, padding)
+        return x.maxPool2d(kernel: kernelSize, stride: stride, padding: padding, dilation: dilation, ceilMode: ceilMode)
     }
 }
 
 /// Average pooling over `[N, C, H, W]` input (PyTorch's `nn.AvgPool2d`); `stride` defaults to
 /// the kernel size; padded zeros count in the divisor unless `countIncludePad` is false.
+/// `ceilMode` keeps a last partial window, whose divisor counts only its part inside the padded
+/// input (PyTorch's rule; ResNet-D downsampling uses `AvgPool2d(kernelSize: 2, ceilMode: true,
+/// countIncludePad: false)`).
 ///
 /// ```swift
 /// AvgPool2d(kernelSize: 2)(x)   // [N, C, 8, 8] -> [N, C, 4, 4]
@@ -43,28 +58,32 @@ public final class AvgPool2d: Module {
     public let stride: (Int, Int)
     /// Implicit padding on each side, `(height, width)`.
     public let padding: (Int, Int)
+    /// Whether a last partial window counts (output sizes rounded up).
+    public let ceilMode: Bool
     /// Whether padded zeros count in the divisor.
     public let countIncludePad: Bool
 
     /// Average pooling with a `(height, width)` window.
     public init(kernelSize: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0),
-                countIncludePad: Bool = true) {
+                ceilMode: Bool = false, countIncludePad: Bool = true) {
         self.kernelSize = kernelSize
         self.stride = stride ?? kernelSize
         self.padding = padding
+        self.ceilMode = ceilMode
         self.countIncludePad = countIncludePad
         super.init()
     }
 
     /// Average pooling with a square window.
-    public convenience init(kernelSize: Int, stride: Int? = nil, padding: Int = 0, countIncludePad: Bool = true) {
+    public convenience init(kernelSize: Int, stride: Int? = nil, padding: Int = 0, ceilMode: Bool = false,
+                            countIncludePad: Bool = true) {
         self.init(kernelSize: (kernelSize, kernelSize), stride: stride.map { ($0, $0) }, padding: (padding, padding),
-                  countIncludePad: countIncludePad)
+                  ceilMode: ceilMode, countIncludePad: countIncludePad)
     }
 
     public override func forward(_ x: Tensor) -> Tensor {
         PoolingCheck.input(x, name: "AvgPool2d(kernelSize: \(LayerFormat.size(kernelSize)))", kernelSize, padding)
-        return x.avgPool2d(kernel: kernelSize, stride: stride, padding: padding, countIncludePad: countIncludePad)
+        return x.avgPool2d(kernel: kernelSize, stride: stride, padding: padding, ceilMode: ceilMode, countIncludePad: countIncludePad)
     }
 }
 

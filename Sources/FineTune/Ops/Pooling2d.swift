@@ -1,7 +1,15 @@
 extension Tensor {
     /// Max pooling over NCHW input (`stride` defaults to the kernel size, as in PyTorch).
-    public func maxPool2d(kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0)) -> Tensor {
-        let g = poolGeometry("maxPool2d", kernel: kernel, stride: stride ?? kernel, padding: padding)
+    /// `dilation` spaces the window's elements; `ceilMode` keeps a last partial window (PyTorch's
+    /// `ceil_mode`, with its rule that a window must start inside the input or its left padding).
+    ///
+    /// ```swift
+    /// x.maxPool2d(kernel: (3, 3), stride: (2, 2), ceilMode: true)   // [N, C, 8, 8] -> [N, C, 4, 4] (floor: 3x3)
+    /// ```
+    public func maxPool2d(kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0),
+                          dilation: (Int, Int) = (1, 1), ceilMode: Bool = false) -> Tensor {
+        let g = poolGeometry("maxPool2d", kernel: kernel, stride: stride ?? kernel, padding: padding, dilation: dilation,
+                             ceilMode: ceilMode)
         let x = contiguousData()
         let out = Tensor(uninitialized: [shape[0], shape[1], g.outHeight, g.outWidth])
         // The winners' indices are only needed by the backward rule: a frozen or no-grad input skips them.
@@ -22,9 +30,11 @@ extension Tensor {
     }
 
     /// Average pooling over NCHW input; padded zeros count in the divisor unless `countIncludePad` is false.
+    /// `ceilMode` keeps a last partial window; its divisor counts only the part inside the
+    /// padded input (PyTorch's rule).
     public func avgPool2d(kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0),
-                          countIncludePad: Bool = true) -> Tensor {
-        let g = poolGeometry("avgPool2d", kernel: kernel, stride: stride ?? kernel, padding: padding)
+                          ceilMode: Bool = false, countIncludePad: Bool = true) -> Tensor {
+        let g = poolGeometry("avgPool2d", kernel: kernel, stride: stride ?? kernel, padding: padding, ceilMode: ceilMode)
         let x = contiguousData()
         let out = Tensor(uninitialized: [shape[0], shape[1], g.outHeight, g.outWidth])
         x.withDataPointer { px in out.withDataPointer { py in
@@ -67,12 +77,14 @@ extension Tensor {
         return mean(axes: [2, 3])
     }
 
-    private func poolGeometry(_ op: String, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int)) -> Pool2dGeometry {
+    private func poolGeometry(_ op: String, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int),
+                              dilation: (Int, Int) = (1, 1), ceilMode: Bool = false) -> Pool2dGeometry {
         Shape.check(rank == 4, op: op, shapes: [shape], "expected [N, C, H, W]")
         Shape.check(padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1, op: op, shapes: [shape],
                     "padding must be at most half the kernel size")
+        Shape.check(dilation.0 > 0 && dilation.1 > 0, op: op, shapes: [shape], "dilation must be positive")
         let g = Pool2dGeometry(planes: shape[0] * shape[1], height: shape[2], width: shape[3],
-                               kernel: kernel, stride: stride, padding: padding)
+                               kernel: kernel, stride: stride, padding: padding, dilation: dilation, ceilMode: ceilMode)
         Shape.check(g.outHeight > 0 && g.outWidth > 0 && stride.0 > 0 && stride.1 > 0, op: op, shapes: [shape],
                     "kernel \(kernel) with padding \(padding) does not fit the input")
         return g
