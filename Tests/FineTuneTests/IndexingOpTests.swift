@@ -128,4 +128,21 @@ struct IndexingOpTests {
         let logits = Tensor(shape: [2, 3], scalars: [0, 5, 1, 7, 2, 3])
         #expect(logits.gather(axis: 1, indices: logits.argmax(axis: 1).unsqueezed(axis: 1)).scalars == [5, 7])
     }
+
+    @Test func embeddingPaddingRowGetsNoGradient() {
+        let table = RandomGenerator.withSeed(4) { Embedding(5, 3, paddingIndex: -1) }
+        #expect(table.paddingIndex == 4)
+        #expect(table.weight.value.scalars[12..<15] == [0, 0, 0])                   // zeroed at initialisation
+        // Same draws as without padding, apart from the zeroed row (PyTorch's order).
+        let plain = RandomGenerator.withSeed(4) { Embedding(5, 3) }
+        #expect(table.weight.value.scalars[0..<12] == plain.weight.value.scalars[0..<12])
+        table([4, 1, 4, 2], shape: [2, 2]).sum().backward()
+        let grad = table.weight.grad!.scalars
+        #expect(grad[12..<15] == [0, 0, 0] && grad[3..<6] == [1, 1, 1] && grad[6..<9] == [1, 1, 1])
+        gradCheck([randomTensor([4, 2], seed: 12)], "embedding with padding") { t in
+            // The padding row's numeric gradient is not 0, so check the other rows through a mask.
+            Tensor.embedding([0, 2, 3, 2], weight: t[0] * Tensor(shape: [4, 1], scalars: [1, 1, 1, 0]).expanded(to: [4, 2]),
+                             paddingIndex: 3)
+        }
+    }
 }

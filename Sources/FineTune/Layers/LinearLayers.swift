@@ -109,9 +109,14 @@ public final class Dropout: Module {
 
 /// A lookup table of `count` vectors of size `dim` (PyTorch's `nn.Embedding`), initialised N(0, 1).
 ///
+/// With `paddingIndex` (PyTorch's `padding_idx`; negative counts from the end) that row starts
+/// at zero and never receives a gradient, so padding tokens keep a zero vector: what BERT and
+/// DistilBERT checkpoints rely on.
+///
 /// ```swift
 /// let embed = Embedding(1000, 64)
 /// let e = embed([3, 14, 15, 92], shape: [2, 2])   // [2, 2, 64]
+/// let words = Embedding(30522, 768, paddingIndex: 0)
 /// ```
 public final class Embedding: Module, ParameterInitializing {
     /// `[count, dim]`. Assign another layer's parameter to tie weights.
@@ -121,18 +126,30 @@ public final class Embedding: Module, ParameterInitializing {
     public var count: Int { weight.shape[0] }
     /// Size of each vector (`weight.shape[1]`).
     public var dim: Int { weight.shape[1] }
+    /// The row that stays zero and gets no gradient (in `0..<count`), or nil.
+    public let paddingIndex: Int?
 
-    /// A table of `count` vectors of size `dim`, drawn N(0, 1) from the global generator.
-    public init(_ count: Int, _ dim: Int) {
+    /// A table of `count` vectors of size `dim`, drawn N(0, 1) from the global generator (the
+    /// `paddingIndex` row zeroed).
+    public init(_ count: Int, _ dim: Int, paddingIndex: Int? = nil) {
         precondition(count > 0 && dim > 0, "Embedding: sizes must be positive, got \(count) and \(dim)")
+        if let paddingIndex {
+            precondition(paddingIndex >= -count && paddingIndex < count, "Embedding: paddingIndex \(paddingIndex) out of range for \(count) rows")
+        }
+        self.paddingIndex = paddingIndex.map { $0 < 0 ? $0 + count : $0 }
         weight = Parameter(Tensor.zeros([count, dim]), role: .embedding)
         super.init()
         resetParameters()
     }
 
-    /// Redraws `weight` from N(0, 1).
+    /// Redraws `weight` from N(0, 1), then zeroes the `paddingIndex` row (as PyTorch).
     public func resetParameters(generator: inout RandomGenerator) {
-        weight.value = Tensor.randomNormal(weight.shape, generator: &generator)
+        var table = Tensor.randomNormal(weight.shape, generator: &generator)
+        if let paddingIndex {
+            let dim = self.dim
+            table.withUnsafeMutableBufferPointer { $0[(paddingIndex * dim)..<((paddingIndex + 1) * dim)].update(repeating: 0) }
+        }
+        weight.value = table
     }
 
     /// The vectors at `indices`, shaped `shape + [dim]` (`shape` defaults to `[indices.count]`).
@@ -153,7 +170,7 @@ public final class Embedding: Module, ParameterInitializing {
         if let bad = indices.first(where: { $0 < 0 || $0 >= count }) {
             Shape.fail(ShapeError(op: name, shapes: [[indices.count], weight.shape], reason: "index \(bad) out of range 0..<\(count)"))
         }
-        return recordOutputShape(Tensor.embedding(indices, shape: shape, weight: weight.value))
+        return recordOutputShape(Tensor.embedding(indices, shape: shape, weight: weight.value, paddingIndex: paddingIndex))
     }
 
     /// Looks up a tensor of indices stored as integer-valued floats: `[...] -> [..., dim]`.

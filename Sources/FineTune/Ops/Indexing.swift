@@ -1,11 +1,13 @@
 extension Tensor {
     /// Rows of `weight [vocab, dim]` at `indices`, shaped `indexShape + [dim]` (an embedding lookup).
-    /// The gradient scatter-adds into the selected rows.
+    /// The gradient scatter-adds into the selected rows, except the `paddingIndex` row, which
+    /// gets none (PyTorch's `padding_idx`: padding tokens never move their vector).
     ///
     /// ```swift
     /// let e = Tensor.embedding([3, 1, 3], weight: table)   // [3, dim]
     /// ```
-    public static func embedding(_ indices: [Int], shape indexShape: [Int]? = nil, weight: Tensor) -> Tensor {
+    public static func embedding(_ indices: [Int], shape indexShape: [Int]? = nil, weight: Tensor,
+                                 paddingIndex: Int? = nil) -> Tensor {
         Shape.check(weight.rank == 2, op: "embedding", shapes: [weight.shape], "weight must be [vocab, dim]")
         let vocab = weight.shape[0], dim = weight.shape[1]
         let outLead = indexShape ?? [indices.count]
@@ -22,7 +24,9 @@ extension Tensor {
         return Tensor.record(out, op: "embedding", inputs: [weight]) { g, _ in
             let gd = g.contiguousData(), dw = Tensor(zeros: [vocab, dim])
             gd.withDataPointer { pg in dw.withDataPointer { pdw in
-                for (r, i) in indices.enumerated() { Kernels.axpy(alpha: 1, x: pg + r * dim, y: pdw + i * dim, count: dim) }
+                for (r, i) in indices.enumerated() where i != paddingIndex {
+                    Kernels.axpy(alpha: 1, x: pg + r * dim, y: pdw + i * dim, count: dim)
+                }
             }}
             return [dw]
         }
