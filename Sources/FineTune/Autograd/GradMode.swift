@@ -11,3 +11,14 @@ public enum GradMode {
 public func withoutGradients<R>(_ body: () throws -> R) rethrows -> R {
     try GradMode.$isEnabled.withValue(false, operation: body)
 }
+
+/// The async form of ``withoutGradients(_:)``: `body` may suspend, and the setting holds across
+/// its suspension points and in its child tasks (it is task-local), not in other tasks.
+///
+/// ```swift
+/// let logits = await withoutGradients { await model.embed(batch) }
+/// ```
+public func withoutGradients<R>(isolation: isolated (any Actor)? = #isolation,
+                                _ body: () async throws -> R) async rethrows -> R {
+    try await GradMode.$isEnabled.withValue(false, operation: body, isolation: isolation)
+}
