@@ -28,6 +28,8 @@ enum SuiteRegistry {
         MLPSuite(),
         CNNSuite(),
         TransformerSuite(),
+        AttentionSuite(),
+        NormActivationSuite(),
     ]
 
     /// The registered suite names.

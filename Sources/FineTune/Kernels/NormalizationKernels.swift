@@ -20,7 +20,7 @@ extension Kernels {
                 if let w = ws.value {
                     VectorMath.scaleByWeight(row, w, out, cols, inv)
                 } else {
-                    VectorMath.map(row, out, cols) { $0 * inv }
+                    VectorMath.lanes(row, out, cols, ScaledOp(s: inv))
                 }
             }
         }
@@ -46,8 +46,7 @@ extension Kernels {
                         VectorMath.rmsNormBackwardApply(g, w, x, dx, cols, rstd: inv, c: inv * inv * inv * d / Float(cols))
                     } else {
                         let d = Kernels.dot(g, x, count: cols)
-                        let c = inv * inv * inv * d / Float(cols)
-                        VectorMath.map2(g, x, dx, cols) { g, x in VectorMath.fma(x, VectorMath.V(repeating: -c), g * inv) }
+                        VectorMath.lanes2(g, x, dx, cols, RMSNormGradOp(rstd: inv, c: inv * inv * inv * d / Float(cols)))
                     }
                 }
             }
@@ -151,20 +150,20 @@ extension VectorMath {
     @inline(never)
     static func scaleByWeight(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                               _ n: Int, _ s: Float) {
-        map2(x, w, y, n) { x, w in (x * s) * w }
+        lanes2(x, w, y, n, ScaledProductOp(s: s))
     }
 
     /// dx = alpha g + beta x + gamma.
     @inline(never)
     static func groupNormBackwardApply(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                                        _ n: Int, _ alpha: Float, _ beta: Float, _ gamma: Float) {
-        map2(g, x, dx, n) { g, x in fma(g, V(repeating: alpha), fma(x, V(repeating: beta), V(repeating: gamma))) }
+        lanes2(g, x, dx, n, GroupNormGradOp(alpha: alpha, beta: beta, gamma: gamma))
     }
 
     /// y = x * a + b.
     @inline(never)
     static func affine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, _ a: Float, _ b: Float) {
-        map(x, y, n) { fma($0, V(repeating: a), V(repeating: b)) }
+        lanes(x, y, n, AffineOp(a: a, b: b))
     }
 
     /// Σ g w x.
@@ -184,7 +183,7 @@ extension VectorMath {
             store(r, dx + i)
             i &+= 16
         }
-        while i < n { dx[i] = (-c * x[i]).addingProduct(g[i] * w[i], rstd); i &+= 1 }
+        while i < n { dx[i] = (g[i] * w[i] * rstd).addingProduct(x[i], -c); i &+= 1 }
     }
 
     /// dw[j] = Σ_r g[r, j] x[r, j] rstd[r] for the `cols` columns starting at the pointers (row
@@ -236,4 +235,47 @@ extension VectorMath {
             fma(loadPartial(g + i, n) * loadPartial(w + i, n), loadPartial(x + i, n), acc)
         }
     }
+}
+
+// The element-wise steps as lane ops: specialised structs always inline, closures sometimes stay calls.
+
+/// x * s.
+private struct ScaledOp: LaneOp {
+    let s: Float
+    @inline(__always) func vector(_ x: VectorMath.V) -> VectorMath.V { x * s }
+    @inline(__always) func scalar(_ x: Float) -> Float { x * s }
+}
+
+/// (x * s) * w.
+private struct ScaledProductOp: LaneOp2 {
+    let s: Float
+    @inline(__always) func vector(_ x: VectorMath.V, _ w: VectorMath.V) -> VectorMath.V { (x * s) * w }
+    @inline(__always) func scalar(_ x: Float, _ w: Float) -> Float { (x * s) * w }
+}
+
+/// x * a + b, fused.
+private struct AffineOp: LaneOp {
+    let a: Float, b: Float
+    @inline(__always) func vector(_ x: VectorMath.V) -> VectorMath.V {
+        VectorMath.fma(x, VectorMath.V(repeating: a), VectorMath.V(repeating: b))
+    }
+    @inline(__always) func scalar(_ x: Float) -> Float { b.addingProduct(x, a) }
+}
+
+/// RMSNorm's input gradient without weight: g * rstd - c * x, fused.
+private struct RMSNormGradOp: LaneOp2 {
+    let rstd: Float, c: Float
+    @inline(__always) func vector(_ g: VectorMath.V, _ x: VectorMath.V) -> VectorMath.V {
+        VectorMath.fma(x, VectorMath.V(repeating: -c), g * rstd)
+    }
+    @inline(__always) func scalar(_ g: Float, _ x: Float) -> Float { (g * rstd).addingProduct(x, -c) }
+}
+
+/// GroupNorm's input gradient: alpha g + (beta x + gamma), fused.
+private struct GroupNormGradOp: LaneOp2 {
+    let alpha: Float, beta: Float, gamma: Float
+    @inline(__always) func vector(_ g: VectorMath.V, _ x: VectorMath.V) -> VectorMath.V {
+        VectorMath.fma(g, VectorMath.V(repeating: alpha), VectorMath.fma(x, VectorMath.V(repeating: beta), VectorMath.V(repeating: gamma)))
+    }
+    @inline(__always) func scalar(_ g: Float, _ x: Float) -> Float { gamma.addingProduct(x, beta).addingProduct(g, alpha) }
 }

@@ -15,16 +15,20 @@ extension Kernels {
 }
 
 extension VectorMath {
-    /// SiLU'(x) * g. |x| is clamped to 110, where s(1 + x(1 - s)) is exactly 0 or 1 in Float, so
-    /// infinities give 0 or g rather than NaN.
+    /// SiLU'(x) = s (1 + x (1 - s)), s = sigmoid(x). |x| is clamped to 110, where the result is
+    /// exactly 0 or 1 in Float, so infinities give 0 or 1 rather than NaN.
+    @inline(__always)
+    static func siluGrad(_ x0: V) -> V {
+        var x = x0.replacing(with: 110, where: x0 .> 110)
+        x = x.replacing(with: -110, where: x .< -110)
+        let s = sigmoid(x)
+        return s * fma(x, 1 - s, V(repeating: 1))
+    }
+
+    /// SiLU'(x) * g (one loop, the vector body inlined once; see `map2`).
     @inline(never)
     static func siluGradKernel(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
                                _ count: Int) {
-        map2(x, g, out, count) { x0, g in
-            var x = x0.replacing(with: 110, where: x0 .> 110)
-            x = x.replacing(with: -110, where: x .< -110)
-            let s = sigmoid(x)
-            return s * fma(x, 1 - s, V(repeating: 1)) * g
-        }
+        map2(x, g, out, count) { siluGrad($0) * $1 }
     }
 }

@@ -19,7 +19,7 @@ extension Kernels {
     /// out = a + b.
     public static func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
                            count: Int) {
-        VectorMath.map2(a, b, out, count) { $0 + $1 }
+        VectorMath.lanes2(a, b, out, count, AddOp())
     }
 
     /// out = a - b.
@@ -31,7 +31,7 @@ extension Kernels {
     /// out = a * b.
     public static func mul(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
                            count: Int) {
-        VectorMath.map2(a, b, out, count) { $0 * $1 }
+        VectorMath.lanes2(a, b, out, count, MultiplyOp())
     }
 
     /// out = a / b (IEEE division, not multiplication by a reciprocal).
@@ -45,7 +45,7 @@ extension Kernels {
     /// out = x + scalar.
     public static func addScalar(_ x: UnsafePointer<Float>, _ scalar: Float, _ out: UnsafeMutablePointer<Float>,
                                  count: Int) {
-        VectorMath.map(x, out, count) { $0 + scalar }
+        VectorMath.lanes(x, out, count, AddScalarOp(value: scalar))
     }
 
     /// out = x - scalar.
@@ -126,4 +126,24 @@ private struct ScaleOp: LaneOp {
     let alpha: Float
     @inline(__always) func vector(_ v: VectorMath.V) -> VectorMath.V { v * alpha }
     @inline(__always) func scalar(_ x: Float) -> Float { x * alpha }
+}
+
+/// a + b (a lane op: called from the attention and normalisation kernels, the closure form was
+/// left as a call per vector where it was inlined).
+private struct AddOp: LaneOp2 {
+    @inline(__always) func vector(_ a: VectorMath.V, _ b: VectorMath.V) -> VectorMath.V { a + b }
+    @inline(__always) func scalar(_ a: Float, _ b: Float) -> Float { a + b }
+}
+
+/// a * b.
+private struct MultiplyOp: LaneOp2 {
+    @inline(__always) func vector(_ a: VectorMath.V, _ b: VectorMath.V) -> VectorMath.V { a * b }
+    @inline(__always) func scalar(_ a: Float, _ b: Float) -> Float { a * b }
+}
+
+/// x + scalar.
+private struct AddScalarOp: LaneOp {
+    let value: Float
+    @inline(__always) func vector(_ v: VectorMath.V) -> VectorMath.V { v + value }
+    @inline(__always) func scalar(_ x: Float) -> Float { x + value }
 }

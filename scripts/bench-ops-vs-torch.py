@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Times FineTuneBench's `attention` and `ops` suites and the same ops in PyTorch, side by side,
+in one run (alternating per thread count, so both see the same machine load).
+
+    swift build -c release --product FineTuneBench
+    /work/venv/bin/python scripts/bench-ops-vs-torch.py [--threads 1 2] [--budget 1.0] [--rounds 1]
+
+The PyTorch cases mirror OpSuites.swift: the same shapes, masks and seeds of the same kind, forward
+under torch.no_grad() and forward + backward from a fixed output gradient (input gradients reset
+to None before each run). Prints the CPU model, the load average and one row per case with both
+medians and the speedup (PyTorch time / FineTune time; above 1 means FineTune is faster).
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+
+import torch
+import torch.nn.functional as F
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+
+def measure(body, budget, warmup=0.2):
+    """Median seconds of `body` (FineTuneBench's scheme: warm up, then repeat for `budget` seconds)."""
+    start = time.perf_counter()
+    while True:
+        body()
+        if time.perf_counter() - start >= min(warmup, budget):
+            break
+    samples, total = [], 0.0
+    while total < budget:
+        t0 = time.perf_counter()
+        body()
+        elapsed = time.perf_counter() - t0
+        samples.append(elapsed)
+        total += elapsed
+    return statistics.median(samples)
+
+
+def op_case(inputs, op, backward):
+    """A body running `op` like OpWorkload: no graph, or forward + backward from a fixed gradient."""
+    leaves = [t.clone().requires_grad_(backward and train) for t, train in inputs]
+    if not backward:
+        def run():
+            with torch.no_grad():
+                op(leaves)
+        return run
+    seed = torch.rand(op([t.detach() for t in leaves]).shape) * 2 - 1
+
+    def run():
+        for t in leaves:
+            t.grad = None
+        op(leaves).backward(seed)
+    return run
+
+
+def attention(batch, q_heads, kv_heads, length, dim, causal):
+    def heads(x, count):
+        return x.view(batch, length, count, dim).transpose(1, 2)
+
+    mask = None
+    if not causal:
+        mask = torch.zeros(batch, 1, 1, length)
+        mask[1::2, :, :, length - 16:] = float("-inf")
+
+    def op(t):
+        y = F.scaled_dot_product_attention(heads(t[0], q_heads), heads(t[1], kv_heads), heads(t[2], kv_heads),
+                                           attn_mask=mask, is_causal=causal, enable_gqa=q_heads != kv_heads)
+        return y.transpose(1, 2).reshape(batch, length, q_heads * dim)
+
+    inputs = [(torch.rand(batch, length, h * dim) * 2 - 1, True) for h in (q_heads, kv_heads, kv_heads)]
+    return inputs, op
+
+
+def torch_cases():
+    bert = attention(8, 12, 12, 128, 64, False)
+    llama = attention(4, 12, 4, 256, 64, True)
+    rms = ([(torch.rand(4, 256, 768) * 2 - 1, True), (torch.rand(768) * 2 - 1, True)],
+           lambda t: F.rms_norm(t[0], (768,), weight=t[1], eps=1e-6))
+    silu = ([(torch.rand(4, 256, 2048) * 2 - 1, True)], lambda t: F.silu(t[0]))
+    group = ([(torch.rand(8, 128, 32, 32) * 2 - 1, True), (torch.rand(128) * 2 - 1, True), (torch.rand(128) * 2 - 1, True)],
+             lambda t: F.group_norm(t[0], 32, weight=t[1], bias=t[2]))
+    cases = {}
+    for name, (inputs, op) in [("sdpa_bert", bert), ("sdpa_llama", llama), ("rmsnorm", rms), ("silu", silu),
+                               ("groupnorm", group)]:
+        cases[f"{name}_fwd"] = (inputs, op, False)
+        cases[f"{name}_fwd_bwd"] = (inputs, op, True)
+    return cases
+
+
+def finetune(threads, budget):
+    binary = os.path.join(ROOT, ".build", "release", "FineTuneBench")
+    result = subprocess.run([binary, "attention", "ops", "--threads", str(threads), "--budget", str(budget), "--json"],
+                            capture_output=True, text=True, check=True)
+    return {c["name"]: c["ms"] for c in json.loads(result.stdout)["cases"]}
+
+
+def cpu_model():
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, nargs="+", default=sorted({1, os.cpu_count() or 1}))
+    parser.add_argument("--budget", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the whole comparison; the best median of each side counts")
+    args = parser.parse_args()
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}; load average before: {os.getloadavg()}")
+    cases = torch_cases()
+    best = {}
+    for _ in range(args.rounds):
+        for threads in args.threads:
+            ours = finetune(threads, args.budget)
+            torch.set_num_threads(threads)
+            for name, (inputs, op, backward) in cases.items():
+                theirs = measure(op_case(inputs, op, backward), args.budget) * 1e3
+                key = (name, threads)
+                a, b = best.get(key, (float("inf"), float("inf")))
+                best[key] = (min(a, ours[name]), min(b, theirs))
+    print(f"load average after: {os.getloadavg()}")
+    print(f"{'case':<20} {'threads':>7} {'FineTune ms':>12} {'PyTorch ms':>11} {'speedup':>8}")
+    for (name, threads), (ours, theirs) in best.items():
+        print(f"{name:<20} {threads:>7} {ours:>12.3f} {theirs:>11.3f} {theirs / ours:>7.2f}x")
+
+
+if __name__ == "__main__":
+    main()
