@@ -18,7 +18,7 @@ struct ReductionOpTests {
         // Tied minima share the gradient equally (amin).
         var leaf = x.detached()
         leaf.requiresGrad = true
-        leaf.min(axis: 1).sum().backward()
+        leaf.min(axes: [1]).sum().backward()
         #expect(leaf.grad!.scalars == [0, 1, 0, 0.5, 0, 0.5])
     }
 

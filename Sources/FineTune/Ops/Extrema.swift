@@ -12,8 +12,11 @@ extension Tensor {
         negated().max(axes: axes, keepDims: keepDims).negated()
     }
 
-    /// Minimum over one axis.
-    public func min(axis: Int, keepDims: Bool = false) -> Tensor { min(axes: [axis], keepDims: keepDims) }
+    /// Minimum over one axis, with the gradient convention of ``max(axis:keepDims:)`` (the mirror
+    /// image of it: `-max(-x)`).
+    public func min(axis: Int, keepDims: Bool = false) -> Tensor {
+        negated().max(axis: axis, keepDims: keepDims).negated()
+    }
 
     /// Minimum of all elements.
     public func min() -> Tensor { min(axes: Array(0..<rank)) }

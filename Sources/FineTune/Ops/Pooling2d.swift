@@ -34,7 +34,8 @@ extension Tensor {
     /// padded input (PyTorch's rule).
     public func avgPool2d(kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0),
                           ceilMode: Bool = false, countIncludePad: Bool = true) -> Tensor {
-        let g = poolGeometry("avgPool2d", kernel: kernel, stride: stride ?? kernel, padding: padding, ceilMode: ceilMode)
+        let g = poolGeometry("avgPool2d", kernel: kernel, stride: stride ?? kernel, padding: padding, dilation: (1, 1),
+                             ceilMode: ceilMode)
         let x = contiguousData()
         let out = Tensor(uninitialized: [shape[0], shape[1], g.outHeight, g.outWidth])
         x.withDataPointer { px in out.withDataPointer { py in
@@ -77,16 +78,26 @@ extension Tensor {
         return mean(axes: [2, 3])
     }
 
-    private func poolGeometry(_ op: String, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int),
-                              dilation: (Int, Int) = (1, 1), ceilMode: Bool = false) -> Pool2dGeometry {
+    private func poolGeometry(_ op: String, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int)) -> Pool2dGeometry {
         Shape.check(rank == 4, op: op, shapes: [shape], "expected [N, C, H, W]")
         Shape.check(padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1, op: op, shapes: [shape],
                     "padding must be at most half the kernel size")
-        Shape.check(dilation.0 > 0 && dilation.1 > 0, op: op, shapes: [shape], "dilation must be positive")
         let g = Pool2dGeometry(planes: shape[0] * shape[1], height: shape[2], width: shape[3],
-                               kernel: kernel, stride: stride, padding: padding, dilation: dilation, ceilMode: ceilMode)
+                               kernel: kernel, stride: stride, padding: padding)
         Shape.check(g.outHeight > 0 && g.outWidth > 0 && stride.0 > 0 && stride.1 > 0, op: op, shapes: [shape],
                     "kernel \(kernel) with padding \(padding) does not fit the input")
+        return g
+    }
+
+    /// The checked geometry with spaced window elements and ceil mode (a dilated window is
+    /// larger, so it is checked again).
+    private func poolGeometry(_ op: String, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int),
+                              dilation: (Int, Int), ceilMode: Bool) -> Pool2dGeometry {
+        var g = poolGeometry(op, kernel: kernel, stride: stride, padding: padding)
+        Shape.check(dilation.0 > 0 && dilation.1 > 0, op: op, shapes: [shape], "dilation must be positive, got \(dilation)")
+        (g.dilationH, g.dilationW, g.ceilMode) = (dilation.0, dilation.1, ceilMode)
+        Shape.check(g.outHeight > 0 && g.outWidth > 0, op: op, shapes: [shape],
+                    "kernel \(kernel) with dilation \(dilation) and padding \(padding) does not fit the input")
         return g
     }
 }

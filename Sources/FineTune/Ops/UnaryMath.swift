@@ -43,21 +43,6 @@ extension Tensor {
         pointwise("sqrt", { $0.squareRoot() }, derivative: { _, y in 0.5 / y })
     }
 
-    /// `1 / sqrt(x)` (PyTorch's `rsqrt`); the gradient is `-0.5 x^(-3/2)`.
-    public func rsqrt() -> Tensor {
-        pointwise("rsqrt", { 1 / $0.squareRoot() }, derivative: { _, y in -0.5 * y * y * y })
-    }
-
-    /// The error function `erf(x)` (vector kernel, absolute error < 1e-6); the gradient is
-    /// `2 / sqrt(pi) * exp(-x^2)`.
-    public func erf() -> Tensor {
-        let y = Tensor.vectorized(self, Kernels.vErf)
-        let x = contiguousData()
-        return Tensor.record(y, op: "erf", inputs: [self]) { g, _ in
-            [Tensor.zipMap(g, x, x) { g, x, _ in g * 1.128_379_167_095_512_6 * Foundation.exp(-x * x) }]
-        }
-    }
-
     /// `x^p` for a constant exponent.
     public func pow(_ p: Float) -> Tensor {
         if p == 2 { return pointwise("pow", { $0 * $0 }, derivative: { x, _ in 2 * x }) }
@@ -85,6 +70,21 @@ extension Tensor {
         let lower = lo ?? -.infinity, upper = hi ?? .infinity
         return pointwise("clamp", { Swift.min(Swift.max($0, lower), upper) },
                          derivative: { x, _ in x >= lower && x <= upper ? 1 : 0 })
+    }
+
+    /// `1 / sqrt(x)` (PyTorch's `rsqrt`); the gradient is `-0.5 x^(-3/2)`.
+    public func rsqrt() -> Tensor {
+        pointwise("rsqrt", { 1 / $0.squareRoot() }, derivative: { _, y in -0.5 * y * y * y })
+    }
+
+    /// The error function `erf(x)` (vector kernel, absolute error < 1e-6); the gradient is
+    /// `2 / sqrt(pi) * exp(-x^2)`.
+    public func erf() -> Tensor {
+        let y = Tensor.vectorized(self, Kernels.vErf)
+        let x = contiguousData()
+        return Tensor.record(y, op: "erf", inputs: [self]) { g, _ in
+            [Tensor.zipMap(g, x, x) { g, x, _ in g * 1.128_379_167_095_512_6 * Foundation.exp(-x * x) }]
+        }
     }
 
     /// Applies a pointer kernel `(x, y, count)` to a contiguous copy of `x`.
