@@ -7,8 +7,8 @@ import Testing
 
 /// The peft-lora-mlp fixture's base model: fc1 = Linear(64, 32), ReLU, fc2 = Linear(32, 10).
 private final class MLP: Module {
-    let fc1 = Linear(64, 32)
-    let fc2 = Linear(32, 10)
+    @Child var fc1 = Linear(64, 32)
+    @Child var fc2 = Linear(32, 10)
     override func forward(_ x: Tensor) -> Tensor { fc2(fc1(x).relu()) }
 }
 
@@ -144,8 +144,8 @@ struct LoRATests {
     @Test("LoRA on Embedding: lookups add scaling * rows of (B A)^T; the [Int] call path forwards; adapters round-trip")
     func embeddingLoRA() throws {
         final class Tagger: Module {
-            let embed = Embedding(11, 6)
-            let head = Linear(6, 3)
+            @Child var embed = Embedding(11, 6)
+            @Child var head = Linear(6, 3)
             override func forward(_ x: Tensor) -> Tensor { head(embed(x)) }
         }
         let model = Tagger()
@@ -165,7 +165,7 @@ struct LoRATests {
             Tensor.embedding(ids, weight: t[1].matmul(t[0]).transposed()) * 2
         }
         lora.merge()
-        expectClose(model.embed.weight.value.scalars, (lora.original as! Embedding).weight.value.scalars)
+        expectClose(model.embed.weight.value.scalars, lora.baseLayer().namedParameters()[0].parameter.value.scalars)
         expectClose(Tensor.embedding(ids, weight: model.embed.weight.value).scalars, expected.scalars, atol: 1e-5, rtol: 1e-5)
         lora.unmerge()
 

@@ -6,12 +6,12 @@ import Testing
 // best-weight restore, gradual unfreezing hook), and end-to-end fine-tuning of the
 // PyTorch-trained digits CNN on real data against training from scratch.
 
-private func digits() throws -> TensorDataset {
+func digits() throws -> TensorDataset {
     try TensorDataset(csv: fixtureURL("digits/digits.csv"), featureShape: [1, 8, 8], scale: 1.0 / 16)
 }
 
 /// The pretrained digits CNN of the torch-digits-cnn fixture (trained on rows 0..<1500).
-private func pretrainedCNN() throws -> Sequential {
+func pretrainedCNN() throws -> Sequential {
     let model = digitsCNN()
     try model.load(from: fixtureURL("torch-digits-cnn/model.safetensors"))
     return model
@@ -117,7 +117,9 @@ struct TrainingTests {
         // Retrained from scratch for comparison: the same architecture, data and budget.
         let scratch = RandomGenerator.withSeed(21) { digitsCNN() }
         let scratchAccuracy = try run(scratch)
-        #expect(transferAccuracy >= 0.85, "transfer accuracy \(transferAccuracy)")
+        // Frozen BatchNorm keeps its pretrained statistics (Keras' behaviour). Over shuffling seeds
+        // 5...8 the transfer accuracy ranges 0.81-0.91 (0.82-0.92 with drifting batch statistics).
+        #expect(transferAccuracy >= 0.8, "transfer accuracy \(transferAccuracy)")
         #expect(transferAccuracy > scratchAccuracy + 0.1, "transfer \(transferAccuracy) vs scratch \(scratchAccuracy)")
     }
 

@@ -7,7 +7,7 @@ import Foundation
 extension Module {
     /// One group per direct child that has parameters, input first (`["0", "1", "4", ...]`).
     public func defaultLayerGroups() -> [ParameterPattern] {
-        resolvedChildren().filter { !$0.module.parameters().isEmpty }.map { .glob($0.name) }
+        namedChildren().filter { !$0.module.parameters().isEmpty }.map { .glob($0.name) }
     }
 
     /// BitFit (Ben Zaken et al. 2021): trains only the bias terms, plus any parameters matching

@@ -69,30 +69,3 @@ public enum ParameterPattern: Sendable, ExpressibleByStringLiteral, CustomString
         return out
     }
 }
-
-/// Why a selection of parameters was refused.
-public enum SelectionError: Error, Equatable, CustomStringConvertible {
-    /// The pattern matched no parameter: a typo must not silently select nothing.
-    case noMatch(pattern: String, examples: [String])
-    /// The pattern is not a valid glob or regular expression.
-    case invalidPattern(String)
-    /// A depth or child index outside the module's children.
-    case outOfRange(String)
-    /// No module at this dotted path.
-    case noModule(path: String, examples: [String])
-    /// The module at `path` is not of a kind the operation supports.
-    case unsupportedModule(path: String, type: String, expected: String)
-
-    public var description: String {
-        switch self {
-        case .noMatch(let p, let examples):
-            return "\(p) matches no parameter; names look like: \(examples.joined(separator: ", "))"
-        case .invalidPattern(let p): return "invalid pattern \(p)"
-        case .outOfRange(let why): return why
-        case .noModule(let path, let examples):
-            return "no module at \"\(path)\"; module paths look like: \(examples.joined(separator: ", "))"
-        case .unsupportedModule(let path, let type, let expected):
-            return "\(path) is a \(type), expected \(expected)"
-        }
-    }
-}

@@ -106,18 +106,28 @@ public final class Trainer {
     }
 
     /// Trains for up to `epochs` epochs; with early stopping, `validation` is required.
+    ///
+    /// Each epoch puts the model in training mode (pinned modules excepted) and then runs
+    /// ``onEpochStart``, whose mode choices stand for the epoch; afterwards every module's mode
+    /// is what it was before `fit`.
     @discardableResult
     public func fit(_ train: TensorDataset, validation: TensorDataset? = nil, epochs: Int) throws(TrainingError) -> TrainingHistory {
         guard train.count > 0 else { throw .emptyDataset }
         precondition(earlyStopping == nil || validation != nil, "Trainer: early stopping needs a validation set")
+        return try model.preservingModes { () throws(TrainingError) -> TrainingHistory in
+            try fitEpochs(train, validation: validation, epochs: epochs)
+        }
+    }
+
+    private func fitEpochs(_ train: TensorDataset, validation: TensorDataset?, epochs: Int) throws(TrainingError) -> TrainingHistory {
         var history = TrainingHistory()
         var best: (value: Float, epoch: Int, state: [String: Tensor])?
         var epochsWithoutImprovement = 0
         for epoch in 0..<epochs {
+            model.train()    // before the hook, so a hook's mode choices (backbone.eval()) stand
             if let onEpochStart {
                 do { try onEpochStart(epoch) } catch { throw .selection(error) }
             }
-            model.train()
             var total: Double = 0
             let batches = train.batches(size: batchSize, shuffle: true, seed: seed &+ UInt64(epoch))
             for (step, batch) in batches.enumerated() {
