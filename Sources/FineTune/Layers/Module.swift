@@ -125,9 +125,7 @@ open class Module {
     /// Every module in the tree with its dotted path; the root is `""`.
     public func namedModules() -> [(name: String, module: Module)] {
         if let cachedModules {
-            #if DEBUG
-            ModuleRegistry.verifyPlainProperties(of: cachedModules.map(\.module))
-            #endif
+            verifyCachedStructure()
             return cachedModules
         }
         var result: [(name: String, module: Module)] = [("", self)]
@@ -142,7 +140,10 @@ open class Module {
     /// Every parameter in the tree with its dotted name (`backbone.layer2.0.conv1.weight`).
     /// A parameter shared by two modules is listed once, under its first name.
     public func namedParameters() -> [(name: String, parameter: Parameter)] {
-        if let cachedParameters { return cachedParameters }
+        if let cachedParameters {
+            verifyCachedStructure()
+            return cachedParameters
+        }
         var seen = Set<ObjectIdentifier>()
         var result: [(name: String, parameter: Parameter)] = []
         for (prefix, module) in namedModules() {
@@ -156,7 +157,10 @@ open class Module {
 
     /// Every buffer in the tree with its dotted name.
     public func namedBuffers() -> [(name: String, buffer: Buffer)] {
-        if let cachedBuffers { return cachedBuffers }
+        if let cachedBuffers {
+            verifyCachedStructure()
+            return cachedBuffers
+        }
         let result = namedModules().flatMap { prefix, module in
             module.namedDirectBuffers().map { (prefix.isEmpty ? $0.name : "\(prefix).\($0.name)", $0.buffer) }
         }
@@ -175,6 +179,15 @@ open class Module {
     /// The module at this dotted path (`""` is self), if any.
     public func module(named path: String) -> Module? {
         namedModules().first { $0.name == path }?.module
+    }
+
+    /// Debug builds: stops with a message naming the property when a plain property of a module
+    /// in the cached tree was reassigned since it was read. Release builds: nothing.
+    @inline(__always)
+    private func verifyCachedStructure() {
+        #if DEBUG
+        if let cachedModules { ModuleRegistry.verifyPlainProperties(of: cachedModules.map(\.module)) }
+        #endif
     }
 
     /// Tells the module that its children or parameters changed outside a ``Child`` /

@@ -236,12 +236,10 @@ struct ModuleRegistry {
         switch Self.unwrapOptional(value) {
         case let m as Module:
             entries.append(.fixedChildren(property: property, key: key, children: [(key, m)]))
-        case let ms as [Module]:
+        case let collection as any ModuleCollection:
+            // By the collection's declared element type: an empty `[Bool]` would also cast to `[Module]`.
             entries.append(.fixedChildren(property: property, key: key,
-                                          children: ms.enumerated().map { ("\(key).\($0.offset)", $0.element) }))
-        case let dict as [String: Module]:
-            entries.append(.fixedChildren(property: property, key: key,
-                                          children: dict.sorted { $0.key < $1.key }.map { ("\(key).\($0.key)", $0.value) }))
+                                          children: collection.moduleElements.map { ("\(key).\($0.name)", $0.module) }))
         case let p as Parameter:
             entries.append(.fixedParameter(key: p.key ?? key, parameter: p))
         case let b as Buffer:
@@ -330,6 +328,19 @@ struct ModuleRegistry {
         guard m.displayStyle == .optional else { return value }
         return m.children.first.map { unwrapOptional($0.value) } ?? ()
     }
+}
+
+/// Arrays and string-keyed dictionaries whose declared element type is a module.
+protocol ModuleCollection {
+    var moduleElements: [(name: String, module: Module)] { get }
+}
+
+extension Array: ModuleCollection where Element: Module {
+    var moduleElements: [(name: String, module: Module)] { enumerated().map { (String($0.offset), $0.element) } }
+}
+
+extension Dictionary: ModuleCollection where Key == String, Value: Module {
+    var moduleElements: [(name: String, module: Module)] { sorted { $0.key < $1.key }.map { ($0.key, $0.value) } }
 }
 
 /// Counts reflection passes (see ``ModuleRegistry/passCounter``).
