@@ -36,11 +36,11 @@ public enum PEFTAdapter {
         guard let rank = try value("r", Int.self), rank > 0 else { throw .invalidAdapter(reason: "r must be a positive integer") }
         let alpha = try value("lora_alpha", Double.self) ?? 8
         let dropout = try value("lora_dropout", Double.self) ?? 0
-        let targets: [String]
+        let targets: LoRATargets
         if let list = try? value("target_modules", [String].self) {
-            targets = list
+            targets = .names(list)
         } else if let single = try value("target_modules", String.self) {
-            targets = [single]
+            targets = LoRATargets(stringLiteral: single)    // "all-linear" or a full-match regex, as PEFT reads it
         } else {
             throw .invalidAdapter(reason: "target_modules is missing")
         }
@@ -62,7 +62,7 @@ public enum PEFTAdapter {
     public static func configData(_ config: LoRAConfig) -> Data {
         let fields: [String: Any] = [
             "peft_type": "LORA", "r": config.rank, "lora_alpha": Double(config.alpha), "lora_dropout": Double(config.dropout),
-            "target_modules": config.targetModules, "use_rslora": config.useRSLoRA, "bias": "none",
+            "target_modules": config.targetModules.peftValue, "use_rslora": config.useRSLoRA, "bias": "none",
             "fan_in_fan_out": false, "use_dora": false, "init_lora_weights": true, "inference_mode": true,
             "modules_to_save": NSNull(), "task_type": NSNull(), "base_model_name_or_path": NSNull(),
             "rank_pattern": [String: Any](), "alpha_pattern": [String: Any](),
@@ -120,7 +120,7 @@ extension Module {
             throw .invalidAdapter(reason: "\(name) has a different rank, alpha or dropout (per-module settings are not supported)")
         }
         let config = LoRAConfig(rank: first.rank, alpha: first.alpha, dropout: first.loraDropout?.p ?? 0,
-                                targetModules: layers.map(\.name), useRSLoRA: first.usesRSLoRA)
+                                targetModules: .names(layers.map(\.name)), useRSLoRA: first.usesRSLoRA)
         var tensors: [String: Tensor] = [:]
         for (name, layer) in layers {
             for (key, p) in layer.namedParameters() where key.hasPrefix("lora_") {

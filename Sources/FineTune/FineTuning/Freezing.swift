@@ -81,17 +81,24 @@ extension Module {
         return selected.map(\.name)
     }
 
-    /// fastai's `freeze_to(n)`: freezes the first `n` direct children (layer groups) and
-    /// unfreezes the rest. A negative `n` counts from the end: `freeze(upTo: -1)` trains only
-    /// the last child (the head).
-    public func freeze(upTo n: Int) throws(SelectionError) {
-        let children = namedChildren()
-        let cut = n < 0 ? children.count + n : n
-        guard cut >= 0 && cut <= children.count else {
-            throw .outOfRange("freeze(upTo: \(n)): the module has \(children.count) children")
+    /// fastai's `freeze_to(n)`: freezes the first `n` layer groups and unfreezes the rest. The
+    /// groups are ``defaultLayerGroups()``: the direct children that have parameters, so
+    /// parameter-free layers (ReLU, pooling, Flatten) do not count. A negative `n` counts from
+    /// the end: `freeze(upTo: -1)` trains only the last group (the head). Throws when `n` is
+    /// out of range or would leave nothing trainable.
+    ///
+    /// ```swift
+    /// try cnn.freeze(upTo: -2)     // Conv, Conv, Linear, Linear: only the two Linear layers train
+    /// ```
+    public func freeze(upTo n: Int, trainBatchNorm: Bool = false) throws(SelectionError) {
+        let groups = namedChildren().filter { !$0.module.namedParameters().isEmpty }
+        let cut = n < 0 ? groups.count + n : n
+        guard cut >= 0 && cut < groups.count else {
+            throw .outOfRange("freeze(upTo: \(n)): the module has \(groups.count) layer groups (children with parameters)"
+                              + (cut == groups.count ? "; freezing all of them would leave nothing to train" : ""))
         }
-        for (i, child) in children.enumerated() {
-            if i < cut { child.module.freeze() } else { child.module.unfreeze() }
+        for (i, group) in groups.enumerated() {
+            if i < cut { group.module.freeze(trainBatchNorm: trainBatchNorm) } else { group.module.unfreeze() }
         }
     }
 

@@ -265,6 +265,74 @@ public final class LoRAEmbedding: Embedding, LoRALayer {
     }
 }
 
+/// Which modules ``Module/applyLoRA(_:)`` wraps, read as PEFT reads `target_modules`.
+///
+/// ```swift
+/// LoRAConfig(targetModules: ["q_proj", "v_proj"])     // names: the path or its "."-suffix
+/// LoRAConfig(targetModules: #".*\.(q|v)_proj"#)       // a string: a regex matching the whole path
+/// LoRAConfig(targetModules: "all-linear")             // every Linear except the output head
+/// ```
+public enum LoRATargets: Sendable, Equatable, ExpressibleByArrayLiteral, ExpressibleByStringLiteral, CustomStringConvertible {
+    /// A module is targeted when its dotted path equals a name or ends with `"." + name`.
+    case names([String])
+    /// A module is targeted when the regular expression matches its whole dotted path
+    /// (PEFT's `re.fullmatch`).
+    case regex(String)
+    /// Every `Linear` layer except the output head, which is the last `Linear` in the tree
+    /// (PEFT's `"all-linear"` excludes the model's output layer; FineTune takes the last one,
+    /// which is the head of the models it builds). Layers inside LoRA layers and adapters are
+    /// never targets.
+    case allLinear
+
+    public init(arrayLiteral names: String...) { self = .names(names) }
+
+    /// `"all-linear"`, or a regular expression, as PEFT reads a string `target_modules`.
+    public init(stringLiteral value: String) { self = value == "all-linear" ? .allLinear : .regex(value) }
+
+    public var description: String {
+        switch self {
+        case .names(let names): return "target modules \(names)"
+        case .regex(let r): return "target regex /\(r)/"
+        case .allLinear: return "all-linear"
+        }
+    }
+
+    /// The targeted modules of `model`, in tree order. LoRA layers themselves, their factors
+    /// and adapters are never targets.
+    public func select(in model: Module) throws(SelectionError) -> [(name: String, module: Module)] {
+        var excludedPrefixes: [String] = []
+        var candidates: [(name: String, module: Module)] = []
+        for (path, module) in model.namedModules() where !path.isEmpty {
+            if excludedPrefixes.contains(where: { path.hasPrefix($0) }) { continue }
+            if module is any LoRALayer || path == "adapter" || path.hasSuffix(".adapter") {
+                excludedPrefixes.append(path + ".")
+                continue
+            }
+            candidates.append((path, module))
+        }
+        switch self {
+        case .names(let names):
+            return candidates.filter { c in names.contains { c.name == $0 || c.name.hasSuffix("." + $0) } }
+        case .regex(let source):
+            let regex: NSRegularExpression
+            do { regex = try NSRegularExpression(pattern: "^(?:\(source))$") } catch { throw .invalidPattern(description) }
+            return candidates.filter { regex.firstMatch(in: $0.name, range: NSRange($0.name.startIndex..., in: $0.name)) != nil }
+        case .allLinear:
+            let linear = candidates.filter { $0.module is Linear }
+            return Array(linear.dropLast())
+        }
+    }
+
+    /// The names PEFT's `target_modules` holds: a list, a regex string, or `"all-linear"`.
+    var peftValue: Any {
+        switch self {
+        case .names(let names): return names
+        case .regex(let r): return r
+        case .allLinear: return "all-linear"
+        }
+    }
+}
+
 /// Where and how ``Module/applyLoRA(_:)`` adds LoRA (the fields of PEFT's `LoraConfig`).
 public struct LoRAConfig: Sendable, Equatable {
     /// The rank `r` of the update.
@@ -273,20 +341,14 @@ public struct LoRAConfig: Sendable, Equatable {
     public var alpha: Float
     /// `lora_dropout` on the low-rank path's input.
     public var dropout: Float
-    /// Module names: a module is targeted when its dotted path equals a name or ends with
-    /// `"." + name` (PEFT's rule), e.g. `["q_proj", "v_proj"]` or `["fc1"]`.
-    public var targetModules: [String]
+    /// Which modules to wrap (PEFT's `target_modules`): names, a regex, or `"all-linear"`.
+    public var targetModules: LoRATargets
     /// Rank-stabilised scaling `alpha / sqrt(rank)` (PEFT's `use_rslora`).
     public var useRSLoRA: Bool
 
-    public init(rank: Int = 8, alpha: Float = 8, dropout: Float = 0, targetModules: [String], useRSLoRA: Bool = false) {
+    public init(rank: Int = 8, alpha: Float = 8, dropout: Float = 0, targetModules: LoRATargets, useRSLoRA: Bool = false) {
         self.rank = rank; self.alpha = alpha; self.dropout = dropout
         self.targetModules = targetModules; self.useRSLoRA = useRSLoRA
-    }
-
-    /// Whether the module at `path` is a target.
-    public func targets(_ path: String) -> Bool {
-        targetModules.contains { path == $0 || path.hasSuffix("." + $0) }
     }
 }
 
@@ -304,9 +366,9 @@ extension Module {
     /// ```
     @discardableResult
     public func applyLoRA(_ config: LoRAConfig) throws(SelectionError) -> [String] {
-        let targets = namedModules().filter { !$0.name.isEmpty && config.targets($0.name) && !($0.module is any LoRALayer) }
+        let targets = try config.targetModules.select(in: self)
         guard !targets.isEmpty else {
-            throw .noMatch(pattern: "target modules \(config.targetModules)",
+            throw .noMatch(pattern: config.targetModules.description,
                            examples: Array(namedModules().map(\.name).dropFirst().prefix(8)))
         }
         for (path, module) in targets where !(module is Linear) && !(module is Embedding) && !((module as? Conv2d)?.groups == 1) {

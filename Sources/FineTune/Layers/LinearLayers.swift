@@ -177,7 +177,11 @@ open class Embedding: Module, ParameterInitializing {
         Shape.check(shape.reduce(1, *) == indices.count, op: name, shapes: [shape, weight.shape],
                     "index shape holds \(shape.reduce(1, *)) elements but \(indices.count) indices were given")
         if let bad = indices.first(where: { $0 < 0 || $0 >= count }) {
-            Shape.fail(ShapeError(op: name, shapes: [[indices.count], weight.shape], reason: "index \(bad) out of range 0..<\(count)"))
+            // A data error: a training loop records it (and the lookup goes on with index 0);
+            // without one it stops the process, naming the layer and the index.
+            DataIssueRecorder.report(.indexOutOfRange(layer: name, index: bad, count: count))
+            let clamped = indices.map { $0 < 0 || $0 >= count ? 0 : $0 }
+            return Tensor.embedding(clamped, shape: shape, weight: weight.value)
         }
         return Tensor.embedding(indices, shape: shape, weight: weight.value)
     }

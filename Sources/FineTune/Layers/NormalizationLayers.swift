@@ -104,9 +104,16 @@ public class BatchNorm: Module, ParameterInitializing {
         let name = "\(layerName)(\(features))"
         Shape.check(acceptedRanks.contains(x.rank) && x.shape[1] == features, op: name,
                     shapes: [x.shape, [features]], "expected input \(layout.replacingOccurrences(of: "C", with: String(features)))")
+        let batchStatistics = effectiveStatistics == .batch
+        if batchStatistics && x.count / x.shape[1] <= 1 {
+            // A data error (a last batch of one): a training loop records it and drops the batch,
+            // so the input passes through unchanged and no statistic moves.
+            DataIssueRecorder.report(.singleValuePerChannel(layer: name, shape: x.shape))
+            return x
+        }
         return BatchNormCore.forward(x, name: name, weight: weight, bias: bias, runningMean: runningMean,
                                      runningVar: runningVar, numBatchesTracked: numBatchesTracked,
-                                     training: effectiveStatistics == .batch, momentum: momentum, eps: eps)
+                                     training: batchStatistics, momentum: momentum, eps: eps)
     }
 }
 
