@@ -67,9 +67,10 @@ struct FineTuningRecipeTests {
         }
         #expect(model.parameter(named: "block.weight")!.value.scalars == frozen)
         #expect(model.parameter(named: "block.adapter.up.weight")!.value.scalars.contains { $0 != 0 })
-        // eval() reaches the wrapped module (it is not in the tree itself).
+        // Modes reach every module, adapters included: dropout is active in training mode and off in eval.
+        #expect(model(x).scalars != model(x).scalars)
         model.eval()
-        #expect(model(x).scalars == model(x).scalars)
+        #expect(model.namedModules().allSatisfy { !$0.module.isTraining } && model(x).scalars == model(x).scalars)
         #expect(throws: SelectionError.self) { try Backbone().addAdapters(after: ["drop"], bottleneck: 2) }
     }
 

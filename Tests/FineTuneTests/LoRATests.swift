@@ -188,7 +188,7 @@ struct LoRATests {
         let model = MLP()
         try model.load(from: folder.appendingPathComponent("base.safetensors"))
         let config = try model.loadPEFTAdapter(from: folder.appendingPathComponent("adapter"))
-        #expect(config == LoRAConfig(rank: 4, alpha: 8, dropout: 0, targetModules: ["fc1", "fc2"]))
+        #expect(config == PEFTAdapter.Config(lora: LoRAConfig(rank: 4, alpha: 8, dropout: 0, targetModules: ["fc1", "fc2"])))
         #expect(model.loraLayers.map(\.name) == ["fc1", "fc2"] && model.loraLayers[0].layer.scaling == 2)
         let reference = try SafeTensors(contentsOf: folder.appendingPathComponent("reference.safetensors"))
         let inputs = try reference.tensor("inputs")
@@ -215,7 +215,7 @@ struct LoRATests {
         let original = try SafeTensors(contentsOf: fixture.appendingPathComponent("adapter/adapter_model.safetensors"))
         #expect(file.keys == original.keys)
         let config = try PEFTAdapter.config(from: Data(contentsOf: out.appendingPathComponent("adapter_config.json")))
-        #expect(config == LoRAConfig(rank: 4, alpha: 8, targetModules: ["fc1", "fc2"]))
+        #expect(config == PEFTAdapter.Config(lora: LoRAConfig(rank: 4, alpha: 8, targetModules: ["fc1", "fc2"])))
 
         let copy = MLP()
         try copy.load(from: fixture.appendingPathComponent("base.safetensors"))
