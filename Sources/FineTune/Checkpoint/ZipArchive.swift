@@ -39,11 +39,18 @@ struct ZipArchive: Sendable {
         let reader = ByteReader(file)
         // End of central directory: 22 bytes plus a comment of up to 65535 bytes at the end.
         guard file.count >= 22 else { throw Self.error("\(file.count) bytes is too short for a zip archive") }
+        // (A plain backward scan: Foundation's Data.range(of:) costs time in proportion to the whole file.)
         let lowest = max(0, file.count - 22 - 65_535)
-        guard let found = file.range(of: Data([0x50, 0x4B, 0x05, 0x06]), options: .backwards, in: lowest..<file.count - 18) else {
-            throw Self.error("no end-of-central-directory record (truncated?)")
+        let found = file.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> Int? in
+            var position = file.count - 22
+            while position >= lowest {
+                if raw[position] == 0x50, UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: position, as: UInt32.self))
+                    == Self.endOfCentralDirectory { return position }
+                position -= 1
+            }
+            return nil
         }
-        let eocd = found.lowerBound
+        guard let eocd = found else { throw Self.error("no end-of-central-directory record (truncated?)") }
         var disk = UInt64(reader.u16(eocd + 4)), directoryDisk = UInt64(reader.u16(eocd + 6))
         var entriesOnDisk = UInt64(reader.u16(eocd + 8)), entryCount = UInt64(reader.u16(eocd + 10))
         var directorySize = UInt64(reader.u32(eocd + 12)), directoryOffset = UInt64(reader.u32(eocd + 16))
