@@ -65,6 +65,20 @@ private func openAndConvert(_ data: Data) -> Bool {
     return true
 }
 
+/// Makes `rounds` copies of `original` with 1...`maxEdits` random `edit`s each and counts the
+/// copies `open` accepts (the fuzz tests check that some open and some do not).
+private func mutations(of original: [UInt8], rounds: Int, maxEdits: Int, seed: UInt64,
+                       edit: (inout [UInt8], inout RandomGenerator, _ round: Int) -> Void, open: ([UInt8]) -> Bool) -> Int {
+    var rng = RandomGenerator(seed: seed)
+    var opened = 0
+    for round in 0..<rounds {
+        var bytes = original
+        for _ in 0..<1 + Int(rng.next() % UInt64(maxEdits)) { edit(&bytes, &rng, round) }
+        if open(bytes) { opened += 1 }
+    }
+    return opened
+}
+
 @Suite("PyTorch files")
 struct PyTorchFileTests {
     // MARK: What torch.save writes
@@ -332,19 +346,13 @@ struct PyTorchFileTests {
     func fuzzZipLayer() throws {
         let data = try [UInt8](Data(contentsOf: fixtureURL("pytorch-dtypes/state.pt")))
         let directoryStart = try #require(ZipArchive(Data(data)).entries.map(\.dataRange.upperBound).max())
-        var rng = RandomGenerator(seed: 22)
-        var opened = 0
         let rounds = 2_000
-        for round in 0..<rounds {
-            var bytes = data
-            for _ in 0..<1 + Int(rng.next() % 4) {
-                // Half the mutations hit the central directory and end records, the rest any byte.
-                let low = round % 2 == 0 ? directoryStart : 0
-                let position = low + Int(rng.next() % UInt64(bytes.count - low))
-                bytes[position] = rng.next() % 3 == 0 ? [0x00, 0xFF, 0x7F, 0x80][Int(rng.next() % 4)] : UInt8(truncatingIfNeeded: rng.next())
-            }
-            if openAndConvert(Data(bytes)) { opened += 1 }
-        }
+        let opened = mutations(of: data, rounds: rounds, maxEdits: 4, seed: 22, edit: { bytes, rng, round in
+            // Half the mutations hit the central directory and end records, the rest any byte.
+            let low = round % 2 == 0 ? directoryStart : 0
+            let position = low + Int(rng.next() % UInt64(bytes.count - low))
+            bytes[position] = rng.next() % 3 == 0 ? [0x00, 0xFF, 0x7F, 0x80][Int(rng.next() % 4)] : UInt8(truncatingIfNeeded: rng.next())
+        }, open: { openAndConvert(Data($0)) })
         #expect(opened > 0 && opened < rounds, "\(opened) of \(rounds) mutated archives opened")
     }
 
@@ -352,25 +360,22 @@ struct PyTorchFileTests {
     func fuzzPickleLayer() throws {
         var zip = try ZipBuilder(reading: Data(contentsOf: fixtureURL("pytorch-dtypes/state.pt")))
         let pickle = try #require(zip["/data.pkl"])
-        var rng = RandomGenerator(seed: 23)
-        var opened = 0
         let rounds = 1_500
-        for _ in 0..<rounds {
-            var bytes = pickle
-            for _ in 0..<1 + Int(rng.next() % 3) {
-                let position = Int(rng.next() % UInt64(bytes.count))
-                switch rng.next() % 4 {
-                case 0: bytes.remove(at: position)
-                case 1: bytes.insert(UInt8(truncatingIfNeeded: rng.next()), at: position)
-                default: bytes[position] = UInt8(truncatingIfNeeded: rng.next())
-                }
+        let opened = mutations(of: pickle, rounds: rounds, maxEdits: 3, seed: 23, edit: { bytes, rng, _ in
+            let position = Int(rng.next() % UInt64(bytes.count))
+            switch rng.next() % 4 {
+            case 0: bytes.remove(at: position)
+            case 1: bytes.insert(UInt8(truncatingIfNeeded: rng.next()), at: position)
+            default: bytes[position] = UInt8(truncatingIfNeeded: rng.next())
             }
+        }, open: { bytes in
             zip["/data.pkl"] = bytes
-            if openAndConvert(zip.build()) { opened += 1 }
-        }
+            return openAndConvert(zip.build())
+        })
         #expect(opened > 0 && opened < rounds, "\(opened) of \(rounds) mutated pickles opened")
 
         // Streams of allowed opcodes with random operands exercise the stack, marks and memo.
+        var rng = RandomGenerator(seed: 24)
         let opcodes: [UInt8] = [0x80, 0x81, 0x52, 0x62, 0x61, 0x65, 0x73, 0x75, 0x28, 0x74, 0x85, 0x86, 0x87, 0x4E, 0x89, 0x88,
                                 0x29, 0x5D, 0x7D, 0x8F, 0x4A, 0x4B, 0x4D, 0x47, 0x58, 0x55, 0x51, 0x68, 0x6A, 0x71, 0x72, 0x8A]
         let pieces = [global("collections", "OrderedDict"), global("torch._utils", "_rebuild_tensor_v2"), storage(), tensor(),
