@@ -16,6 +16,8 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
     case shapeMismatch([ShapeMismatch])
     /// A strict load found missing or unexpected keys (the report lists them).
     case keysDoNotMatch(LoadReport)
+    /// `renaming:` mapped two checkpoint keys to the same module key (nothing was loaded).
+    case renamingCollision(key: String, fileKeys: [String])
     /// An adapter folder or configuration FineTune cannot apply (bad JSON, unsupported options,
     /// targets that match nothing).
     case invalidAdapter(reason: String)
@@ -59,6 +61,8 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
         case let .shapeMismatch(list):
             return "size mismatch for \(list.count) tensor(s):\n" + list.map { "  " + $0.description }.joined(separator: "\n")
         case let .keysDoNotMatch(report): return "strict load failed:\n\(report)"
+        case let .renamingCollision(key, fileKeys):
+            return "renaming maps both \(fileKeys.joined(separator: " and ")) to \(key); nothing was loaded"
         case let .invalidAdapter(reason): return "cannot apply the adapter: \(reason)"
         case let .unreadablePyTorchFile(reason): return "cannot read the PyTorch file: \(reason)"
         case let .disallowedGlobal(name):

@@ -137,8 +137,9 @@ extension Module {
     public func load(from archive: some TensorArchive, strict: Bool = true,
                      renaming: ((String) -> String?)? = nil) throws(CheckpointError) -> LoadReport {
         var source: [String: String] = [:]    // module key -> file key
-        for fileKey in archive.keys {
+        for fileKey in archive.keys.sorted() {
             guard let key = renaming.map({ $0(fileKey) }) ?? fileKey else { continue }
+            if let other = source[key] { throw .renamingCollision(key: key, fileKeys: [other, fileKey]) }
             source[key] = fileKey
         }
         return try load(keys: Set(source.keys), strict: strict, shape: { archive.shape(of: source[$0]!)! },
