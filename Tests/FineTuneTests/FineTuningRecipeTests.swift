@@ -6,21 +6,22 @@ import Testing
 // discriminative learning rates and gradual unfreezing.
 
 private final class Backbone: Module {
-    let embed = Linear(6, 8)
-    let block = Linear(8, 8)
-    let fc = Linear(8, 3)
-    let drop = Dropout(p: 0.5)
+    @Child var embed = Linear(6, 8)
+    @Child var block = Linear(8, 8)
+    @Child var fc = Linear(8, 3)
+    @Child var drop = Dropout(p: 0.5)
     override func forward(_ x: Tensor) -> Tensor { fc(drop(block(embed(x).relu()).relu())) }
 }
 
 @Suite("Fine-tuning recipes")
 struct FineTuningRecipeTests {
-    @Test("replaceModule swaps a let-property head: names, training, optimizer and checkpoints follow")
+    @Test("replaceModule swaps a @Child head: names, training, optimizer and checkpoints follow")
     func headReplacement() throws {
         let model = Backbone()
         model.eval()
+        let previous = model.fc
         let old = try model.replaceModule(at: "fc", with: Linear(8, 5))
-        #expect(old === model.fc)
+        #expect(old === previous && model.fc.outFeatures == 5)   // the parent holds the new head
         #expect(model.module(named: "fc").map { ($0 as! Linear).outFeatures } == 5)
         #expect(model.parameter(named: "fc.weight")?.shape == [5, 8])
         #expect(model(randomTensor([2, 6])).shape == [2, 5])
@@ -66,9 +67,10 @@ struct FineTuningRecipeTests {
         }
         #expect(model.parameter(named: "block.weight")!.value.scalars == frozen)
         #expect(model.parameter(named: "block.adapter.up.weight")!.value.scalars.contains { $0 != 0 })
-        // eval() reaches the wrapped module (it is not in the tree itself).
+        // Modes reach every module, adapters included: dropout is active in training mode and off in eval.
+        #expect(model(x).scalars != model(x).scalars)
         model.eval()
-        #expect(model(x).scalars == model(x).scalars)
+        #expect(model.namedModules().allSatisfy { !$0.module.isTraining } && model(x).scalars == model(x).scalars)
         #expect(throws: SelectionError.self) { try Backbone().addAdapters(after: ["drop"], bottleneck: 2) }
     }
 
@@ -140,7 +142,7 @@ struct FineTuningRecipeTests {
         let lora = model.loraLayers[0].layer as! LoRALinear
         #expect(!lora.isMerged && lora.loraB.weight.value.scalars.allSatisfy { $0 == 0 })
         let x = randomTensor([3, 4], seed: 8)
-        #expect(model(x).scalars == Sequential(model[0], ReLU(), lora.original)(x).scalars)
+        #expect(model(x).scalars == Sequential(model[0], ReLU(), lora.baseLayer())(x).scalars)
 
         let adapted = Backbone()
         let adapters = try adapted.addAdapters(after: ["block"], bottleneck: 2)

@@ -27,7 +27,7 @@ private final class Backbone: Module {
 
 private final class Net: Module {
     let backbone = Backbone()
-    var head: Dense? = Dense(4, 2, seed: 4)
+    @Child var head: Dense? = Dense(4, 2, seed: 4)
     var _cache: Dense? = Dense(1, 1, seed: 5)   // underscore: not part of the state
     override func forward(_ x: Tensor) -> Tensor { head!(backbone(x)) }
 }

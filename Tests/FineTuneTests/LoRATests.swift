@@ -7,8 +7,8 @@ import Testing
 
 /// The peft-lora-mlp fixture's base model: fc1 = Linear(64, 32), ReLU, fc2 = Linear(32, 10).
 private final class MLP: Module {
-    let fc1 = Linear(64, 32)
-    let fc2 = Linear(32, 10)
+    @Child var fc1 = Linear(64, 32)
+    @Child var fc2 = Linear(32, 10)
     override func forward(_ x: Tensor) -> Tensor { fc2(fc1(x).relu()) }
 }
 
@@ -144,8 +144,8 @@ struct LoRATests {
     @Test("LoRA on Embedding: lookups add scaling * rows of (B A)^T; the [Int] call path forwards; adapters round-trip")
     func embeddingLoRA() throws {
         final class Tagger: Module {
-            let embed = Embedding(11, 6)
-            let head = Linear(6, 3)
+            @Child var embed = Embedding(11, 6)
+            @Child var head = Linear(6, 3)
             override func forward(_ x: Tensor) -> Tensor { head(embed(x)) }
         }
         let model = Tagger()
@@ -165,7 +165,7 @@ struct LoRATests {
             Tensor.embedding(ids, weight: t[1].matmul(t[0]).transposed()) * 2
         }
         lora.merge()
-        expectClose(model.embed.weight.value.scalars, (lora.original as! Embedding).weight.value.scalars)
+        expectClose(model.embed.weight.value.scalars, lora.baseLayer().namedParameters()[0].parameter.value.scalars)
         expectClose(Tensor.embedding(ids, weight: model.embed.weight.value).scalars, expected.scalars, atol: 1e-5, rtol: 1e-5)
         lora.unmerge()
 
@@ -188,7 +188,7 @@ struct LoRATests {
         let model = MLP()
         try model.load(from: folder.appendingPathComponent("base.safetensors"))
         let config = try model.loadPEFTAdapter(from: folder.appendingPathComponent("adapter"))
-        #expect(config == LoRAConfig(rank: 4, alpha: 8, dropout: 0, targetModules: ["fc1", "fc2"]))
+        #expect(config == PEFTAdapter.Config(lora: LoRAConfig(rank: 4, alpha: 8, dropout: 0, targetModules: ["fc1", "fc2"])))
         #expect(model.loraLayers.map(\.name) == ["fc1", "fc2"] && model.loraLayers[0].layer.scaling == 2)
         let reference = try SafeTensors(contentsOf: folder.appendingPathComponent("reference.safetensors"))
         let inputs = try reference.tensor("inputs")
@@ -215,7 +215,7 @@ struct LoRATests {
         let original = try SafeTensors(contentsOf: fixture.appendingPathComponent("adapter/adapter_model.safetensors"))
         #expect(file.keys == original.keys)
         let config = try PEFTAdapter.config(from: Data(contentsOf: out.appendingPathComponent("adapter_config.json")))
-        #expect(config == LoRAConfig(rank: 4, alpha: 8, targetModules: ["fc1", "fc2"]))
+        #expect(config == PEFTAdapter.Config(lora: LoRAConfig(rank: 4, alpha: 8, targetModules: ["fc1", "fc2"])))
 
         let copy = MLP()
         try copy.load(from: fixture.appendingPathComponent("base.safetensors"))

@@ -24,7 +24,7 @@ private final class Dense: Module {
 /// A 2-layer MLP whose head can be replaced.
 private final class TwoLayer: Module {
     let fc1: Dense
-    var head: Dense
+    @Child var head: Dense
     init(hidden: Int = 8, outputs: Int = 2) {
         fc1 = Dense(3, hidden, seed: 11)
         head = Dense(hidden, outputs, seed: 12)
@@ -505,7 +505,7 @@ struct OptimizerTests {
     @Test func stateOfRemovedParametersIsDropped() {
         final class WithOptionalHead: Module {
             let body = Dense(3, 4, seed: 1)
-            var head: Dense? = Dense(4, 2, seed: 2)
+            @Child var head: Dense? = Dense(4, 2, seed: 2)
             override func forward(_ x: Tensor) -> Tensor { head.map { $0(body(x)) } ?? body(x) }
         }
         let model = WithOptionalHead()
@@ -520,8 +520,8 @@ struct OptimizerTests {
 
     @Test func movedParameterKeepsItsState() {
         final class Slots: Module {
-            var first: Dense? = Dense(3, 2, seed: 1)
-            var second: Dense?
+            @Child var first: Dense? = Dense(3, 2, seed: 1)
+            @Child var second: Dense? = nil
         }
         let model = Slots()
         let sgd = SGD(model, lr: 0.1, momentum: 0.9)

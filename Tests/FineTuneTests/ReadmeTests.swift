@@ -57,10 +57,9 @@ struct ReadmeTests {
                                Flatten(), Linear(128, 64), ReLU(), Linear(64, 10))
         try model.load(from: fixtureURL("torch-digits-cnn/model.safetensors"))
         model.freeze()
-        try model.replaceModule(at: "10", with: Linear(64, 3))
+        try model.replaceModule(at: "10", with: Linear(64, 10))
         let data = try TensorDataset(csv: fixtureURL("digits/digits.csv"), featureShape: [1, 8, 8], scale: 1.0 / 16)
-        let small = TensorDataset(inputs: data.slice(0..<100).inputs, labels: data.slice(0..<100).labels.map { $0 % 3 })
-        let (train, validation) = small.split(validationFraction: 0.2, seed: 1)
+        let (train, validation) = data.slice(0..<100).split(validationFraction: 0.2, seed: 1)
         let trainer = Trainer(model: model, optimizer: AdamW(model, lr: 1e-2), batchSize: 32,
                               earlyStopping: EarlyStopping(patience: 3))
         let history = try trainer.fit(train, validation: validation, epochs: 2)
@@ -68,7 +67,7 @@ struct ReadmeTests {
         try model.save(to: directory.appendingPathComponent("finetuned.safetensors"))
 
         try model.applyLoRA(LoRAConfig(rank: 8, alpha: 16, targetModules: ["8", "10"]))
-        #expect(model.trainableParameterCount == 8 * 128 + 64 * 8 + 8 * 64 + 3 * 8)
+        #expect(model.trainableParameterCount == 8 * 128 + 64 * 8 + 8 * 64 + 10 * 8)
         let adapter = directory.appendingPathComponent("adapter")
         try model.savePEFTAdapter(to: adapter)
         model.mergeLoRA()
@@ -76,9 +75,28 @@ struct ReadmeTests {
 
         let other = Sequential(Conv2d(1, 16, kernelSize: 3, padding: 1), BatchNorm2d(16), ReLU(), MaxPool2d(kernelSize: 2),
                                Conv2d(16, 32, kernelSize: 3, padding: 1), ReLU(), MaxPool2d(kernelSize: 2),
-                               Flatten(), Linear(128, 64), ReLU(), Linear(64, 3))
+                               Flatten(), Linear(128, 64), ReLU(), Linear(64, 10))
         try other.loadPEFTAdapter(from: adapter)
         try other.addAdapters(after: ["8"], bottleneck: 16)
         #expect(other.stateDictKeys.contains("8.adapter.down.weight"))
+    }
+
+    @Test func moduleTreeTour() throws {
+        final class Classifier: Module {
+            @Child var backbone = Sequential(Conv2d(1, 8, kernelSize: 3, padding: 1), BatchNorm2d(8), ReLU(),
+                                             GlobalAvgPool2d(), Flatten())
+            @Child var head = Linear(8, 10)
+            override func forward(_ x: Tensor) -> Tensor { head(backbone(x)) }
+        }
+        let net = Classifier()
+        try net.replaceModule(at: "head", with: Linear(8, 3))
+        #expect(net.head.outFeatures == 3 && net(Tensor.zeros([2, 1, 5, 5])).shape == [2, 3])
+        #expect(throws: SelectionError.self) { try net.replaceModule(at: "head", with: ReLU()) }
+        net.backbone.freeze()
+        #expect((net.backbone[1] as! BatchNorm).effectiveStatistics == .running)
+        net.backbone.pin(.inference)
+        net.train()
+        #expect(!net.backbone.isTraining && net.head.isTraining)
+        #expect(net.summary().contains("eval (pinned)"))
     }
 }

@@ -166,8 +166,11 @@ struct TensorTests {
         let ce = Tensor.crossEntropy(logits, targets: [2, 0]).item()
         let expected = ((-log(exp(3.0) / (exp(1.0) + exp(2.0) + exp(3.0)))) + log(3.0)) / 2
         #expect(abs(Double(ce) - expected) < 1e-5)
-        let smooth = Tensor.crossEntropy(Tensor(shape: [1, 2], scalars: [0, 0]), targets: [0], labelSmoothing: 0.2).item()
-        #expect(abs(smooth - Float(log(2.0))) < 1e-6)
+        // Label smoothing as PyTorch: (1 - e) * -log p[target] + e * mean_k(-log p[k]), on logits where it matters.
+        let z: [Double] = [1, 2, 4], lse = log(z.map { exp($0) }.reduce(0, +)), logp = z.map { $0 - lse }
+        let expectedSmooth = 0.8 * -logp[0] + 0.2 * -logp.reduce(0, +) / 3
+        let smooth = Tensor.crossEntropy(Tensor(shape: [1, 3], scalars: [1, 2, 4]), targets: [0], labelSmoothing: 0.2).item()
+        #expect(abs(Double(smooth) - expectedSmooth) < 1e-5 && abs(Double(smooth) + logp[0]) > 0.1)
         #expect(Tensor.mse(Tensor([1, 2]), Tensor([0, 0])).item() == 2.5)
         let bce = Tensor.binaryCrossEntropyWithLogits(Tensor([0, 100, -100]), Tensor([1, 1, 0])).item()
         #expect(abs(bce - Float(log(2.0)) / 3) < 1e-6)

@@ -6,12 +6,12 @@ import Testing
 // best-weight restore, gradual unfreezing hook), and end-to-end fine-tuning of the
 // PyTorch-trained digits CNN on real data against training from scratch.
 
-private func digits() throws -> TensorDataset {
+func digits() throws -> TensorDataset {
     try TensorDataset(csv: fixtureURL("digits/digits.csv"), featureShape: [1, 8, 8], scale: 1.0 / 16)
 }
 
 /// The pretrained digits CNN of the torch-digits-cnn fixture (trained on rows 0..<1500).
-private func pretrainedCNN() throws -> Sequential {
+func pretrainedCNN() throws -> Sequential {
     let model = digitsCNN()
     try model.load(from: fixtureURL("torch-digits-cnn/model.safetensors"))
     return model
@@ -63,14 +63,14 @@ struct TrainingTests {
         #expect {
             try trainer.fit(data, epochs: 1)
         } throws: { error in
-            guard case .nonFiniteLoss(0, 0, let value) = error as? TrainingError else { return false }
+            guard case .nonFiniteLoss(0, 0, let value) = (error as? TrainingFailure)?.reason else { return false }
             return value.isNaN
         }
         #expect(model.stateDict().allSatisfy { $0.value.scalars == before[$0.key]! })
         #expect(TrainingError.nonFiniteLoss(epoch: 2, step: 5, value: .infinity).description.contains("epoch 2, step 5"))
     }
 
-    @Test("early stopping stops after `patience` bad epochs and restores the best epoch's weights")
+    @Test("early stopping stops `patience` epochs after the best one (Keras, fastai) and restores its weights")
     func earlyStopping() throws {
         // Validation labels contradict the training labels, so every epoch of training makes
         // the validation loss worse: the best epoch is the first.
@@ -84,9 +84,10 @@ struct TrainingTests {
         var seen: [Int] = []
         trainer.onEpochEnd = { seen.append($0.epoch) }
         let history = try trainer.fit(train, validation: validation, epochs: 20)
-        #expect(history.stoppedEarly && history.bestEpoch == 0 && history.epochs.count == 4 && seen == [0, 1, 2, 3])
+        // Stops when epochs.count == bestIndex + 1 + patience.
+        #expect(history.stoppedEarly && history.bestEpoch == 0 && history.epochs.count == 0 + 1 + 2 && seen == [0, 1, 2])
         let losses = history.epochs.map { $0.validationLoss! }
-        #expect(losses[1] > losses[0] && losses[3] > losses[0])
+        #expect(losses[1] > losses[0] && losses[2] > losses[0])
         #expect(trainer.evaluate(validation).loss == losses[0])    // the restored weights, bit for bit
     }
 
@@ -117,7 +118,9 @@ struct TrainingTests {
         // Retrained from scratch for comparison: the same architecture, data and budget.
         let scratch = RandomGenerator.withSeed(21) { digitsCNN() }
         let scratchAccuracy = try run(scratch)
-        #expect(transferAccuracy >= 0.85, "transfer accuracy \(transferAccuracy)")
+        // Frozen BatchNorm keeps its pretrained statistics (Keras' behaviour). Over shuffling seeds
+        // 5...8 the transfer accuracy ranges 0.81-0.91 (0.82-0.92 with drifting batch statistics).
+        #expect(transferAccuracy >= 0.8, "transfer accuracy \(transferAccuracy)")
         #expect(transferAccuracy > scratchAccuracy + 0.1, "transfer \(transferAccuracy) vs scratch \(scratchAccuracy)")
     }
 

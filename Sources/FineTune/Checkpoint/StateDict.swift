@@ -94,12 +94,17 @@ extension Module {
     /// Saves the state dict as a safetensors file (atomically) under PyTorch's names, so
     /// `safetensors.torch.load_file` + `load_state_dict` reads it back in PyTorch.
     public func save(to url: URL, metadata: [String: String] = ["format": "pt"]) throws(CheckpointError) {
-        var tensors: [String: Tensor] = [:], dtypes: [String: SafeTensors.DType] = [:]
-        for (name, entry) in namedStateEntries() where tensors[name] == nil {
-            tensors[name] = entry.value
-            dtypes[name] = entry.checkpointDType
-        }
-        try SafeTensors.write(tensors, dtypes: dtypes, metadata: metadata, to: url)
+        let entries = checkpointEntries()
+        try SafeTensors.write(Dictionary(uniqueKeysWithValues: entries.map { ($0.name, $0.tensor) }),
+                              dtypes: Dictionary(uniqueKeysWithValues: entries.map { ($0.name, $0.dtype) }),
+                              metadata: metadata, to: url)
+    }
+
+    /// What a checkpoint of this module holds, in state-dict order: each key once, with the
+    /// element type it is stored as.
+    func checkpointEntries() -> [(name: String, tensor: Tensor, dtype: SafeTensors.DType)] {
+        var seen = Set<String>()
+        return namedStateEntries().filter { seen.insert($0.name).inserted }.map { ($0.name, $0.entry.value, $0.entry.checkpointDType) }
     }
 
     /// Loads a safetensors checkpoint (e.g. a PyTorch `state_dict` saved with
@@ -121,17 +126,24 @@ extension Module {
         try load(from: SafeTensors(contentsOf: url), strict: strict, renaming: renaming)
     }
 
-    /// Loads tensors from an already opened safetensors file; see ``load(from:strict:renaming:)-(URL,_,_)``.
+    /// Loads tensors from an opened checkpoint: a safetensors file, a PyTorch file
+    /// (``PyTorchFile``) or a Hugging Face folder (``PretrainedFolder``); see
+    /// ``load(from:strict:renaming:)-(URL,_,_)``.
+    ///
+    /// ```swift
+    /// try model.load(from: PyTorchFile(contentsOf: URL(fileURLWithPath: "resnet18.pth")))
+    /// ```
     @discardableResult
-    public func load(from file: SafeTensors, strict: Bool = true,
+    public func load(from archive: some TensorArchive, strict: Bool = true,
                      renaming: ((String) -> String?)? = nil) throws(CheckpointError) -> LoadReport {
         var source: [String: String] = [:]    // module key -> file key
-        for fileKey in file.keys {
+        for fileKey in archive.keys.sorted() {
             guard let key = renaming.map({ $0(fileKey) }) ?? fileKey else { continue }
+            if let other = source[key] { throw .renamingCollision(key: key, fileKeys: [other, fileKey]) }
             source[key] = fileKey
         }
-        return try load(keys: Set(source.keys), strict: strict, shape: { file.entries[source[$0]!]!.shape },
-                        value: { key throws(CheckpointError) in try file.tensor(source[key]!) })
+        return try load(keys: Set(source.keys), strict: strict, shape: { archive.shape(of: source[$0]!)! },
+                        value: { key throws(CheckpointError) in try archive.tensor(source[key]!) })
     }
 
     /// The shared load: match keys, check every shape, check strictness, convert, then assign.

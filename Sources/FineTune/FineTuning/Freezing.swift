@@ -13,11 +13,32 @@ extension Module {
         return selected
     }
 
-    /// Freezes every parameter of this module and its descendants.
-    public func freeze() { for p in parameters() { p.isFrozen = true } }
+    /// Freezes every parameter of this module and its descendants, and the statistics of every
+    /// BatchNorm among them (they use and keep their running statistics in training mode; see
+    /// ``BatchNorm``). With `trainBatchNorm` (fastai's `train_bn`) the BatchNorm layers stay
+    /// trainable, parameters and statistics.
+    ///
+    /// ```swift
+    /// backbone.freeze()                        // a fixed feature extractor, BatchNorm included
+    /// backbone.freeze(trainBatchNorm: true)    // everything but BatchNorm
+    /// ```
+    public func freeze(trainBatchNorm: Bool = false) {
+        for (_, module) in namedModules() {
+            if let bn = module as? BatchNorm {
+                guard !trainBatchNorm else { continue }
+                bn.isFrozenAsModule = true
+            }
+            for (_, p) in module.namedDirectParameters() { p.isFrozen = true }
+        }
+    }
 
-    /// Unfreezes every parameter of this module and its descendants.
-    public func unfreeze() { for p in parameters() { p.isFrozen = false } }
+    /// Unfreezes every parameter of this module and its descendants (BatchNorm statistics included).
+    public func unfreeze() {
+        for (_, module) in namedModules() {
+            (module as? BatchNorm)?.isFrozenAsModule = false
+            for (_, p) in module.namedDirectParameters() { p.isFrozen = false }
+        }
+    }
 
     /// Freezes the parameters matching `pattern` and returns their names.
     /// With `dryRun`, only returns the names. Throws if nothing matches.
@@ -26,34 +47,58 @@ extension Module {
     /// try model.freeze(matching: "backbone.**")     // whole backbone
     /// try model.freeze(matching: .regex(#".*\.bias"#), dryRun: true)
     /// ```
+    /// A non-affine BatchNorm whose path the pattern selects has its statistics frozen too;
+    /// with `trainBatchNorm`, BatchNorm parameters and statistics are left trainable.
     @discardableResult
-    public func freeze(matching pattern: ParameterPattern, dryRun: Bool = false) throws(SelectionError) -> [String] {
-        try setFrozen(true, matching: pattern, dryRun: dryRun)
+    public func freeze(matching pattern: ParameterPattern, trainBatchNorm: Bool = false,
+                       dryRun: Bool = false) throws(SelectionError) -> [String] {
+        try setFrozen(true, matching: pattern, sparingBatchNorm: trainBatchNorm, dryRun: dryRun)
     }
 
     /// Unfreezes the parameters matching `pattern` and returns their names.
     @discardableResult
     public func unfreeze(matching pattern: ParameterPattern, dryRun: Bool = false) throws(SelectionError) -> [String] {
-        try setFrozen(false, matching: pattern, dryRun: dryRun)
+        try setFrozen(false, matching: pattern, sparingBatchNorm: false, dryRun: dryRun)
     }
 
-    private func setFrozen(_ frozen: Bool, matching pattern: ParameterPattern, dryRun: Bool) throws(SelectionError) -> [String] {
-        let selected = try parameters(matching: pattern)
-        if !dryRun { for (_, p) in selected { p.isFrozen = frozen } }
+    private func setFrozen(_ frozen: Bool, matching pattern: ParameterPattern, sparingBatchNorm: Bool,
+                           dryRun: Bool) throws(SelectionError) -> [String] {
+        var selected = try parameters(matching: pattern)
+        if sparingBatchNorm {
+            let spared = Set(namedModules().filter { $0.module is BatchNorm }.flatMap {
+                $0.module.namedDirectParameters().map { ObjectIdentifier($0.parameter) }
+            })
+            selected.removeAll { spared.contains(ObjectIdentifier($0.parameter)) }
+        }
+        guard !dryRun else { return selected.map(\.name) }
+        for (_, p) in selected { p.isFrozen = frozen }
+        if !sparingBatchNorm {
+            for (path, module) in namedModules() {
+                guard let bn = module as? BatchNorm, bn.weight == nil, !path.isEmpty, try pattern.matches(path) else { continue }
+                bn.isFrozenAsModule = frozen
+            }
+        }
         return selected.map(\.name)
     }
 
-    /// fastai's `freeze_to(n)`: freezes the first `n` direct children (layer groups) and
-    /// unfreezes the rest. A negative `n` counts from the end: `freeze(upTo: -1)` trains only
-    /// the last child (the head).
-    public func freeze(upTo n: Int) throws(SelectionError) {
-        let children = resolvedChildren()
-        let cut = n < 0 ? children.count + n : n
-        guard cut >= 0 && cut <= children.count else {
-            throw .outOfRange("freeze(upTo: \(n)): the module has \(children.count) children")
+    /// fastai's `freeze_to(n)`: freezes the first `n` layer groups and unfreezes the rest. The
+    /// groups are ``defaultLayerGroups()``: the direct children that have parameters, so
+    /// parameter-free layers (ReLU, pooling, Flatten) do not count. A negative `n` counts from
+    /// the end: `freeze(upTo: -1)` trains only the last group (the head). Throws when `n` is
+    /// out of range or would leave nothing trainable.
+    ///
+    /// ```swift
+    /// try cnn.freeze(upTo: -2)     // Conv, Conv, Linear, Linear: only the two Linear layers train
+    /// ```
+    public func freeze(upTo n: Int, trainBatchNorm: Bool = false) throws(SelectionError) {
+        let groups = namedChildren().filter { !$0.module.namedParameters().isEmpty }
+        let cut = n < 0 ? groups.count + n : n
+        guard cut >= 0 && cut < groups.count else {
+            throw .outOfRange("freeze(upTo: \(n)): the module has \(groups.count) layer groups (children with parameters)"
+                              + (cut == groups.count ? "; freezing all of them would leave nothing to train" : ""))
         }
-        for (i, child) in children.enumerated() {
-            if i < cut { child.module.freeze() } else { child.module.unfreeze() }
+        for (i, group) in groups.enumerated() {
+            if i < cut { group.module.freeze(trainBatchNorm: trainBatchNorm) } else { group.module.unfreeze() }
         }
     }
 

@@ -7,11 +7,13 @@ import Foundation
 extension Module {
     /// One group per direct child that has parameters, input first (`["0", "1", "4", ...]`).
     public func defaultLayerGroups() -> [ParameterPattern] {
-        resolvedChildren().filter { !$0.module.parameters().isEmpty }.map { .glob($0.name) }
+        namedChildren().filter { !$0.module.parameters().isEmpty }.map { .glob($0.name) }
     }
 
-    /// BitFit (Ben Zaken et al. 2021): trains only the bias terms, plus any parameters matching
-    /// `also` (typically the new head). Returns the names of the trainable parameters.
+    /// BitFit (Ben Zaken et al. 2021): trains only the bias terms, every one of them (linear,
+    /// convolution, attention and normalisation biases such as LayerNorm's and BatchNorm's
+    /// `bias`), plus any parameters matching `also` (typically the new head). Returns the names
+    /// of the trainable parameters.
     ///
     /// ```swift
     /// try model.trainOnlyBiases(also: ["fc"])
@@ -22,7 +24,8 @@ extension Module {
         for pattern in patterns { keep.formUnion(try parameters(matching: pattern).map(\.name)) }
         var trainable: [String] = []
         for (name, p) in namedParameters() {
-            p.isFrozen = !(p.role == .bias || keep.contains(name))
+            let isBias = p.role == .bias || name == "bias" || name.hasSuffix(".bias") || name.hasSuffix("_bias")
+            p.isFrozen = !(isBias || keep.contains(name))
             if !p.isFrozen { trainable.append(name) }
         }
         guard !trainable.isEmpty else { throw .noMatch(pattern: "bias parameters", examples: Array(namedParameters().prefix(5).map(\.name))) }

@@ -25,13 +25,16 @@ public enum ParameterPattern: Sendable, ExpressibleByStringLiteral, CustomString
     }
 
     /// Whether the pattern selects the parameter `name` (directly or through a module prefix).
+    /// A regex must match the whole name (as `re.fullmatch`): `layer1|layer1\..*` selects
+    /// `layer1.weight` through its second alternative.
     public func matches(_ name: String) throws(SelectionError) -> Bool {
         let regex = try compiled()
         let segments = name.split(separator: ".", omittingEmptySubsequences: false)
         for end in stride(from: segments.count, through: 1, by: -1) {
             let candidate = segments[0..<end].joined(separator: ".")
-            let range = NSRange(candidate.startIndex..., in: candidate)
-            if let m = regex.firstMatch(in: candidate, range: range), m.range == range { return true }
+            // The expression is anchored (^(?:...)$), so any match is a whole-name match: every
+            // alternative is tried, not only the first one that matches a prefix.
+            if regex.firstMatch(in: candidate, range: NSRange(candidate.startIndex..., in: candidate)) != nil { return true }
             if case .regex = self { break }   // a regex is matched against full names only
         }
         return false
@@ -44,7 +47,7 @@ public enum ParameterPattern: Sendable, ExpressibleByStringLiteral, CustomString
         case .glob(let g): source = ParameterPattern.regexSource(forGlob: g)
         }
         do {
-            return try NSRegularExpression(pattern: source)
+            return try NSRegularExpression(pattern: "^(?:\(source))$")
         } catch {
             throw .invalidPattern(description)
         }
@@ -67,32 +70,5 @@ public enum ParameterPattern: Sendable, ExpressibleByStringLiteral, CustomString
             }
         }
         return out
-    }
-}
-
-/// Why a selection of parameters was refused.
-public enum SelectionError: Error, Equatable, CustomStringConvertible {
-    /// The pattern matched no parameter: a typo must not silently select nothing.
-    case noMatch(pattern: String, examples: [String])
-    /// The pattern is not a valid glob or regular expression.
-    case invalidPattern(String)
-    /// A depth or child index outside the module's children.
-    case outOfRange(String)
-    /// No module at this dotted path.
-    case noModule(path: String, examples: [String])
-    /// The module at `path` is not of a kind the operation supports.
-    case unsupportedModule(path: String, type: String, expected: String)
-
-    public var description: String {
-        switch self {
-        case .noMatch(let p, let examples):
-            return "\(p) matches no parameter; names look like: \(examples.joined(separator: ", "))"
-        case .invalidPattern(let p): return "invalid pattern \(p)"
-        case .outOfRange(let why): return why
-        case .noModule(let path, let examples):
-            return "no module at \"\(path)\"; module paths look like: \(examples.joined(separator: ", "))"
-        case .unsupportedModule(let path, let type, let expected):
-            return "\(path) is a \(type), expected \(expected)"
-        }
     }
 }

@@ -1,17 +1,11 @@
 import Foundation
 
-/// Collects output shapes during a summary's forward pass.
-final class ShapeRecorder: @unchecked Sendable {
-    @TaskLocal static var current: ShapeRecorder?
-    private(set) var shapes: [ObjectIdentifier: [Int]] = [:]
-    func record(_ module: Module, shape: [Int]) { shapes[ObjectIdentifier(module)] = shape }
-}
-
 extension Module {
     /// A table of the model like Keras' `model.summary()` and PEFT's `print_trainable_parameters`:
     /// module path, type, output shape (when `input` is given, from one forward pass in eval
     /// mode without gradients), parameter count, trainable/frozen, learning-rate multipliers,
-    /// and totals including the memory of weights, gradients and optimizer state.
+    /// the module's mode (`train`, `eval`, `pinned`; for BatchNorm, which statistics a training
+    /// call uses), and totals including the memory of weights, gradients and optimizer state.
     ///
     /// `optimizerSlots` is the number of state tensors per trainable parameter (Adam: 2, SGD with
     /// momentum: 1).
@@ -26,7 +20,7 @@ extension Module {
             ShapeRecorder.$current.withValue(recorder) { _ = inferring { self(input) } }
             shapes = recorder.shapes
         }
-        var rows: [[String]] = [["Module", "Type", "Output shape", "Params", "Trainable", "LR x"]]
+        var rows: [[String]] = [["Module", "Type", "Output shape", "Params", "Trainable", "LR x", "Mode"]]
         let modules = namedModules().filter { !$0.name.isEmpty }
         for (path, module) in modules {
             let params = module.parameters()
@@ -38,7 +32,7 @@ extension Module {
             let depth = modules.filter { path.hasPrefix($0.name + ".") }.count
             let shape = shapes[ObjectIdentifier(module)].map { "\($0)" } ?? ""
             rows.append([String(repeating: "  ", count: depth) + path, String(describing: type(of: module)), shape,
-                         Module.grouped(total), state, lr])
+                         Module.grouped(total), state, lr, Module.modeDescription(module)])
         }
         let widths = (0..<rows[0].count).map { c in rows.map { $0[c].count }.max() ?? 0 }
         func line(_ row: [String]) -> String {
@@ -56,6 +50,16 @@ extension Module {
         out.append("Memory: weights \(Module.bytes((total + bufferScalars) * 4)), gradients \(Module.bytes(trainable * 4)), "
                    + "optimizer state \(Module.bytes(trainable * 4 * optimizerSlots)) (\(optimizerSlots) slots)")
         return out.joined(separator: "\n")
+    }
+
+    /// `train` / `eval`, `pinned` when pinned, and BatchNorm's statistics in training mode.
+    static func modeDescription(_ module: Module) -> String {
+        var mode = module.isTraining ? "train" : "eval"
+        if module.pinnedMode != nil { mode += " (pinned)" }
+        if let bn = module as? BatchNorm, bn.isTraining {
+            mode += bn.effectiveStatistics == .batch ? ", batch stats" : ", running stats"
+        }
+        return mode
     }
 
     static func grouped(_ n: Int) -> String {

@@ -14,13 +14,13 @@ import Foundation
 /// let y = attn(x)                                    // self-attention, [B, T, 64] -> [B, T, 64]
 /// let z = attn(x, memory, memory, mask: causal)      // cross-attention with a mask
 /// ```
-public final class MultiHeadAttention: Module, ParameterInitializing {
+open class MultiHeadAttention: Module, ParameterInitializing {
     /// `[3E, E]`: the query, key and value projections stacked.
     public let inProjWeight: Parameter
     /// `[3E]`, or nil without bias.
     public let inProjBias: Parameter?
     /// The output projection `[E, E]`.
-    public let outProj: Linear
+    @Child public var outProj: Linear
 
     /// E, the model width.
     public let embedDim: Int
@@ -49,7 +49,7 @@ public final class MultiHeadAttention: Module, ParameterInitializing {
 
     /// PyTorch's `_reset_parameters`: `in_proj_weight` xavier-uniform, `in_proj_bias` and
     /// `out_proj.bias` zeros (`out_proj.weight` keeps its Linear initialisation).
-    public func resetParameters(generator: inout RandomGenerator) {
+    open func resetParameters(generator: inout RandomGenerator) {
         inProjWeight.value = Initializer.xavierUniform(inProjWeight.shape, generator: &generator)
         if let inProjBias { inProjBias.value = Tensor.zeros(inProjBias.shape) }
         if let b = outProj.bias { b.value = Tensor.zeros(b.shape) }
@@ -58,8 +58,8 @@ public final class MultiHeadAttention: Module, ParameterInitializing {
     var name: String { "MultiHeadAttention(embedDim: \(embedDim), numHeads: \(numHeads))" }
 
     /// Self-attention: `x` is query, key and value.
-    public override func forward(_ x: Tensor) -> Tensor {
-        attend(x, x, x).output
+    open override func forward(_ x: Tensor) -> Tensor {
+        attention(x, x, x).output
     }
 
     /// Attention of `query` `[B, T, E]` over `key` and `value` `[B, S, E]`; returns `[B, T, E]`.
@@ -70,18 +70,26 @@ public final class MultiHeadAttention: Module, ParameterInitializing {
     /// to hide). `keyPaddingMask` `[B, S]` hides padded keys (non-zero = padding).
     public func callAsFunction(_ query: Tensor, _ key: Tensor, _ value: Tensor, mask: Tensor? = nil,
                                additiveMask: Tensor? = nil, keyPaddingMask: Tensor? = nil) -> Tensor {
-        recordOutputShape(attend(query, key, value, mask: mask, additiveMask: additiveMask, keyPaddingMask: keyPaddingMask).output)
+        attend(query, key, value, mask: mask, additiveMask: additiveMask, keyPaddingMask: keyPaddingMask).output
     }
 
     /// Like ``callAsFunction(_:_:_:mask:additiveMask:keyPaddingMask:)`` and also returns the
-    /// attention weights per head, `[B, numHeads, T, S]` (before dropout).
+    /// attention weights per head, `[B, numHeads, T, S]` (before dropout). Every call form
+    /// finishes through ``Module/completeCall(_:)`` (output adapters, summaries).
     public func attend(_ query: Tensor, _ key: Tensor, _ value: Tensor, mask: Tensor? = nil,
                        additiveMask: Tensor? = nil, keyPaddingMask: Tensor? = nil) -> (output: Tensor, weights: Tensor) {
+        let (output, weights) = attention(query, key, value, mask: mask, additiveMask: additiveMask, keyPaddingMask: keyPaddingMask)
+        return (completeCall(output), weights)
+    }
+
+    /// The attention computation behind every call form (subclasses override this one).
+    open func attention(_ query: Tensor, _ key: Tensor, _ value: Tensor, mask: Tensor? = nil,
+                        additiveMask: Tensor? = nil, keyPaddingMask: Tensor? = nil) -> (output: Tensor, weights: Tensor) {
         if query.rank == 2 {
             // Unbatched: [T, E] with key and value [S, E].
             Shape.check(key.rank == 2 && value.rank == 2, op: name, shapes: [query.shape, key.shape, value.shape],
                         "unbatched query [T, E] needs unbatched key and value [S, E]")
-            let r = attend(query.unsqueezed(axis: 0), key.unsqueezed(axis: 0), value.unsqueezed(axis: 0), mask: mask,
+            let r = attention(query.unsqueezed(axis: 0), key.unsqueezed(axis: 0), value.unsqueezed(axis: 0), mask: mask,
                            additiveMask: additiveMask, keyPaddingMask: keyPaddingMask?.reshaped([1, -1]))
             return (r.output.squeezed(axis: 0), r.weights.squeezed(axis: 0))
         }
@@ -170,21 +178,21 @@ public final class TransformerEncoderBlock: Module {
     }
 
     /// Self-attention (`self_attn`).
-    public let selfAttn: MultiHeadAttention
+    @Child public var selfAttn: MultiHeadAttention
     /// `dModel -> ffnDim`.
-    public let linear1: Linear
+    @Child public var linear1: Linear
     /// Dropout inside the feed-forward network.
-    public let dropout: Dropout
+    @Child public var dropout: Dropout
     /// `ffnDim -> dModel`.
-    public let linear2: Linear
+    @Child public var linear2: Linear
     /// Normalises the attention branch's input (pre-norm) or output (post-norm).
-    public let norm1: LayerNorm
+    @Child public var norm1: LayerNorm
     /// Normalises the feed-forward branch's input (pre-norm) or output (post-norm).
-    public let norm2: LayerNorm
+    @Child public var norm2: LayerNorm
     /// Dropout on the attention branch.
-    public let dropout1: Dropout
+    @Child public var dropout1: Dropout
     /// Dropout on the feed-forward branch.
-    public let dropout2: Dropout
+    @Child public var dropout2: Dropout
 
     /// The feed-forward nonlinearity.
     public let activation: Activation
@@ -219,7 +227,7 @@ public final class TransformerEncoderBlock: Module {
     /// (non-zero = hidden), `[T, T]` or per batch/head; `keyPaddingMask` `[B, T]`.
     public func callAsFunction(_ x: Tensor, mask: Tensor?, additiveMask: Tensor? = nil,
                                keyPaddingMask: Tensor? = nil) -> Tensor {
-        recordOutputShape(encode(x, mask: mask, additiveMask: additiveMask, keyPaddingMask: keyPaddingMask))
+        completeCall(encode(x, mask: mask, additiveMask: additiveMask, keyPaddingMask: keyPaddingMask))
     }
 
     private func encode(_ x: Tensor, mask: Tensor?, additiveMask: Tensor?, keyPaddingMask: Tensor?) -> Tensor {

@@ -31,18 +31,23 @@ public final class Sequential: Module {
     }
 
     /// Adds a layer at the end.
-    public func append(_ layer: Module) { layers.append(layer) }
+    public func append(_ layer: Module) {
+        layers.append(layer)
+        structureDidChange()
+    }
 
     /// Inserts a layer at `index` (later layers move up one position, so their keys change).
     public func insert(_ layer: Module, at index: Int) {
         precondition(index >= 0 && index <= layers.count, "Sequential.insert: index \(index) out of range 0...\(layers.count)")
         layers.insert(layer, at: index)
+        structureDidChange()
     }
 
     /// Removes and returns the layer at `index` (later layers move down one position).
     @discardableResult
     public func remove(at index: Int) -> Module {
         precondition(layers.indices.contains(index), "Sequential.remove: index \(index) out of range 0..<\(layers.count)")
+        defer { structureDidChange() }
         return layers.remove(at: index)
     }
 
@@ -54,11 +59,20 @@ public final class Sequential: Module {
         precondition(layers.indices.contains(i), "Sequential.replace: index \(index) out of range for \(layers.count) layers")
         let old = layers[i]
         layers[i] = layer
+        structureDidChange()
         return old
     }
 
-    public override func namedChildren() -> [(name: String, module: Module)] {
+    public override func declaredChildren() -> [(name: String, module: Module)] {
         layers.enumerated().map { (name: String($0.offset), module: $0.element) }
+    }
+
+    /// Any module fits any position.
+    public override func placeChild(_ module: Module, named name: String) -> ChildPlacement {
+        guard let index = Int(name), layers.indices.contains(index) else { return .noSuchChild }
+        layers[index] = module
+        structureDidChange()
+        return .placed
     }
 
     public override func forward(_ x: Tensor) -> Tensor {

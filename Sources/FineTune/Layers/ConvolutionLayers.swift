@@ -6,7 +6,7 @@
 /// ```swift
 /// let conv = Conv2d(3, 16, kernelSize: 3, padding: 1)   // [N, 3, H, W] -> [N, 16, H, W]
 /// ```
-public final class Conv2d: Module, ParameterInitializing {
+open class Conv2d: Module, ParameterInitializing {
     /// `[out, in / groups, kh, kw]`.
     public let weight: Parameter
     /// `[out]`, or nil.
@@ -48,6 +48,28 @@ public final class Conv2d: Module, ParameterInitializing {
         resetParameters()
     }
 
+    /// A convolution holding the given parameters (`weight` `[out, in / groups, kh, kw]`,
+    /// `bias` `[out]`), shared, not copied: pretrained tensors or another layer's parameters.
+    public init(weight: Parameter, bias: Parameter?, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
+                dilation: (Int, Int) = (1, 1), groups: Int = 1) {
+        let s = weight.shape
+        precondition(s.count == 4 && s.allSatisfy { $0 > 0 } && groups >= 1 && s[0] % groups == 0,
+                     "Conv2d: weight must be [out, in / groups, kh, kw] with out divisible by groups, got \(s)")
+        precondition(bias == nil || bias!.shape == [s[0]], "Conv2d: bias must be [\(s[0])], got \(bias!.shape)")
+        precondition(stride.0 > 0 && stride.1 > 0 && dilation.0 > 0 && dilation.1 > 0 && padding.0 >= 0 && padding.1 >= 0,
+                     "Conv2d: invalid stride, padding or dilation")
+        inChannels = s[1] * groups
+        outChannels = s[0]
+        kernelSize = (s[2], s[3])
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+        self.groups = groups
+        self.weight = weight
+        self.bias = bias
+        super.init()
+    }
+
     /// A convolution with square kernel, stride, padding and dilation.
     ///
     /// ```swift
@@ -60,7 +82,7 @@ public final class Conv2d: Module, ParameterInitializing {
     }
 
     /// Redraws `weight` (kaiming-uniform, `a = sqrt(5)`) and then `bias` (U(-1/sqrt(fanIn), 1/sqrt(fanIn))).
-    public func resetParameters(generator: inout RandomGenerator) {
+    open func resetParameters(generator: inout RandomGenerator) {
         let (w, b) = Initializer.pytorchDefault(weight: weight.shape, bias: bias != nil, generator: &generator)
         weight.value = w
         if let b { bias?.value = b }
@@ -75,7 +97,12 @@ public final class Conv2d: Module, ParameterInitializing {
         return s + ")"
     }
 
-    public override func forward(_ x: Tensor) -> Tensor {
+    open override func forward(_ x: Tensor) -> Tensor {
+        convolutionForward(x)
+    }
+
+    /// The convolution with this layer's parameters (what subclasses such as ``LoRAConv2d`` build on).
+    public final func convolutionForward(_ x: Tensor) -> Tensor {
         Shape.check(x.rank == 4 && x.shape[1] == inChannels, op: name, shapes: [x.shape, weight.shape],
                     "expected input [N, \(inChannels), H, W]")
         let effective = ((kernelSize.0 - 1) * dilation.0 + 1, (kernelSize.1 - 1) * dilation.1 + 1)

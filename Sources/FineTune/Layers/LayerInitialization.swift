@@ -35,20 +35,13 @@ extension Module {
     /// model.reinitialize(generator: &rng)
     /// ```
     public func reinitialize(generator: inout RandomGenerator) {
-        for (_, child) in resolvedChildren() { child.reinitialize(generator: &generator) }
+        for (_, child) in namedChildren() { child.reinitialize(generator: &generator) }
         (self as? ParameterInitializing)?.resetParameters(generator: &generator)
     }
 
     /// Re-initialises every layer of the tree from the global generator.
     public func reinitialize() {
         RandomGenerator.withGlobal { reinitialize(generator: &$0) }
-    }
-
-    /// Records the output shape for ``summary(input:)`` from a `callAsFunction` overload that
-    /// does not go through ``callAsFunction(_:)``.
-    func recordOutputShape(_ y: Tensor) -> Tensor {
-        ShapeRecorder.current?.record(self, shape: y.shape)
-        return y
     }
 }
 

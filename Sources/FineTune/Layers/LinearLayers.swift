@@ -8,11 +8,11 @@
 /// let fc = Linear(512, 10)
 /// let logits = fc(features)     // [N, 512] -> [N, 10]
 /// ```
-public final class Linear: Module, ParameterInitializing {
+open class Linear: Module, ParameterInitializing {
     /// `[out, in]`. Assign another layer's parameter to tie weights.
-    public var weight: Parameter
+    @Param public var weight: Parameter
     /// `[out]`, or nil for a layer without bias.
-    public var bias: Parameter?
+    @Param public var bias: Parameter?
 
     /// Input features (`weight.shape[1]`).
     public var inFeatures: Int { weight.shape[1] }
@@ -29,14 +29,35 @@ public final class Linear: Module, ParameterInitializing {
         resetParameters()
     }
 
+    /// A layer holding the given parameters (`weight` `[out, in]`, `bias` `[out]`), e.g.
+    /// pretrained tensors or another layer's parameters (shared, not copied).
+    ///
+    /// ```swift
+    /// let fc = Linear(weight: Parameter(w), bias: Parameter(b, role: .bias))
+    /// ```
+    public init(weight: Parameter, bias: Parameter?) {
+        precondition(weight.shape.count == 2 && weight.shape.allSatisfy { $0 > 0 },
+                     "Linear: weight must be [out, in], got \(weight.shape)")
+        precondition(bias == nil || bias!.shape == [weight.shape[0]],
+                     "Linear: bias must be [\(weight.shape[0])], got \(bias!.shape)")
+        self.weight = weight
+        self.bias = bias
+        super.init()
+    }
+
     /// Redraws `weight` (kaiming-uniform, `a = sqrt(5)`) and then `bias` (U(-1/sqrt(in), 1/sqrt(in))).
-    public func resetParameters(generator: inout RandomGenerator) {
+    open func resetParameters(generator: inout RandomGenerator) {
         let (w, b) = Initializer.pytorchDefault(weight: weight.shape, bias: bias != nil, generator: &generator)
         weight.value = w
         if let b { bias?.value = b }
     }
 
-    public override func forward(_ x: Tensor) -> Tensor {
+    open override func forward(_ x: Tensor) -> Tensor {
+        linearForward(x)
+    }
+
+    /// `x W^T + b` with this layer's parameters (what subclasses such as ``LoRALinear`` build on).
+    public final func linearForward(_ x: Tensor) -> Tensor {
         Shape.check(x.rank >= 1 && x.shape[x.rank - 1] == inFeatures, op: "Linear(\(inFeatures), \(outFeatures))",
                     shapes: [x.shape, weight.shape], "expected input [..., \(inFeatures)]")
         return Tensor.linear(x, weight: weight.value, bias: bias?.value)
@@ -118,9 +139,9 @@ public final class Dropout: Module {
 /// let e = embed([3, 14, 15, 92], shape: [2, 2])   // [2, 2, 64]
 /// let words = Embedding(30522, 768, paddingIndex: 0)
 /// ```
-public final class Embedding: Module, ParameterInitializing {
+open class Embedding: Module, ParameterInitializing {
     /// `[count, dim]`. Assign another layer's parameter to tie weights.
-    public var weight: Parameter
+    @Param public var weight: Parameter
 
     /// Number of vectors (`weight.shape[0]`).
     public var count: Int { weight.shape[0] }
@@ -142,8 +163,23 @@ public final class Embedding: Module, ParameterInitializing {
         resetParameters()
     }
 
+    /// A table holding the given parameter (`[count, dim]`), e.g. pretrained vectors or
+    /// another layer's parameter (shared, not copied). The `paddingIndex` row keeps its values
+    /// (as PyTorch's `from_pretrained`) but gets no gradient.
+    public init(weight: Parameter, paddingIndex: Int? = nil) {
+        precondition(weight.shape.count == 2 && weight.shape.allSatisfy { $0 > 0 },
+                     "Embedding: weight must be [count, dim], got \(weight.shape)")
+        let count = weight.shape[0]
+        if let paddingIndex {
+            precondition(paddingIndex >= -count && paddingIndex < count, "Embedding: paddingIndex \(paddingIndex) out of range for \(count) rows")
+        }
+        self.paddingIndex = paddingIndex.map { $0 < 0 ? $0 + count : $0 }
+        self.weight = weight
+        super.init()
+    }
+
     /// Redraws `weight` from N(0, 1), then zeroes the `paddingIndex` row (as PyTorch).
-    public func resetParameters(generator: inout RandomGenerator) {
+    open func resetParameters(generator: inout RandomGenerator) {
         var table = Tensor.randomNormal(weight.shape, generator: &generator)
         if let paddingIndex {
             let dim = self.dim
@@ -154,23 +190,23 @@ public final class Embedding: Module, ParameterInitializing {
 
     /// The vectors at `indices`, shaped `shape + [dim]` (`shape` defaults to `[indices.count]`).
     public func callAsFunction(_ indices: [Int], shape: [Int]? = nil) -> Tensor {
-        if let replacement {    // e.g. a LoRAEmbedding: it takes the indices as a tensor
-            return replacement(Tensor(shape: shape ?? [indices.count], scalars: indices.map(Float.init)))
-        }
-        return lookup(indices, shape: shape)
+        completeCall(lookup(indices, shape: shape ?? [indices.count]))
     }
 
-    /// The lookup itself (no forwarding to a replacement).
-    func lookup(_ indices: [Int], shape: [Int]?) -> Tensor {
+    /// The vectors at `indices` (checked), shaped `shape + [dim]`: the computation behind both
+    /// call forms, which subclasses such as ``LoRAEmbedding`` extend.
+    open func lookup(_ indices: [Int], shape: [Int]) -> Tensor {
         let name = "Embedding(\(count), \(dim))"
-        if let shape {
-            Shape.check(shape.reduce(1, *) == indices.count, op: name, shapes: [shape, weight.shape],
-                        "index shape holds \(shape.reduce(1, *)) elements but \(indices.count) indices were given")
-        }
+        Shape.check(shape.reduce(1, *) == indices.count, op: name, shapes: [shape, weight.shape],
+                    "index shape holds \(shape.reduce(1, *)) elements but \(indices.count) indices were given")
         if let bad = indices.first(where: { $0 < 0 || $0 >= count }) {
-            Shape.fail(ShapeError(op: name, shapes: [[indices.count], weight.shape], reason: "index \(bad) out of range 0..<\(count)"))
+            // A data error: a training loop records it (and the lookup goes on with index 0);
+            // without one it stops the process, naming the layer and the index.
+            DataIssueRecorder.report(.indexOutOfRange(layer: name, index: bad, count: count))
+            let clamped = indices.map { $0 < 0 || $0 >= count ? 0 : $0 }
+            return Tensor.embedding(clamped, shape: shape, weight: weight.value, paddingIndex: paddingIndex)
         }
-        return recordOutputShape(Tensor.embedding(indices, shape: shape, weight: weight.value, paddingIndex: paddingIndex))
+        return Tensor.embedding(indices, shape: shape, weight: weight.value, paddingIndex: paddingIndex)
     }
 
     /// Looks up a tensor of indices stored as integer-valued floats: `[...] -> [..., dim]`.

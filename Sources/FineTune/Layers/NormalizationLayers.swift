@@ -6,7 +6,53 @@
 /// `momentum: nil` a cumulative average); evaluation mode uses the running statistics.
 /// State: parameters `weight` (ones), `bias` (zeros); buffers `running_mean` (zeros),
 /// `running_var` (ones), `num_batches_tracked` (a 0-D count).
+///
+/// **Frozen statistics.** A normalisation layer has a third freeze axis besides gradients and
+/// optimizer updates: its statistics. As in Keras, a frozen BatchNorm stays frozen in training
+/// mode; ``effectiveStatistics`` decides what a training-mode call does:
+///
+/// | BatchNorm | in `train()` mode |
+/// |---|---|
+/// | affine with `weight` and `bias` frozen, or non-affine and frozen by `freeze()` on it or an ancestor | running statistics, never updated |
+/// | trainable (any of its parameters), or non-affine and not frozen | batch statistics, running statistics updated (PyTorch) |
+/// | frozen with `freeze(trainBatchNorm: true)` (fastai's `train_bn`) | parameters stay trainable: batch statistics, updated |
+/// | ``statistics`` set to `.running` or `.batch` | that, whatever the above |
+///
+/// Evaluation mode always uses the running statistics.
+///
+/// ```swift
+/// backbone.freeze()                       // its BatchNorms now use (and keep) their running statistics
+/// head.bn.statistics = .batch             // explicit override for one layer
+/// ```
 public class BatchNorm: Module, ParameterInitializing {
+    /// Which statistics a training-mode call normalises with.
+    public enum Statistics: String, Sendable, Equatable {
+        /// The batch's statistics; the running statistics are updated (PyTorch's training mode).
+        case batch
+        /// The running statistics, left unchanged (inference behaviour, e.g. for a frozen layer).
+        case running
+    }
+
+    /// An explicit choice of statistics in training mode; nil (the default) decides from the
+    /// frozen state (see the table above).
+    public var statistics: Statistics?
+
+    /// Whether `freeze()` on this layer or an ancestor froze it (and no `unfreeze()` since):
+    /// what decides a non-affine layer's statistics.
+    public internal(set) var isFrozenAsModule = false
+
+    /// The statistics a call normalises with in the current mode: ``statistics`` if set, the
+    /// running statistics in evaluation mode or when the layer is frozen, the batch's otherwise.
+    /// Without running statistics (`trackRunningStats: false`) always the batch's.
+    public var effectiveStatistics: Statistics {
+        guard runningMean != nil else { return .batch }
+        guard isTraining else { return .running }
+        if let statistics { return statistics }
+        if let weight, let bias { return weight.isFrozen && bias.isFrozen ? .running : .batch }
+        if let parameter = weight ?? bias { return parameter.isFrozen ? .running : .batch }
+        return isFrozenAsModule ? .running : .batch
+    }
+
     /// Scale `[C]` (nil without `affine`).
     public let weight: Parameter?
     /// Shift `[C]` (nil without `affine`).
@@ -58,9 +104,16 @@ public class BatchNorm: Module, ParameterInitializing {
         let name = "\(layerName)(\(features))"
         Shape.check(acceptedRanks.contains(x.rank) && x.shape[1] == features, op: name,
                     shapes: [x.shape, [features]], "expected input \(layout.replacingOccurrences(of: "C", with: String(features)))")
+        let batchStatistics = effectiveStatistics == .batch
+        if batchStatistics && x.count / x.shape[1] <= 1 {
+            // A data error (a last batch of one): a training loop records it and drops the batch,
+            // so the input passes through unchanged and no statistic moves.
+            DataIssueRecorder.report(.singleValuePerChannel(layer: name, shape: x.shape))
+            return x
+        }
         return BatchNormCore.forward(x, name: name, weight: weight, bias: bias, runningMean: runningMean,
                                      runningVar: runningVar, numBatchesTracked: numBatchesTracked,
-                                     training: isTraining, momentum: momentum, eps: eps)
+                                     training: batchStatistics, momentum: momentum, eps: eps)
     }
 }
 

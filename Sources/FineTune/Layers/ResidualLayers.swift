@@ -10,14 +10,14 @@
 /// ```
 public final class ResidualBlock: Module {
     /// 3x3, stride `stride`, no bias.
-    public let conv1: Conv2d
-    public let bn1: BatchNorm2d
-    public let relu: ReLU
+    @Child public var conv1: Conv2d
+    @Child public var bn1: BatchNorm2d
+    @Child public var relu: ReLU
     /// 3x3, stride 1, no bias.
-    public let conv2: Conv2d
-    public let bn2: BatchNorm2d
+    @Child public var conv2: Conv2d
+    @Child public var bn2: BatchNorm2d
     /// The projection shortcut, nil when the block keeps the shape.
-    public let downsample: Sequential?
+    @Child public var downsample: Sequential?
 
     /// Input channels.
     public let inChannels: Int

@@ -34,7 +34,8 @@ extension Trainer {
     /// mini-batches while the rate grows geometrically from `start` to `end`, records the
     /// smoothed loss, and stops once it diverges. The model's weights and buffers, and the
     /// optimizer's state, rate, schedule and step count, are restored afterwards, so the
-    /// search leaves no trace. Frozen parameters stay frozen (it searches the rate for what trains).
+    /// search leaves no trace; every module's mode is restored too (pinned modules keep theirs
+    /// throughout). Frozen parameters stay frozen (it searches the rate for what trains).
     ///
     /// ```swift
     /// let search = try trainer.findLearningRate(train)
@@ -44,11 +45,15 @@ extension Trainer {
                                  steps: Int = 100) throws(TrainingError) -> LearningRateSearch {
         precondition(start > 0 && end > start && steps >= 2, "findLearningRate: need 0 < start < end and steps >= 2")
         guard data.count > 0 else { throw .emptyDataset }
+        return model.preservingModes { searchLearningRate(data, from: start, to: end, steps: steps) }
+    }
+
+    private func searchLearningRate(_ data: TensorDataset, from start: Float, to end: Float, steps: Int) -> LearningRateSearch {
         // Snapshot everything the search changes.
         let weights = model.stateDict().mapValues { $0.contiguousCopy() }
         let core = optimizer as? CoreOptimizer
         let optimizerState = try? core?.stateData()
-        let rate = optimizer.learningRate, schedule = optimizer.schedule, wasTraining = model.isTraining
+        let rate = optimizer.learningRate, schedule = optimizer.schedule
         defer {
             try! model.loadStateDict(weights)    // the same model: same keys and shapes
             if let core, let optimizerState, let file = try? SafeTensors(data: optimizerState) {
@@ -57,7 +62,6 @@ extension Trainer {
             }
             optimizer.schedule = schedule
             optimizer.learningRate = rate
-            model.train(wasTraining)
             for p in model.parameters() { p.grad = nil }
         }
         optimizer.schedule = nil
