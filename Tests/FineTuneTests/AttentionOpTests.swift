@@ -21,41 +21,23 @@ private func referenceAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, additive:
     return weights.matmul(vv)
 }
 
-/// Forward values and the gradients of every input agree between `f` and `g` (same seed gradient).
-private func expectSameAttention(_ inputs: [Tensor], atol: Float = 2e-5, _ comment: String,
-                                 sourceLocation: SourceLocation = #_sourceLocation,
-                                 _ f: ([Tensor]) -> Tensor, _ g: ([Tensor]) -> Tensor) {
-    func run(_ body: ([Tensor]) -> Tensor) -> (Tensor, [Tensor]) {
-        let leaves = inputs.map { t -> Tensor in var l = t.detached(); l.requiresGrad = true; return l }
-        let out = body(leaves)
-        out.backward(randomTensor(out.shape, seed: 1234))
-        return (out, leaves.map { $0.grad ?? Tensor.zeros($0.shape) })
-    }
-    let (a, da) = run(f), (b, db) = run(g)
-    #expect(a.shape == b.shape, "\(comment): shapes \(a.shape) vs \(b.shape)", sourceLocation: sourceLocation)
-    expectClose(a.scalars, b.scalars, atol: atol, rtol: 1e-4, "\(comment) output", sourceLocation: sourceLocation)
-    for i in inputs.indices {
-        expectClose(da[i].scalars, db[i].scalars, atol: atol, rtol: 1e-4, "\(comment) gradient \(i)", sourceLocation: sourceLocation)
-    }
-}
-
 @Suite("Scaled dot-product attention")
 struct AttentionOpTests {
     @Test func matchesReferenceWithMasksAndGroupedHeads() {
         let q = randomTensor([2, 4, 5, 8], seed: 1), k = randomTensor([2, 2, 7, 8], seed: 2), v = randomTensor([2, 2, 7, 6], seed: 3)
-        expectSameAttention([q, k, v], "GQA 4:2, Ev != E") {
+        expectSameValuesAndGradients([q, k, v], atol: 2e-5, "GQA 4:2, Ev != E") {
             Tensor.scaledDotProductAttention(query: $0[0], key: $0[1], value: $0[2])
         } _: { referenceAttention($0[0], $0[1], $0[2]) }
         let bias = randomTensor([2, 1, 5, 7], seed: 4)                                    // learned bias: gets a gradient
-        expectSameAttention([q, k, v, bias], "additive mask broadcast over heads") {
+        expectSameValuesAndGradients([q, k, v, bias], "additive mask broadcast over heads") {
             Tensor.scaledDotProductAttention(query: $0[0], key: $0[1], value: $0[2], mask: .additive($0[3]))
         } _: { referenceAttention($0[0], $0[1], $0[2], additive: $0[3]) }
         let padding = Tensor(shape: [2, 1, 1, 7], scalars: [0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0])   // 1 = hidden
         let asAdditive = Tensor.where(padding, Tensor(-Float.infinity), Tensor(0))
-        expectSameAttention([q, k, v], "hidden (key padding)") {
+        expectSameValuesAndGradients([q, k, v], "hidden (key padding)") {
             Tensor.scaledDotProductAttention(query: $0[0], key: $0[1], value: $0[2], mask: .hidden(padding), scale: 0.3)
         } _: { referenceAttention($0[0], $0[1], $0[2], additive: asAdditive, scale: 0.3) }
-        expectSameAttention([q, k, v], "allowed (1 = attend)") {
+        expectSameValuesAndGradients([q, k, v], "allowed (1 = attend)") {
             Tensor.scaledDotProductAttention(query: $0[0], key: $0[1], value: $0[2], mask: .allowed(1 - padding), scale: 0.3)
         } _: { referenceAttention($0[0], $0[1], $0[2], additive: asAdditive, scale: 0.3) }
     }
@@ -63,11 +45,11 @@ struct AttentionOpTests {
     @Test(arguments: [(70, 70), (70, 90), (66, 40)])
     func causalAcrossRowBlocks(_ l: Int, _ s: Int) {
         let q = randomTensor([1, 2, l, 4], seed: 5), k = randomTensor([1, 1, s, 4], seed: 6), v = randomTensor([1, 1, s, 3], seed: 7)
-        expectSameAttention([q, k, v], "causal L \(l) S \(s)") {
+        expectSameValuesAndGradients([q, k, v], "causal L \(l) S \(s)") {
             Tensor.scaledDotProductAttention(query: $0[0], key: $0[1], value: $0[2], isCausal: true)
         } _: { referenceAttention($0[0], $0[1], $0[2], causal: true) }
         let bias = randomTensor([l, s], seed: 8)
-        expectSameAttention([q, k, v, bias], "causal with an additive mask") {
+        expectSameValuesAndGradients([q, k, v, bias], "causal with an additive mask") {
             Tensor.scaledDotProductAttention(query: $0[0], key: $0[1], value: $0[2], mask: .additive($0[3]), isCausal: true)
         } _: { referenceAttention($0[0], $0[1], $0[2], additive: $0[3], causal: true) }
     }
@@ -75,17 +57,17 @@ struct AttentionOpTests {
     @Test func anyRankAndStridedInputs() {
         // [L, E] without heads, and two leading batch axes.
         let q2 = randomTensor([3, 4], seed: 9), k2 = randomTensor([5, 4], seed: 10), v2 = randomTensor([5, 2], seed: 11)
-        expectSameAttention([q2, k2, v2], "rank 2") {
+        expectSameValuesAndGradients([q2, k2, v2], "rank 2") {
             Tensor.scaledDotProductAttention(query: $0[0], key: $0[1], value: $0[2])
         } _: { referenceAttention($0[0].unsqueezed(axis: 0), $0[1].unsqueezed(axis: 0), $0[2].unsqueezed(axis: 0)).squeezed(axis: 0) }
         let q5 = randomTensor([2, 3, 2, 4, 4], seed: 12), k5 = randomTensor([2, 3, 1, 6, 4], seed: 13)
         let v5 = randomTensor([2, 3, 1, 6, 4], seed: 14)
-        expectSameAttention([q5, k5, v5], "rank 5") {
+        expectSameValuesAndGradients([q5, k5, v5], "rank 5") {
             Tensor.scaledDotProductAttention(query: $0[0], key: $0[1], value: $0[2], mask: .additive(randomTensor([3, 1, 4, 6], seed: 15)))
         } _: { referenceAttention($0[0], $0[1], $0[2], additive: randomTensor([3, 1, 4, 6], seed: 15)) }
         // Projected activations [B, T, H*D] viewed as [B, H, T, D]: read in place, results as views.
         let x = randomTensor([2, 5, 12], seed: 16)
-        expectSameAttention([x], "[B, T, H, D] views") { t in
+        expectSameValuesAndGradients([x], "[B, T, H, D] views") { t in
             let heads = t[0].reshaped([2, 5, 3, 4]).transposed(1, 2)
             let y = Tensor.scaledDotProductAttention(query: heads, key: heads * 0.5, value: heads.exp(), isCausal: true)
             return y.transposed(1, 2).reshaped([2, 5, 12])
@@ -126,7 +108,7 @@ struct AttentionOpTests {
         let q = randomTensor([2, 2, 4, 4], seed: 24), k = randomTensor([2, 2, 6, 4], seed: 25), v = randomTensor([2, 2, 6, 3], seed: 26)
         var rng = RandomGenerator(seed: 7)
         let mask = Tensor.dropoutMask([2, 2, 4, 6], p: 0.25, generator: &rng)
-        expectSameAttention([q, k, v], "dropout") {
+        expectSameValuesAndGradients([q, k, v], "dropout") {
             var r = RandomGenerator(seed: 7)
             return Tensor.scaledDotProductAttention(query: $0[0], key: $0[1], value: $0[2], dropout: 0.25, generator: &r)
         } _: { referenceAttention($0[0], $0[1], $0[2], dropoutMask: mask) }
@@ -160,7 +142,7 @@ struct AttentionOpTests {
         let mask = masked ? Tensor.causalMask(queries: t, keys: s).maximum(Tensor(-1)).abs() : nil     // 1 above the diagonal
         let additive = masked ? randomTensor([b, 1, t, s], seed: 34) : nil
         let keyPadding = masked ? Tensor(shape: [b, s], scalars: [0, 0, 0, 0, 1, 0, 1, 0, 0, 0]) : nil
-        expectSameAttention([query, memory], "MultiHeadAttention masked: \(masked)") { x in
+        expectSameValuesAndGradients([query, memory], "MultiHeadAttention masked: \(masked)") { x in
             attention(x[0], x[1], x[1], mask: mask, additiveMask: additive, keyPaddingMask: keyPadding)
         } _: { x in
             // The same projections as MultiHeadAttention.attend, then the op.

@@ -6,23 +6,6 @@ import Testing
 // (values and the gradients of input, weight and bias), on shapes that take the threaded row
 // split and several weight-gradient tiles; gradient checks; the layers.
 
-/// Values and gradients of every input agree between `f` and `g` for one seed gradient.
-private func expectSameFunction(_ inputs: [Tensor], atol: Float = 1e-5, rtol: Float = 1e-4, _ comment: String,
-                                sourceLocation: SourceLocation = #_sourceLocation,
-                                _ f: ([Tensor]) -> Tensor, _ g: ([Tensor]) -> Tensor) {
-    func run(_ body: ([Tensor]) -> Tensor) -> (Tensor, [Tensor]) {
-        let leaves = inputs.map { t -> Tensor in var l = t.detached(); l.requiresGrad = true; return l }
-        let out = body(leaves)
-        out.backward(randomTensor(out.shape, seed: 4321))
-        return (out, leaves.map { $0.grad ?? Tensor.zeros($0.shape) })
-    }
-    let (a, da) = run(f), (b, db) = run(g)
-    expectClose(a.scalars, b.scalars, atol: atol, rtol: rtol, "\(comment) output", sourceLocation: sourceLocation)
-    for i in inputs.indices {
-        expectClose(da[i].scalars, db[i].scalars, atol: atol, rtol: rtol, "\(comment) gradient \(i)", sourceLocation: sourceLocation)
-    }
-}
-
 @Suite("RMSNorm and GroupNorm")
 struct NormalizationOpTests {
     func referenceRMSNorm(_ x: Tensor, axes: Int, weight: Tensor?, eps: Float) -> Tensor {
@@ -34,10 +17,10 @@ struct NormalizationOpTests {
     @Test(arguments: [([4, 7], 1), ([2, 3, 33], 1), ([3, 4, 5], 2), ([300, 301], 1)])
     func rmsNormMatchesPrimitiveOps(_ shape: [Int], _ axes: Int) {
         let x = randomTensor(shape, seed: 1) * 2, w = randomTensor(Array(shape.suffix(axes)), seed: 2)
-        expectSameFunction([x, w], "rmsNorm \(shape)") {
+        expectSameValuesAndGradients([x, w], "rmsNorm \(shape)") {
             Tensor.rmsNorm($0[0], normalizedAxes: axes, weight: $0[1], eps: 1e-6)
         } _: { referenceRMSNorm($0[0], axes: axes, weight: $0[1], eps: 1e-6) }
-        expectSameFunction([x], "rmsNorm without weight, default eps") {
+        expectSameValuesAndGradients([x], "rmsNorm without weight, default eps") {
             Tensor.rmsNorm($0[0], normalizedAxes: axes)
         } _: { referenceRMSNorm($0[0], axes: axes, weight: nil, eps: Float.ulpOfOne) }
     }
@@ -70,10 +53,10 @@ struct NormalizationOpTests {
     func groupNormMatchesPrimitiveOps(_ shape: [Int], _ groups: Int) {
         let x = randomTensor(shape, seed: 6) * 3 + 1, c = shape[1]
         let w = randomTensor([c], seed: 7), b = randomTensor([c], seed: 8)
-        expectSameFunction([x, w, b], "groupNorm \(shape) groups \(groups)") {
+        expectSameValuesAndGradients([x, w, b], "groupNorm \(shape) groups \(groups)") {
             Tensor.groupNorm($0[0], groups: groups, weight: $0[1], bias: $0[2])
         } _: { referenceGroupNorm($0[0], groups: groups, weight: $0[1], bias: $0[2], eps: 1e-5) }
-        expectSameFunction([x, b], "groupNorm bias only") {
+        expectSameValuesAndGradients([x, b], "groupNorm bias only") {
             Tensor.groupNorm($0[0], groups: groups, bias: $0[1], eps: 1e-3)
         } _: { referenceGroupNorm($0[0], groups: groups, weight: nil, bias: $0[1], eps: 1e-3) }
     }

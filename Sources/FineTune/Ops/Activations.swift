@@ -6,13 +6,7 @@ extension Tensor {
         let y = Tensor.vectorized(self, Kernels.relu)
         let x = contiguousData()
         return Tensor.record(y, op: "relu", inputs: [self]) { g, _ in
-            let g = g.contiguousData(), dx = Tensor(uninitialized: x.shape)
-            x.withDataPointer { px in g.withDataPointer { pg in dx.withDataPointer { pd in
-                Kernels.parallelChunks(dx.count) { start, end in
-                    Kernels.reluGrad(x: px + start, gradOutput: pg + start, gradInput: pd + start, count: end - start)
-                }
-            }}}
-            return [dx]
+            [Tensor.vectorizedGradient(x, g) { Kernels.reluGrad(x: $0, gradOutput: $1, gradInput: $2, count: $3) }]
         }
     }
 
@@ -26,11 +20,9 @@ extension Tensor {
         let y = Tensor.vectorized(self) { Kernels.vGELU($0, $1, count: $2, approximate: approximate) }
         let x = contiguousData()
         return Tensor.record(y, op: "gelu", inputs: [self]) { g, _ in
-            let g = g.contiguousData(), dx = Tensor(uninitialized: x.shape)
-            x.withDataPointer { px in g.withDataPointer { pg in dx.withDataPointer { pd in
-                Kernels.vGELUGrad(x: px, gradOutput: pg, gradInput: pd, count: dx.count, approximate: approximate)
-            }}}
-            return [dx]
+            [Tensor.vectorizedGradient(x, g) {
+                Kernels.vGELUGrad(x: $0, gradOutput: $1, gradInput: $2, count: $3, approximate: approximate)
+            }]
         }
     }
 
@@ -52,13 +44,7 @@ extension Tensor {
         let y = Tensor.vectorized(self, Kernels.vSiLU)
         let x = contiguousData()
         return Tensor.record(y, op: "silu", inputs: [self]) { g, _ in
-            let g = g.contiguousData(), dx = Tensor(uninitialized: x.shape)
-            x.withDataPointer { px in g.withDataPointer { pg in dx.withDataPointer { pd in
-                Kernels.parallelChunks(dx.count) { start, end in
-                    Kernels.vSiLUGrad(x: px + start, gradOutput: pg + start, gradInput: pd + start, count: end - start)
-                }
-            }}}
-            return [dx]
+            [Tensor.vectorizedGradient(x, g) { Kernels.vSiLUGrad(x: $0, gradOutput: $1, gradInput: $2, count: $3) }]
         }
     }
 
@@ -91,6 +77,18 @@ extension Tensor {
     /// `log(softmax(x))` along `axis`, computed stably.
     public func logSoftmax(axis: Int = -1) -> Tensor {
         rowwise(axis: axis, op: "logSoftmax", forward: Kernels.logSoftmaxRows, backward: Kernels.logSoftmaxRowsBackward)
+    }
+
+    /// The input gradient of an element-wise op from a pointer kernel `(x, gradOutput, gradInput,
+    /// count)` over its saved contiguous input `x`, split across threads when large.
+    static func vectorizedGradient(_ x: Tensor, _ g: Tensor,
+                                   _ kernel: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void)
+        -> Tensor {
+        let g = g.contiguousData(), dx = Tensor(uninitialized: x.shape)
+        x.withDataPointer { px in g.withDataPointer { pg in dx.withDataPointer { pd in
+            Kernels.parallelChunks(dx.count) { start, end in kernel(px + start, pg + start, pd + start, end - start) }
+        }}}
+        return dx
     }
 
     /// Runs a row kernel along `axis` (moved last when it is not), with its output-based backward.
