@@ -28,18 +28,18 @@ extension Tensor {
     /// let predicted = logits.argmax(axis: -1).values   // [N] class indices
     /// ```
     public func argmax(axis: Int? = nil, keepDims: Bool = false) -> IndexTensor {
-        argExtremum(axis: axis, keepDims: keepDims, op: "argmax") { candidate, best in candidate > best }
+        argExtremum(axis: axis, keepDims: keepDims, op: "argmax", largest: true)
     }
 
     /// The index of the smallest element along `axis` (or overall when nil), PyTorch's `argmin`:
     /// the first of tied minima wins; a NaN counts as the smallest.
     public func argmin(axis: Int? = nil, keepDims: Bool = false) -> IndexTensor {
-        argExtremum(axis: axis, keepDims: keepDims, op: "argmin") { candidate, best in candidate < best }
+        argExtremum(axis: axis, keepDims: keepDims, op: "argmin", largest: false)
     }
 
-    private func argExtremum(axis: Int?, keepDims: Bool, op: String, beats: (Float, Float) -> Bool) -> IndexTensor {
+    private func argExtremum(axis: Int?, keepDims: Bool, op: String, largest: Bool) -> IndexTensor {
         guard let axis else {
-            let flat = reshaped([-1]).argExtremum(axis: 0, keepDims: false, op: op, beats: beats)
+            let flat = reshaped([-1]).argExtremum(axis: 0, keepDims: false, op: op, largest: largest)
             return keepDims ? flat.reshaped(Array(repeating: 1, count: rank)) : flat.reshaped([])
         }
         let lanes = AxisLanes(self, axis: axis, op: op)
@@ -53,7 +53,7 @@ extension Tensor {
                     for i in 1..<lanes.length {
                         let v = p[start + i * step]
                         if v.isNaN { at = i; break }
-                        if beats(v, best) { best = v; at = i }
+                        if largest ? v > best : v < best { best = v; at = i }
                     }
                 }
                 result[lane] = at

@@ -25,22 +25,30 @@ private struct AxisIndexing {
         self.axis = axis
     }
 
-    /// `body(p, offset)` for every index position `p` and the target's contiguous offset it addresses.
+    /// `body(p, offset)` for every index position `p` and the target's contiguous offset it
+    /// addresses; the innermost axis runs as a plain loop.
+    @inline(__always)
     func forEach(_ body: (Int, Int) -> Void) {
-        let rank = targetShape.count, shape = indices.shape
+        let rank = targetShape.count, shape = indices.shape, total = indices.count
+        if total == 0 { return }
         let strides = Shape.contiguousStrides(targetShape)
+        let inner = shape[rank - 1], innerStride = rank - 1 == axis ? 0 : strides[rank - 1], axisStride = strides[axis]
         var coordinates = [Int](repeating: 0, count: rank)
-        var offset = 0    // of the coordinates, without the axis term
-        for p in 0..<indices.count {
-            body(p, offset + indices.values[p] * strides[axis])
-            var d = rank - 1
-            while d >= 0 {
-                coordinates[d] += 1
-                if d != axis { offset += strides[d] }
-                if coordinates[d] < shape[d] { break }
-                if d != axis { offset -= strides[d] * shape[d] }
-                coordinates[d] = 0
-                d -= 1
+        var offset = 0    // of the outer coordinates, without the axis term
+        indices.values.withUnsafeBufferPointer { values in
+            var p = 0
+            while p < total {
+                for j in 0..<inner { body(p &+ j, offset &+ j &* innerStride &+ values[p &+ j] &* axisStride) }
+                p &+= inner
+                var d = rank - 2
+                while d >= 0 {
+                    coordinates[d] += 1
+                    if d != axis { offset += strides[d] }
+                    if coordinates[d] < shape[d] { break }
+                    if d != axis { offset -= strides[d] * shape[d] }
+                    coordinates[d] = 0
+                    d -= 1
+                }
             }
         }
     }
