@@ -19,6 +19,10 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
     /// An adapter folder or configuration FineTune cannot apply (bad JSON, unsupported options,
     /// targets that match nothing).
     case invalidAdapter(reason: String)
+    /// A ``TrainingState`` that does not fit the model or optimizer it is restored into (module
+    /// paths that differ, a layer of another kind where the state has a LoRA layer, another
+    /// optimizer type, ...).
+    case incompatibleTrainingState(reason: String)
 
     /// One key whose checkpoint shape differs from the module's.
     public struct ShapeMismatch: Equatable, Sendable, CustomStringConvertible {
@@ -40,6 +44,7 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
             return "size mismatch for \(list.count) tensor(s):\n" + list.map { "  " + $0.description }.joined(separator: "\n")
         case let .keysDoNotMatch(report): return "strict load failed:\n\(report)"
         case let .invalidAdapter(reason): return "cannot apply the adapter: \(reason)"
+        case let .incompatibleTrainingState(reason): return "the training state does not fit: \(reason)"
         }
     }
 }
