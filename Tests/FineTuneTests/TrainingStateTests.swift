@@ -374,6 +374,23 @@ struct TrainingStateTests {
         #expect((json["random_generator"] as? [String])?.count == 4)
     }
 
+    @Test("a LoRA layer inside an adapter is re-created after the adapter that holds it")
+    func loraInsideAdapter() throws {
+        let model = RandomGenerator.withSeed(6) { loraBase() }
+        _ = try RandomGenerator.withSeed(7) {
+            try model.addAdapters(after: ["3"], bottleneck: 2, activation: SiLU())
+            return try model.applyLoRA(LoRAConfig(rank: 1, alpha: 2, targetModules: ["down"]))
+        }
+        let state = try TrainingState(model: model)
+        #expect(state.loraLayers.map(\.path) == ["3.adapter.down"] && state.adapters.map(\.path) == ["3"])
+
+        let fresh = RandomGenerator.withSeed(9) { loraBase() }
+        try state.restore(into: fresh)
+        #expect(fresh.loraLayers.map(\.name) == ["3.adapter.down"])
+        #expect((fresh.module(named: "3")?.outputAdapter as? BottleneckAdapter)?.activation is SiLU)
+        #expect(fresh.stateDict().mapValues(bits) == model.stateDict().mapValues(bits))
+    }
+
     @Test("restoring into a model that already has the same LoRA layers reuses them; other settings are refused")
     func existingStructure() throws {
         let model = RandomGenerator.withSeed(6) { loraBase() }
