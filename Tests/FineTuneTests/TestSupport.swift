@@ -65,6 +65,18 @@ func gradCheck(_ inputs: [Tensor], eps: Float = 1e-2, atol: Float = 2e-3, rtol: 
     }
 }
 
+/// Checks that an exit test's child process wrote every one of `fragments` to standard error
+/// (the message of the precondition that stopped it).
+func expectStandardError(_ result: ExitTest.Result?, contains fragments: [String],
+                         sourceLocation: SourceLocation = #_sourceLocation) {
+    guard let result else { return }     // the exit expectation itself already failed
+    let message = String(decoding: result.standardErrorContent, as: UTF8.self)
+    for fragment in fragments {
+        #expect(message.contains(fragment), "standard error lacks \"\(fragment)\": \(message.prefix(600))",
+                sourceLocation: sourceLocation)
+    }
+}
+
 /// A file of the test bundle's Fixtures folder.
 func fixtureURL(_ path: String) -> URL {
     Bundle.module.resourceURL!.appendingPathComponent("Fixtures").appendingPathComponent(path)
