@@ -18,6 +18,9 @@ protocol VectorSumTerm {
 extension VectorMath {
     /// Elements per Float block before the partial sum is folded into a Double.
     static let reductionBlock = 2048
+    /// Rows per Float partial of a column sum: as many terms as one accumulator lane of
+    /// ``blockedSum(_:_:)`` takes per block.
+    static let columnBlockRows = 32
 
     /// Sums `term` over `count` elements: four accumulators per block, Double across blocks.
     @inline(__always)
@@ -101,6 +104,50 @@ extension Kernels {
     /// Sum of `x[i]²` (same accumulation scheme as ``sum(_:count:)``).
     public static func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Float {
         VectorMath.blockedSum(count, VectorMath.SquaredDeviationTerm(x: x, shift: 0, scale: 1))
+    }
+
+    /// Adds the column sums of the `rows x columns` matrix at `x` (rows `rowStride` apart) into
+    /// `sums[0..<columns]`, with the accuracy scheme of ``sum(_:count:)``: Float partial sums of at
+    /// most ``VectorMath/columnBlockRows`` terms (16 columns per vector, 64 columns per pass down
+    /// the rows), accumulated in Double. Reduces bias and broadcast gradients over their rows.
+    static func addColumnSums(_ x: UnsafePointer<Float>, rows: Int, columns: Int, rowStride: Int,
+                              into sums: UnsafeMutablePointer<Double>) {
+        typealias V = VectorMath.V
+        @inline(__always) func load(_ p: UnsafePointer<Float>, _ n: Int) -> V {
+            n >= 16 ? VectorMath.load(p) : (n > 0 ? VectorMath.loadPartial(p, n) : V())
+        }
+        @inline(__always) func flush(_ v: V, _ dst: UnsafeMutablePointer<Double>, _ n: Int) {
+            var lane = 0
+            while lane < n && lane < 16 { dst[lane] += Double(v[lane]); lane &+= 1 }
+        }
+        var c = 0
+        while c < columns {
+            let width = Swift.min(64, columns &- c)
+            var r = 0
+            while r < rows {
+                let end = Swift.min(r &+ VectorMath.columnBlockRows, rows)
+                var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+                var p = x + (r &* rowStride &+ c)
+                if width == 64 {
+                    for _ in r..<end {
+                        a0 += VectorMath.load(p); a1 += VectorMath.load(p + 16)
+                        a2 += VectorMath.load(p + 32); a3 += VectorMath.load(p + 48)
+                        p += rowStride
+                    }
+                } else {
+                    for _ in r..<end {
+                        a0 += load(p, width); a1 += load(p + 16, width &- 16)
+                        a2 += load(p + 32, width &- 32); a3 += load(p + 48, width &- 48)
+                        p += rowStride
+                    }
+                }
+                let dst = sums + c
+                flush(a0, dst, width); flush(a1, dst + 16, width &- 16)
+                flush(a2, dst + 32, width &- 32); flush(a3, dst + 48, width &- 48)
+                r = end
+            }
+            c &+= 64
+        }
     }
 
     /// Maximum of `x[0..<count]`; NaN if any element is NaN, `-infinity` for `count == 0`.
