@@ -30,7 +30,7 @@ func expectClose(_ a: [Float], _ b: [Float], atol: Float = 1e-5, rtol: Float = 1
 
 /// How ``gradCheck(_:eps:atol:rtol:layouts:linearInEachInput:sampled:_:sourceLocation:_:)`` lays out an input in memory:
 /// the checked function reads a contiguous tensor, a transposed view (axes reversed; rank >= 2),
-/// or a strided view (every second element of a buffer twice the size, rank >= 1).
+/// or a strided view (a slice taking every second element of a buffer twice the size, rank >= 1).
 enum GradCheckLayout: CaseIterable, CustomStringConvertible, Sendable {
     case contiguous, transposed, strided
 
@@ -75,6 +75,16 @@ enum GradCheckLayout: CaseIterable, CustomStringConvertible, Sendable {
         case .contiguous: return leaf
         case .transposed: return leaf.permuted(Array((0..<rank).reversed()))
         case .strided: return leaf.select(axis: rank, 0)
+        }
+    }
+
+    /// Whether this layout must give `view` gaps or a non-row-major order: a strided view of at
+    /// least 2 elements, a transposed view with at least 2 dimensions longer than 1.
+    func expectsNonContiguous(_ view: Tensor) -> Bool {
+        switch self {
+        case .contiguous: false
+        case .transposed: view.shape.filter { $0 > 1 }.count >= 2
+        case .strided: view.count >= 2
         }
     }
 
@@ -126,7 +136,11 @@ func gradCheck(_ inputs: [Tensor], eps: Float = 1e-2, atol: Float = 1e-4, rtol: 
         let context = "\(comment) [\(layout)]"
         let ranks = inputs.map(\.rank)
         let leaves = values.map { t -> Tensor in var l = layout.leaf(holding: t); l.requiresGrad = true; return l }
-        let output = f(zip(leaves, ranks).map { layout.view(of: $0, rank: $1) })
+        let views = zip(leaves, ranks).map { layout.view(of: $0, rank: $1) }
+        for (index, view) in views.enumerated() where layout.expectsNonContiguous(view) && view.isContiguous {
+            Issue.record("\(context): input \(index) \(view.shape) should be a non-contiguous view", sourceLocation: sourceLocation)
+        }
+        let output = f(views)
         if layout != .contiguous {
             expectClose(output.scalars, reference.scalars, atol: 1e-6, rtol: 1e-5, "\(context) output vs contiguous",
                         sourceLocation: sourceLocation)
