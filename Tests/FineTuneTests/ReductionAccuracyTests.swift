@@ -42,6 +42,20 @@ struct ReductionAccuracyTests {
         }
     }
 
+    @Test func sumOfABroadcastViewMatchesADoubleReference() {
+        // Stride 0 on axes 0 and 2: those are summed once and scaled by their length.
+        let view = randomTensor([3, 1, 4], seed: 5).expanded(to: [2, 3, 5, 4])
+        let copy = view.contiguous()
+        for mask in 0..<(1 << 4) {
+            let axes = (0..<4).filter { mask & (1 << $0) != 0 }
+            let kept = (0..<4).map { axes.contains($0) ? 1 : view.shape[$0] }
+            expectClose(view.sum(axes: axes, keepDims: true).scalars, doubleSum(copy, keeping: kept).map { Float($0) },
+                        atol: 1e-6, rtol: 1e-6, "broadcast view, axes \(axes)")
+        }
+        let repeated = Tensor([0.1]).expanded(to: [Self.rows]).sum()
+        #expect(relativeError(repeated.item(), Self.exactSum) < 1e-6)
+    }
+
     /// Sum of `x` into `kept` (1 on reduced axes), in Double.
     private func doubleSum(_ x: Tensor, keeping kept: [Int]) -> [Double] {
         var out = [Double](repeating: 0, count: Shape.count(kept))

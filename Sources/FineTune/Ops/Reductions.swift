@@ -139,19 +139,28 @@ extension Tensor {
     /// size-1 axes dropped and neighbouring axes of one kind merged, the elements form runs of
     /// kept and reduced axes. A reduced innermost run is summed row by row by `Kernels.sum`; a
     /// reduced run above the kept innermost one (bias and broadcast gradients, `sum(axes: [0])`)
-    /// by `Kernels.addColumnSums`. Every partial result is accumulated in Double.
+    /// by `Kernels.addColumnSums`. Every partial result is accumulated in Double. A reduced axis
+    /// that a broadcast view repeats (stride 0, as the gradient of a sum) is summed once and
+    /// multiplied by its length, not copied out.
     func reduceSum(to kept: [Int]) -> Tensor {
         let out = Tensor(zeros: kept)
+        var source = self, repeats = 1.0
+        for axis in 0..<rank where kept[axis] == 1 && shape[axis] > 1 && strides[axis] == 0 {
+            repeats *= Double(shape[axis])
+            source.shape[axis] = 1
+        }
         var runs: [Int] = [], runIsReduced: [Bool] = []
-        for axis in 0..<rank where shape[axis] != 1 {
+        for (axis, size) in source.shape.enumerated() where size != 1 {
             let reduced = kept[axis] == 1
-            if runIsReduced.last == reduced { runs[runs.count - 1] *= shape[axis] } else {
-                runs.append(shape[axis]); runIsReduced.append(reduced)
+            if runIsReduced.last == reduced { runs[runs.count - 1] *= size } else {
+                runs.append(size); runIsReduced.append(reduced)
             }
         }
-        let x = contiguousData()
-        guard count > 0, let innerReduced = runIsReduced.lastIndex(of: true) else {
-            if count > 0 { x.withDataPointer { px in out.withDataPointer { $0.update(from: px, count: count) } } }
+        let x = source.contiguousData()
+        guard x.count > 0, let innerReduced = runIsReduced.lastIndex(of: true) else {
+            if x.count > 0 {
+                x.withDataPointer { px in out.withDataPointer { po in for i in 0..<out.count { po[i] = Float(Double(px[i]) * repeats) } } }
+            }
             return out
         }
         // Blocks of `rows x columns` contiguous elements (columns == 1: rows summed whole),
@@ -186,7 +195,7 @@ extension Tensor {
                 if run < 0 { break }
             }
         }}
-        out.withDataPointer { po in for i in 0..<out.count { po[i] = Float(sums[i]) } }
+        out.withDataPointer { po in for i in 0..<out.count { po[i] = Float(sums[i] * repeats) } }
         return out
     }
 
