@@ -21,6 +21,8 @@ extension VectorMath {
     /// Rows per Float partial of a column sum: as many terms as one accumulator lane of
     /// ``blockedSum(_:_:)`` takes per block.
     static let columnBlockRows = 32
+    /// Columns of one pass of a column sum: a 4 KB partial-sum row.
+    static let columnChunk = 1024
 
     /// Sums `term` over `count` elements: four accumulators per block, Double across blocks.
     @inline(__always)
@@ -107,46 +109,42 @@ extension Kernels {
     }
 
     /// Adds the column sums of the `rows x columns` matrix at `x` (rows `rowStride` apart) into
-    /// `sums[0..<columns]`, with the accuracy scheme of ``sum(_:count:)``: Float partial sums of at
-    /// most ``VectorMath/columnBlockRows`` terms (16 columns per vector, 64 columns per pass down
-    /// the rows), accumulated in Double. Reduces bias and broadcast gradients over their rows.
+    /// `sums[0..<columns]`, with the accuracy scheme of ``sum(_:count:)``: per column, Float partial
+    /// sums of at most ``VectorMath/columnBlockRows`` terms, accumulated in Double. Reduces bias and
+    /// broadcast gradients over their rows.
+    ///
+    /// The rows are read in memory order, up to ``VectorMath/columnChunk`` columns at a time, into
+    /// a partial-sum row that stays in L1; walking down each column instead would touch a new page
+    /// per row.
     static func addColumnSums(_ x: UnsafePointer<Float>, rows: Int, columns: Int, rowStride: Int,
                               into sums: UnsafeMutablePointer<Double>) {
-        typealias V = VectorMath.V
-        @inline(__always) func load(_ p: UnsafePointer<Float>, _ n: Int) -> V {
-            n >= 16 ? VectorMath.load(p) : (n > 0 ? VectorMath.loadPartial(p, n) : V())
-        }
-        @inline(__always) func flush(_ v: V, _ dst: UnsafeMutablePointer<Double>, _ n: Int) {
-            var lane = 0
-            while lane < n && lane < 16 { dst[lane] += Double(v[lane]); lane &+= 1 }
-        }
-        var c = 0
-        while c < columns {
-            let width = Swift.min(64, columns &- c)
-            var r = 0
-            while r < rows {
-                let end = Swift.min(r &+ VectorMath.columnBlockRows, rows)
-                var a0 = V(), a1 = V(), a2 = V(), a3 = V()
-                var p = x + (r &* rowStride &+ c)
-                if width == 64 {
-                    for _ in r..<end {
-                        a0 += VectorMath.load(p); a1 += VectorMath.load(p + 16)
-                        a2 += VectorMath.load(p + 32); a3 += VectorMath.load(p + 48)
-                        p += rowStride
+        guard rows > 0 && columns > 0 else { return }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: Swift.min(columns, VectorMath.columnChunk)) { buffer in
+            let partial = buffer.baseAddress!
+            var c = 0
+            while c < columns {
+                let width = Swift.min(VectorMath.columnChunk, columns &- c)
+                var r = 0
+                while r < rows {
+                    let end = Swift.min(r &+ VectorMath.columnBlockRows, rows)
+                    partial.update(from: x + (r &* rowStride &+ c), count: width)
+                    var i = r &+ 1
+                    while i < end {
+                        let row = x + (i &* rowStride &+ c)
+                        var j = 0
+                        while j &+ 16 <= width {
+                            VectorMath.store(VectorMath.load(partial + j) + VectorMath.load(row + j), partial + j)
+                            j &+= 16
+                        }
+                        while j < width { partial[j] += row[j]; j &+= 1 }
+                        i &+= 1
                     }
-                } else {
-                    for _ in r..<end {
-                        a0 += load(p, width); a1 += load(p + 16, width &- 16)
-                        a2 += load(p + 32, width &- 32); a3 += load(p + 48, width &- 48)
-                        p += rowStride
-                    }
+                    let total = sums + c
+                    for j in 0..<width { total[j] += Double(partial[j]) }
+                    r = end
                 }
-                let dst = sums + c
-                flush(a0, dst, width); flush(a1, dst + 16, width &- 16)
-                flush(a2, dst + 32, width &- 32); flush(a3, dst + 48, width &- 48)
-                r = end
+                c &+= width
             }
-            c &+= 64
         }
     }
 
