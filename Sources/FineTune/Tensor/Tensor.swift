@@ -95,7 +95,7 @@ public struct Tensor {
     public subscript(indices: Int...) -> Float {
         get { withExtendedLifetime(storage) { storage.pointer[elementOffset(indices)] } }
         set {
-            let recordsWrite = GradMode.isEnabled && node != nil
+            let recordsWrite = node != nil && GradMode.isEnabled
             if recordsWrite, node?.isLeaf == true {
                 preconditionFailure("""
                     subscript: cannot write in place into a leaf that requires grad (shape \(shape)); \
