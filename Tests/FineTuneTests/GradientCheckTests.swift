@@ -2,7 +2,9 @@ import Foundation
 import Testing
 @testable import FineTune
 
-/// A finite-difference check for every differentiable op, on several shapes (broadcasting, odd sizes).
+/// A finite-difference check for every differentiable op, on several shapes (broadcasting, odd sizes),
+/// each on contiguous, transposed and strided inputs (see `gradCheck`). MutationTests runs these
+/// same checks against deliberately wrong rules: keep them able to fail.
 @Suite("Gradient checks")
 struct GradientCheckTests {
     static let broadcastPairs: [([Int], [Int])] = [
@@ -34,7 +36,9 @@ struct GradientCheckTests {
         gradCheck([randomTensor([5], low: 0.5, high: 2)]) { 1 / $0[0] }
     }
 
-    @Test(arguments: [[1], [7], [3, 5], [2, 3, 4]])
+    static let pointwiseShapes: [[Int]] = [[1], [7], [3, 5], [2, 3, 4]]
+
+    @Test(arguments: pointwiseShapes)
     func pointwise(_ shape: [Int]) {
         let x = randomTensor(shape, seed: 11)
         let positive = randomTensor(shape, seed: 12, low: 0.3, high: 2)
@@ -56,49 +60,75 @@ struct GradientCheckTests {
     }
 
     @Test func powTensorExponent() {
-        gradCheck([randomTensor([2, 3], seed: 1, low: 0.5, high: 2), randomTensor([3], seed: 2)]) { $0[0].pow($0[1]) }
+        gradCheck([randomTensor([2, 3], seed: 1, low: 0.5, high: 2), randomTensor([3], seed: 2)], "pow") { $0[0].pow($0[1]) }
+        gradCheck([randomTensor([3, 1], seed: 3, low: 0.5, high: 2), randomTensor([2, 1, 4], seed: 4)], "pow, both broadcast") {
+            $0[0].pow($0[1])
+        }
     }
 
-    @Test(arguments: [([4], -1), ([3, 5], -1), ([3, 5], 0), ([2, 3, 7], 1), ([1, 33], -1)])
+    static let softmaxCases: [([Int], Int)] = [([4], -1), ([3, 5], -1), ([3, 5], 0), ([2, 3, 7], 1), ([1, 33], -1), ([2, 3, 4], -2)]
+
+    @Test(arguments: softmaxCases)
     func softmaxFamily(_ shape: [Int], _ axis: Int) {
         let x = randomTensor(shape, seed: 21) * 3
         gradCheck([x], "softmax \(shape) axis \(axis)") { $0[0].softmax(axis: axis) }
         gradCheck([x], "logSoftmax \(shape) axis \(axis)") { $0[0].logSoftmax(axis: axis) }
     }
 
-    @Test(arguments: [([2, 3, 4], [0]), ([2, 3, 4], [1, 2]), ([2, 3, 4], [2]), ([5], [0]), ([3, 1, 7], [0, 2])])
+    static let reductionCases: [([Int], [Int])] = [
+        ([2, 3, 4], [0]), ([2, 3, 4], [1, 2]), ([2, 3, 4], [2]), ([5], [0]), ([3, 1, 7], [0, 2]), ([2, 3, 4], [-1]), ([2, 3, 4], [-3, -2]),
+    ]
+
+    @Test(arguments: reductionCases)
     func reductions(_ shape: [Int], _ axes: [Int]) {
-        let x = randomTensor(shape, seed: 31)
+        // Distinct values at least 2 eps apart, so no max is tied within a step.
+        let x = Tensor(shape: shape, scalars: (0..<Shape.count(shape)).map { Float(($0 * 13) % Shape.count(shape)) / 8 - 1 })
         gradCheck([x], "sum") { $0[0].sum(axes: axes) }
         gradCheck([x], "sum keepDims") { $0[0].sum(axes: axes, keepDims: true) }
         gradCheck([x], "mean") { $0[0].mean(axes: axes) }
-        gradCheck([x], eps: 1e-3, "max") { $0[0].max(axes: axes, keepDims: true) }
+        gradCheck([x], "mean keepDims") { $0[0].mean(axes: axes, keepDims: true) }
+        gradCheck([x], "max keepDims") { $0[0].max(axes: axes, keepDims: true) }
+        gradCheck([x], "max") { $0[0].max(axes: axes) }
         gradCheck([x], "sum all") { $0[0].sum() }
         gradCheck([x], "mean all") { $0[0].mean() }
+        gradCheck([x], "max all") { $0[0].max() }
+        if axes.count == 1 {
+            gradCheck([x], "max(axis:)") { $0[0].max(axis: axes[0]) }
+            gradCheck([x], "max(axis:) keepDims") { $0[0].max(axis: axes[0], keepDims: true) }
+        }
     }
 
-    @Test(arguments: [(1, 1, 1), (3, 5, 2), (7, 33, 5), (17, 3, 9)])
+    static let matmulSizes: [(Int, Int, Int)] = [(1, 1, 1), (3, 5, 2), (7, 33, 5), (17, 3, 9)]
+
+    @Test(arguments: matmulSizes)
     func matmul2D(_ m: Int, _ k: Int, _ n: Int) {
-        gradCheck([randomTensor([m, k], seed: 41), randomTensor([k, n], seed: 42)], "matmul") { $0[0].matmul($0[1]) }
-        // Transposed views are read in place by the GEMM: check those paths too.
-        gradCheck([randomTensor([k, m], seed: 43), randomTensor([n, k], seed: 44)], "matmul transposed") {
-            $0[0].transposed().matmul($0[1].transposed())
-        }
+        // The transposed layout also feeds the GEMM transposed views, which it reads in place.
+        gradCheck([randomTensor([m, k], seed: 41), randomTensor([k, n], seed: 42)], linearInEachInput: true, "matmul") { $0[0].matmul($0[1]) }
     }
 
     @Test func matmulBatched() {
-        gradCheck([randomTensor([2, 3, 4], seed: 1), randomTensor([2, 4, 5], seed: 2)], "batched") { $0[0].matmul($0[1]) }
-        gradCheck([randomTensor([2, 3, 4], seed: 3), randomTensor([4, 5], seed: 4)], "batched x 2-D") { $0[0].matmul($0[1]) }
-        gradCheck([randomTensor([3, 4], seed: 5), randomTensor([2, 4, 5], seed: 6)], "2-D x batched") { $0[0].matmul($0[1]) }
-        gradCheck([randomTensor([2, 1, 3, 4], seed: 7), randomTensor([3, 4, 2], seed: 8)], "broadcast batch") { $0[0].matmul($0[1]) }
-        gradCheck([randomTensor([4], seed: 9), randomTensor([4, 3], seed: 10)], "vector x matrix") { $0[0].matmul($0[1]) }
+        let cases: [([Int], [Int], String)] = [([2, 3, 4], [2, 4, 5], "batched"), ([2, 3, 4], [4, 5], "batched x 2-D"),
+                                               ([3, 4], [2, 4, 5], "2-D x batched"), ([2, 1, 3, 4], [3, 4, 2], "broadcast batch")]
+        for (i, (a, b, name)) in cases.enumerated() {
+            gradCheck([randomTensor(a, seed: UInt64(2 * i + 1)), randomTensor(b, seed: UInt64(2 * i + 2))], linearInEachInput: true, name) {
+                $0[0].matmul($0[1])
+            }
+        }
+    }
+
+    /// 1-D operands as in NumPy and PyTorch: dot product, vector-matrix, matrix-vector, batched.
+    static let vectorMatmulShapes: [([Int], [Int])] = [([4], [4]), ([4], [4, 3]), ([3, 4], [4]), ([2, 3, 4], [4]), ([4], [2, 4, 3]), ([1], [1])]
+
+    @Test(arguments: vectorMatmulShapes)
+    func matmulWithVectors(_ a: [Int], _ b: [Int]) {
+        gradCheck([randomTensor(a, seed: 9), randomTensor(b, seed: 10)], linearInEachInput: true, "\(a) x \(b)") { $0[0].matmul($0[1]) }
     }
 
     @Test func linear() {
-        gradCheck([randomTensor([5, 7], seed: 1), randomTensor([3, 7], seed: 2), randomTensor([3], seed: 3)], "linear") {
+        gradCheck([randomTensor([5, 7], seed: 1), randomTensor([3, 7], seed: 2), randomTensor([3], seed: 3)], linearInEachInput: true, "linear") {
             Tensor.linear($0[0], weight: $0[1], bias: $0[2])
         }
-        gradCheck([randomTensor([2, 3, 4], seed: 4), randomTensor([6, 4], seed: 5)], "linear 3-D, no bias") {
+        gradCheck([randomTensor([2, 3, 4], seed: 4), randomTensor([6, 4], seed: 5)], linearInEachInput: true, "linear 3-D, no bias") {
             Tensor.linear($0[0], weight: $0[1])
         }
     }
@@ -112,9 +142,26 @@ struct GradientCheckTests {
         gradCheck([x], "slice") { $0[0].slice(axis: 2, 1..<3) }
         gradCheck([x], "select") { $0[0].select(axis: 1, -1) }
         gradCheck([x], "unsqueeze/squeeze") { $0[0].unsqueezed(axis: 1).squeezed(axis: 1) * 2 }
+        gradCheck([x], "negative axes") {
+            $0[0].transposed(-1, -3).flattened(startAxis: -2).unsqueezed(axis: -1).slice(axis: -2, 1..<5).squeezed(axis: -1)
+        }
+        gradCheck([x], "squeeze all") { $0[0].slice(axis: 1, 2..<3).squeezed() }
         gradCheck([randomTensor([3, 1], seed: 52)], "expand") { $0[0].expanded(to: [2, 3, 4]) }
         gradCheck([randomTensor([2, 3], seed: 53), randomTensor([2, 5], seed: 54)], "concat") { Tensor.concat($0, axis: 1) }
         gradCheck([randomTensor([2, 3], seed: 55), randomTensor([2, 3], seed: 56)], "stack") { Tensor.stack($0, axis: 1) }
+        gradCheck([randomTensor([2, 3], seed: 57), randomTensor([2, 1], seed: 58)], "concat axis -1") { Tensor.concat($0, axis: -1) }
+        gradCheck([randomTensor([2, 3], seed: 59), randomTensor([2, 3], seed: 60)], "stack axis -1") { Tensor.stack($0, axis: -1) }
+    }
+
+    /// Writing through the subscript of an op's result records the write: no gradient to the
+    /// overwritten elements.
+    @Test func subscriptWrite() {
+        gradCheck([randomTensor([3, 4], seed: 61)], "setElement") { x in
+            var y = x[0] * x[0]
+            y[1, 2] = 5
+            y[-1, 0] = -1
+            return y
+        }
     }
 
     @Test func indexing() {
@@ -145,9 +192,24 @@ struct GradientCheckTests {
         ([2, 3, 4, 4], [5, 3, 1, 1], 1, 0, 1, 1),
     ]
 
+    /// The shifted-copies method (stride 1, >= 16 channels, little wasted width), through the op.
+    @Test func conv2dShiftedCopies() {
+        let x = randomTensor([1, 16, 3, 10], seed: 84), w = randomTensor([16, 16, 2, 2], seed: 85) * 0.5
+        let g = Conv2dGeometry(batch: 1, inChannels: 16, height: 3, width: 10, outChannels: 16, kernelHeight: 2, kernelWidth: 2,
+                               padding: (0, 1))
+        for threads in [1, Kernels.maxThreads] {
+            let plan = ConvPlan(g, threads: threads)
+            #expect(plan.forwardMethod == .shifted && plan.backwardInputMethod == .shifted && plan.backwardWeightMethod == .shifted)
+        }
+        gradCheck([x, w, randomTensor([16], seed: 86)], linearInEachInput: true, sampled: 40, "conv2d shifted") {
+            Tensor.conv2d($0[0], weight: $0[1], bias: $0[2], padding: (0, 1))
+        }
+    }
+
     @Test(arguments: convCases)
     func conv2d(_ c: (x: [Int], w: [Int], stride: Int, pad: Int, dil: Int, groups: Int)) {
-        gradCheck([randomTensor(c.x, seed: 81), randomTensor(c.w, seed: 82), randomTensor([c.w[0]], seed: 83)], "conv2d \(c)") {
+        gradCheck([randomTensor(c.x, seed: 81), randomTensor(c.w, seed: 82), randomTensor([c.w[0]], seed: 83)], linearInEachInput: true,
+                  "conv2d \(c)") {
             Tensor.conv2d($0[0], weight: $0[1], bias: $0[2], stride: (c.stride, c.stride), padding: (c.pad, c.pad),
                           dilation: (c.dil, c.dil), groups: c.groups)
         }
@@ -158,10 +220,10 @@ struct GradientCheckTests {
         let x = Tensor(shape: [2, 2, 5, 6], scalars: (0..<120).map { Float(($0 * 37) % 120) / 10 })
         gradCheck([x], eps: 1e-3, "maxPool2d") { $0[0].maxPool2d(kernel: (2, 2)) }
         gradCheck([x], eps: 1e-3, "maxPool2d stride 1 pad 1") { $0[0].maxPool2d(kernel: (3, 3), stride: (1, 1), padding: (1, 1)) }
-        gradCheck([x], "avgPool2d") { $0[0].avgPool2d(kernel: (2, 3), stride: (1, 2)) }
-        gradCheck([x], "avgPool2d pad") { $0[0].avgPool2d(kernel: (3, 3), stride: (2, 2), padding: (1, 1), countIncludePad: false) }
-        gradCheck([x], "adaptiveAvgPool2d") { $0[0].adaptiveAvgPool2d((3, 4)) }
-        gradCheck([x], "globalAvgPool2d") { $0[0].globalAvgPool2d() }
+        gradCheck([x], linearInEachInput: true, "avgPool2d") { $0[0].avgPool2d(kernel: (2, 3), stride: (1, 2)) }
+        gradCheck([x], linearInEachInput: true, "avgPool2d pad") { $0[0].avgPool2d(kernel: (3, 3), stride: (2, 2), padding: (1, 1), countIncludePad: false) }
+        gradCheck([x], linearInEachInput: true, "adaptiveAvgPool2d") { $0[0].adaptiveAvgPool2d((3, 4)) }
+        gradCheck([x], linearInEachInput: true, "globalAvgPool2d") { $0[0].globalAvgPool2d() }
     }
 
     @Test func normalization() {
@@ -170,6 +232,9 @@ struct GradientCheckTests {
             Tensor.layerNorm($0[0], weight: $0[1], bias: $0[2])
         }
         gradCheck([x], "layerNorm over 2 axes") { Tensor.layerNorm($0[0], normalizedAxes: 2) }
+        gradCheck([x, randomTensor([4, 5], seed: 98), randomTensor([4, 5], seed: 99)], "layerNorm over 2 axes, affine") {
+            Tensor.layerNorm($0[0], normalizedAxes: 2, weight: $0[1], bias: $0[2])
+        }
         gradCheck([x, randomTensor([2], seed: 94), randomTensor([2], seed: 95)], "batchNorm train") {
             var rm: Tensor? = nil, rv: Tensor? = nil
             return Tensor.batchNorm($0[0], runningMean: &rm, runningVar: &rv, weight: $0[1], bias: $0[2], training: true)

@@ -161,6 +161,22 @@ struct TensorTests {
         }
     }
 
+    @Test("matmul with 1-D operands follows NumPy and PyTorch")
+    func matmulWithVectors() {
+        let v = Tensor([1, 2, 3]), m = Tensor(shape: [3, 2], scalars: [1, 0, 0, 1, 2, -1])
+        let dot = v.matmul(Tensor([4, 5, 6]))                        // [k] x [k]: 0-D
+        #expect(dot.shape == [] && dot.item() == 32)
+        let vm = v.matmul(m)                                         // [k] x [k, n]: [n]
+        #expect(vm.shape == [2] && vm.scalars == [7, -1])
+        let mv = m.transposed().matmul(v)                            // [n, k] x [k]: [n]
+        #expect(mv.shape == [2] && mv.scalars == [7, -1])
+        let batch = Tensor.stack([m, m * 2]).transposed()            // [2, 2, 3] x [3]: [2, 2]
+        #expect(batch.matmul(v).shape == [2, 2] && batch.matmul(v).scalars == [7, -1, 14, -2])
+        let batchB = Tensor.stack([m, m * 2])                        // [3] x [2, 3, 2]: [2, 2]
+        #expect(v.matmul(batchB).shape == [2, 2] && v.matmul(batchB).scalars == [7, -1, 14, -2])
+        #expect(Tensor([2]).matmul(Tensor([3])).item() == 6)
+    }
+
     @Test func lossValues() {
         let logits = Tensor(shape: [2, 3], scalars: [1, 2, 3, 1, 1, 1])
         let ce = Tensor.crossEntropy(logits, targets: [2, 0]).item()

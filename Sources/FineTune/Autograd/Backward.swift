@@ -6,7 +6,15 @@ extension Tensor {
     /// Returns the number of backward rules that ran (nodes whose inputs need no gradient run none).
     ///
     /// Like PyTorch, the pass frees the graph's saved tensors; pass `retainGraph: true` to call
-    /// `backward` again on the same graph.
+    /// `backward` again on the same graph, or on a new graph that reuses part of it. Going back
+    /// through a part that an earlier pass freed stops with a precondition failure (PyTorch's
+    /// "Trying to backward through the graph a second time") instead of skipping it silently.
+    ///
+    /// ```swift
+    /// let h = x * 2
+    /// h.sum().backward(retainGraph: true)   // keeps h's node
+    /// (h * 3).sum().backward()              // x.grad == 2 + 6
+    /// ```
     @discardableResult
     public func backward(_ gradient: Tensor? = nil, retainGraph: Bool = false) -> Int {
         guard let root = node else {
@@ -22,7 +30,7 @@ extension Tensor {
                         "backward() without a gradient needs a one-element tensor (a loss)")
             seed = Tensor.full(shape, 1)
         }
-        precondition(!root.isReleased, "backward: the graph was already freed by an earlier backward(); pass retainGraph: true to the first call")
+        if root.isReleased { BackwardEngine.failFreed(root) }
         return withoutGradients { BackwardEngine.run(root: root, seed: seed, retainGraph: retainGraph) }
     }
 }
@@ -40,10 +48,15 @@ enum BackwardEngine {
                 node.grad = node.grad.map { $0.adding(gradOutput) } ?? gradOutput.contiguousData()
                 continue
             }
-            guard let rule = node.backward else { continue }
+            guard let rule = node.backward else { failFreed(node) }
             let needs = node.inputs.map { $0 != nil }
             rulesRun += 1
-            let inputGrads = rule(gradOutput, needs)
+            var inputGrads = rule(gradOutput, needs)
+            #if DEBUG
+            if case .scaledRule(let op)? = GradientMutation.active, op == node.op {
+                inputGrads = inputGrads.map { $0?.multiplying(Tensor(GradientMutation.ruleScale)) }
+            }
+            #endif
             for (i, input) in node.inputs.enumerated() {
                 guard let input, i < inputGrads.count, let g = inputGrads[i] else { continue }
                 let reduced = g.summed(toShape: node.inputShapes[i])
@@ -52,6 +65,16 @@ enum BackwardEngine {
             }
         }
         return rulesRun
+    }
+
+    /// Stops at a node whose rule an earlier pass without `retainGraph` freed: its gradient would
+    /// otherwise be dropped without a word.
+    static func failFreed(_ node: GradNode) -> Never {
+        preconditionFailure("""
+            backward: trying to backward through the graph a second time: the '\(node.op)' node's saved \
+            tensors were freed by an earlier backward(). Pass retainGraph: true to the earlier backward() \
+            call if you need to backward through this part of the graph again
+            """)
     }
 
     /// Nodes in an order where every node comes after all of its inputs (iterative DFS).

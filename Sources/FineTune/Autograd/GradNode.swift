@@ -35,6 +35,21 @@ final class GradNode {
         backward = nil
         inputs = []
     }
+
+    /// Frees the graph behind this node iteratively. Released recursively (each node's inputs
+    /// freed from inside its own deinit), a chain of a million ops dropped without a backward
+    /// pass would overflow the stack.
+    deinit {
+        guard !inputs.isEmpty else { return }
+        var orphans = inputs.compactMap { $0 }
+        inputs = []
+        while var node = orphans.popLast() {
+            // Only the last owner takes the inputs; the node then dies here with none left.
+            guard isKnownUniquelyReferenced(&node) else { continue }
+            orphans.append(contentsOf: node.inputs.compactMap { $0 })
+            node.inputs = []
+        }
+    }
 }
 
 extension Tensor {
@@ -58,6 +73,17 @@ extension Tensor {
     public var grad: Tensor? {
         get { node?.grad }
         nonmutating set { node?.grad = newValue }
+    }
+
+    /// Replaces this tensor's node by a write op after element `index` (row-major) was
+    /// overwritten with a constant: the gradient flows on to the old node except at `index`.
+    mutating func recordOverwrite(ofElementAt index: Int) {
+        let before = Tensor(storage: storage, shape: shape, strides: strides, offset: offset, node: node)
+        self = Tensor.record(detached(), op: "setElement", inputs: [before]) { g, _ in
+            let dx = g.contiguousCopy()
+            dx.withDataPointer { $0[index] = 0 }
+            return [dx]
+        }
     }
 
     /// Whether ``record(_:op:inputs:backward:)`` will keep a backward rule for these inputs, so an

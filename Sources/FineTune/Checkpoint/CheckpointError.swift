@@ -41,6 +41,10 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
     case missingConfigKey(String)
     /// A configuration value of another type than the one asked for.
     case wrongConfigType(key: String, expected: String, found: String)
+    /// A ``TrainingState`` that does not fit the model or optimizer it is restored into (module
+    /// paths that differ, a layer of another kind where the state has a LoRA layer, another
+    /// optimizer type, ...).
+    case incompatibleTrainingState(reason: String)
 
     /// One key whose checkpoint shape differs from the module's.
     public struct ShapeMismatch: Equatable, Sendable, CustomStringConvertible {
@@ -81,6 +85,7 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
         case let .malformedConfig(reason): return "malformed configuration: \(reason)"
         case let .missingConfigKey(key): return "the configuration has no \(key)"
         case let .wrongConfigType(key, expected, found): return "configuration value \(key) is \(found), expected \(expected)"
+        case let .incompatibleTrainingState(reason): return "the training state does not fit: \(reason)"
         }
     }
 }

@@ -253,9 +253,10 @@ extension Module {
     /// let report = try model.loadPretrained(from: URL(fileURLWithPath: "checkpoints/tiny-resnet"))
     /// ```
     @discardableResult
-    public func loadPretrained(from directory: URL, strict: Bool = true,
+    public func loadPretrained(from directory: URL, strict: Bool = true, ignoringMismatchedSizes: Bool = false,
                                renaming: ((String) -> String?)? = nil) throws(CheckpointError) -> LoadReport {
-        try load(from: PretrainedFolder(contentsOf: directory), strict: strict, renaming: renaming)
+        try load(from: PretrainedFolder(contentsOf: directory), strict: strict,
+                 ignoringMismatchedSizes: ignoringMismatchedSizes, renaming: renaming)
     }
 
     /// Saves the module as a Hugging Face folder (``PretrainedFolder/write(_:dtypes:config:to:maxShardSize:totalParameters:)``):

@@ -138,25 +138,30 @@ public struct SafeTensors: Sendable {
     // MARK: Writing
 
     /// The bytes of a safetensors file holding `tensors` (Float32 unless `dtypes` names
-    /// another type from ``DType/writable`` for a key), with the tensors in name order.
-    public static func encode(_ tensors: [String: Tensor], dtypes: [String: DType] = [:],
+    /// another type from ``DType/writable`` for a key) and `integers` (I64, exactly), with the
+    /// tensors in name order.
+    public static func encode(_ tensors: [String: Tensor], dtypes: [String: DType] = [:], integers: [String: Integers] = [:],
                               metadata: [String: String] = [:]) throws(CheckpointError) -> Data {
-        let names = tensors.keys.sorted()
+        var payloads = integers.mapValues { Payload.integers($0) }
+        for (name, tensor) in tensors {
+            guard payloads[name] == nil else { throw .malformed(reason: "\(name) is given both as a tensor and as integers") }
+            payloads[name] = .floats(tensor, dtypes[name] ?? .f32)
+        }
         var fields: [String] = []
         if !metadata.isEmpty {
             let pairs = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }
             fields.append("\"__metadata__\":{\(pairs.joined(separator: ","))}")
         }
         var offset = 0
-        var layout: [(Tensor, DType, Range<Int>)] = []
-        for name in names {
+        var layout: [(Payload, Range<Int>)] = []
+        for name in payloads.keys.sorted() {
             guard name != "__metadata__" else { throw .malformed(reason: "a tensor cannot be named __metadata__") }
-            let tensor = tensors[name]!, dtype = dtypes[name] ?? .f32
-            guard DType.writable.contains(dtype) else { throw .unsupportedDType(key: name, dtype: dtype.rawValue) }
-            let size = tensor.count * dtype.bits / 8
-            layout.append((tensor, dtype, offset..<offset + size))
-            let shape = tensor.shape.map(String.init).joined(separator: ",")
-            fields.append("\(jsonString(name)):{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + size)]}")
+            let payload = payloads[name]!
+            guard DType.writable.contains(payload.dtype) else { throw .unsupportedDType(key: name, dtype: payload.dtype.rawValue) }
+            let size = Shape.count(payload.shape) * payload.dtype.bits / 8
+            layout.append((payload, offset..<offset + size))
+            let shape = payload.shape.map(String.init).joined(separator: ",")
+            fields.append("\(jsonString(name)):{\"dtype\":\"\(payload.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + size)]}")
             offset += size
         }
         var header = Array("{\(fields.joined(separator: ","))}".utf8)
@@ -166,8 +171,16 @@ public struct SafeTensors: Sendable {
             raw.storeBytes(of: UInt64(header.count).littleEndian, as: UInt64.self)
             raw.baseAddress!.advanced(by: 8).copyMemory(from: header, byteCount: header.count)
             let body = UnsafeMutableRawBufferPointer(rebasing: raw[(8 + header.count)...])
-            for (tensor, dtype, range) in layout {
-                tensor.withUnsafeBufferPointer { ElementCodec.write($0, as: dtype, into: UnsafeMutableRawBufferPointer(rebasing: body[range])) }
+            for (payload, range) in layout {
+                let destination = UnsafeMutableRawBufferPointer(rebasing: body[range])
+                switch payload {
+                case let .floats(tensor, dtype):
+                    tensor.withUnsafeBufferPointer { ElementCodec.write($0, as: dtype, into: destination) }
+                case let .integers(integers):
+                    for (i, value) in integers.values.enumerated() {
+                        destination.storeBytes(of: value.littleEndian, toByteOffset: i * 8, as: Int64.self)
+                    }
+                }
             }
         }
         return file
@@ -175,9 +188,98 @@ public struct SafeTensors: Sendable {
 
     /// Writes a safetensors file atomically: a temporary file in the same directory, flushed,
     /// then renamed over `url`, so a crash or a full disk never leaves a half-written checkpoint.
-    public static func write(_ tensors: [String: Tensor], dtypes: [String: DType] = [:], metadata: [String: String] = [:],
-                             to url: URL) throws(CheckpointError) {
-        try AtomicFile.write(try encode(tensors, dtypes: dtypes, metadata: metadata), to: url)
+    public static func write(_ tensors: [String: Tensor], dtypes: [String: DType] = [:], integers: [String: Integers] = [:],
+                             metadata: [String: String] = [:], to url: URL) throws(CheckpointError) {
+        try AtomicFile.write(try encode(tensors, dtypes: dtypes, integers: integers, metadata: metadata), to: url)
+    }
+
+    /// What ``encode(_:dtypes:integers:metadata:)`` writes under one name.
+    private enum Payload {
+        case floats(Tensor, DType)
+        case integers(Integers)
+
+        var dtype: DType {
+            switch self {
+            case .floats(_, let dtype): return dtype
+            case .integers: return .i64
+            }
+        }
+
+        var shape: [Int] {
+            switch self {
+            case .floats(let tensor, _): return tensor.shape
+            case .integers(let integers): return integers.shape
+            }
+        }
+    }
+
+    // MARK: Exact integers
+
+    /// An integer tensor held exactly (64-bit), for counters such as optimizer step counts,
+    /// which Float32 would round beyond 2^24. Written as I64.
+    ///
+    /// ```swift
+    /// let data = try SafeTensors.encode([:], integers: ["steps": .init(40_000_001)])
+    /// try SafeTensors(data: data).integers("steps").values     // [40000001]
+    /// ```
+    public struct Integers: Equatable, Sendable {
+        public let shape: [Int]
+        /// The elements in row-major order.
+        public let values: [Int64]
+
+        /// A tensor of `shape` holding `values` in row-major order.
+        public init(shape: [Int], values: [Int64]) {
+            precondition(shape.allSatisfy { $0 >= 0 } && Shape.count(shape) == values.count,
+                         "SafeTensors.Integers: \(values.count) values for shape \(shape)")
+            self.shape = shape
+            self.values = values
+        }
+
+        /// A 0-D tensor holding `value`.
+        public init(_ value: Int64) { self.init(shape: [], values: [value]) }
+    }
+
+    /// The tensor named `key` as exact integers. Integer dtypes are read as stored (a U64
+    /// value above `Int64.max` throws); float dtypes are accepted when every element is a
+    /// whole number in range, so counts once written as floats still read. Other values throw
+    /// ``CheckpointError/malformed(reason:)``, unreadable dtypes ``CheckpointError/unsupportedDType(key:dtype:)``.
+    public func integers(_ key: String) throws(CheckpointError) -> Integers {
+        guard let entry = entries[key] else { throw .missingTensor(key: key) }
+        guard ElementCodec.reader(for: entry.dtype) != nil else { throw .unsupportedDType(key: key, dtype: entry.dtype.rawValue) }
+        let count = Shape.count(entry.shape)
+        let values: [Int64]? = data.withUnsafeBytes { raw in
+            let bytes = UnsafeRawBufferPointer(rebasing: raw[entry.byteRange])
+            func read<T: FixedWidthInteger>(_: T.Type) -> [Int64]? {
+                var out: [Int64] = []
+                out.reserveCapacity(count)
+                for i in 0..<count {
+                    let value = T(littleEndian: bytes.loadUnaligned(fromByteOffset: i * MemoryLayout<T>.size, as: T.self))
+                    guard let exact = Int64(exactly: value) else { return nil }
+                    out.append(exact)
+                }
+                return out
+            }
+            switch entry.dtype {
+            case .i64: return read(Int64.self)
+            case .u64: return read(UInt64.self)
+            case .i32: return read(Int32.self)
+            case .u32: return read(UInt32.self)
+            case .i16: return read(Int16.self)
+            case .u16: return read(UInt16.self)
+            case .i8: return read(Int8.self)
+            case .u8, .bool: return read(UInt8.self)
+            case .f64:
+                return (0..<count).map { i in
+                    Double(bitPattern: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)))
+                }.wholeNumbers()
+            default:    // F32, F16, BF16: every value is exact as a Float
+                return (try? tensor(key))?.scalars.map(Double.init).wholeNumbers()
+            }
+        }
+        guard let values else {
+            throw .malformed(reason: "\(key) (\(entry.dtype.rawValue)) does not hold integers that fit in Int64")
+        }
+        return Integers(shape: entry.shape, values: values)
     }
 
     // MARK: Validation
@@ -186,10 +288,10 @@ public struct SafeTensors: Sendable {
         guard let fields = value as? [String: Any] else { throw .malformed(reason: "entry \(key) is not an object") }
         guard let name = fields["dtype"] as? String else { throw .malformed(reason: "entry \(key) has no dtype") }
         guard let dtype = DType(rawValue: name) else { throw .malformed(reason: "entry \(key) has unknown dtype \(name)") }
-        guard let shape = integers(fields["shape"]), shape.allSatisfy({ $0 >= 0 }) else {
+        guard let shape = jsonIntegers(fields["shape"]), shape.allSatisfy({ $0 >= 0 }) else {
             throw .malformed(reason: "entry \(key) has no valid shape")
         }
-        guard let offsets = integers(fields["data_offsets"]), offsets.count == 2, offsets[0] >= 0, offsets[0] <= offsets[1] else {
+        guard let offsets = jsonIntegers(fields["data_offsets"]), offsets.count == 2, offsets[0] >= 0, offsets[0] <= offsets[1] else {
             throw .malformed(reason: "entry \(key) has no valid data_offsets")
         }
         var count = 1
@@ -206,7 +308,7 @@ public struct SafeTensors: Sendable {
     }
 
     /// JSON integers (a float, string or nested value fails).
-    private static func integers(_ value: Any?) -> [Int]? {
+    private static func jsonIntegers(_ value: Any?) -> [Int]? {
         guard let array = value as? [Any] else { return nil }
         var result: [Int] = []
         for element in array {
@@ -239,5 +341,18 @@ public struct SafeTensors: Sendable {
 
     static func reason(_ error: any Error) -> String {
         (error as NSError).localizedFailureReason ?? (error as NSError).localizedDescription
+    }
+}
+
+private extension Array where Element == Double {
+    /// The elements as Int64 when every one is a whole number in range, else nil.
+    func wholeNumbers() -> [Int64]? {
+        var out: [Int64] = []
+        out.reserveCapacity(count)
+        for value in self {
+            guard let exact = Int64(exactly: value) else { return nil }
+            out.append(exact)
+        }
+        return out
     }
 }

@@ -40,6 +40,10 @@ public struct LoadReport: Equatable, Sendable, CustomStringConvertible {
     public var missingKeys: [String]
     /// Checkpoint keys the module has no place for (ignored), sorted.
     public var unexpectedKeys: [String]
+    /// Keys skipped because the shapes differ, with both shapes (only with
+    /// `ignoringMismatchedSizes`, Hugging Face's `ignore_mismatched_sizes`): a new head keeps
+    /// its initialisation.
+    public var skippedMismatches: [CheckpointError.ShapeMismatch] = []
 
     /// Whether every module key was loaded and every checkpoint key used.
     public var isExact: Bool { missingKeys.isEmpty && unexpectedKeys.isEmpty }
@@ -48,6 +52,9 @@ public struct LoadReport: Equatable, Sendable, CustomStringConvertible {
         var lines = ["loaded \(loadedKeys.count) tensor(s)"]
         if !missingKeys.isEmpty { lines.append("missing key(s) in the checkpoint: " + missingKeys.joined(separator: ", ")) }
         if !unexpectedKeys.isEmpty { lines.append("unexpected key(s) in the checkpoint: " + unexpectedKeys.joined(separator: ", ")) }
+        if !skippedMismatches.isEmpty {
+            lines.append("skipped (shapes differ): " + skippedMismatches.map(\.description).joined(separator: ", "))
+        }
         return lines.joined(separator: "\n")
     }
 }
@@ -86,8 +93,10 @@ extension Module {
     /// report.missingKeys      // ["head.weight", "head.bias"]: a new head keeps its initialisation
     /// ```
     @discardableResult
-    public func loadStateDict(_ tensors: [String: Tensor], strict: Bool = true) throws(CheckpointError) -> LoadReport {
-        try load(keys: Set(tensors.keys), strict: strict, shape: { tensors[$0]!.shape },
+    public func loadStateDict(_ tensors: [String: Tensor], strict: Bool = true,
+                              ignoringMismatchedSizes: Bool = false) throws(CheckpointError) -> LoadReport {
+        try load(keys: Set(tensors.keys), strict: strict, ignoringMismatchedSizes: ignoringMismatchedSizes,
+                 shape: { tensors[$0]!.shape },
                  value: { key throws(CheckpointError) in tensors[key]!.contiguousData() })
     }
 
@@ -121,9 +130,10 @@ extension Module {
     /// print(report)
     /// ```
     @discardableResult
-    public func load(from url: URL, strict: Bool = true,
+    public func load(from url: URL, strict: Bool = true, ignoringMismatchedSizes: Bool = false,
                      renaming: ((String) -> String?)? = nil) throws(CheckpointError) -> LoadReport {
-        try load(from: SafeTensors(contentsOf: url), strict: strict, renaming: renaming)
+        try load(from: SafeTensors(contentsOf: url), strict: strict, ignoringMismatchedSizes: ignoringMismatchedSizes,
+                 renaming: renaming)
     }
 
     /// Loads tensors from an opened checkpoint: a safetensors file, a PyTorch file
@@ -134,7 +144,7 @@ extension Module {
     /// try model.load(from: PyTorchFile(contentsOf: URL(fileURLWithPath: "resnet18.pth")))
     /// ```
     @discardableResult
-    public func load(from archive: some TensorArchive, strict: Bool = true,
+    public func load(from archive: some TensorArchive, strict: Bool = true, ignoringMismatchedSizes: Bool = false,
                      renaming: ((String) -> String?)? = nil) throws(CheckpointError) -> LoadReport {
         var source: [String: String] = [:]    // module key -> file key
         for fileKey in archive.keys.sorted() {
@@ -142,12 +152,12 @@ extension Module {
             if let other = source[key] { throw .renamingCollision(key: key, fileKeys: [other, fileKey]) }
             source[key] = fileKey
         }
-        return try load(keys: Set(source.keys), strict: strict, shape: { archive.shape(of: source[$0]!)! },
+        return try load(keys: Set(source.keys), strict: strict, ignoringMismatchedSizes: ignoringMismatchedSizes, shape: { archive.shape(of: source[$0]!)! },
                         value: { key throws(CheckpointError) in try archive.tensor(source[key]!) })
     }
 
     /// The shared load: match keys, check every shape, check strictness, convert, then assign.
-    private func load(keys available: Set<String>, strict: Bool, shape: (String) -> [Int],
+    private func load(keys available: Set<String>, strict: Bool, ignoringMismatchedSizes: Bool, shape: (String) -> [Int],
                       value: (String) throws(CheckpointError) -> Tensor) throws(CheckpointError) -> LoadReport {
         let entries = namedStateEntries()
         var seen = Set<String>()
@@ -165,7 +175,11 @@ extension Module {
             }
         }
         report.unexpectedKeys = available.subtracting(seen).sorted()
-        if !mismatches.isEmpty { throw .shapeMismatch(mismatches) }
+        if ignoringMismatchedSizes {
+            report.skippedMismatches = mismatches
+        } else if !mismatches.isEmpty {
+            throw .shapeMismatch(mismatches)
+        }
         if strict && !report.isExact { throw .keysDoNotMatch(report) }
         // Convert everything before assigning anything, so a late failure changes nothing.
         var values: [Tensor] = []

@@ -82,23 +82,27 @@ extension Module {
     }
 
     /// fastai's `freeze_to(n)`: freezes the first `n` layer groups and unfreezes the rest. The
-    /// groups are ``defaultLayerGroups()``: the direct children that have parameters, so
-    /// parameter-free layers (ReLU, pooling, Flatten) do not count. A negative `n` counts from
-    /// the end: `freeze(upTo: -1)` trains only the last group (the head). Throws when `n` is
-    /// out of range or would leave nothing trainable.
+    /// groups are ``defaultLayerGroups()``: those a ``LayerGrouped`` model declares, otherwise the
+    /// direct children that have parameters, so parameter-free layers (ReLU, pooling, Flatten) do
+    /// not count. A negative `n` counts from the end: `freeze(upTo: -1)` trains only the last group
+    /// (the head). Throws when `n` is out of range or would leave nothing trainable.
     ///
     /// ```swift
     /// try cnn.freeze(upTo: -2)     // Conv, Conv, Linear, Linear: only the two Linear layers train
     /// ```
     public func freeze(upTo n: Int, trainBatchNorm: Bool = false) throws(SelectionError) {
-        let groups = namedChildren().filter { !$0.module.namedParameters().isEmpty }
+        let groups = defaultLayerGroups()
         let cut = n < 0 ? groups.count + n : n
         guard cut >= 0 && cut < groups.count else {
-            throw .outOfRange("freeze(upTo: \(n)): the module has \(groups.count) layer groups (children with parameters)"
+            throw .outOfRange("freeze(upTo: \(n)): the module has \(groups.count) layer groups"
                               + (cut == groups.count ? "; freezing all of them would leave nothing to train" : ""))
         }
         for (i, group) in groups.enumerated() {
-            if i < cut { group.module.freeze(trainBatchNorm: trainBatchNorm) } else { group.module.unfreeze() }
+            if i < cut {
+                try freeze(matching: group, trainBatchNorm: trainBatchNorm)
+            } else {
+                try unfreeze(matching: group)
+            }
         }
     }
 

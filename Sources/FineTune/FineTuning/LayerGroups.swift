@@ -1,13 +1,29 @@
 import Foundation
 
+/// A model that knows its layer groups: module paths per group, input first (a ResNet's stem,
+/// its four stages and its head). ``Module/defaultLayerGroups()`` and everything built on it
+/// (``Module/freeze(upTo:trainBatchNorm:)``, discriminative rates, gradual unfreezing) use them.
+public protocol LayerGrouped: Module {
+    /// Module paths per group, input first; every group holds parameters.
+    var layerGroups: [[String]] { get }
+}
+
 /// Fine-tuning recipes over layer groups: BitFit, gradual unfreezing and discriminative
 /// learning rates (ULMFiT, Howard & Ruder 2018). Layer groups are listed from the input
 /// (bottom) to the head (top), each as a ``ParameterPattern``; by default every direct child
 /// with parameters is a group, as fastai splits a `Sequential`.
 extension Module {
-    /// One group per direct child that has parameters, input first (`["0", "1", "4", ...]`).
+    /// The model's layer groups, input first: those a ``LayerGrouped`` model declares (a
+    /// ResNet's stem, stages and head; a transformer's embeddings, blocks and head), otherwise
+    /// one group per direct child that has parameters (`["0", "1", "4", ...]`).
     public func defaultLayerGroups() -> [ParameterPattern] {
-        namedChildren().filter { !$0.module.parameters().isEmpty }.map { .glob($0.name) }
+        if let grouped = self as? any LayerGrouped {
+            return grouped.layerGroups.map { paths in
+                paths.count == 1 ? .glob(paths[0])
+                    : .regex("(?:" + paths.map { NSRegularExpression.escapedPattern(for: $0) }.joined(separator: "|") + #")(?:\..*)?"#)
+            }
+        }
+        return namedChildren().filter { !$0.module.parameters().isEmpty }.map { .glob($0.name) }
     }
 
     /// BitFit (Ben Zaken et al. 2021): trains only the bias terms, every one of them (linear,

@@ -18,6 +18,11 @@ protocol VectorSumTerm {
 extension VectorMath {
     /// Elements per Float block before the partial sum is folded into a Double.
     static let reductionBlock = 2048
+    /// Rows per Float partial of a column sum: as many terms as one accumulator lane of
+    /// ``blockedSum(_:_:)`` takes per block.
+    static let columnBlockRows = 32
+    /// Columns of one pass of a column sum: a 4 KB partial-sum row.
+    static let columnChunk = 1024
 
     /// Sums `term` over `count` elements: four accumulators per block, Double across blocks.
     @inline(__always)
@@ -101,6 +106,46 @@ extension Kernels {
     /// Sum of `x[i]²` (same accumulation scheme as ``sum(_:count:)``).
     public static func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Float {
         VectorMath.blockedSum(count, VectorMath.SquaredDeviationTerm(x: x, shift: 0, scale: 1))
+    }
+
+    /// Adds the column sums of the `rows x columns` matrix at `x` (rows `rowStride` apart) into
+    /// `sums[0..<columns]`, with the accuracy scheme of ``sum(_:count:)``: per column, Float partial
+    /// sums of at most ``VectorMath/columnBlockRows`` terms, accumulated in Double. Reduces bias and
+    /// broadcast gradients over their rows.
+    ///
+    /// The rows are read in memory order, up to ``VectorMath/columnChunk`` columns at a time, into
+    /// a partial-sum row that stays in L1; walking down each column instead would touch a new page
+    /// per row.
+    static func addColumnSums(_ x: UnsafePointer<Float>, rows: Int, columns: Int, rowStride: Int,
+                              into sums: UnsafeMutablePointer<Double>) {
+        guard rows > 0 && columns > 0 else { return }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: Swift.min(columns, VectorMath.columnChunk)) { buffer in
+            let partial = buffer.baseAddress!
+            var c = 0
+            while c < columns {
+                let width = Swift.min(VectorMath.columnChunk, columns &- c)
+                var r = 0
+                while r < rows {
+                    let end = Swift.min(r &+ VectorMath.columnBlockRows, rows)
+                    partial.update(from: x + (r &* rowStride &+ c), count: width)
+                    var i = r &+ 1
+                    while i < end {
+                        let row = x + (i &* rowStride &+ c)
+                        var j = 0
+                        while j &+ 16 <= width {
+                            VectorMath.store(VectorMath.load(partial + j) + VectorMath.load(row + j), partial + j)
+                            j &+= 16
+                        }
+                        while j < width { partial[j] += row[j]; j &+= 1 }
+                        i &+= 1
+                    }
+                    let total = sums + c
+                    for j in 0..<width { total[j] += Double(partial[j]) }
+                    r = end
+                }
+                c &+= width
+            }
+        }
     }
 
     /// Maximum of `x[0..<count]`; NaN if any element is NaN, `-infinity` for `count == 0`.

@@ -28,23 +28,15 @@ open class Conv2d: Module, ParameterInitializing {
     public let groups: Int
 
     /// A convolution with `(height, width)` kernel, stride, padding and dilation.
-    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: (Int, Int), stride: (Int, Int) = (1, 1),
-                padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1), groups: Int = 1, bias: Bool = true) {
+    public convenience init(_ inChannels: Int, _ outChannels: Int, kernelSize: (Int, Int), stride: (Int, Int) = (1, 1),
+                            padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1), groups: Int = 1, bias: Bool = true) {
         precondition(inChannels > 0 && outChannels > 0, "Conv2d: channel counts must be positive")
         precondition(groups >= 1 && inChannels % groups == 0 && outChannels % groups == 0,
                      "Conv2d: in (\(inChannels)) and out (\(outChannels)) channels must be divisible by groups (\(groups))")
-        precondition(kernelSize.0 > 0 && kernelSize.1 > 0 && stride.0 > 0 && stride.1 > 0 && dilation.0 > 0 && dilation.1 > 0
-                     && padding.0 >= 0 && padding.1 >= 0, "Conv2d: invalid kernel size, stride, padding or dilation")
-        self.inChannels = inChannels
-        self.outChannels = outChannels
-        self.kernelSize = kernelSize
-        self.stride = stride
-        self.padding = padding
-        self.dilation = dilation
-        self.groups = groups
-        weight = Parameter(Tensor.zeros([outChannels, inChannels / groups, kernelSize.0, kernelSize.1]), role: .weight)
-        self.bias = bias ? Parameter(Tensor.zeros([outChannels]), role: .bias) : nil
-        super.init()
+        precondition(kernelSize.0 > 0 && kernelSize.1 > 0, "Conv2d: invalid kernel size \(kernelSize)")
+        self.init(weight: Parameter(Tensor.zeros([outChannels, inChannels / groups, kernelSize.0, kernelSize.1]), role: .weight),
+                  bias: bias ? Parameter(Tensor.zeros([outChannels]), role: .bias) : nil,
+                  stride: stride, padding: padding, dilation: dilation, groups: groups)
         resetParameters()
     }
 

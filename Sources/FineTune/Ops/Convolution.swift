@@ -9,6 +9,12 @@ extension Tensor {
                               dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
         Shape.check(x.rank == 4 && weight.rank == 4, op: "conv2d", shapes: [x.shape, weight.shape],
                     "expected input [N, C, H, W] and weight [out, in/groups, kh, kw]")
+        Shape.check(stride.0 >= 1 && stride.1 >= 1, op: "conv2d", shapes: [x.shape, weight.shape],
+                    "stride must be at least 1, got \(stride)")
+        Shape.check(padding.0 >= 0 && padding.1 >= 0, op: "conv2d", shapes: [x.shape, weight.shape],
+                    "padding must not be negative, got \(padding)")
+        Shape.check(dilation.0 >= 1 && dilation.1 >= 1, op: "conv2d", shapes: [x.shape, weight.shape],
+                    "dilation must be at least 1, got \(dilation)")
         Shape.check(groups >= 1 && x.shape[1] % groups == 0 && weight.shape[0] % groups == 0 && weight.shape[1] * groups == x.shape[1],
                     op: "conv2d", shapes: [x.shape, weight.shape],
                     "input channels \(x.shape[1]) do not match weight [*, \(weight.shape[1]), *, *] with groups \(groups)")

@@ -19,19 +19,29 @@ struct MatrixOperand {
 }
 
 extension Tensor {
-    /// Matrix product. 2-D: `[m, k] x [k, n]`. Batched: leading dimensions broadcast
-    /// (`[b, m, k] x [k, n]`, `[b, m, k] x [b, k, n]`, ...). Transposed views are read in place.
+    /// Matrix product with NumPy / PyTorch semantics. 2-D: `[m, k] x [k, n]`. Batched: leading
+    /// dimensions broadcast (`[b, m, k] x [k, n]`, `[b, m, k] x [b, k, n]`, ...). A 1-D operand is a
+    /// vector: `[k] x [k]` is the dot product (0-D), `[k] x [..., k, n]` gives `[..., n]` and
+    /// `[..., m, k] x [k]` gives `[..., m]`. Transposed views are read in place.
     ///
     /// ```swift
     /// let y = x.matmul(w.transposed())   // no transpose is materialised
     /// ```
     public func matmul(_ other: Tensor) -> Tensor {
         Shape.check(rank >= 1 && other.rank >= 1, op: "matmul", shapes: [shape, other.shape], "operands must not be scalars")
-        if rank == 1 { return unsqueezed(axis: 0).matmul(other).squeezed(axis: -2) }
-        if other.rank == 1 { return matmul(other.unsqueezed(axis: 1)).squeezed(axis: -1) }
-        let k = shape[rank - 1]
-        Shape.check(other.shape[other.rank - 2] == k, op: "matmul", shapes: [shape, other.shape],
-                    "inner dimensions \(k) and \(other.shape[other.rank - 2]) differ")
+        let k = shape[rank - 1], otherK = other.shape[Swift.max(other.rank - 2, 0)]
+        Shape.check(otherK == k, op: "matmul", shapes: [shape, other.shape], "inner dimensions \(k) and \(otherK) differ")
+        switch (rank, other.rank) {
+        case (1, 1):
+            return reshaped([1, k]).matmul(other.reshaped([k, 1])).reshaped([])
+        case (1, _):
+            let product = reshaped([1, k]).matmul(other)     // [..., 1, n]
+            return product.reshaped(Array(product.shape.dropLast(2)) + [product.shape[product.rank - 1]])
+        case (_, 1):
+            return matmul(other.reshaped([k, 1])).reshaped(Array(shape.dropLast()))
+        default:
+            break
+        }
         if other.rank == 2 && rank > 2 {
             // Fold the batch into rows: one large GEMM instead of many small ones.
             let lead = Array(shape.dropLast())
@@ -62,10 +72,23 @@ extension Tensor {
             }
         }}}
         let ad = a.detached(), bd = b.detached()
+        let missingTranspose = GradientMutation.isActive(.matmulMissingTranspose)
         return Tensor.record(out, op: "matmul", inputs: [a, b]) { g, needs in
-            [needs[0] ? g.matmul(bd.transposed()) : nil,
-             needs[1] ? ad.transposed().matmul(g) : nil]
+            if missingTranspose {
+                return [needs[0] ? g.matmul(bd.reinterpretedAsTranspose()) : nil,
+                        needs[1] ? ad.reinterpretedAsTranspose().matmul(g) : nil]
+            }
+            return [needs[0] ? g.matmul(bd.transposed()) : nil,
+                    needs[1] ? ad.transposed().matmul(g) : nil]
         }
+    }
+
+    /// A matrix's row-major data read with the transposed shape, not transposed: the wrong
+    /// operand of ``GradientMutation/matmulMissingTranspose``.
+    private func reinterpretedAsTranspose() -> Tensor {
+        var swapped = shape
+        swapped.swapAt(rank - 2, rank - 1)
+        return contiguousData().reshapedView(swapped)
     }
 
     /// `x W^T + b` for `x [..., in]`, `weight [out, in]`, `bias [out]` (PyTorch's `F.linear`).

@@ -5,7 +5,13 @@ extension Tensor {
                                  eps: Float = 1e-5) -> Tensor {
         Shape.check(normalizedAxes >= 1 && normalizedAxes <= x.rank, op: "layerNorm", shapes: [x.shape],
                     "cannot normalise over the last \(normalizedAxes) axes")
-        let cols = x.shape.suffix(normalizedAxes).reduce(1, *), rows = x.count / Swift.max(cols, 1)
+        let normalizedShape = Array(x.shape.suffix(normalizedAxes))
+        for (name, parameter) in [("weight", weight), ("bias", bias)] {
+            guard let parameter else { continue }
+            Shape.check(parameter.shape == normalizedShape, op: "layerNorm", shapes: [x.shape, parameter.shape],
+                        "\(name) must have the normalized shape \(normalizedShape)")
+        }
+        let cols = normalizedShape.reduce(1, *), rows = x.count / Swift.max(cols, 1)
         let xd = x.contiguousData()
         let xhat = Tensor(uninitialized: x.shape)
         let mean = Tensor(zeros: [rows]), rstd = Tensor(zeros: [rows])
@@ -34,6 +40,10 @@ extension Tensor {
                                  momentum: Float = 0.1, eps: Float = 1e-5) -> Tensor {
         Shape.check(x.rank >= 2, op: "batchNorm", shapes: [x.shape], "expected [N, C, ...]")
         let c = x.shape[1]
+        for (name, parameter) in [("weight", weight), ("bias", bias), ("runningMean", runningMean), ("runningVar", runningVar)] {
+            guard let parameter else { continue }
+            Shape.check(parameter.shape == [c], op: "batchNorm", shapes: [x.shape, parameter.shape], "\(name) must be [C] = [\(c)]")
+        }
         var affine = Array(repeating: 1, count: x.rank)
         affine[1] = c
         var out: Tensor

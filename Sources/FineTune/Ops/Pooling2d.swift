@@ -14,7 +14,7 @@ extension Tensor {
         let out = Tensor(uninitialized: [shape[0], shape[1], g.outHeight, g.outWidth])
         // The winners' indices are only needed by the backward rule: a frozen or no-grad input skips them.
         let owner = Tensor.willRecord(inputs: [self])
-            ? IndexBuffer(UnsafeMutablePointer<Int32>.allocate(capacity: Swift.max(out.count, 1))) : nil
+            ? IndexBuffer(count: out.count) : nil
         x.withDataPointer { px in out.withDataPointer { py in
             Kernels.maxPool2dForward(g, input: px, output: py, indices: owner?.pointer)
         }}
@@ -80,11 +80,14 @@ extension Tensor {
 
     private func poolGeometry(_ op: String, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int)) -> Pool2dGeometry {
         Shape.check(rank == 4, op: op, shapes: [shape], "expected [N, C, H, W]")
+        Shape.check(kernel.0 >= 1 && kernel.1 >= 1, op: op, shapes: [shape], "kernel must be at least 1, got \(kernel)")
+        Shape.check(stride.0 >= 1 && stride.1 >= 1, op: op, shapes: [shape], "stride must be at least 1, got \(stride)")
+        Shape.check(padding.0 >= 0 && padding.1 >= 0, op: op, shapes: [shape], "padding must not be negative, got \(padding)")
         Shape.check(padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1, op: op, shapes: [shape],
                     "padding must be at most half the kernel size")
         let g = Pool2dGeometry(planes: shape[0] * shape[1], height: shape[2], width: shape[3],
                                kernel: kernel, stride: stride, padding: padding)
-        Shape.check(g.outHeight > 0 && g.outWidth > 0 && stride.0 > 0 && stride.1 > 0, op: op, shapes: [shape],
+        Shape.check(g.outHeight > 0 && g.outWidth > 0, op: op, shapes: [shape],
                     "kernel \(kernel) with padding \(padding) does not fit the input")
         return g
     }
@@ -102,9 +105,11 @@ extension Tensor {
     }
 }
 
-/// Owns the argmax indices that a max-pool backward rule needs.
+/// Owns the argmax indices that a max backward rule needs (max pooling, `max(axis:)`).
 final class IndexBuffer {
     let pointer: UnsafeMutablePointer<Int32>
     init(_ pointer: UnsafeMutablePointer<Int32>) { self.pointer = pointer }
+    /// Room for `count` indices, uninitialized.
+    convenience init(count: Int) { self.init(UnsafeMutablePointer<Int32>.allocate(capacity: Swift.max(count, 1))) }
     deinit { pointer.deallocate() }
 }

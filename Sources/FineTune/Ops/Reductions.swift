@@ -9,14 +9,7 @@ extension Tensor {
     /// x.sum(axes: [1], keepDims: true) // [3, 4] -> [3, 1]
     /// ```
     public func sum(axes: [Int], keepDims: Bool = false) -> Tensor {
-        let reduced = normalizedAxes(axes, op: "sum")
-        let kept = shape.enumerated().map { reduced.contains($0.offset) ? 1 : $0.element }
-        let out = reduceSum(to: kept)
-        let result = keepDims ? out : out.detached().reshapedView(shape.enumerated().filter { !reduced.contains($0.offset) }.map(\.element))
-        let inputShape = shape
-        return Tensor.record(result, op: "sum", inputs: [self]) { g, _ in
-            [g.reshaped(kept).expanded(to: inputShape)]
-        }
+        sumOrMean(axes: axes, keepDims: keepDims, dividedByCount: false)
     }
 
     /// Sum of the axes given by a single index.
@@ -27,14 +20,34 @@ extension Tensor {
 
     /// Mean over `axes`.
     public func mean(axes: [Int], keepDims: Bool = false) -> Tensor {
-        let n = normalizedAxes(axes, op: "mean").reduce(1) { $0 * shape[$1] }
-        return sum(axes: axes, keepDims: keepDims) * (1 / Float(Swift.max(n, 1)))
+        sumOrMean(axes: axes, keepDims: keepDims, dividedByCount: true)
     }
 
     /// Mean over one axis.
     public func mean(axis: Int, keepDims: Bool = false) -> Tensor { mean(axes: [axis], keepDims: keepDims) }
 
-    /// Maximum over `axes`. The gradient is shared equally among tied maxima (like `amax`).
+    /// Sum or mean over `axes`: one op whose gradient spreads the output gradient (over the count).
+    private func sumOrMean(axes: [Int], keepDims: Bool, dividedByCount: Bool) -> Tensor {
+        let op = dividedByCount ? "mean" : "sum"
+        let reduced = normalizedAxes(axes, op: op)
+        let kept = shape.enumerated().map { reduced.contains($0.offset) ? 1 : $0.element }
+        let n = reduced.reduce(1) { $0 * shape[$1] }
+        let scale: Float = dividedByCount ? 1 / Float(Swift.max(n, 1)) : 1
+        var gradientScale = scale
+        if dividedByCount && GradientMutation.isActive(.meanDividesByCountMinusOne) {
+            gradientScale = 1 / Float(Swift.max(n - 1, 1))     // the mutation tests' wrong rule
+        }
+        let out = reduceSum(to: kept)
+        if scale != 1 { out.withDataPointer { Kernels.scale(scale, $0, count: out.count) } }
+        let result = keepDims ? out : out.detached().reshapedView(shape.enumerated().filter { !reduced.contains($0.offset) }.map(\.element))
+        let inputShape = shape
+        return Tensor.record(result, op: op, inputs: [self]) { g, _ in
+            let spread = g.reshaped(kept).expanded(to: inputShape)
+            return [gradientScale == 1 ? spread : spread * gradientScale]
+        }
+    }
+
+    /// Maximum over `axes` (PyTorch's `amax`). The gradient is shared equally among tied maxima.
     public func max(axes: [Int], keepDims: Bool = false) -> Tensor {
         let reduced = normalizedAxes(axes, op: "max")
         let kept = shape.enumerated().map { reduced.contains($0.offset) ? 1 : $0.element }
@@ -59,10 +72,52 @@ extension Tensor {
         }
     }
 
-    /// Maximum over one axis.
-    public func max(axis: Int, keepDims: Bool = false) -> Tensor { max(axes: [axis], keepDims: keepDims) }
+    /// Maximum over one axis (PyTorch's `torch.max(x, dim)`). The gradient goes to the selected
+    /// element: the first maximum along the axis (or the first NaN), the index `torch.max`
+    /// returns, where ``max(axes:keepDims:)`` shares it among ties.
+    ///
+    /// ```swift
+    /// Tensor([1, 3, 3]).max(axis: 0)   // 3; gradient [0, 1, 0]
+    /// ```
+    public func max(axis: Int, keepDims: Bool = false) -> Tensor {
+        let a = Shape.axis(axis, rank: rank, op: "max", shape: shape)
+        let n = rank == 0 ? 1 : shape[a]
+        Shape.check(n > 0, op: "max", shapes: [shape], "axis \(axis) is empty: there is no maximum")
+        let inner = shape.dropFirst(a + 1).reduce(1, *), outer = shape.prefix(a).reduce(1, *)
+        var kept = shape
+        if rank > 0 { kept[a] = 1 }
+        let x = contiguousData(), out = Tensor(uninitialized: kept)
+        let winners = IndexBuffer(count: out.count)
+        x.withDataPointer { px in out.withDataPointer { po in
+            for o in 0..<outer {
+                let first = px + o * n * inner, best = po + o * inner, index = winners.pointer + o * inner
+                best.update(from: first, count: inner)
+                index.update(repeating: 0, count: inner)
+                for j in 1..<n {
+                    let row = first + j * inner
+                    for i in 0..<inner where row[i] > best[i] || (row[i].isNaN && !best[i].isNaN) {
+                        best[i] = row[i]; index[i] = Int32(j)
+                    }
+                }
+            }
+        }}
+        let result = keepDims ? out : out.reshapedView(rank == 0 ? [] : shape.enumerated().filter { $0.offset != a }.map(\.element))
+        let inputShape = shape
+        return Tensor.record(result, op: "max", inputs: [self]) { g, _ in
+            let gd = g.contiguousData(), dx = Tensor(zeros: inputShape)
+            gd.withDataPointer { pg in dx.withDataPointer { pdx in
+                for o in 0..<outer {
+                    for i in 0..<inner {
+                        pdx[(o * n + Int(winners.pointer[o * inner + i])) * inner + i] = pg[o * inner + i]
+                    }
+                }
+            }}
+            return [dx]
+        }
+    }
 
-    /// Maximum of all elements.
+    /// Maximum of all elements. The gradient is shared equally among tied maxima (as PyTorch's
+    /// `max()` without a dimension).
     public func max() -> Tensor { max(axes: Array(0..<rank)) }
 
     /// Sums a (broadcast) gradient down to `target`, the shape it was broadcast from.
@@ -70,26 +125,77 @@ extension Tensor {
         if shape == target { return self }
         let lead = rank - target.count
         precondition(lead >= 0, "summed(toShape:): \(shape) cannot reduce to \(target)")
+        if GradientMutation.isActive(.broadcastNotReduced) {
+            return contiguousData().reshapedView(target)     // the mutation tests' wrong rule
+        }
         var kept = shape
         for axis in 0..<rank where axis < lead || target[axis - lead] == 1 { kept[axis] = 1 }
         return reduceSum(to: kept).detached().reshapedView(target)
     }
 
     /// Sum into `kept` (same rank, 1 on reduced axes): no graph.
+    ///
+    /// One accuracy scheme for every choice of axes, the one of ``Kernels/sum(_:count:)``: with
+    /// size-1 axes dropped and neighbouring axes of one kind merged, the elements form runs of
+    /// kept and reduced axes. A reduced innermost run is summed row by row by `Kernels.sum`; a
+    /// reduced run above the kept innermost one (bias and broadcast gradients, `sum(axes: [0])`)
+    /// by `Kernels.addColumnSums`. Every partial result is accumulated in Double. A reduced axis
+    /// that a broadcast view repeats (stride 0, as the gradient of a sum) is summed once and
+    /// multiplied by its length, not copied out.
     func reduceSum(to kept: [Int]) -> Tensor {
         let out = Tensor(zeros: kept)
-        let stridesOut = Broadcasting.strides(of: out, broadcastTo: shape)
-        withDataPointer { px in out.withDataPointer { po in
-            Broadcasting.forEachRow(shape: shape, stridesA: strides, stridesB: stridesOut) { ox, oo, _, n, ix, io in
-                if io == 0 && ix == 1 {
-                    po[oo] += Kernels.sum(px + ox, count: n)
-                } else if io == 1 && ix == 1 {
-                    for i in 0..<n { po[oo &+ i] += px[ox &+ i] }
+        var source = self, repeats = 1.0
+        for axis in 0..<rank where kept[axis] == 1 && shape[axis] > 1 && strides[axis] == 0 {
+            repeats *= Double(shape[axis])
+            source.shape[axis] = 1
+        }
+        var runs: [Int] = [], runIsReduced: [Bool] = []
+        for (axis, size) in source.shape.enumerated() where size != 1 {
+            let reduced = kept[axis] == 1
+            if runIsReduced.last == reduced { runs[runs.count - 1] *= size } else {
+                runs.append(size); runIsReduced.append(reduced)
+            }
+        }
+        let x = source.contiguousData()
+        guard x.count > 0, let innerReduced = runIsReduced.lastIndex(of: true) else {
+            if x.count > 0 {
+                x.withDataPointer { px in out.withDataPointer { po in for i in 0..<out.count { po[i] = Float(Double(px[i]) * repeats) } } }
+            }
+            return out
+        }
+        // Blocks of `rows x columns` contiguous elements (columns == 1: rows summed whole),
+        // visited by an odometer over the outer runs.
+        let rows = runs[innerReduced], columns = innerReduced == runs.count - 1 ? 1 : runs[runs.count - 1]
+        let outer = Array(runs[..<innerReduced])
+        var inStrides = [Int](repeating: 0, count: outer.count), outStrides = inStrides
+        var inStride = rows * columns, outStride = columns
+        for run in stride(from: outer.count - 1, through: 0, by: -1) {
+            inStrides[run] = inStride; inStride *= outer[run]
+            if !runIsReduced[run] { outStrides[run] = outStride; outStride *= outer[run] }
+        }
+        var sums = [Double](repeating: 0, count: out.count)
+        x.withDataPointer { px in sums.withUnsafeMutableBufferPointer { ps in
+            let sum = ps.baseAddress!
+            var index = [Int](repeating: 0, count: outer.count)
+            var inOffset = 0, outOffset = 0
+            while true {
+                if columns == 1 {
+                    sum[outOffset] += Double(Kernels.sum(px + inOffset, count: rows))
                 } else {
-                    for i in 0..<n { po[oo &+ i &* io] += px[ox &+ i &* ix] }
+                    Kernels.addColumnSums(px + inOffset, rows: rows, columns: columns, rowStride: columns, into: sum + outOffset)
                 }
+                var run = outer.count - 1
+                while run >= 0 {
+                    index[run] += 1; inOffset += inStrides[run]; outOffset += outStrides[run]
+                    if index[run] < outer[run] { break }
+                    inOffset -= inStrides[run] * outer[run]; outOffset -= outStrides[run] * outer[run]
+                    index[run] = 0
+                    run -= 1
+                }
+                if run < 0 { break }
             }
         }}
+        out.withDataPointer { po in for i in 0..<out.count { po[i] = Float(sums[i] * repeats) } }
         return out
     }
 

@@ -16,10 +16,24 @@ extension Tensor {
         return Tensor.record(out, op: "reshape", inputs: [self]) { g, _ in [g.reshaped(inputShape)] }
     }
 
-    /// Reshape without recording a graph (internal).
+    /// Reshape without recording a graph (internal). A view when this tensor is contiguous or
+    /// when only size-1 axes are inserted or removed (squeeze, unsqueeze, select of a strided
+    /// view); otherwise a contiguous copy.
     func reshapedView(_ newShape: [Int]) -> Tensor {
+        if !isContiguous, let unitStrides = stridesAfterUnitAxisChange(to: newShape) {
+            return Tensor(storage: storage, shape: newShape, strides: unitStrides, offset: offset)
+        }
         let source = isContiguous ? detached() : contiguousCopy()
         return Tensor(storage: source.storage, shape: newShape, strides: Shape.contiguousStrides(newShape), offset: source.offset)
+    }
+
+    /// Strides for `newShape` when it differs from this shape only by size-1 axes (which step
+    /// nowhere, so any stride serves: 1); nil otherwise.
+    private func stridesAfterUnitAxisChange(to newShape: [Int]) -> [Int]? {
+        let kept = shape.indices.filter { shape[$0] != 1 }
+        guard kept.map({ shape[$0] }) == newShape.filter({ $0 != 1 }) else { return nil }
+        var next = kept.makeIterator()
+        return newShape.map { $0 == 1 ? 1 : strides[next.next()!] }
     }
 
     private func inferShape(_ newShape: [Int]) -> [Int] {
@@ -38,9 +52,12 @@ extension Tensor {
 
     /// Flattens dimensions `startAxis...endAxis` into one (PyTorch's `flatten`).
     public func flattened(startAxis: Int = 0, endAxis: Int = -1) -> Tensor {
+        let r = Swift.max(rank, 1)   // a 0-D tensor flattens as if it were [1]
+        let s = startAxis < 0 ? startAxis + r : startAxis, e = endAxis < 0 ? endAxis + r : endAxis
+        Shape.check(s >= 0 && s < r, op: "flatten", shapes: [shape], "startAxis \(startAxis) is out of range for rank \(rank)")
+        Shape.check(e >= 0 && e < r, op: "flatten", shapes: [shape], "endAxis \(endAxis) is out of range for rank \(rank)")
+        Shape.check(s <= e, op: "flatten", shapes: [shape], "startAxis \(startAxis) comes after endAxis \(endAxis)")
         if rank == 0 { return reshaped([1]) }
-        let s = Shape.axis(startAxis, rank: rank, op: "flatten", shape: shape)
-        let e = Shape.axis(endAxis, rank: rank, op: "flatten", shape: shape)
         let merged = shape[s...e].reduce(1, *)
         return reshaped(Array(shape[..<s]) + [merged] + Array(shape[(e + 1)...]))
     }
@@ -48,6 +65,8 @@ extension Tensor {
     /// Inserts a size-1 dimension at `axis`.
     public func unsqueezed(axis: Int) -> Tensor {
         let a = axis < 0 ? axis + rank + 1 : axis
+        Shape.check(a >= 0 && a <= rank, op: "unsqueeze", shapes: [shape],
+                    "axis \(axis) is out of range for rank \(rank) (valid: \(-rank - 1)...\(rank))")
         var s = shape
         s.insert(1, at: a)
         return reshaped(s)

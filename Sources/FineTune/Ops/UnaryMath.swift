@@ -43,21 +43,33 @@ extension Tensor {
         pointwise("sqrt", { $0.squareRoot() }, derivative: { _, y in 0.5 / y })
     }
 
-    /// `x^p` for a constant exponent.
+    /// `x^p` for a constant exponent. As in PyTorch, `p = 0` has gradient 0 everywhere (also at
+    /// `x = 0`, where `p x^(p-1)` would be `0 * inf`).
     public func pow(_ p: Float) -> Tensor {
         if p == 2 { return pointwise("pow", { $0 * $0 }, derivative: { x, _ in 2 * x }) }
-        return pointwise("pow", { Foundation.pow($0, p) }, derivative: { x, _ in p * Foundation.pow(x, p - 1) })
+        return pointwise("pow", { Foundation.pow($0, p) }, derivative: { x, _ in Tensor.powBaseDerivative(x, p) })
     }
 
     /// `self^exponent` elementwise with broadcasting (both differentiable).
+    ///
+    /// At base 0 the gradients are masked as in PyTorch: the base gradient is 0 where the exponent
+    /// is 0, and the exponent gradient `x^p log x` is 0 where `x = 0` and `p >= 0` (not NaN).
     public func pow(_ exponent: Tensor) -> Tensor {
         let y = Broadcasting.binary(self, exponent, op: "pow") { Foundation.pow($0, $1) }
         let a = detached(), b = exponent.detached()
         return Tensor.record(y, op: "pow", inputs: [self, exponent]) { g, needs in
-            let da = needs[0] ? g * Broadcasting.binary(a, b, op: "pow") { x, p in p * Foundation.pow(x, p - 1) } : nil
-            let db = needs[1] ? g * Broadcasting.binary(y, a, op: "pow") { y, x in y * Foundation.log(x) } : nil
+            let da = needs[0] ? g * Broadcasting.binary(a, b, op: "pow", Tensor.powBaseDerivative) : nil
+            let db = needs[1] ? g * Tensor.zipMap(y, a.expanded(to: y.shape), b.expanded(to: y.shape)) { y, x, p in
+                x == 0 && p >= 0 ? 0 : y * Foundation.log(x)
+            } : nil
             return [da, db]
         }
+    }
+
+    /// `d(x^p)/dx = p x^(p-1)`, and 0 for `p = 0` (PyTorch's mask).
+    @inline(__always)
+    static func powBaseDerivative(_ x: Float, _ p: Float) -> Float {
+        p == 0 ? 0 : p * Foundation.pow(x, p - 1)
     }
 
     /// `|x|` (gradient 0 at 0, as PyTorch's sign).

@@ -22,6 +22,23 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable {
         s0 = splitMix(&sm); s1 = splitMix(&sm); s2 = splitMix(&sm); s3 = splitMix(&sm)
     }
 
+    /// The generator's complete state: xoshiro256**'s four words. A generator rebuilt from it
+    /// with ``init(state:)`` continues the same stream (checkpoints save it this way).
+    public var state: [UInt64] { [s0, s1, s2, s3] }
+
+    /// A generator continuing from a saved ``state``; nil unless `state` holds four words,
+    /// not all zero (the all-zero state is not part of any stream).
+    ///
+    /// ```swift
+    /// let saved = RandomGenerator.current.state
+    /// // ... later, or in another process:
+    /// RandomGenerator.current = RandomGenerator(state: saved)!
+    /// ```
+    public init?(state: [UInt64]) {
+        guard state.count == 4, state.contains(where: { $0 != 0 }) else { return nil }
+        (s0, s1, s2, s3) = (state[0], state[1], state[2], state[3])
+    }
+
     @inlinable
     static func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 
@@ -52,6 +69,15 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable {
     /// Reseeds the global generator that initialisers and dropout use by default (`torch.manual_seed`).
     public static func seed(_ seed: UInt64) {
         global.withLock { $0 = RandomGenerator(seed: seed) }
+    }
+
+    /// The default generator that initialisers and dropout draw from (the one installed by
+    /// ``withSeed(_:_:)`` in this task, otherwise the global one), as a value: reading it
+    /// copies its full state, assigning it replaces that state, so a resumed run draws the
+    /// same dropout masks as an uninterrupted one.
+    public static var current: RandomGenerator {
+        get { withGlobal { $0 } }
+        set { withGlobal { $0 = newValue } }
     }
 
     /// Runs `body` with exclusive access to the default generator: the one installed by

@@ -87,12 +87,26 @@ public struct Tensor {
     }
 
     /// Element at a full index (negative indices count from the end).
+    ///
+    /// Writing into a tensor that an op produced while gradients are recorded records the write
+    /// as an op: the overwritten element passes no gradient back (`var y = x * 2; y[0] = 5`
+    /// gives `x.grad == [0, 2]` for `y.sum()`). Writing into a leaf that requires a gradient is
+    /// refused, as in PyTorch: write under ``withoutGradients(_:)`` or into a detached copy.
     public subscript(indices: Int...) -> Float {
         get { withExtendedLifetime(storage) { storage.pointer[elementOffset(indices)] } }
         set {
+            let recordsWrite = node != nil && GradMode.isEnabled
+            if recordsWrite, node?.isLeaf == true {
+                preconditionFailure("""
+                    subscript: cannot write in place into a leaf that requires grad (shape \(shape)); \
+                    write under withoutGradients { } or into a detached copy
+                    """)
+            }
             makeUniqueContiguous()
             let o = elementOffset(indices)
             storage.pointer[o] = newValue
+            // Contiguous from offset 0 now, so `o` is also the row-major index of the element.
+            if recordsWrite { recordOverwrite(ofElementAt: o) }
         }
     }
 

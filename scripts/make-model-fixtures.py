@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Writes small model-family fixtures under Tests/FineTuneTests/Fixtures/models/: random-initialised
+models with the home projects' structure and names, saved in their own formats, with reference
+logits (eval mode) and one-step gradients (training mode, cross-entropy).
+
+    python3 scripts/make-model-fixtures.py            # needs torch and torchvision
+"""
+import os, json
+import torch, torch.nn as nn
+from torchvision.models.resnet import ResNet, BasicBlock, Bottleneck
+from safetensors.torch import save_file
+
+OUT = "Tests/FineTuneTests/Fixtures/models"
+
+class SmallResNet(ResNet):
+    """torchvision's ResNet with every stage's width scaled by `width / 64`: the same blocks,
+    structure and parameter names, small enough for a fixture."""
+    def __init__(self, block, layers, num_classes, width):
+        nn.Module.__init__(self)
+        self._norm_layer = nn.BatchNorm2d
+        self.inplanes = width
+        self.dilation = 1
+        self.groups = 1
+        self.base_width = 64
+        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, width, layers[0])
+        self.layer2 = self._make_layer(block, width * 2, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, width * 4, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, width * 8, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(width * 8 * block.expansion, num_classes)
+
+def resnet_fixture(name, block, layers, width, classes, seed):
+    torch.manual_seed(seed)
+    model = SmallResNet(block, layers, classes, width)
+    # Non-trivial BatchNorm state, as a trained model has.
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5); m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.1, 0.1); m.running_var.uniform_(0.5, 1.5)
+                m.num_batches_tracked.fill_(7)
+    os.makedirs(OUT, exist_ok=True)
+    torch.save(model.state_dict(), f"{OUT}/{name}.pth")
+    g = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(3, 3, 32, 32, generator=g)
+    y = torch.tensor([0, 2, classes - 1])
+    model.eval()
+    with torch.no_grad():
+        logits = model(x)
+    model.train()
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    ref = {"inputs": x, "logits": logits, "loss": loss.detach().reshape(1)}
+    for n, p in model.named_parameters():
+        ref["grad." + n] = p.grad
+    save_file({k: v.contiguous() for k, v in ref.items()}, f"{OUT}/{name}-reference.safetensors")
+    print(name, sum(p.numel() for p in model.parameters()), "parameters")
+
+def main():
+    resnet_fixture("resnet-basic", BasicBlock, [2, 1, 1, 1], 8, 5, 0)
+    resnet_fixture("resnet-bottleneck", Bottleneck, [1, 2, 1, 1], 4, 4, 1)
+    with open(f"{OUT}/README.md", "w") as f:
+        f.write("# models\n\nMade by scripts/make-model-fixtures.py (torch " + torch.__version__ + ").\n\n"
+                "- `resnet-basic.pth`: torchvision's ResNet structure with BasicBlock, blocks [2, 1, 1, 1], width 8 "
+                "(stages 8/16/32/64), 5 classes; random weights and BatchNorm statistics.\n"
+                "- `resnet-bottleneck.pth`: Bottleneck blocks [1, 2, 1, 1], width 4 (stages 4/8/16/32, x4 expansion), 4 classes.\n"
+                "- `*-reference.safetensors`: `inputs` [3, 3, 32, 32], eval-mode `logits`, and the training-mode "
+                "cross-entropy `loss` for labels [0, 2, classes - 1] with every parameter's gradient `grad.<name>`.\n")
+
+if __name__ == "__main__":
+    main()
