@@ -73,3 +73,79 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+# ---- Hugging Face families (appended): BERT, DistilBERT, ViT -------------------------------------
+
+def saved_name(name):
+    """A parameter's name in the saved file: transformers 5 renames some modules internally (ViT's
+    `vit.layers.N.attention.q_proj`) and converts back to the checkpoint names on save."""
+    import re
+    name = re.sub(r"^vit\.layers\.(\d+)\.", r"vit.encoder.layer.\1.", name)
+    for new, old in [("attention.q_proj", "attention.attention.query"), ("attention.k_proj", "attention.attention.key"),
+                     ("attention.v_proj", "attention.attention.value"), ("attention.o_proj", "attention.output.dense"),
+                     ("mlp.fc1", "intermediate.dense"), ("mlp.fc2", "output.dense")]:
+        if name.startswith("vit.encoder.layer."):
+            name = name.replace(new, old)
+    return name
+
+def hf_fixture(name, model, inputs, labels, extra=None):
+    """Saves `model` with save_pretrained into OUT/name, and reference logits (eval mode) plus the
+    training-mode cross-entropy loss and every parameter's gradient."""
+    from safetensors.torch import save_file
+    folder = f"{OUT}/{name}"
+    model.save_pretrained(folder)
+    model.eval()
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    model.train()
+    out = model(**inputs).logits
+    loss = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), labels.reshape(-1), ignore_index=-100)
+    loss.backward()
+    ref = {"logits": logits, "loss": loss.detach().reshape(1)}
+    for k, v in inputs.items():
+        ref["input." + k] = v.float()
+    ref["labels"] = labels.float()
+    from safetensors import safe_open
+    saved = set(safe_open(f"{folder}/model.safetensors", "pt").keys())
+    for n, p in model.named_parameters():
+        if p.grad is not None:
+            key = saved_name(n)
+            assert key in saved, f"{n} -> {key} is not a saved key"
+            ref["grad." + key] = p.grad
+    save_file({k: v.contiguous() for k, v in ref.items()}, f"{folder}/reference.safetensors")
+    print(name, sum(p.numel() for p in model.parameters()), "parameters")
+
+def hf_main():
+    from transformers import (BertConfig, BertForSequenceClassification, BertForTokenClassification,
+                              DistilBertConfig, DistilBertForSequenceClassification,
+                              ViTConfig, ViTForImageClassification)
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(5, 120, (2, 7), generator=g)
+    ids[1, 5:] = 0                                         # padding (pad_token_id 0)
+    mask = torch.ones(2, 7, dtype=torch.long); mask[1, 5:] = 0
+    types = torch.zeros(2, 7, dtype=torch.long); types[:, 4:] = 1
+    bert = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                max_position_embeddings=16, type_vocab_size=2, hidden_dropout_prob=0.0,
+                attention_probs_dropout_prob=0.0, classifier_dropout=None)
+    torch.manual_seed(10)
+    m = BertForSequenceClassification(BertConfig(**bert, num_labels=3))
+    hf_fixture("bert-sequence", m, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}, torch.tensor([2, 0]))
+    torch.manual_seed(11)
+    m = BertForTokenClassification(BertConfig(**bert, num_labels=5))
+    tags = torch.randint(0, 5, (2, 7), generator=g); tags[1, 5:] = -100
+    hf_fixture("bert-token", m, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}, tags)
+    torch.manual_seed(12)
+    m = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=120, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+                                                             max_position_embeddings=16, dropout=0.0, attention_dropout=0.0,
+                                                             seq_classif_dropout=0.0, num_labels=3))
+    hf_fixture("distilbert-sequence", m, {"input_ids": ids, "attention_mask": mask}, torch.tensor([1, 2]))
+    torch.manual_seed(13)
+    m = ViTForImageClassification(ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=32,
+                                            num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                                            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=4))
+    pixels = torch.randn(2, 3, 32, 32, generator=g)
+    hf_fixture("vit-image", m, {"pixel_values": pixels}, torch.tensor([3, 1]))
+
+if __name__ == "__main__":
+    hf_main()

@@ -76,7 +76,7 @@ struct Options: Equatable {
         Usage: FineTuneBench [suite ...] [options]
 
         Measures FineTune's CPU kernels. Without suite names, runs every suite.
-        Suites: \(suites.joined(separator: ", "))
+        Suites: \(suites.joined(separator: ", ")) (all but models when none is named)
 
         Options:
           --threads N        run every case with N threads (default: 1 thread and all cores)

@@ -13,10 +13,13 @@ protocol BenchSuite: Sendable {
     func cases() -> [BenchCase]
     /// Ratios beyond the automatic "N threads / 1 thread" lines, e.g. kernel vs naive loop.
     var extraRatios: [RatioSpec] { get }
+    /// Whether a run that names no suite includes this one (heavy suites run only when named).
+    var runsByDefault: Bool { get }
 }
 
 extension BenchSuite {
     var extraRatios: [RatioSpec] { [] }
+    var runsByDefault: Bool { true }
 }
 
 /// Every suite FineTuneBench knows, in default run order.
@@ -30,10 +33,13 @@ enum SuiteRegistry {
         TransformerSuite(),
         AttentionSuite(),
         NormActivationSuite(),
+        ModelSuite(),
     ]
 
     /// The registered suite names.
     static var names: [String] { all.map(\.name) }
+    /// The suites a run that names none includes.
+    static var defaultNames: [String] { all.filter(\.runsByDefault).map(\.name) }
 }
 
 /// One measurable workload of a suite.

@@ -18,7 +18,7 @@ if options.help {
 }
 
 /// The suites to run with their selected cases (after `--filter`), in command-line order.
-let selection: [(suite: any BenchSuite, cases: [BenchCase])] = (options.suites.isEmpty ? SuiteRegistry.names : options.suites)
+let selection: [(suite: any BenchSuite, cases: [BenchCase])] = (options.suites.isEmpty ? SuiteRegistry.defaultNames : options.suites)
     .compactMap { name in SuiteRegistry.all.first { $0.name == name } }
     .map { suite in (suite, suite.cases().filter { c in options.filter.map { c.name.contains($0) } ?? true }) }
     .filter { !$0.cases.isEmpty }

@@ -51,12 +51,21 @@ struct AutogradTests {
         x.requiresGrad = true
         let w = randomTensor([3, 2], seed: 2)
         var calls: [[Bool]] = []
-        // Observe which inputs the engine asks for.
+        // Observe which inputs the engine asks a two-input rule for: the trainable one only,
+        // in either position (what matmul's rule relies on to skip the weight-gradient GEMM).
         let y = x.matmul(w)
-        let probe = Tensor.record(y.detached(), op: "probe", inputs: [y]) { g, needs in calls.append(needs); return [g] }
-        probe.sum().backward()
-        #expect(calls == [[true]])
+        let probe = Tensor.record(y.detached(), op: "probe", inputs: [y, w]) { g, needs in
+            calls.append(needs)
+            return [g, needs[1] ? Tensor.zeros(w.shape) : nil]
+        }
+        let swapped = Tensor.record(y.detached(), op: "probe", inputs: [w, y]) { g, needs in
+            calls.append(needs)
+            return [needs[0] ? Tensor.zeros(w.shape) : nil, g]
+        }
+        (probe.sum() + swapped.sum()).backward()
+        #expect(calls.count == 2 && calls.contains([true, false]) && calls.contains([false, true]))
         #expect(x.grad?.shape == [4, 3])
+        #expect(x.grad!.scalars == (Tensor.ones([4, 2]) * 2).matmul(w.transposed()).scalars)
         #expect(w.grad == nil)
     }
 

@@ -87,3 +87,133 @@ struct ModelFamilyTests {
         #expect(!changed.isEmpty && changed.allSatisfy { $0.contains(".lora_") })
     }
 }
+
+@Suite("Hugging Face families")
+struct HuggingFaceFamilyTests {
+    /// The fixture folder's reference tensors.
+    func reference(_ name: String) throws -> SafeTensors {
+        try SafeTensors(contentsOf: fixtureURL("models/\(name)/reference.safetensors"))
+    }
+
+    /// Checks logits (eval), the training loss and every gradient against the reference.
+    func checkParity(_ model: Module, _ name: String, logits: (Module) -> Tensor, labels: [Int], ignoreIndex: Int? = nil) throws {
+        let ref = try reference(name)
+        expectParity(model.inferring { logits(model) }, try ref.tensor("logits"), "\(name) logits")
+        model.train()
+        let out = logits(model)
+        let flat = out.reshaped([-1, out.shape[out.rank - 1]])
+        let keep = labels.enumerated().filter { $0.element != ignoreIndex }.map(\.offset)
+        let rows = Tensor.concat(keep.map { flat.slice(axis: 0, $0..<($0 + 1)) }, axis: 0)
+        let loss = Tensor.crossEntropy(rows, targets: keep.map { labels[$0] })
+        expectParity(loss.reshaped([1]), try ref.tensor("loss"), "\(name) loss")
+        loss.backward()
+        for (param, p) in model.namedParameters() {
+            let key = "grad." + param
+            if ref.keys.contains(key) {
+                expectParity(p.grad ?? Tensor.zeros(p.shape), try ref.tensor(key), "\(name) gradient of \(param)")
+            } else {
+                // PyTorch has no gradient where none flows (the pooler of a token classifier).
+                #expect(p.grad == nil || p.grad!.scalars.allSatisfy { $0 == 0 }, "\(name): unexpected gradient for \(param)")
+            }
+        }
+    }
+
+    @Test("BertForSequenceClassification: config.json, strict load, logits, loss and gradients match transformers")
+    func bertSequence() throws {
+        let folder = fixtureURL("models/bert-sequence")
+        let config = try PretrainedConfig(contentsOf: folder.appendingPathComponent("config.json"))
+        let model = try BertForSequenceClassification(config: config)
+        #expect(try model.loadPretrained(from: folder).isExact)
+        let ref = try reference("bert-sequence")
+        let ids = try ref.tensor("input.input_ids"), mask = try ref.tensor("input.attention_mask")
+        let types = try ref.tensor("input.token_type_ids")
+        try checkParity(model, "bert-sequence", logits: { ($0 as! BertForSequenceClassification)(ids, attentionMask: mask, tokenTypeIds: types) },
+                        labels: try ref.tensor("labels").scalars.map { Int($0) })
+        // The padding row of the word embeddings gets no gradient.
+        #expect(model.bert.embeddings.wordEmbeddings.weight.grad!.scalars.prefix(32).allSatisfy { $0 == 0 })
+    }
+
+    @Test("BertForTokenClassification: per-token logits, loss with ignored labels, gradients")
+    func bertToken() throws {
+        let folder = fixtureURL("models/bert-token")
+        let model = try BertForTokenClassification(config: PretrainedConfig(contentsOf: folder.appendingPathComponent("config.json")))
+        #expect(try model.loadPretrained(from: folder).isExact)
+        let ref = try reference("bert-token")
+        let ids = try ref.tensor("input.input_ids"), mask = try ref.tensor("input.attention_mask")
+        let types = try ref.tensor("input.token_type_ids")
+        try checkParity(model, "bert-token", logits: { ($0 as! BertForTokenClassification)(ids, attentionMask: mask, tokenTypeIds: types) },
+                        labels: try ref.tensor("labels").scalars.map { Int($0) }, ignoreIndex: -100)
+    }
+
+    @Test("DistilBertForSequenceClassification matches transformers")
+    func distilbert() throws {
+        let folder = fixtureURL("models/distilbert-sequence")
+        let model = try DistilBertForSequenceClassification(config: PretrainedConfig(contentsOf: folder.appendingPathComponent("config.json")))
+        #expect(try model.loadPretrained(from: folder).isExact)
+        let ref = try reference("distilbert-sequence")
+        let ids = try ref.tensor("input.input_ids"), mask = try ref.tensor("input.attention_mask")
+        try checkParity(model, "distilbert-sequence", logits: { ($0 as! DistilBertForSequenceClassification)(ids, attentionMask: mask) },
+                        labels: try ref.tensor("labels").scalars.map { Int($0) })
+    }
+
+    @Test("ViTForImageClassification matches transformers")
+    func vit() throws {
+        let folder = fixtureURL("models/vit-image")
+        let model = try ViTForImageClassification(config: PretrainedConfig(contentsOf: folder.appendingPathComponent("config.json")))
+        #expect(try model.loadPretrained(from: folder).isExact)
+        let ref = try reference("vit-image")
+        let pixels = try ref.tensor("input.pixel_values")
+        try checkParity(model, "vit-image", logits: { $0(pixels) }, labels: try ref.tensor("labels").scalars.map { Int($0) })
+    }
+
+    @Test("unsupported architecture keys throw typed errors; layer groups, LoRA by usual names, a new head in one call")
+    func configsGroupsAndLoRA() throws {
+        let folder = fixtureURL("models/bert-sequence")
+        var config = try PretrainedConfig(contentsOf: folder.appendingPathComponent("config.json"))
+        config.fields["position_embedding_type"] = .string("relative_key")
+        #expect(throws: ModelError.unsupportedConfig(key: "position_embedding_type", value: "relative_key", supported: "absolute")) {
+            try BertForSequenceClassification(config: config)
+        }
+        config.fields["position_embedding_type"] = nil
+        config.fields["hidden_act"] = .string("swish")
+        #expect(throws: ModelError.self) { try BertForSequenceClassification(config: config) }
+        config.fields["hidden_act"] = nil
+        config.fields["num_hidden_layers"] = nil
+        #expect(throws: ModelError.self) { try BertForSequenceClassification(config: config) }
+        var distil = try PretrainedConfig(contentsOf: fixtureURL("models/distilbert-sequence/config.json"))
+        distil.fields["sinusoidal_pos_embds"] = .bool(true)
+        #expect(throws: ModelError.unsupportedConfig(key: "sinusoidal_pos_embds", value: "true", supported: "false")) {
+            try DistilBertForSequenceClassification(config: distil)
+        }
+
+        // A new 7-label head: one call loads everything else and lists the skipped head.
+        var sevenLabels = try PretrainedConfig(contentsOf: folder.appendingPathComponent("config.json"))
+        sevenLabels.fields["id2label"] = nil
+        sevenLabels.fields["num_labels"] = .int(7)
+        let model = try BertForSequenceClassification(config: sevenLabels)
+        let report = try model.loadPretrained(from: folder, ignoringMismatchedSizes: true)
+        #expect(report.skippedMismatches.map(\.key) == ["classifier.weight", "classifier.bias"])
+        #expect(model.defaultLayerGroups().count == 4)
+        try model.freeze(upTo: -2)      // the last encoder layer, pooler and classifier train
+        let trainable = Set(model.namedParameters().filter { !$0.parameter.isFrozen }.map(\.name))
+        #expect(trainable.contains("bert.encoder.layer.1.output.dense.weight") && trainable.contains("classifier.weight")
+                && !trainable.contains("bert.encoder.layer.0.output.dense.weight"))
+
+        // LoRA on query and value, by their usual names: one step changes only LoRA weights.
+        let lora = try BertForSequenceClassification(config: PretrainedConfig(contentsOf: folder.appendingPathComponent("config.json")))
+        try lora.loadPretrained(from: folder)
+        #expect(try lora.applyLoRA(LoRAConfig(rank: 2, alpha: 4, targetModules: ["query", "value"])).count == 4)
+        let before = lora.stateDict().mapValues(\.scalars)
+        let ref = try reference("bert-sequence")
+        let optimizer = AdamW(lora, lr: 0.01)
+        Tensor.crossEntropy(lora(try ref.tensor("input.input_ids"), attentionMask: try ref.tensor("input.attention_mask")),
+                            targets: [0, 1]).backward()
+        optimizer.step()
+        let changed = lora.stateDict().filter { $0.value.scalars != before[$0.key]! }.map(\.key)
+        #expect(changed.count == 8 && changed.allSatisfy { $0.contains(".lora_") })
+        let distilModel = try DistilBertForSequenceClassification(config: PretrainedConfig(contentsOf: fixtureURL("models/distilbert-sequence/config.json")))
+        #expect(try distilModel.applyLoRA(LoRAConfig(targetModules: ["q_lin", "v_lin"])).count == 4)
+        let vit = try ViTForImageClassification(config: PretrainedConfig(contentsOf: fixtureURL("models/vit-image/config.json")))
+        #expect(try vit.applyLoRA(LoRAConfig(targetModules: "all-linear")).count == 12 && !(vit.classifier is LoRALinear))
+    }
+}

@@ -281,7 +281,7 @@ public enum LoRATargets: Sendable, Equatable, ExpressibleByArrayLiteral, Express
     /// Every `Linear` layer except the output head, which is the last `Linear` in the tree
     /// (PEFT's `"all-linear"` excludes the model's output layer; FineTune takes the last one,
     /// which is the head of the models it builds). Layers inside LoRA layers and adapters are
-    /// never targets.
+    /// not targeted.
     case allLinear
 
     public init(arrayLiteral names: String...) { self = .names(names) }
@@ -297,14 +297,15 @@ public enum LoRATargets: Sendable, Equatable, ExpressibleByArrayLiteral, Express
         }
     }
 
-    /// The targeted modules of `model`, in tree order. LoRA layers themselves, their factors
-    /// and adapters are never targets.
+    /// The targeted modules of `model`, in tree order. LoRA layers themselves and their factors
+    /// are never targets; `allLinear` also leaves the layers inside adapters alone.
     public func select(in model: Module) throws(SelectionError) -> [(name: String, module: Module)] {
         var excludedPrefixes: [String] = []
         var candidates: [(name: String, module: Module)] = []
         for (path, module) in model.namedModules() where !path.isEmpty {
             if excludedPrefixes.contains(where: { path.hasPrefix($0) }) { continue }
-            if module is any LoRALayer || path == "adapter" || path.hasSuffix(".adapter") {
+            let isAdapter = path == "adapter" || path.hasSuffix(".adapter")
+            if module is any LoRALayer || (isAdapter && self == .allLinear) {
                 excludedPrefixes.append(path + ".")
                 continue
             }

@@ -1,0 +1,106 @@
+import Foundation
+
+/// Reads a family's `config.json` fields with the family's errors: a missing or mistyped key
+/// is ``ModelError/invalidConfig(key:reason:)``; a value that would change the architecture in
+/// a way the family does not implement is ``ModelError/unsupportedConfig(key:value:supported:)``.
+struct FamilyConfig {
+    let config: PretrainedConfig
+
+    func value<T: ConfigValue>(_ key: String, as type: T.Type = T.self) throws(ModelError) -> T {
+        do { return try config.value(key, as: type) } catch { throw .invalidConfig(key: key, reason: error.description) }
+    }
+
+    func value<T: ConfigValue>(_ key: String, default defaultValue: T) throws(ModelError) -> T {
+        do { return try config.value(key, default: defaultValue) } catch { throw .invalidConfig(key: key, reason: error.description) }
+    }
+
+    /// A string setting that must be one of `supported` (missing or null: `defaultValue`).
+    func choice(_ key: String, default defaultValue: String, supported: [String]) throws(ModelError) -> String {
+        let v: String = try value(key, default: defaultValue)
+        guard supported.contains(v) else {
+            throw .unsupportedConfig(key: key, value: v, supported: supported.joined(separator: ", "))
+        }
+        return v
+    }
+
+    /// A boolean setting whose only supported value is `required` (missing or null is fine).
+    func requireFlag(_ key: String, _ required: Bool) throws(ModelError) {
+        let v: Bool = try value(key, default: required)
+        guard v == required else { throw .unsupportedConfig(key: key, value: "\(v)", supported: "\(required)") }
+    }
+
+    /// The label count: `num_labels`, else the size of `id2label`, else 2 (transformers' default).
+    func labelCount() throws(ModelError) -> Int {
+        if let n = try value("num_labels", default: Int?.none) { return n }
+        if case .object(let labels)? = config.fields["id2label"] { return labels.count }
+        return 2
+    }
+
+    /// The hidden activation as a function of `hidden_act` / `activation`.
+    func activation(_ key: String) throws(ModelError) -> HiddenActivation {
+        let name = try choice(key, default: "gelu", supported: HiddenActivation.allCases.map(\.rawValue))
+        return HiddenActivation(rawValue: name)!
+    }
+}
+
+/// The feed-forward nonlinearities of the Hugging Face families (`hidden_act`).
+public enum HiddenActivation: String, Sendable, CaseIterable {
+    /// Exact (erf) GELU.
+    case gelu
+    /// The tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
+    case geluNew = "gelu_new", geluPyTorchTanh = "gelu_pytorch_tanh"
+    case relu
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        switch self {
+        case .gelu: return x.gelu()
+        case .geluNew, .geluPyTorchTanh: return x.gelu(approximate: true)
+        case .relu: return x.relu()
+        }
+    }
+}
+
+/// Multi-head attention over already projected queries, keys and values `[B, T, heads * d]`,
+/// as the Hugging Face encoders compute it: `softmax(Q K^T / sqrt(d))` with padded keys hidden,
+/// dropout on the weights in training mode, heads merged back to `[B, T, heads * d]`.
+///
+/// `keyMask` is `[B, S]` with 1 for tokens and 0 for padding (Hugging Face's `attention_mask`).
+func encoderAttention(query: Tensor, key: Tensor, value: Tensor, heads: Int, keyMask: Tensor?,
+                      dropout: Float, training: Bool, op: String) -> Tensor {
+    let b = query.shape[0], t = query.shape[1], s = key.shape[1], width = query.shape[2]
+    Shape.check(width % heads == 0, op: op, shapes: [query.shape], "width \(width) is not a multiple of \(heads) heads")
+    let d = width / heads
+    func split(_ x: Tensor, _ length: Int) -> Tensor { x.reshaped([b, length, heads, d]).permuted([0, 2, 1, 3]) }
+    let q = split(query, t), k = split(key, s), v = split(value, s)
+    var scores = q.matmul(k.transposed()) * (1 / Float(d).squareRoot())     // [B, H, T, S]
+    if let keyMask {
+        Shape.check(keyMask.shape == [b, s], op: op, shapes: [keyMask.shape, [b, s]], "attention mask must be [B, S]")
+        let hidden = withoutGradients { (keyMask - 1).abs() }.reshaped([b, 1, 1, s])    // 1 where padded
+        scores = scores.maskedFill(hidden, -.infinity)
+    }
+    var weights = scores.softmax(axis: -1)
+    if training && dropout > 0 { weights = weights.dropout(p: dropout) }
+    return weights.matmul(v).permuted([0, 2, 1, 3]).reshaped([b, t, width])
+}
+
+/// Token ids held in a tensor of integer-valued floats, `[B, T]`, checked for rank.
+func checkTokenIds(_ ids: Tensor, op: String) {
+    Shape.check(ids.rank == 2, op: op, shapes: [ids.shape], "expected token ids [B, T]")
+}
+
+/// `[0, 1, ..., length - 1]` repeated for each row: position ids `[B, T]`.
+func positionIds(batch: Int, length: Int) -> Tensor {
+    Tensor(shape: [batch, length], scalars: (0..<batch * length).map { Float($0 % length) })
+}
+
+/// A pooler: `tanh(dense(first token))` (BERT's and ViT's `pooler`).
+public final class FirstTokenPooler: Module {
+    @Child public var dense: Linear
+
+    public init(_ hidden: Int) {
+        dense = Linear(hidden, hidden)
+        super.init()
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor { dense(x.select(axis: 1, 0)).tanh() }
+}
