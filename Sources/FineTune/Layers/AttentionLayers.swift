@@ -59,7 +59,7 @@ open class MultiHeadAttention: Module, ParameterInitializing {
 
     /// Self-attention: `x` is query, key and value.
     open override func forward(_ x: Tensor) -> Tensor {
-        attention(x, x, x).output
+        attention(x, x, x, needsWeights: false).output
     }
 
     /// Attention of `query` `[B, T, E]` over `key` and `value` `[B, S, E]`; returns `[B, T, E]`.
@@ -70,7 +70,8 @@ open class MultiHeadAttention: Module, ParameterInitializing {
     /// to hide). `keyPaddingMask` `[B, S]` hides padded keys (non-zero = padding).
     public func callAsFunction(_ query: Tensor, _ key: Tensor, _ value: Tensor, mask: Tensor? = nil,
                                additiveMask: Tensor? = nil, keyPaddingMask: Tensor? = nil) -> Tensor {
-        attend(query, key, value, mask: mask, additiveMask: additiveMask, keyPaddingMask: keyPaddingMask).output
+        completeCall(attention(query, key, value, mask: mask, additiveMask: additiveMask, keyPaddingMask: keyPaddingMask,
+                               needsWeights: false).output)
     }
 
     /// Like ``callAsFunction(_:_:_:mask:additiveMask:keyPaddingMask:)`` and also returns the
@@ -78,20 +79,26 @@ open class MultiHeadAttention: Module, ParameterInitializing {
     /// finishes through ``Module/completeCall(_:)`` (output adapters, summaries).
     public func attend(_ query: Tensor, _ key: Tensor, _ value: Tensor, mask: Tensor? = nil,
                        additiveMask: Tensor? = nil, keyPaddingMask: Tensor? = nil) -> (output: Tensor, weights: Tensor) {
-        let (output, weights) = attention(query, key, value, mask: mask, additiveMask: additiveMask, keyPaddingMask: keyPaddingMask)
-        return (completeCall(output), weights)
+        let (output, weights) = attention(query, key, value, mask: mask, additiveMask: additiveMask,
+                                          keyPaddingMask: keyPaddingMask, needsWeights: true)
+        return (completeCall(output), weights!)
     }
 
-    /// The attention computation behind every call form (subclasses override this one).
+    /// The attention computation behind every call form (subclasses override this one). Without
+    /// `needsWeights` it runs the fused ``Tensor/scaledDotProductAttention(query:key:value:mask:isCausal:dropout:scale:)``
+    /// (the masks combined into one additive mask) and returns no weights; with it, the same
+    /// maths step by step, keeping the softmax weights.
     open func attention(_ query: Tensor, _ key: Tensor, _ value: Tensor, mask: Tensor? = nil,
-                        additiveMask: Tensor? = nil, keyPaddingMask: Tensor? = nil) -> (output: Tensor, weights: Tensor) {
+                        additiveMask: Tensor? = nil, keyPaddingMask: Tensor? = nil,
+                        needsWeights: Bool) -> (output: Tensor, weights: Tensor?) {
         if query.rank == 2 {
             // Unbatched: [T, E] with key and value [S, E].
             Shape.check(key.rank == 2 && value.rank == 2, op: name, shapes: [query.shape, key.shape, value.shape],
                         "unbatched query [T, E] needs unbatched key and value [S, E]")
             let r = attention(query.unsqueezed(axis: 0), key.unsqueezed(axis: 0), value.unsqueezed(axis: 0), mask: mask,
-                           additiveMask: additiveMask, keyPaddingMask: keyPaddingMask?.reshaped([1, -1]))
-            return (r.output.squeezed(axis: 0), r.weights.squeezed(axis: 0))
+                              additiveMask: additiveMask, keyPaddingMask: keyPaddingMask?.reshaped([1, -1]),
+                              needsWeights: needsWeights)
+            return (r.output.squeezed(axis: 0), r.weights?.squeezed(axis: 0))
         }
         let e = embedDim, h = numHeads, d = headDim
         Shape.check(query.rank == 3 && query.shape[2] == e, op: name, shapes: [query.shape, inProjWeight.shape],
@@ -100,6 +107,13 @@ open class MultiHeadAttention: Module, ParameterInitializing {
                     shapes: [query.shape, key.shape], "expected key [B, S, \(e)] with the query's batch size")
         Shape.check(value.shape == key.shape, op: name, shapes: [key.shape, value.shape], "key and value shapes differ")
         let b = query.shape[0], t = query.shape[1], s = key.shape[1]
+        if let keyPaddingMask {
+            Shape.check(keyPaddingMask.shape == [b, s], op: name, shapes: [keyPaddingMask.shape, key.shape],
+                        "keyPaddingMask must be [B, S] = [\(b), \(s)]")
+        }
+        let hidden = mask.map { attentionMask($0, "mask", b: b, t: t, s: s) }
+        let added = additiveMask.map { attentionMask($0, "additiveMask", b: b, t: t, s: s) }
+        let padding = keyPaddingMask?.reshaped([b, 1, 1, s])
 
         // Three projections with views of the stacked weight: no activation is copied.
         func project(_ x: Tensor, _ part: Int) -> Tensor {
@@ -109,21 +123,25 @@ open class MultiHeadAttention: Module, ParameterInitializing {
             return y.reshaped([b, x.shape[1], h, d]).permuted([0, 2, 1, 3])    // [B, H, L, D]
         }
         let q = project(query, 0), k = project(key, 1), v = project(value, 2)
+        let dropoutRate = isTraining ? dropout : 0
 
+        guard needsWeights else {
+            // The fused op, with the boolean masks as -inf and the additive one added.
+            var combined: Tensor?
+            func add(_ m: Tensor) { combined = combined.map { $0 + m } ?? m }
+            if let hidden { add(withoutGradients { Tensor.zeros(hidden.shape).maskedFill(hidden, -.infinity) }) }
+            if let added { add(added) }
+            if let padding { add(withoutGradients { Tensor.zeros(padding.shape).maskedFill(padding, -.infinity) }) }
+            let heads = Tensor.scaledDotProductAttention(query: q, key: k, value: v, mask: combined.map { .additive($0) },
+                                                         dropout: dropoutRate)
+            return (outProj(heads.permuted([0, 2, 1, 3]).reshaped([b, t, e])), nil)
+        }
         var scores = q.matmul(k.transposed()) * (1 / Float(d).squareRoot())   // [B, H, T, S]
-        if let mask {
-            scores = scores.maskedFill(attentionMask(mask, "mask", b: b, t: t, s: s), -.infinity)
-        }
-        if let additiveMask {
-            scores = scores + attentionMask(additiveMask, "additiveMask", b: b, t: t, s: s)
-        }
-        if let keyPaddingMask {
-            Shape.check(keyPaddingMask.shape == [b, s], op: name, shapes: [keyPaddingMask.shape, key.shape],
-                        "keyPaddingMask must be [B, S] = [\(b), \(s)]")
-            scores = scores.maskedFill(keyPaddingMask.reshaped([b, 1, 1, s]), -.infinity)
-        }
+        if let hidden { scores = scores.maskedFill(hidden, -.infinity) }
+        if let added { scores = scores + added }
+        if let padding { scores = scores.maskedFill(padding, -.infinity) }
         let weights = scores.softmax(axis: -1)
-        let dropped = isTraining && dropout > 0 ? weights.dropout(p: dropout) : weights
+        let dropped = dropoutRate > 0 ? weights.dropout(p: dropoutRate) : weights
         let heads = dropped.matmul(v)                                          // [B, H, T, D]
         let merged = heads.permuted([0, 2, 1, 3]).reshaped([b, t, e])
         return (outProj(merged), weights)

@@ -72,15 +72,13 @@ func encoderAttention(query: Tensor, key: Tensor, value: Tensor, heads: Int, key
     let d = width / heads
     func split(_ x: Tensor, _ length: Int) -> Tensor { x.reshaped([b, length, heads, d]).permuted([0, 2, 1, 3]) }
     let q = split(query, t), k = split(key, s), v = split(value, s)
-    var scores = q.matmul(k.transposed()) * (1 / Float(d).squareRoot())     // [B, H, T, S]
+    var mask: AttentionMask?
     if let keyMask {
         Shape.check(keyMask.shape == [b, s], op: op, shapes: [keyMask.shape, [b, s]], "attention mask must be [B, S]")
-        let hidden = withoutGradients { (keyMask - 1).abs() }.reshaped([b, 1, 1, s])    // 1 where padded
-        scores = scores.maskedFill(hidden, -.infinity)
+        mask = .allowed(keyMask.reshaped([b, 1, 1, s]))
     }
-    var weights = scores.softmax(axis: -1)
-    if training && dropout > 0 { weights = weights.dropout(p: dropout) }
-    return weights.matmul(v).permuted([0, 2, 1, 3]).reshaped([b, t, width])
+    let heads = Tensor.scaledDotProductAttention(query: q, key: k, value: v, mask: mask, dropout: training ? dropout : 0)
+    return heads.permuted([0, 2, 1, 3]).reshaped([b, t, width])
 }
 
 /// Token ids held in a tensor of integer-valued floats, `[B, T]`, checked for rank.
