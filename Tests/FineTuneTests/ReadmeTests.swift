@@ -100,3 +100,27 @@ struct ReadmeTests {
         #expect(net.summary().contains("eval (pinned)"))
     }
 }
+
+/// The model-family snippet of the README, on the small fixtures.
+@Suite("README model families")
+struct ReadmeModelFamilyTests {
+    @Test func modelFamilies() throws {
+        let resnet = ResNet(block: .basic, blockCounts: [2, 1, 1, 1], classCount: 5, baseWidth: 8)
+        try resnet.load(from: PyTorchFile(contentsOf: fixtureURL("models/resnet-basic.pth")))
+        try resnet.replaceHead(classCount: 5)
+        try resnet.freeze(upTo: -2)
+        #expect(resnet.trainableParameterCount == resnet.layer4.parameterCount + resnet.fc.parameterCount)
+
+        let folder = fixtureURL("models/bert-sequence")
+        var config = try PretrainedConfig(contentsOf: folder.appendingPathComponent("config.json"))
+        config.fields["id2label"] = nil
+        config.fields["num_labels"] = .int(4)
+        let bert = try BertForSequenceClassification(config: config)
+        let report = try bert.loadPretrained(from: folder, ignoringMismatchedSizes: true)
+        #expect(report.skippedMismatches.map(\.key) == ["classifier.weight", "classifier.bias"])
+        try bert.applyLoRA(LoRAConfig(rank: 8, alpha: 16, targetModules: ["query", "value"]))
+        let ids = Tensor(shape: [2, 3], scalars: [5, 6, 7, 8, 9, 0]), mask = Tensor(shape: [2, 3], scalars: [1, 1, 1, 1, 1, 0])
+        let logits = bert(ids, attentionMask: mask, tokenTypeIds: Tensor.zeros([2, 3]))
+        #expect(logits.shape == [2, 4])
+    }
+}
