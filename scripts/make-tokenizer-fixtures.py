@@ -279,6 +279,13 @@ def decode_cases(t, texts, encodings):
             for clean in [False, True]:
                 cases.append({"ids": ids, "skipSpecialTokens": skip, "cleanUp": clean,
                               "text": t.decode(ids, skip_special_tokens=skip, clean_up_tokenization_spaces=clean)})
+    # The WordPiece decoder's clean-up (" do not" -> " don't") and transformers' (" ' " -> "'").
+    for text in ["I do not think so , he said . Isn ' t it ? I ' m sure they ' ve gone ; we ' re here !"]:
+        ids = t(text)["input_ids"]
+        for skip in [False, True]:
+            for clean in [False, True]:
+                cases.append({"ids": ids, "skipSpecialTokens": skip, "cleanUp": clean,
+                              "text": t.decode(ids, skip_special_tokens=skip, clean_up_tokenization_spaces=clean)})
     for ids in [[2, 1, 3, 0, 0], [9999, 7, 8], [], [len(t.get_vocab()) + 50]]:
         cases.append({"ids": ids, "skipSpecialTokens": False, "cleanUp": False, "text": t.decode(ids)})
     return cases
