@@ -28,6 +28,7 @@ enum SuiteRegistry {
         MLPSuite(),
         CNNSuite(),
         TransformerSuite(),
+        TokenizerSuite(),
     ]
 
     /// The registered suite names.

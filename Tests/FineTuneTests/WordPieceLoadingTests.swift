@@ -135,8 +135,15 @@ struct WordPieceLoadingTests {
         expectError(.invalidValue(file: "tokenizer.json", key: "model.vocab[\"[UNK]\"]", reason: "must be an integer, not a number")) {
             try load("\"[UNK]\": 1,", "\"[UNK]\": 1.5,")
         }
-        expectError(.invalidVocabulary(file: "tokenizer.json", reason: "token \"[UNK]\" has id -1, outside 0...2147483647")) {
+        expectError(.invalidVocabulary(file: "tokenizer.json", reason: "token \"[UNK]\" has id -1, outside 0...73536")) {
             try load("\"[UNK]\": 1,", "\"[UNK]\": -1,")
+        }
+        // Ids index arrays: one far beyond the number of tokens is refused rather than allocated.
+        expectError(.invalidVocabulary(file: "tokenizer.json", reason: "token \"[UNK]\" has id 2000000000, outside 0...73536")) {
+            try load("\"[UNK]\": 1,", "\"[UNK]\": 2000000000,")
+        }
+        expectError(.invalidValue(file: "tokenizer.json", key: "added_tokens", reason: "token \"[MASK]\" has id 9000000000, beyond 73616")) {
+            try load("\"id\": 4,", "\"id\": 9000000000,")
         }
         expectError(.missingSpecialToken(role: "unknown", token: "<unk>")) { try load("\"unk_token\": \"[UNK]\"", "\"unk_token\": \"<unk>\"") }
         expectError(.missingSpecialToken(role: "template", token: "[CLS] (id 9999)")) { try load("\"ids\": [\n          2\n", "\"ids\": [\n          9999\n") }

@@ -34,14 +34,16 @@ enum BertCharacters {
     /// Whitespace (Rust's `char::is_whitespace`, the Unicode White_Space property).
     @inline(__always)
     static func isWhitespace(_ scalar: Unicode.Scalar) -> Bool {
-        if scalar.value < 0x80 { return asciiClasses[Int(scalar.value)] & whitespaceBit != 0 }
+        let v = scalar.value
+        if v < 0x80 { return v == 32 || (9...13).contains(v) }
         return scalar.properties.isWhitespace
     }
 
     /// Removed by `clean_text`: general category Cc, Cf or Co, except tab, newline and return.
     @inline(__always)
     static func isControl(_ scalar: Unicode.Scalar) -> Bool {
-        if scalar.value < 0x80 { return asciiClasses[Int(scalar.value)] & controlBit != 0 }
+        let v = scalar.value
+        if v < 0x80 { return (v < 32 && v != 9 && v != 10 && v != 13) || v == 127 }
         switch category(scalar) {
         case .control, .format, .privateUse: return existedInTableVersion(scalar)
         default: return false
@@ -52,7 +54,8 @@ enum BertCharacters {
     /// a Unicode punctuation category (Pc, Pd, Ps, Pe, Pi, Pf, Po).
     @inline(__always)
     static func isPunctuation(_ scalar: Unicode.Scalar) -> Bool {
-        if scalar.value < 0x80 { return asciiClasses[Int(scalar.value)] & punctuationBit != 0 }
+        let v = scalar.value
+        if v < 0x80 { return (33...47).contains(v) || (58...64).contains(v) || (91...96).contains(v) || (123...126).contains(v) }
         switch category(scalar) {
         case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
              .initialPunctuation, .finalPunctuation, .otherPunctuation:
@@ -139,17 +142,4 @@ enum BertCharacters {
         }
         return table
     }()
-
-    private static let whitespaceBit: UInt8 = 1, controlBit: UInt8 = 2, punctuationBit: UInt8 = 4
-
-    /// Classes of the ASCII characters, so the common case reads no Unicode property.
-    private static let asciiClasses: [UInt8] = (0..<128).map { (value: Int) -> UInt8 in
-        var classes: UInt8 = 0
-        if value == 9 || value == 10 || value == 11 || value == 12 || value == 13 || value == 32 { classes |= whitespaceBit }
-        if (value < 32 || value == 127) && value != 9 && value != 10 && value != 13 { classes |= controlBit }
-        if (33...47).contains(value) || (58...64).contains(value) || (91...96).contains(value) || (123...126).contains(value) {
-            classes |= punctuationBit
-        }
-        return classes
-    }
 }

@@ -101,6 +101,11 @@ private struct Decomposition {
 
     mutating func append(_ scalar: Unicode.Scalar, origin: Int) {
         inputOrigins.append(origin)
+        if scalar.value < 0xC0 {
+            scalars.append(scalar)
+            isFirst.append(true)
+            return
+        }
         let start = scalars.count
         BertCharacters.appendDecomposition(of: scalar, to: &scalars)
         isFirst.append(true)

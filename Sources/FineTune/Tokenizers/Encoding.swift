@@ -41,24 +41,18 @@ public struct Encoding: Equatable, Sendable {
     mutating func pad(to length: Int, padId: Int, padToken: String, side: WordPieceTokenizer.Side) {
         let missing = length - count
         guard missing > 0 else { return }
-        var padding = Encoding()
-        for _ in 0..<missing { padding.append(id: padId, typeId: 0, token: padToken, offsets: 0..<0, special: true, attended: false) }
-        switch side {
-        case .right:
-            ids += padding.ids
-            typeIds += padding.typeIds
-            attentionMask += padding.attentionMask
-            specialTokensMask += padding.specialTokensMask
-            offsets += padding.offsets
-            tokens += padding.tokens
-        case .left:
-            ids = padding.ids + ids
-            typeIds = padding.typeIds + typeIds
-            attentionMask = padding.attentionMask + attentionMask
-            specialTokensMask = padding.specialTokensMask + specialTokensMask
-            offsets = padding.offsets + offsets
-            tokens = padding.tokens + tokens
+        func padded<T>(_ values: inout [T], with value: T) {
+            switch side {
+            case .right: values.append(contentsOf: repeatElement(value, count: missing))
+            case .left: values.insert(contentsOf: repeatElement(value, count: missing), at: 0)
+            }
         }
+        padded(&ids, with: padId)
+        padded(&typeIds, with: 0)
+        padded(&attentionMask, with: 0)
+        padded(&specialTokensMask, with: 1)
+        padded(&offsets, with: 0..<0)
+        padded(&tokens, with: padToken)
     }
 }
 

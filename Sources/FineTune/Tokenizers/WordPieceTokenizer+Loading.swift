@@ -84,8 +84,8 @@ extension WordPieceTokenizer {
                           sepToken: config.sepToken ?? "[SEP]", padToken: padToken, maskToken: config.maskToken ?? "[MASK]")
             if !config.addedTokens.isEmpty {
                 let known = Set(addedVocabulary.tokens.map(\.id))
-                addedVocabulary = AddedVocabulary(tokens: addedVocabulary.tokens + config.addedTokens.filter { !known.contains($0.id) },
-                                                  normalizer: normalizer)
+                try install(addedTokens: addedVocabulary.tokens + config.addedTokens.filter { !known.contains($0.id) },
+                            file: "tokenizer_config.json")
             }
         } else {
             throw .noTokenizerFiles(folder: folder.path)
@@ -101,19 +101,22 @@ extension WordPieceTokenizer {
          postProcessor: PostProcessor, decoder: (prefix: String, cleanup: Bool)?, padToken: String,
          file: String) throws(TokenizerError) {
         self.vocabulary = vocabulary
-        self.addedVocabulary = AddedVocabulary(tokens: addedTokens, normalizer: normalizer)
+        self.addedVocabulary = AddedVocabulary(tokens: [], normalizer: nil)
+        self.tokenTable = []
         self.normalizer = normalizer
         self.splitsWords = splitsWords
         self.postProcessor = postProcessor
         self.decoder = decoder
         self.padToken = padToken
+        padTokenId = 0
+        try install(addedTokens: addedTokens, file: file)
         guard let padId = addedVocabulary.id(of: padToken) ?? vocabulary.id(of: padToken) else {
             throw .missingSpecialToken(role: "padding", token: padToken)
         }
         padTokenId = padId
         for piece in postProcessor.single + postProcessor.pair {
             guard case .special(let ids, let tokens, _) = piece else { continue }
-            for (id, token) in zip(ids, tokens) where addedVocabulary.decodedContent(of: id) == nil && vocabulary.tokenOfId[id] == nil {
+            for (id, token) in zip(ids, tokens) where self.token(of: id) == nil {
                 throw .missingSpecialToken(role: "template", token: "\(token) (id \(id))")
             }
         }

@@ -24,6 +24,8 @@
 public struct WordPieceTokenizer: Sendable {
     var vocabulary: WordPieceVocabulary
     var addedVocabulary: AddedVocabulary
+    /// The token of each id: the vocabulary's, or an added token's (`install(addedTokens:)`).
+    var tokenTable: [String?]
     /// `nil` when `tokenizer.json` has no normaliser: the text is used as it is.
     var normalizer: BertNormalizer?
     /// Whether words are split at whitespace and punctuation (`BertPreTokenizer`); without a
@@ -34,7 +36,7 @@ public struct WordPieceTokenizer: Sendable {
     var decoder: (prefix: String, cleanup: Bool)?
 
     /// The id padding uses.
-    public let padTokenId: Int
+    public internal(set) var padTokenId: Int
     /// The padding token, `[PAD]` for BERT.
     public let padToken: String
     /// Where padding goes (`padding_side` of `tokenizer_config.json`; default right).
@@ -64,9 +66,7 @@ public struct WordPieceTokenizer: Sendable {
     public var maskTokenId: Int? { id(of: "[MASK]") }
 
     /// One more than the largest id (vocabulary and added tokens): the rows an embedding needs.
-    public var vocabularySize: Int {
-        max(vocabulary.idLimit, (addedVocabulary.tokens.map(\.id).max() ?? -1) + 1)
-    }
+    public var vocabularySize: Int { tokenTable.count }
     /// Whether the text is lower-cased.
     public var lowercases: Bool { normalizer?.lowercase ?? false }
     /// Whether accents are stripped.
@@ -79,7 +79,22 @@ public struct WordPieceTokenizer: Sendable {
 
     /// The token of an id, or nil for an id no token has.
     public func token(of id: Int) -> String? {
-        addedVocabulary.decodedContent(of: id) ?? vocabulary.tokenOfId[id]
+        id >= 0 && id < tokenTable.count ? tokenTable[id] : nil
+    }
+
+    /// Replaces the added tokens (and their entries in the token table).
+    mutating func install(addedTokens: [AddedToken], file: String) throws(TokenizerError) {
+        let maximum = WordPieceVocabulary.maximumId(tokenCount: vocabulary.idLimit + addedTokens.count)
+        if let token = addedTokens.first(where: { $0.id > maximum }) {
+            throw .invalidValue(file: file, key: "added_tokens", reason: "token \(token.content.debugDescription) has id \(token.id), beyond \(maximum)")
+        }
+        addedVocabulary = AddedVocabulary(tokens: addedTokens, normalizer: normalizer)
+        var table = vocabulary.tokenOfId
+        for token in addedTokens {
+            if token.id >= table.count { table += Array(repeating: nil, count: token.id + 1 - table.count) }
+            table[token.id] = addedVocabulary.decodedContent(of: token.id)
+        }
+        tokenTable = table
     }
 
     // MARK: Encoding
