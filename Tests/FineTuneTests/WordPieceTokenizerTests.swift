@@ -407,4 +407,21 @@ struct WordPieceTokenizerTests {
         }
         #expect(reference.shortWords.encodings.contains { $0.ids.contains(tokenizer.unkTokenId) })
     }
+
+    @Test("README: the Tokenizers snippet")
+    func readmeSnippet() throws {
+        let tokenizer = try WordPieceTokenizer(contentsOf: folderURL("uncased"))
+        let encoding = try tokenizer.encode("Fine-tuning is fun!", pair: "Is it?", maxLength: 24,
+                                            padding: .maxLength, truncation: .longestFirst)
+        let firstSegment = try #require(encoding.ids.firstIndex(of: tokenizer.sepTokenId!)) + 1
+        let length = encoding.attentionMask.filter { $0 == 1 }.count
+        #expect(encoding.count == 24 && encoding.ids.first == tokenizer.clsTokenId && encoding.ids.last == tokenizer.padTokenId)
+        #expect(encoding.typeIds == Array(repeating: 0, count: firstSegment) + Array(repeating: 1, count: length - firstSegment)
+            + Array(repeating: 0, count: 24 - length))
+        let batch = try tokenizer.encode(batch: ["short", "a longer sentence"], padding: .longest)
+        #expect(batch[0].count == batch[1].count && batch[0].attentionMask.contains(0))
+        #expect(tokenizer.decode(encoding.ids, skipSpecialTokens: true) == "fine - tuning is fun! is it?")
+        let cased = try WordPieceTokenizer(vocabularyURL: folderURL("cased").appendingPathComponent("vocab.txt"), lowercase: false)
+        #expect(!cased.lowercases && !cased.stripsAccents)
+    }
 }
