@@ -344,6 +344,28 @@ def config_override_case(texts):
                                    for i in samples]}
 
 
+def vocabulary_folder_case():
+    """A folder with only vocab.txt and tokenizer_config.json naming extra added tokens and another pad token."""
+    folder = "/tmp/wordpiece-vocabulary-folder"
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    shutil.copy(f"{OUT}/uncased/vocab.txt", folder)
+    config = json.load(open(f"{OUT}/uncased/tokenizer_config.json"))
+    changes = {"pad_token": "[MASK]", "added_tokens_decoder": {
+        "0": {"content": "[PAD]", "lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": True},
+        str(VOCAB_SIZE): {"content": "<ent>", "lstrip": True, "normalized": False, "rstrip": False, "single_word": False,
+                          "special": True}}}
+    config.update(changes)
+    json.dump(config, open(f"{folder}/tokenizer_config.json", "w"))
+    t = BertTokenizerFast.from_pretrained(folder)
+    samples = []
+    for text in ["a  <ent>b", "<ent> x <ent>"]:
+        ids = t(text, padding="max_length", max_length=12)["input_ids"]
+        samples.append({"text": text, "ids": ids, "decoded": t.decode(ids),
+                        "decodedSkippingSpecial": t.decode(ids, skip_special_tokens=True)})
+    return {"config": changes, "padTokenId": t.pad_token_id, "vocabularySize": len(t), "encodings": samples}
+
+
 def code_point_ranges(flags):
     ranges, start = [], None
     for cp, flag in enumerate(flags):
@@ -456,6 +478,7 @@ def main():
     reference["addedTokens"] = added_token_case(vocabs["uncased"], texts)
     reference["shortWords"] = short_words_case(vocabs["uncased"], texts)
     reference["configOverride"] = config_override_case(texts)
+    reference["vocabularyFolder"] = vocabulary_folder_case()
     with open(f"{OUT}/reference.json", "w", encoding="utf-8") as f:
         json.dump(reference, f, ensure_ascii=False, separators=(",", ":"))
     with open(f"{OUT}/unicode.json", "w", encoding="utf-8") as f:

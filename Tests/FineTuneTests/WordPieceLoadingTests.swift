@@ -58,6 +58,19 @@ struct WordPieceLoadingTests {
         #expect(try renamed.encode("hi there", maxLength: 6, padding: .maxLength).ids == [2, 4, 1, 3, 0, 0])
     }
 
+    @Test("pad token: the argument, else tokenizer.json's padding.pad_token, else [PAD]; the mask token by name")
+    func padAndMaskTokens() throws {
+        let json = try editedTokenizerJSON("uncased") {
+            $0.replacingOccurrences(of: "\"padding\": null", with: "\"padding\": {\"pad_token\": \"[MASK]\", \"pad_id\": 4}")
+        }
+        #expect(try WordPieceTokenizer(tokenizerJSON: json).padTokenId == 4)
+        #expect(try WordPieceTokenizer(tokenizerJSON: json, padToken: "[PAD]").padTokenId == 0)
+        #expect(try WordPieceTokenizer(tokenizerJSON: uncasedJSON()).padTokenId == 0)
+        expectError(.missingSpecialToken(role: "padding", token: "<pad>")) { _ = try WordPieceTokenizer(tokenizerJSON: json, padToken: "<pad>") }
+        #expect(try WordPieceTokenizer(tokenizerJSON: json, maskToken: "[SEP]").maskTokenId == 3)
+        #expect(try WordPieceTokenizer(tokenizerJSON: json, maskToken: "<mask>").maskTokenId == nil)
+    }
+
     @Test("vocab.txt: line numbers are ids, \\r\\n and trailing whitespace trimmed, a repeated token takes its last id")
     func vocabularyLines() throws {
         let url = try vocabularyFile(bertSpecials + ["hello  ", "##lo\t", "he", "hello"], terminator: "\r\n")
@@ -159,7 +172,7 @@ struct WordPieceLoadingTests {
         var loaded = 0
         for end in stride(from: 0, to: bytes.count, by: 97) where loadsOrThrowsTyped(Data(bytes[..<end])) { loaded += 1 }
         #expect(loaded == 0, "a truncated file loaded")
-        var generator = SplitMix(seed: 14)
+        var generator = RandomGenerator(seed: 14)
         var refused = 0
         let noise: [UInt8] = Array("{}[]\",:0123456789-eE.\\u".utf8) + [0x00, 0x0A, 0xC3, 0xFF]
         for _ in 0..<300 {
@@ -221,18 +234,5 @@ struct WordPieceLoadingTests {
         #expect(length == 4 && longest.count == length)
         let rounded = try tokenizer.encode("the model", padding: .longest, padToMultipleOf: 8)
         #expect(rounded.count == 8 && rounded.attentionMask == [1, 1, 1, 1, 0, 0, 0, 0])
-    }
-}
-
-/// A small seeded generator for the corruption test.
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

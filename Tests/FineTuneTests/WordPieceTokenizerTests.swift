@@ -136,6 +136,19 @@ struct WordPieceReference: Decodable {
         var truncatedAndPadded: [Sample]
     }
 
+    struct VocabularyFolderCase: Decodable {
+        struct Sample: Decodable {
+            var text: String
+            var ids: [Int]
+            var decoded: String
+            var decodedSkippingSpecial: String
+        }
+
+        var padTokenId: Int
+        var vocabularySize: Int
+        var encodings: [Sample]
+    }
+
     var tokenizers: String
     var texts: [String]
     var pairs: [[String]]
@@ -143,6 +156,7 @@ struct WordPieceReference: Decodable {
     var addedTokens: AddedTokensCase
     var shortWords: ShortWordsCase
     var configOverride: ConfigOverrideCase
+    var vocabularyFolder: VocabularyFolderCase
 
     static func load() throws -> WordPieceReference {
         try JSONDecoder().decode(WordPieceReference.self, from: Data(contentsOf: fixtureURL("wordpiece/reference.json")))
@@ -271,6 +285,28 @@ struct WordPieceTokenizerTests {
         config["tokenizer_class"] = "PreTrainedTokenizerFast"
         try JSONSerialization.data(withJSONObject: config).write(to: configURL)
         #expect(try WordPieceTokenizer(contentsOf: folder).lowercases)
+    }
+
+    @Test("vocab.txt folder: added_tokens_decoder and pad_token of tokenizer_config.json")
+    func vocabularyFolderConfig() throws {
+        let folder = temporaryDirectory()
+        try FileManager.default.copyItem(at: folderURL("uncased").appendingPathComponent("vocab.txt"),
+                                         to: folder.appendingPathComponent("vocab.txt"))
+        // The fixture's config with the script's changes (read from reference.json, merged by Foundation).
+        let referenceJSON = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: fixtureURL("wordpiece/reference.json"))) as? [String: Any])
+        let changes = try #require((referenceJSON["vocabularyFolder"] as? [String: Any])?["config"] as? [String: Any])
+        var config = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: folderURL("uncased").appendingPathComponent("tokenizer_config.json"))) as? [String: Any])
+        config.merge(changes) { $1 }
+        try JSONSerialization.data(withJSONObject: config).write(to: folder.appendingPathComponent("tokenizer_config.json"))
+        let tokenizer = try WordPieceTokenizer(contentsOf: folder)
+        let expected = reference.vocabularyFolder
+        #expect(tokenizer.padTokenId == expected.padTokenId && tokenizer.vocabularySize == expected.vocabularySize)
+        for sample in expected.encodings {
+            let ids = try tokenizer.encode(sample.text, maxLength: 12, padding: .maxLength).ids
+            #expect(ids == sample.ids, "\(sample.text)")
+            #expect(tokenizer.decode(ids) == sample.decoded)
+            #expect(tokenizer.decode(ids, skipSpecialTokens: true) == sample.decodedSkippingSpecial)
+        }
     }
 
     @Test("pairs: [CLS] A [SEP] B [SEP] with type ids and offsets into each text")

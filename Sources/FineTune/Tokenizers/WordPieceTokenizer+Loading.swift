@@ -41,19 +41,22 @@ extension WordPieceTokenizer {
                       splitsWords: true, postProcessor: .bert(cls: (clsToken, clsId), sep: (sepToken, sepId)),
                       decoder: ("##", true), padToken: padToken, file: file)
         self.modelMaxLength = modelMaxLength
+        maskTokenName = maskToken
     }
 
     /// A tokenizer from the contents of a Hugging Face `tokenizer.json` with a WordPiece model:
     /// its vocabulary, added tokens, `BertNormalizer`, `BertPreTokenizer`, `TemplateProcessing`
     /// (or `BertProcessing`) and `WordPiece` decoder. The pad token is the file's
-    /// `padding.pad_token`, else `padToken`. The file's own truncation and padding settings are
+    /// `padToken` when given, else the file's `padding.pad_token`, else `[PAD]`; the mask token
+    /// `maskToken`, else `[MASK]`. The file's own truncation and padding settings are
     /// ignored, as transformers ignores them: `encode` takes them per call.
     ///
     /// - Throws: `TokenizerError.invalidJSON`, `.invalidValue` (a key of the wrong kind),
     ///   `.unsupportedModel` (BPE, Unigram, ...), `.unsupportedComponent` (another normaliser,
     ///   pre-tokeniser, post-processor or decoder), `.missingSpecialToken`.
-    public init(tokenizerJSON data: Data, padToken: String = "[PAD]") throws(TokenizerError) {
+    public init(tokenizerJSON data: Data, padToken: String? = nil, maskToken: String = "[MASK]") throws(TokenizerError) {
         try self.init(tokenizerJSON: [UInt8](data), padToken: padToken, file: "tokenizer.json", bertOptions: nil)
+        maskTokenName = maskToken
     }
 
     /// A tokenizer from a Hugging Face tokenizer folder, as `AutoTokenizer.from_pretrained`
@@ -72,16 +75,16 @@ extension WordPieceTokenizer {
         let config = try TokenizerConfig(folder: folder)
         let jsonURL = folder.appendingPathComponent("tokenizer.json")
         let vocabularyURL = folder.appendingPathComponent("vocab.txt")
-        let padToken = config.padToken ?? "[PAD]"
         if FileManager.default.fileExists(atPath: jsonURL.path) {
-            try self.init(tokenizerJSON: try readFile(jsonURL), padToken: padToken, file: "tokenizer.json",
+            try self.init(tokenizerJSON: try readFile(jsonURL), padToken: config.padToken, file: "tokenizer.json",
                           bertOptions: config.isBertFamily ? config.normalizer : nil)
         } else if FileManager.default.fileExists(atPath: vocabularyURL.path) {
             try self.init(vocabularyURL: vocabularyURL, lowercase: config.normalizer.lowercase,
                           stripAccents: config.normalizer.stripAccents,
                           chineseCharacters: config.normalizer.handleChineseCharacters,
                           unkToken: config.unkToken ?? "[UNK]", clsToken: config.clsToken ?? "[CLS]",
-                          sepToken: config.sepToken ?? "[SEP]", padToken: padToken, maskToken: config.maskToken ?? "[MASK]")
+                          sepToken: config.sepToken ?? "[SEP]", padToken: config.padToken ?? "[PAD]",
+                          maskToken: config.maskToken ?? "[MASK]")
             if !config.addedTokens.isEmpty {
                 let known = Set(addedVocabulary.tokens.map(\.id))
                 try install(addedTokens: addedVocabulary.tokens + config.addedTokens.filter { !known.contains($0.id) },
@@ -90,6 +93,7 @@ extension WordPieceTokenizer {
         } else {
             throw .noTokenizerFiles(folder: folder.path)
         }
+        maskTokenName = config.maskToken ?? "[MASK]"
         modelMaxLength = config.modelMaxLength
         paddingSide = config.paddingSide ?? .right
         truncationSide = config.truncationSide ?? .right
@@ -123,7 +127,7 @@ extension WordPieceTokenizer {
     }
 
     /// Parses `tokenizer.json`; `bertOptions` replaces its normaliser (transformers' BERT classes).
-    init(tokenizerJSON bytes: [UInt8], padToken: String, file: String, bertOptions: BertNormalizer?) throws(TokenizerError) {
+    init(tokenizerJSON bytes: [UInt8], padToken: String?, file: String, bertOptions: BertNormalizer?) throws(TokenizerError) {
         let root = try OrderedJSONParser.parse(bytes, file: file)
         let reader = OrderedJSONReader(file: file)
         guard case .object = root else { throw .invalidValue(file: file, key: "(root)", reason: "must be an object") }
@@ -156,18 +160,10 @@ extension WordPieceTokenizer {
         if case .array(let items)? = root["added_tokens"] {
             for (index, item) in items.enumerated() {
                 let key = "added_tokens[\(index)]"
-                guard let id = try reader.integer(item["id"], "\(key).id"), id >= 0,
-                      let content = try reader.string(item["content"], "\(key).content") else {
-                    throw .invalidValue(file: file, key: key, reason: "needs a non-negative id and a content")
+                guard let id = try reader.integer(item["id"], "\(key).id"), id >= 0 else {
+                    throw .invalidValue(file: file, key: key, reason: "needs a non-negative id")
                 }
-                let special = try reader.bool(item["special"], "\(key).special") ?? false
-                addedTokens.append(AddedToken(
-                    content: content, id: id,
-                    singleWord: try reader.bool(item["single_word"], "\(key).single_word") ?? false,
-                    leftStrip: try reader.bool(item["lstrip"], "\(key).lstrip") ?? false,
-                    rightStrip: try reader.bool(item["rstrip"], "\(key).rstrip") ?? false,
-                    normalized: try reader.bool(item["normalized"], "\(key).normalized") ?? !special,
-                    special: special))
+                addedTokens.append(try reader.addedToken(item, id: id, key: key))
             }
         } else if let other = root["added_tokens"], !other.isNull {
             throw .invalidValue(file: file, key: "added_tokens", reason: "must be an array, not \(other.typeName)")
@@ -205,12 +201,12 @@ extension WordPieceTokenizer {
                        try reader.bool(value["cleanup"], "decoder.cleanup") ?? true)
         }
 
-        var padToken = padToken
-        if let padding = root["padding"], !padding.isNull, let token = try reader.string(padding["pad_token"], "padding.pad_token") {
-            padToken = token
+        var filePadToken: String?
+        if let padding = root["padding"], !padding.isNull {
+            filePadToken = try reader.string(padding["pad_token"], "padding.pad_token")
         }
         try self.init(vocabulary: vocabulary, addedTokens: addedTokens, normalizer: normalizer, splitsWords: splitsWords,
-                      postProcessor: postProcessor, decoder: decoder, padToken: padToken, file: file)
+                      postProcessor: postProcessor, decoder: decoder, padToken: padToken ?? filePadToken ?? "[PAD]", file: file)
     }
 
     /// Hugging Face's `WordPiece::read_file`: one token per line (`\n`, or `\r\n`), trailing
@@ -275,6 +271,20 @@ struct OrderedJSONReader {
         case .number(_, let exact?)?: return exact
         case let other?: throw .invalidValue(file: file, key: key, reason: "must be an integer, not \(other.typeName)")
         }
+    }
+
+    /// An added token's content and flags (`normalized` defaults to the opposite of `special`).
+    func addedToken(_ item: OrderedJSONValue, id: Int, key: String) throws(TokenizerError) -> AddedToken {
+        guard let content = try string(item["content"], "\(key).content") else {
+            throw .invalidValue(file: file, key: key, reason: "needs a content")
+        }
+        let special = try bool(item["special"], "\(key).special") ?? false
+        return AddedToken(content: content, id: id,
+                          singleWord: try bool(item["single_word"], "\(key).single_word") ?? false,
+                          leftStrip: try bool(item["lstrip"], "\(key).lstrip") ?? false,
+                          rightStrip: try bool(item["rstrip"], "\(key).rstrip") ?? false,
+                          normalized: try bool(item["normalized"], "\(key).normalized") ?? !special,
+                          special: special)
     }
 
     /// A special token in `tokenizer_config.json`: a string, or an object with a `content`.
@@ -388,17 +398,10 @@ struct TokenizerConfig {
             cleanUpTokenizationSpaces = try reader.bool(root["clean_up_tokenization_spaces"], "clean_up_tokenization_spaces")
             if case .object(let members)? = root["added_tokens_decoder"] {
                 for (key, item) in members {
-                    guard let id = Int(key), id >= 0, let content = try reader.string(item["content"], "added_tokens_decoder.\(key)") else {
-                        throw .invalidValue(file: file, key: "added_tokens_decoder.\(key)", reason: "needs an integer key and a content")
+                    guard let id = Int(key), id >= 0 else {
+                        throw .invalidValue(file: file, key: "added_tokens_decoder.\(key)", reason: "needs a non-negative integer key")
                     }
-                    let special = try reader.bool(item["special"], "added_tokens_decoder.\(key).special") ?? false
-                    addedTokens.append(AddedToken(
-                        content: content, id: id,
-                        singleWord: try reader.bool(item["single_word"], "added_tokens_decoder.\(key).single_word") ?? false,
-                        leftStrip: try reader.bool(item["lstrip"], "added_tokens_decoder.\(key).lstrip") ?? false,
-                        rightStrip: try reader.bool(item["rstrip"], "added_tokens_decoder.\(key).rstrip") ?? false,
-                        normalized: try reader.bool(item["normalized"], "added_tokens_decoder.\(key).normalized") ?? !special,
-                        special: special))
+                    addedTokens.append(try reader.addedToken(item, id: id, key: "added_tokens_decoder.\(key)"))
                 }
             }
         }

@@ -62,8 +62,10 @@ public struct WordPieceTokenizer: Sendable {
         for case .special(let ids, _, _) in postProcessor.single.reversed() { return ids.last }
         return nil
     }
-    /// The id of `[MASK]`, if the vocabulary has it.
-    public var maskTokenId: Int? { id(of: "[MASK]") }
+    /// The mask token's name (`mask_token`; `[MASK]` for BERT).
+    var maskTokenName = "[MASK]"
+    /// The id of the mask token (`[MASK]`), if the vocabulary has it.
+    public var maskTokenId: Int? { id(of: maskTokenName) }
 
     /// One more than the largest id (vocabulary and added tokens): the rows an embedding needs.
     public var vocabularySize: Int { tokenTable.count }
