@@ -83,7 +83,10 @@ extension WordPieceTokenizer {
 
     /// Which end padding or truncation works on.
     public enum Side: Sendable, Equatable {
-        case left, right
+        /// The start of the sequence (padding before the tokens; truncation keeps the last ones).
+        case left
+        /// The end of the sequence (padding after the tokens; truncation keeps the first ones).
+        case right
     }
 }
 
