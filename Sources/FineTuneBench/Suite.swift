@@ -34,6 +34,7 @@ enum SuiteRegistry {
         AttentionSuite(),
         NormActivationSuite(),
         ModelSuite(),
+        TokenizerSuite(),
     ]
 
     /// The registered suite names.
