@@ -215,5 +215,45 @@ struct HuggingFaceFamilyTests {
         #expect(try distilModel.applyLoRA(LoRAConfig(targetModules: ["q_lin", "v_lin"])).count == 4)
         let vit = try ViTForImageClassification(config: PretrainedConfig(contentsOf: fixtureURL("models/vit-image/config.json")))
         #expect(try vit.applyLoRA(LoRAConfig(targetModules: "all-linear")).count == 12 && !(vit.classifier is LoRALinear))
+        // One LoRA step on each changes only LoRA weights.
+        func expectOnlyLoRAMoves(_ model: Module, _ loss: () throws -> Tensor) throws {
+            let start = model.stateDict().mapValues(\.scalars)
+            let adam = Adam(model, lr: 0.01)
+            try loss().backward()
+            adam.step()
+            let moved = model.stateDict().filter { $0.value.scalars != start[$0.key]! }.map(\.key)
+            #expect(!moved.isEmpty && moved.allSatisfy { $0.contains(".lora_") }, "\(type(of: model)): \(moved)")
+        }
+        let distilIds = try ref.tensor("input.input_ids")
+        try expectOnlyLoRAMoves(distilModel) { Tensor.crossEntropy(distilModel(distilIds), targets: [0, 2]) }
+        try expectOnlyLoRAMoves(vit) { Tensor.crossEntropy(vit(randomTensor([2, 3, 32, 32], seed: 9)), targets: [1, 3]) }
+    }
+}
+
+@Suite("Model family call forms")
+struct ModelFamilyCallFormTests {
+    @Test("the one-tensor call (what Trainer uses) equals the explicit call, and an output adapter runs once in both")
+    func callForms() throws {
+        let ids = Tensor(shape: [2, 4], scalars: [5, 6, 7, 8, 9, 10, 11, 12])
+        let bert = try BertForSequenceClassification(config: PretrainedConfig(contentsOf: fixtureURL("models/bert-sequence/config.json")))
+        let distil = try DistilBertForSequenceClassification(config: PretrainedConfig(contentsOf: fixtureURL("models/distilbert-sequence/config.json")))
+        bert.eval(); distil.eval()
+        #expect(bert(ids).scalars == bert(ids, attentionMask: nil, tokenTypeIds: nil).scalars)
+        #expect(distil(ids).scalars == distil(ids, attentionMask: nil).scalars)
+        // An adapter on an encoder layer: the same output whichever form calls the layer, and
+        // applied once (a doubled adapter would differ from one applied by hand).
+        let layer = bert.bert.encoder.layer[1]
+        let adapter = BottleneckAdapter(features: 32, bottleneck: 4)
+        adapter.up.weight.value = randomTensor([32, 4], seed: 3)
+        let x = randomTensor([2, 4, 32], seed: 4)
+        let plain = layer(x, attentionMask: nil)
+        layer.attachOutputAdapter(adapter)
+        adapter.eval()
+        expectClose(layer(x).scalars, adapter(plain).scalars, atol: 1e-6, rtol: 1e-5)
+        expectClose(layer(x, attentionMask: nil).scalars, adapter(plain).scalars, atol: 1e-6, rtol: 1e-5)
+        // Trainer drives the single-tensor form.
+        let data = TensorDataset(inputs: ids, labels: [0, 1])
+        let history = try Trainer(model: distil, optimizer: SGD(distil, lr: 0.01), batchSize: 2).fit(data, epochs: 1)
+        #expect(history.epochs.count == 1 && history.epochs[0].trainLoss.isFinite)
     }
 }

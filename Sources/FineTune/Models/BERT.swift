@@ -84,16 +84,21 @@ public final class BertEmbeddings: Module {
     public override func key(forProperty name: String) -> String { huggingFaceKey(name) ?? super.key(forProperty: name) }
 
     /// `[B, T]` ids (and token types) to `[B, T, hidden]`.
-    public func callAsFunction(_ ids: Tensor, tokenTypeIds: Tensor?) -> Tensor {
+    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
+    public func compute(_ ids: Tensor, tokenTypeIds: Tensor?) -> Tensor {
         let b = ids.shape[0], t = ids.shape[1]
         Shape.check(t <= positionEmbeddings.count, op: "BertEmbeddings", shapes: [ids.shape, positionEmbeddings.weight.shape],
                     "sequence length \(t) exceeds max_position_embeddings \(positionEmbeddings.count)")
         let types = tokenTypeIds ?? Tensor.zeros([b, t])
         let sum = wordEmbeddings(ids) + positionEmbeddings(positionIds(batch: b, length: t)) + tokenTypeEmbeddings(types)
-        return completeCall(dropout(layerNorm(sum)))
+        return dropout(layerNorm(sum))
     }
 
-    public override func forward(_ x: Tensor) -> Tensor { self(x, tokenTypeIds: nil) }
+    public func callAsFunction(_ ids: Tensor, tokenTypeIds: Tensor?) -> Tensor {
+        completeCall(compute(ids, tokenTypeIds: tokenTypeIds))
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor { compute(x, tokenTypeIds: nil) }
 }
 
 /// `attention.self`: the query, key and value projections and the attention itself.
@@ -116,12 +121,17 @@ public final class BertSelfAttention: Module {
     public override func key(forProperty name: String) -> String { name == "keyProjection" ? "key" : super.key(forProperty: name) }
 
     /// Self-attention of `x` `[B, T, hidden]`, hiding padded keys (`attentionMask` `[B, T]`, 0 = padding).
-    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
-        completeCall(encoderAttention(query: query(x), key: keyProjection(x), value: value(x), heads: headCount,
-                                      keyMask: attentionMask, dropout: dropout, training: isTraining, op: "BertSelfAttention"))
+    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
+    public func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+        encoderAttention(query: query(x), key: keyProjection(x), value: value(x), heads: headCount,
+                                      keyMask: attentionMask, dropout: dropout, training: isTraining, op: "BertSelfAttention")
     }
 
-    public override func forward(_ x: Tensor) -> Tensor { self(x, attentionMask: nil) }
+    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+        completeCall(compute(x, attentionMask: attentionMask))
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
 }
 
 /// `dense`, dropout, then `LayerNorm(dense(h) + residual)`: BERT's `attention.output` and `output`.
@@ -139,8 +149,13 @@ public final class BertResidualOutput: Module {
 
     public override func key(forProperty name: String) -> String { huggingFaceKey(name) ?? super.key(forProperty: name) }
 
+    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
+    public func compute(_ h: Tensor, residual: Tensor) -> Tensor {
+        layerNorm(dropout(dense(h)) + residual)
+    }
+
     public func callAsFunction(_ h: Tensor, residual: Tensor) -> Tensor {
-        completeCall(layerNorm(dropout(dense(h)) + residual))
+        completeCall(compute(h, residual: residual))
     }
 }
 
@@ -157,9 +172,16 @@ public final class BertAttention: Module {
 
     public override func key(forProperty name: String) -> String { name == "selfAttention" ? "self" : super.key(forProperty: name) }
 
-    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
-        completeCall(output(selfAttention(x, attentionMask: attentionMask), residual: x))
+    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
+    public func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+        output(selfAttention(x, attentionMask: attentionMask), residual: x)
     }
+
+    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+        completeCall(compute(x, attentionMask: attentionMask))
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
 }
 
 /// `intermediate`: `dense` and the activation.
@@ -189,12 +211,17 @@ public final class BertLayer: Module {
         super.init()
     }
 
-    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
+    public func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
         let h = attention(x, attentionMask: attentionMask)
-        return completeCall(output(intermediate(h), residual: h))
+        return output(intermediate(h), residual: h)
     }
 
-    public override func forward(_ x: Tensor) -> Tensor { self(x, attentionMask: nil) }
+    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+        completeCall(compute(x, attentionMask: attentionMask))
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
 }
 
 /// `encoder`: the layers (`encoder.layer.N`).
@@ -206,11 +233,16 @@ public final class BertEncoder: Module {
         super.init()
     }
 
-    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
-        completeCall(layer.reduce(x) { $1($0, attentionMask: attentionMask) })
+    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
+    public func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+        layer.reduce(x) { $1($0, attentionMask: attentionMask) }
     }
 
-    public override func forward(_ x: Tensor) -> Tensor { self(x, attentionMask: nil) }
+    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+        completeCall(compute(x, attentionMask: attentionMask))
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
 }
 
 /// Hugging Face's `BertModel`: embeddings, encoder and (optionally) the pooler, with its
@@ -243,12 +275,17 @@ public final class BertModel: Module {
 
     /// The last hidden states `[B, T, hidden]` for token ids `[B, T]` (integer-valued floats),
     /// with `attentionMask` `[B, T]` (1 = token, 0 = padding) and `tokenTypeIds` `[B, T]`.
-    public func callAsFunction(_ ids: Tensor, attentionMask: Tensor? = nil, tokenTypeIds: Tensor? = nil) -> Tensor {
+    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
+    public func compute(_ ids: Tensor, attentionMask: Tensor?, tokenTypeIds: Tensor?) -> Tensor {
         checkTokenIds(ids, op: "BertModel")
-        return completeCall(encoder(embeddings(ids, tokenTypeIds: tokenTypeIds), attentionMask: attentionMask))
+        return encoder(embeddings(ids, tokenTypeIds: tokenTypeIds), attentionMask: attentionMask)
     }
 
-    public override func forward(_ x: Tensor) -> Tensor { self(x) }
+    public func callAsFunction(_ ids: Tensor, attentionMask: Tensor? = nil, tokenTypeIds: Tensor? = nil) -> Tensor {
+        completeCall(compute(ids, attentionMask: attentionMask, tokenTypeIds: tokenTypeIds))
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil, tokenTypeIds: nil) }
 
     /// The pooled first-token representation `[B, hidden]` (needs the pooler).
     public func pooled(_ hiddenStates: Tensor) -> Tensor {
@@ -284,12 +321,17 @@ public final class BertForSequenceClassification: Module, LayerGrouped {
     }
 
     /// Logits `[B, labels]`.
-    public func callAsFunction(_ ids: Tensor, attentionMask: Tensor? = nil, tokenTypeIds: Tensor? = nil) -> Tensor {
+    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
+    public func compute(_ ids: Tensor, attentionMask: Tensor?, tokenTypeIds: Tensor?) -> Tensor {
         let states = bert(ids, attentionMask: attentionMask, tokenTypeIds: tokenTypeIds)
-        return completeCall(classifier(dropout(bert.pooled(states))))
+        return classifier(dropout(bert.pooled(states)))
     }
 
-    public override func forward(_ x: Tensor) -> Tensor { self(x) }
+    public func callAsFunction(_ ids: Tensor, attentionMask: Tensor? = nil, tokenTypeIds: Tensor? = nil) -> Tensor {
+        completeCall(compute(ids, attentionMask: attentionMask, tokenTypeIds: tokenTypeIds))
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil, tokenTypeIds: nil) }
 
     public var layerGroups: [[String]] {
         [["bert.embeddings"]] + (0..<bert.encoder.layer.count).map { ["bert.encoder.layer.\($0)"] } + [["bert.pooler", "classifier"]]
@@ -316,11 +358,16 @@ public final class BertForTokenClassification: Module, LayerGrouped {
     }
 
     /// Logits `[B, T, labels]`.
-    public func callAsFunction(_ ids: Tensor, attentionMask: Tensor? = nil, tokenTypeIds: Tensor? = nil) -> Tensor {
-        completeCall(classifier(dropout(bert(ids, attentionMask: attentionMask, tokenTypeIds: tokenTypeIds))))
+    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
+    public func compute(_ ids: Tensor, attentionMask: Tensor?, tokenTypeIds: Tensor?) -> Tensor {
+        classifier(dropout(bert(ids, attentionMask: attentionMask, tokenTypeIds: tokenTypeIds)))
     }
 
-    public override func forward(_ x: Tensor) -> Tensor { self(x) }
+    public func callAsFunction(_ ids: Tensor, attentionMask: Tensor? = nil, tokenTypeIds: Tensor? = nil) -> Tensor {
+        completeCall(compute(ids, attentionMask: attentionMask, tokenTypeIds: tokenTypeIds))
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil, tokenTypeIds: nil) }
 
     public var layerGroups: [[String]] {
         [["bert.embeddings"]] + (0..<bert.encoder.layer.count).map { ["bert.encoder.layer.\($0)"] } + [["classifier"]]

@@ -89,12 +89,17 @@ public final class DistilBertAttention: Module {
         super.init()
     }
 
-    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
-        completeCall(outLin(encoderAttention(query: qLin(x), key: kLin(x), value: vLin(x), heads: headCount, keyMask: attentionMask,
-                                             dropout: dropout, training: isTraining, op: "DistilBertAttention")))
+    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
+    public func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+        outLin(encoderAttention(query: qLin(x), key: kLin(x), value: vLin(x), heads: headCount, keyMask: attentionMask,
+                                             dropout: dropout, training: isTraining, op: "DistilBertAttention"))
     }
 
-    public override func forward(_ x: Tensor) -> Tensor { self(x, attentionMask: nil) }
+    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+        completeCall(compute(x, attentionMask: attentionMask))
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
 }
 
 /// `ffn`: `lin2(dropout? activation(lin1(x)))`, then dropout.
@@ -130,12 +135,17 @@ public final class DistilBertBlock: Module {
         super.init()
     }
 
-    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
+    public func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
         let h = saLayerNorm(attention(x, attentionMask: attentionMask) + x)
-        return completeCall(outputLayerNorm(ffn(h) + h))
+        return outputLayerNorm(ffn(h) + h)
     }
 
-    public override func forward(_ x: Tensor) -> Tensor { self(x, attentionMask: nil) }
+    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+        completeCall(compute(x, attentionMask: attentionMask))
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
 }
 
 /// `transformer`: the blocks (`transformer.layer.N`).
@@ -147,11 +157,16 @@ public final class DistilBertTransformer: Module {
         super.init()
     }
 
-    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
-        completeCall(layer.reduce(x) { $1($0, attentionMask: attentionMask) })
+    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
+    public func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+        layer.reduce(x) { $1($0, attentionMask: attentionMask) }
     }
 
-    public override func forward(_ x: Tensor) -> Tensor { self(x, attentionMask: nil) }
+    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+        completeCall(compute(x, attentionMask: attentionMask))
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
 }
 
 /// Hugging Face's `DistilBertModel` with its names (`embeddings.word_embeddings.weight`,
@@ -174,12 +189,17 @@ public final class DistilBertModel: Module {
     }
 
     /// The last hidden states `[B, T, dim]` for token ids `[B, T]`, with `attentionMask` (1 = token, 0 = padding).
-    public func callAsFunction(_ ids: Tensor, attentionMask: Tensor? = nil) -> Tensor {
+    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
+    public func compute(_ ids: Tensor, attentionMask: Tensor?) -> Tensor {
         checkTokenIds(ids, op: "DistilBertModel")
-        return completeCall(transformer(embeddings(ids), attentionMask: attentionMask))
+        return transformer(embeddings(ids), attentionMask: attentionMask)
     }
 
-    public override func forward(_ x: Tensor) -> Tensor { self(x) }
+    public func callAsFunction(_ ids: Tensor, attentionMask: Tensor? = nil) -> Tensor {
+        completeCall(compute(ids, attentionMask: attentionMask))
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
 }
 
 /// Hugging Face's `DistilBertForSequenceClassification`: `distilbert`, then on the first token
@@ -206,12 +226,17 @@ public final class DistilBertForSequenceClassification: Module, LayerGrouped {
     }
 
     /// Logits `[B, labels]`.
-    public func callAsFunction(_ ids: Tensor, attentionMask: Tensor? = nil) -> Tensor {
+    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
+    public func compute(_ ids: Tensor, attentionMask: Tensor?) -> Tensor {
         let first = distilbert(ids, attentionMask: attentionMask).select(axis: 1, 0)
-        return completeCall(classifier(dropout(preClassifier(first).relu())))
+        return classifier(dropout(preClassifier(first).relu()))
     }
 
-    public override func forward(_ x: Tensor) -> Tensor { self(x) }
+    public func callAsFunction(_ ids: Tensor, attentionMask: Tensor? = nil) -> Tensor {
+        completeCall(compute(ids, attentionMask: attentionMask))
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
 
     public var layerGroups: [[String]] {
         [["distilbert.embeddings"]] + (0..<distilbert.transformer.layer.count).map { ["distilbert.transformer.layer.\($0)"] }
