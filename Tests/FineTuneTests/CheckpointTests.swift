@@ -86,7 +86,7 @@ struct CheckpointTests {
         let data = try SafeTensors.encode(m.stateDict(), dtypes: ["steps": .i64])
         let file = try SafeTensors(data: data)
         let steps = try file.tensor("steps")
-        #expect(file.entries["steps"]?.dtype == SafeTensors.DType.i64)
+        #expect(file.entries["steps"]?.dtype == DType.i64)
         #expect(steps.scalars == [5])
     }
 
