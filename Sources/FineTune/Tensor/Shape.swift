@@ -55,15 +55,6 @@ enum Shape {
         return a
     }
 
-
-    /// How many positions a window of `window` elements takes along an axis of `size` padded by
-    /// `padding` on both sides, stepping by `stride`: 0 when the window does not fit at all
-    /// (floor division, so an over-large window never rounds up to one position).
-    static func windowCount(size: Int, padding: Int, window: Int, stride: Int) -> Int {
-        let span = size + 2 * padding - window
-        return span < 0 || stride <= 0 ? 0 : span / stride + 1
-    }
-
     /// Stops with a ``ShapeError`` naming the op and shapes when `condition` is false.
     @inline(__always)
     static func check(_ condition: Bool, op: @autoclosure () -> String, shapes: @autoclosure () -> [[Int]],
