@@ -188,7 +188,7 @@ public struct TrainingState {
             let dtype = file.entries[key]!.dtype
             modelDTypes[name] = DType.writable.contains(dtype) ? dtype : .f32
         }
-        let (optimizerTensors, optimizerSteps) = try CoreOptimizer.stateEntries(in: file, prefix: Self.optimizerPrefix)
+        let (optimizerTensors, optimizerSteps) = try BuiltInOptimizer.stateEntries(in: file, prefix: Self.optimizerPrefix)
         if manifest.optimizer == nil && !(optimizerTensors.isEmpty && optimizerSteps.isEmpty) {
             throw .malformed(reason: "training state: optimizer tensors without an \"optimizer\" entry")
         }
@@ -227,7 +227,7 @@ public struct TrainingState {
     /// when the weights do not fit, ``CheckpointError/incompatibleTrainingState(reason:)``
     /// for any other difference. Without `optimizer`, the saved optimizer state is ignored.
     public func restore(into model: Module, optimizer: (any Optimizer)? = nil) throws(CheckpointError) {
-        var core: CoreOptimizer?
+        var core: BuiltInOptimizer?
         if let optimizer {
             core = try Self.core(of: optimizer)
             guard let saved = self.optimizer else {
@@ -334,8 +334,8 @@ public struct TrainingState {
         for (path, module) in all { module.isTraining = modules[path]!.isTraining }
     }
 
-    private static func core(of optimizer: any Optimizer) throws(CheckpointError) -> CoreOptimizer {
-        guard let core = optimizer as? CoreOptimizer else {
+    private static func core(of optimizer: any Optimizer) throws(CheckpointError) -> BuiltInOptimizer {
+        guard let core = optimizer as? BuiltInOptimizer else {
             throw .incompatibleTrainingState(reason: "\(type(of: optimizer)) does not expose its state (only SGD, Adam and AdamW do)")
         }
         return core
