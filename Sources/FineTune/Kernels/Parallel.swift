@@ -21,7 +21,7 @@ public enum Kernels {
 
     /// Runs `body(i)` for `i` in `0..<count`, spreading iterations over at most `threads` threads.
     /// With one thread (or one iteration) it runs inline, with no dispatch overhead.
-    public static func parallelFor(_ count: Int, threads: Int = Kernels.maxThreads, _ body: (Int) -> Void) {
+    static func parallelFor(_ count: Int, threads: Int = Kernels.maxThreads, _ body: (Int) -> Void) {
         if count <= 0 { return }
         if threads <= 1 || count == 1 {
             for i in 0..<count { body(i) }

@@ -1,17 +1,15 @@
-/// A shape problem: which operation, and the shapes it was given.
-///
-/// Ops that receive incompatible shapes stop with this error's description, e.g.
-/// `matmul: cannot multiply [2, 3] by [4, 5]: inner dimensions 3 and 4 differ`.
-public struct ShapeError: Error, CustomStringConvertible, Equatable, Sendable {
-    public let op: String
-    public let shapes: [[Int]]
-    public let reason: String
+/// A shape problem: which operation, and the shapes it was given (internal: ops stop with its
+/// description, e.g. `matmul: cannot multiply [2, 3] by [4, 5]: inner dimensions 3 and 4 differ`).
+struct ShapeError: Error, CustomStringConvertible, Equatable, Sendable {
+    let op: String
+    let shapes: [[Int]]
+    let reason: String
 
-    public init(op: String, shapes: [[Int]], reason: String) {
+    init(op: String, shapes: [[Int]], reason: String) {
         self.op = op; self.shapes = shapes; self.reason = reason
     }
 
-    public var description: String {
+    var description: String {
         "\(op): \(reason) (shapes: \(shapes.map { "\($0)" }.joined(separator: " and ")))"
     }
 }
