@@ -27,12 +27,11 @@ struct Runner {
     var threadCounts: [Int]
 
     /// Measures `cases` of `suite`, calling `report` after each measurement.
-    func run(_ suite: any BenchSuite, cases: [BenchCase], report: (CaseResult) -> Void) -> [CaseResult] {
+    func run(_ suite: any BenchSuite, cases: [BenchCase], report: (CaseResult) -> Void) throws -> [CaseResult] {
         var results: [CaseResult] = []
         for benchCase in cases {
-            let workload = benchCase.makeWorkload()
+            let workload = try benchCase.makeWorkload()
             for threads in benchCase.usesThreads ? threadCounts : [1] {
-                Kernels.maxThreads = threads
                 let timing = measure(budget: budget) { workload.run(threads: threads) }
                 let result = CaseResult(suite: suite.name, name: benchCase.name, threads: threads, timing: timing,
                                         flops: benchCase.flops, checksum: workload.checksum())

@@ -54,13 +54,14 @@ struct BenchCase {
     /// Whether the workload honours the thread count; single-threaded references run once, with 1 thread.
     var usesThreads = true
     /// Allocates and fills the inputs; called once per case, before timing.
-    var makeWorkload: () -> any Workload
+    var makeWorkload: () throws -> any Workload
 }
 
 /// A benchmark body with its inputs allocated. The runner calls `run` repeatedly, then
 /// `checksum` once.
 protocol Workload: AnyObject {
-    /// Runs the workload once with `threads` threads (`Kernels.maxThreads` is set to the same value).
+    /// Runs the workload once with `threads` threads (passed to the kernels it calls, or set as
+    /// `Kernels.maxThreads` for tensor-level work).
     func run(threads: Int)
     /// A value read back from the outputs, so the work cannot be optimised away.
     func checksum() -> Double

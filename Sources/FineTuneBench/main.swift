@@ -56,7 +56,13 @@ let runner = Runner(budget: options.budget, threadCounts: threadCounts)
 var results: [CaseResult] = []
 var allRatios: [Ratio] = []
 for (suite, cases) in selection {
-    let suiteResults = runner.run(suite, cases: cases) { emit(table.row($0)) }
+    let suiteResults: [CaseResult]
+    do {
+        suiteResults = try runner.run(suite, cases: cases) { emit(table.row($0)) }
+    } catch {
+        Console.error("FineTuneBench: could not set up a \(suite.name) case: \(error)")
+        exit(1)
+    }
     results += suiteResults
     allRatios += ratios(for: suite, results: suiteResults)
 }

@@ -29,14 +29,14 @@ struct ArgumentValidationTests {
 
     @Test func poolingNegativePadding() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-            _ = Tensor.zeros([1, 1, 4, 4]).maxPool2d(kernel: (2, 2), padding: (0, -1))
+            _ = Tensor.zeros([1, 1, 4, 4]).maxPool2d(kernelSize: (2, 2), padding: (0, -1))
         }
         expectStandardError(result, contains: ["maxPool2d", "padding must not be negative", "(0, -1)", "[1, 1, 4, 4]"])
     }
 
     @Test func poolingKernelZero() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-            _ = Tensor.zeros([1, 1, 4, 4]).avgPool2d(kernel: (0, 2), stride: (1, 1))
+            _ = Tensor.zeros([1, 1, 4, 4]).avgPool2d(kernelSize: (0, 2), stride: (1, 1))
         }
         expectStandardError(result, contains: ["avgPool2d", "kernel must be at least 1", "(0, 2)", "[1, 1, 4, 4]"])
     }

@@ -86,7 +86,7 @@ struct CheckpointTests {
         let data = try SafeTensors.encode(m.stateDict(), dtypes: ["steps": .i64])
         let file = try SafeTensors(data: data)
         let steps = try file.tensor("steps")
-        #expect(file.entries["steps"]?.dtype == SafeTensors.DType.i64)
+        #expect(file.entries["steps"]?.dtype == DType.i64)
         #expect(steps.scalars == [5])
     }
 
@@ -345,14 +345,14 @@ struct CheckpointTests {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let x = randomTensor([6, 1, 8, 8], seed: 3), y = [0, 1, 2, 3, 4, 5]
-        func make() -> (Sequential, CoreOptimizer) {
+        func make() -> (Sequential, BuiltInOptimizer) {
             let model = RandomGenerator.withSeed(4) { digitsCNN() }
             try! model.freeze(matching: "0")
-            let optimizer: CoreOptimizer = kind == "SGD"
+            let optimizer: BuiltInOptimizer = kind == "SGD"
                 ? SGD(model, lr: 0.05, momentum: 0.9, nesterov: true) : AdamW(model, lr: 0.01)
             return (model, optimizer)
         }
-        func train(_ model: Module, _ optimizer: CoreOptimizer, steps: Int) {
+        func train(_ model: Module, _ optimizer: BuiltInOptimizer, steps: Int) {
             for _ in 0..<steps {
                 optimizer.zeroGrad()
                 Tensor.crossEntropy(model(x), targets: y).backward()
@@ -377,11 +377,11 @@ struct CheckpointTests {
         }
 
         // The wrong optimizer type, or state for parameters the model no longer has, is refused.
-        let other: CoreOptimizer = kind == "SGD" ? AdamW(resumed) : SGD(resumed, momentum: 0.9)
+        let other: BuiltInOptimizer = kind == "SGD" ? AdamW(resumed) : SGD(resumed, momentum: 0.9)
         #expect(throws: CheckpointError.self) { try other.loadState(from: directory.appendingPathComponent("optimizer.safetensors")) }
         let smaller = RandomGenerator.withSeed(4) { digitsCNN() }
         try smaller.replaceModule(at: "10", with: Linear(64, 3))
-        let fresh: CoreOptimizer = kind == "SGD" ? SGD(smaller, lr: 0.05, momentum: 0.9, nesterov: true) : AdamW(smaller, lr: 0.01)
+        let fresh: BuiltInOptimizer = kind == "SGD" ? SGD(smaller, lr: 0.05, momentum: 0.9, nesterov: true) : AdamW(smaller, lr: 0.01)
         #expect(throws: CheckpointError.self) { try fresh.loadState(from: directory.appendingPathComponent("optimizer.safetensors")) }
         #expect(fresh.stepCount == 0 && fresh.parameterNamesWithState.isEmpty)
     }

@@ -218,10 +218,10 @@ struct GradientCheckTests {
     @Test func pooling() {
         // Distinct values so max pooling has no ties within a step.
         let x = Tensor(shape: [2, 2, 5, 6], scalars: (0..<120).map { Float(($0 * 37) % 120) / 10 })
-        gradCheck([x], eps: 1e-3, "maxPool2d") { $0[0].maxPool2d(kernel: (2, 2)) }
-        gradCheck([x], eps: 1e-3, "maxPool2d stride 1 pad 1") { $0[0].maxPool2d(kernel: (3, 3), stride: (1, 1), padding: (1, 1)) }
-        gradCheck([x], linearInEachInput: true, "avgPool2d") { $0[0].avgPool2d(kernel: (2, 3), stride: (1, 2)) }
-        gradCheck([x], linearInEachInput: true, "avgPool2d pad") { $0[0].avgPool2d(kernel: (3, 3), stride: (2, 2), padding: (1, 1), countIncludePad: false) }
+        gradCheck([x], eps: 1e-3, "maxPool2d") { $0[0].maxPool2d(kernelSize: (2, 2)) }
+        gradCheck([x], eps: 1e-3, "maxPool2d stride 1 pad 1") { $0[0].maxPool2d(kernelSize: (3, 3), stride: (1, 1), padding: (1, 1)) }
+        gradCheck([x], linearInEachInput: true, "avgPool2d") { $0[0].avgPool2d(kernelSize: (2, 3), stride: (1, 2)) }
+        gradCheck([x], linearInEachInput: true, "avgPool2d pad") { $0[0].avgPool2d(kernelSize: (3, 3), stride: (2, 2), padding: (1, 1), countIncludePad: false) }
         gradCheck([x], linearInEachInput: true, "adaptiveAvgPool2d") { $0[0].adaptiveAvgPool2d((3, 4)) }
         gradCheck([x], linearInEachInput: true, "globalAvgPool2d") { $0[0].globalAvgPool2d() }
     }

@@ -49,7 +49,7 @@ struct GradientConventionTests {
     func maxPoolSendsTheGradientToTheFirstMaximumOfEachWindow(width: Int) {
         // All equal: every 2x2 window's gradient goes to its top-left element (PyTorch's scan order).
         let x = Tensor.full([1, 1, 4, width], 3)
-        let g = gradient(of: x) { $0.maxPool2d(kernel: (2, 2)) }
+        let g = gradient(of: x) { $0.maxPool2d(kernelSize: (2, 2)) }
         let expected = (0..<(4 * width)).map { i -> Float in (i / width) % 2 == 0 && (i % width) % 2 == 0 ? 1 : 0 }
         #expect(g == expected)
     }

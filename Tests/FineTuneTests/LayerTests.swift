@@ -568,7 +568,7 @@ struct LayerTests {
         #expect(model.count == 3)
         #expect(model(randomTensor([2, 4])).shape == [2, 3])
         // Head replacement keeps the key.
-        let old = model.replace(at: -1, with: Linear(8, 5))
+        let old = model.replaceModule(at: -1, with: Linear(8, 5))
         #expect((old as? Linear)?.outFeatures == 3)
         #expect(model.parameter(named: "2.weight")?.shape == [5, 8])
         #expect(model(randomTensor([2, 4])).shape == [2, 5])

@@ -90,10 +90,10 @@ struct PoolingModeTests {
 
     @Test func opsGradientsAndLayers() {
         let x = Tensor(shape: [1, 2, 7, 6], scalars: (0..<84).map { Float(($0 * 37) % 84) / 10 })
-        gradCheck([x], eps: 1e-3, "maxPool2d ceil") { $0[0].maxPool2d(kernel: (3, 3), stride: (2, 2), ceilMode: true) }
-        gradCheck([x], eps: 1e-3, "maxPool2d dilation") { $0[0].maxPool2d(kernel: (2, 2), stride: (1, 2), padding: (1, 1), dilation: (2, 3)) }
-        gradCheck([x], "avgPool2d ceil") { $0[0].avgPool2d(kernel: (2, 2), ceilMode: true, countIncludePad: false) }
-        gradCheck([x], "avgPool2d ceil pad") { $0[0].avgPool2d(kernel: (3, 3), stride: (2, 2), padding: (1, 1), ceilMode: true) }
+        gradCheck([x], eps: 1e-3, "maxPool2d ceil") { $0[0].maxPool2d(kernelSize: (3, 3), stride: (2, 2), ceilMode: true) }
+        gradCheck([x], eps: 1e-3, "maxPool2d dilation") { $0[0].maxPool2d(kernelSize: (2, 2), stride: (1, 2), padding: (1, 1), dilation: (2, 3)) }
+        gradCheck([x], "avgPool2d ceil") { $0[0].avgPool2d(kernelSize: (2, 2), ceilMode: true, countIncludePad: false) }
+        gradCheck([x], "avgPool2d ceil pad") { $0[0].avgPool2d(kernelSize: (3, 3), stride: (2, 2), padding: (1, 1), ceilMode: true) }
         let image = Tensor.zeros([1, 1, 8, 8])
         #expect(MaxPool2d(kernelSize: 3, stride: 2)(image).shape == [1, 1, 3, 3])
         #expect(MaxPool2d(kernelSize: 3, stride: 2, ceilMode: true)(image).shape == [1, 1, 4, 4])

@@ -178,12 +178,12 @@ struct TorchOpFixtureTests {
 
     @Test func poolingCeilModeAndDilation() throws {
         try expectMatchesTorch("pool", inputs: ["x"], [
-            ("max_ceil", { $0[0].maxPool2d(kernel: (3, 3), stride: (2, 2), ceilMode: true) }),
-            ("max_ceil_pad", { $0[0].maxPool2d(kernel: (3, 3), stride: (2, 2), padding: (1, 1), ceilMode: true) }),
-            ("max_dilated", { $0[0].maxPool2d(kernel: (2, 2), stride: (1, 2), padding: (1, 1), dilation: (2, 3)) }),
-            ("avg_ceil", { $0[0].avgPool2d(kernel: (2, 2), ceilMode: true, countIncludePad: false) }),
-            ("avg_ceil_pad", { $0[0].avgPool2d(kernel: (3, 3), stride: (2, 2), padding: (1, 1), ceilMode: true) }),
-            ("avg_ceil_pad_exclude", { $0[0].avgPool2d(kernel: (3, 3), stride: (2, 2), padding: (1, 1), ceilMode: true,
+            ("max_ceil", { $0[0].maxPool2d(kernelSize: (3, 3), stride: (2, 2), ceilMode: true) }),
+            ("max_ceil_pad", { $0[0].maxPool2d(kernelSize: (3, 3), stride: (2, 2), padding: (1, 1), ceilMode: true) }),
+            ("max_dilated", { $0[0].maxPool2d(kernelSize: (2, 2), stride: (1, 2), padding: (1, 1), dilation: (2, 3)) }),
+            ("avg_ceil", { $0[0].avgPool2d(kernelSize: (2, 2), ceilMode: true, countIncludePad: false) }),
+            ("avg_ceil_pad", { $0[0].avgPool2d(kernelSize: (3, 3), stride: (2, 2), padding: (1, 1), ceilMode: true) }),
+            ("avg_ceil_pad_exclude", { $0[0].avgPool2d(kernelSize: (3, 3), stride: (2, 2), padding: (1, 1), ceilMode: true,
                                                        countIncludePad: false) }),
         ])
     }

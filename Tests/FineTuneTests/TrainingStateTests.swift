@@ -191,7 +191,7 @@ struct TrainingStateTests {
         // Files written before (the step as a float converted to I64, or stored as F32) load;
         // a fractional or non-positive step does not.
         let m = Tensor.zeros([2, 3]), metadata = ["optimizer": "Adam", "step_count": "4", "learning_rate": "0.01"]
-        for dtype in [SafeTensors.DType.i64, .f32] {
+        for dtype in [DType.i64, .f32] {
             let old = try SafeTensors.encode(["weight.exp_avg": m, "weight.exp_avg_sq": m, "weight.step": Tensor(3)],
                                              dtypes: ["weight.step": dtype], metadata: metadata)
             let fresh = Adam(model, lr: 0.01)

@@ -45,7 +45,7 @@ enum BackwardEngine {
         for node in order.reversed() {
             guard let gradOutput = pending.removeValue(forKey: ObjectIdentifier(node)) else { continue }
             if node.isLeaf {
-                node.grad = node.grad.map { $0.adding(gradOutput) } ?? gradOutput.contiguousData()
+                node.grad = node.grad.map { accumulate($0, gradOutput) } ?? gradOutput.contiguousData()
                 continue
             }
             guard let rule = node.backward else { failFreed(node) }
@@ -54,17 +54,22 @@ enum BackwardEngine {
             var inputGrads = rule(gradOutput, needs)
             #if DEBUG
             if case .scaledRule(let op)? = GradientMutation.active, op == node.op {
-                inputGrads = inputGrads.map { $0?.multiplying(Tensor(GradientMutation.ruleScale)) }
+                inputGrads = inputGrads.map { $0.map { Broadcasting.binary($0, Tensor(GradientMutation.ruleScale), op: "mul", MultiplyFunction.self) } }
             }
             #endif
             for (i, input) in node.inputs.enumerated() {
                 guard let input, i < inputGrads.count, let g = inputGrads[i] else { continue }
                 let reduced = g.summed(toShape: node.inputShapes[i])
                 let key = ObjectIdentifier(input)
-                pending[key] = pending[key].map { $0.adding(reduced) } ?? reduced
+                pending[key] = pending[key].map { accumulate($0, reduced) } ?? reduced
             }
         }
         return rulesRun
+    }
+
+    /// `a + b` for two gradients of one shape (the engine runs without recording).
+    static func accumulate(_ a: Tensor, _ b: Tensor) -> Tensor {
+        Broadcasting.binary(a, b, op: "add", AddFunction.self)
     }
 
     /// Stops at a node whose rule an earlier pass without `retainGraph` freed: its gradient would

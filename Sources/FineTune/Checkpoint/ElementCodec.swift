@@ -9,7 +9,7 @@ enum ElementCodec {
     typealias Reader = (UnsafeRawBufferPointer, UnsafeMutableBufferPointer<Float>) -> Void
 
     /// The converter for `dtype`, or nil when FineTune cannot read it.
-    static func reader(for dtype: SafeTensors.DType) -> Reader? {
+    static func reader(for dtype: DType) -> Reader? {
         switch dtype {
         case .f32: return { src, dst in
             // Bytes may sit at any alignment inside the file; copy them whole.
@@ -52,8 +52,8 @@ enum ElementCodec {
         }
     }
 
-    /// Stores `values` as `dtype` (one of ``SafeTensors/DType/writable``) in little-endian order.
-    static func write(_ values: UnsafeBufferPointer<Float>, as dtype: SafeTensors.DType, into dst: UnsafeMutableRawBufferPointer) {
+    /// Stores `values` as `dtype` (one of ``DType/writable``) in little-endian order.
+    static func write(_ values: UnsafeBufferPointer<Float>, as dtype: DType, into dst: UnsafeMutableRawBufferPointer) {
         func store<T: FixedWidthInteger>(_ map: (Float) -> T) {
             for (i, v) in values.enumerated() { dst.storeBytes(of: map(v).littleEndian, toByteOffset: i * MemoryLayout<T>.size, as: T.self) }
         }

@@ -22,7 +22,7 @@ import Foundation
 /// try model.load(from: modelURL)
 /// try optimizer.loadState(from: optimizerURL)
 /// ```
-extension CoreOptimizer {
+extension BuiltInOptimizer {
     /// The state as named tensors: buffers (`<name>.exp_avg`, ...) in Float32 and each
     /// parameter's step count (`<name>.step`) as an exact integer.
     public func stateTensors() -> (tensors: [String: Tensor], steps: [String: SafeTensors.Integers]) {

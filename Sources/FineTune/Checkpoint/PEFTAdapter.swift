@@ -241,7 +241,7 @@ extension Module {
             lora: LoRAConfig(rank: first.rank, alpha: first.alpha, dropout: first.loraDropout?.p ?? 0,
                              targetModules: .names(layers.map(\.name)), useRSLoRA: first.usesRSLoRA),
             modulesToSave: modulesToSave, bias: bias)
-        var tensors: [String: Tensor] = [:], dtypes: [String: SafeTensors.DType] = [:]
+        var tensors: [String: Tensor] = [:], dtypes: [String: DType] = [:]
         for (name, layer) in layers {
             for (key, p) in layer.namedParameters() where key.hasPrefix("lora_") {
                 tensors["\(PEFTAdapter.keyPrefix)\(name).\(key)"] = p.value

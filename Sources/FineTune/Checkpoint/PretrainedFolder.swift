@@ -166,7 +166,7 @@ public struct PretrainedFolder: TensorArchive {
     /// try PretrainedFolder.write(tensors.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
     ///                            config: config, to: folder, maxShardSize: 2_000_000_000)
     /// ```
-    public static func write(_ tensors: [(name: String, tensor: Tensor)], dtypes: [String: SafeTensors.DType] = [:],
+    public static func write(_ tensors: [(name: String, tensor: Tensor)], dtypes: [String: DType] = [:],
                              config: PretrainedConfig?, to directory: URL, maxShardSize: Int = defaultMaxShardSize,
                              totalParameters: Int? = nil) throws(CheckpointError) {
         guard maxShardSize > 0 else { throw .invalidFolder(path: directory.path, reason: "maxShardSize must be positive") }

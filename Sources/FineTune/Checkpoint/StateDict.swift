@@ -14,7 +14,7 @@ public enum StateEntry {
     }
 
     /// The element type a checkpoint stores this entry as.
-    var checkpointDType: SafeTensors.DType {
+    var checkpointDType: DType {
         switch self {
         case .parameter: return .f32
         case .buffer(let b): return b.checkpointDType
@@ -111,7 +111,7 @@ extension Module {
 
     /// What a checkpoint of this module holds, in state-dict order: each key once, with the
     /// element type it is stored as.
-    func checkpointEntries() -> [(name: String, tensor: Tensor, dtype: SafeTensors.DType)] {
+    func checkpointEntries() -> [(name: String, tensor: Tensor, dtype: DType)] {
         var seen = Set<String>()
         return namedStateEntries().filter { seen.insert($0.name).inserted }.map { ($0.name, $0.entry.value, $0.entry.checkpointDType) }
     }

@@ -96,7 +96,7 @@ public struct TrainingState {
     public let randomState: [UInt64]
     /// The model's state dict (parameters and persistent buffers), by key.
     public let modelState: [String: Tensor]
-    let modelDTypes: [String: SafeTensors.DType]
+    let modelDTypes: [String: DType]
     /// Optimizer buffers by `<parameter>.<buffer>`.
     let optimizerTensors: [String: Tensor]
     /// Optimizer step counts by `<parameter>.step`.
@@ -111,7 +111,7 @@ public struct TrainingState {
     /// not expose its state (one not built on the library's optimizers).
     public init(model: Module, optimizer: (any Optimizer)? = nil, progress: Progress = Progress(),
                 metadata: [String: String] = [:]) throws(CheckpointError) {
-        var state: [String: Tensor] = [:], dtypes: [String: SafeTensors.DType] = [:]
+        var state: [String: Tensor] = [:], dtypes: [String: DType] = [:]
         for (name, entry) in model.namedStateEntries() where state[name] == nil {
             state[name] = entry.value.contiguousCopy()
             dtypes[name] = entry.checkpointDType
@@ -147,7 +147,7 @@ public struct TrainingState {
 
     /// The bytes of the state's file (what ``write(to:)`` writes).
     public func data() throws(CheckpointError) -> Data {
-        var tensors: [String: Tensor] = [:], dtypes: [String: SafeTensors.DType] = [:]
+        var tensors: [String: Tensor] = [:], dtypes: [String: DType] = [:]
         var integers: [String: SafeTensors.Integers] = [:]
         for (key, tensor) in modelState { tensors[Self.modelPrefix + key] = tensor }
         for (key, dtype) in modelDTypes { dtypes[Self.modelPrefix + key] = dtype }
@@ -178,7 +178,7 @@ public struct TrainingState {
             throw .malformed(reason: "not a FineTune training state (no \"format\": \"\(Self.formatName)\" metadata)")
         }
         let manifest = try Manifest.decode(json)
-        var modelState: [String: Tensor] = [:], modelDTypes: [String: SafeTensors.DType] = [:]
+        var modelState: [String: Tensor] = [:], modelDTypes: [String: DType] = [:]
         for key in file.keys where !key.hasPrefix(Self.optimizerPrefix) {
             guard key.hasPrefix(Self.modelPrefix) else {
                 throw .malformed(reason: "training state: tensor \(key) is neither model. nor optimizer. state")
@@ -186,9 +186,9 @@ public struct TrainingState {
             let name = String(key.dropFirst(Self.modelPrefix.count))
             modelState[name] = try file.tensor(key)
             let dtype = file.entries[key]!.dtype
-            modelDTypes[name] = SafeTensors.DType.writable.contains(dtype) ? dtype : .f32
+            modelDTypes[name] = DType.writable.contains(dtype) ? dtype : .f32
         }
-        let (optimizerTensors, optimizerSteps) = try CoreOptimizer.stateEntries(in: file, prefix: Self.optimizerPrefix)
+        let (optimizerTensors, optimizerSteps) = try BuiltInOptimizer.stateEntries(in: file, prefix: Self.optimizerPrefix)
         if manifest.optimizer == nil && !(optimizerTensors.isEmpty && optimizerSteps.isEmpty) {
             throw .malformed(reason: "training state: optimizer tensors without an \"optimizer\" entry")
         }
@@ -227,7 +227,7 @@ public struct TrainingState {
     /// when the weights do not fit, ``CheckpointError/incompatibleTrainingState(reason:)``
     /// for any other difference. Without `optimizer`, the saved optimizer state is ignored.
     public func restore(into model: Module, optimizer: (any Optimizer)? = nil) throws(CheckpointError) {
-        var core: CoreOptimizer?
+        var core: BuiltInOptimizer?
         if let optimizer {
             core = try Self.core(of: optimizer)
             guard let saved = self.optimizer else {
@@ -334,8 +334,8 @@ public struct TrainingState {
         for (path, module) in all { module.isTraining = modules[path]!.isTraining }
     }
 
-    private static func core(of optimizer: any Optimizer) throws(CheckpointError) -> CoreOptimizer {
-        guard let core = optimizer as? CoreOptimizer else {
+    private static func core(of optimizer: any Optimizer) throws(CheckpointError) -> BuiltInOptimizer {
+        guard let core = optimizer as? BuiltInOptimizer else {
             throw .incompatibleTrainingState(reason: "\(type(of: optimizer)) does not expose its state (only SGD, Adam and AdamW do)")
         }
         return core

@@ -8,9 +8,9 @@ struct TorchDType: Equatable, Sendable {
     /// Bytes per element.
     var size: Int
     /// The safetensors type with the same bytes, when FineTune converts it.
-    var readable: SafeTensors.DType?
+    var readable: DType?
 
-    private static let readable: [(String, SafeTensors.DType)] = [
+    private static let readable: [(String, DType)] = [
         ("float32", .f32), ("float64", .f64), ("float16", .f16), ("bfloat16", .bf16), ("int64", .i64), ("int32", .i32),
         ("int16", .i16), ("int8", .i8), ("uint8", .u8), ("bool", .bool), ("uint16", .u16), ("uint32", .u32), ("uint64", .u64),
     ]

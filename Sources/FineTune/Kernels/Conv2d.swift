@@ -15,14 +15,24 @@ public struct Conv2dGeometry: Hashable, Sendable {
         self.dilationH = dilation.0; self.dilationW = dilation.1; self.groups = groups
     }
 
-    public var outHeight: Int { Shape.windowCount(size: height, padding: padH, window: dilationH * (kernelHeight - 1) + 1, stride: strideH) }
-    public var outWidth: Int { Shape.windowCount(size: width, padding: padW, window: dilationW * (kernelWidth - 1) + 1, stride: strideW) }
+    public var outHeight: Int { Kernels.windowCount(size: height, padding: padH, window: dilationH * (kernelHeight - 1) + 1, stride: strideH) }
+    public var outWidth: Int { Kernels.windowCount(size: width, padding: padW, window: dilationW * (kernelWidth - 1) + 1, stride: strideW) }
     /// Input channels seen by one output channel.
     public var inChannelsPerGroup: Int { inChannels / groups }
     public var outChannelsPerGroup: Int { outChannels / groups }
     /// Multiply-adds of the forward pass times two.
     public var forwardFlops: Double {
         2 * Double(batch * outChannels * outHeight * outWidth * inChannelsPerGroup * kernelHeight * kernelWidth)
+    }
+}
+
+extension Kernels {
+    /// How many positions a window of `window` elements takes along an axis of `size` padded by
+    /// `padding` on both sides, stepping by `stride`: 0 when the window does not fit at all
+    /// (floor division, so an over-large window never rounds up to one position).
+    static func windowCount(size: Int, padding: Int, window: Int, stride: Int) -> Int {
+        let span = size + 2 * padding - window
+        return span < 0 || stride <= 0 ? 0 : span / stride + 1
     }
 }
 

@@ -21,7 +21,7 @@ public enum Kernels {
 
     /// Runs `body(i)` for `i` in `0..<count`, spreading iterations over at most `threads` threads.
     /// With one thread (or one iteration) it runs inline, with no dispatch overhead.
-    public static func parallelFor(_ count: Int, threads: Int = Kernels.maxThreads, _ body: (Int) -> Void) {
+    static func parallelFor(_ count: Int, threads: Int = Kernels.maxThreads, _ body: (Int) -> Void) {
         if count <= 0 { return }
         if threads <= 1 || count == 1 {
             for i in 0..<count { body(i) }
@@ -55,30 +55,6 @@ extension Kernels {
             if start < n { body(start, min(n, start + size)) }
         }
     }
-}
-
-/// A value behind a lock. It is Foundation's pthread-backed `NSLock`, which the thread
-/// sanitizer understands; Synchronization's `Mutex` locks in uninstrumented library code on
-/// Linux, so `swift test --sanitize=thread` reported every guarded access as a race.
-final class Locked<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-
-    init(_ value: Value) { self.value = value }
-
-    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body(&value)
-    }
-}
-
-/// Wraps a value that is shared across threads under the caller's own synchronisation
-/// (disjoint writes into pointers, for example).
-@usableFromInline
-struct UncheckedSendable<Value>: @unchecked Sendable {
-    @usableFromInline let value: Value
-    @usableFromInline init(_ value: Value) { self.value = value }
 }
 
 @usableFromInline

@@ -27,7 +27,7 @@ public final class Sequential: Module {
     /// The layer at `index`; setting it replaces the layer.
     public subscript(index: Int) -> Module {
         get { layers[index] }
-        set { replace(at: index, with: newValue) }
+        set { replaceModule(at: index, with: newValue) }
     }
 
     /// Adds a layer at the end.
@@ -52,11 +52,12 @@ public final class Sequential: Module {
     }
 
     /// Replaces the layer at `index` (e.g. a classification head) and returns the old one.
-    /// Negative indices count from the end: `replace(at: -1, with: Linear(512, 3))`.
+    /// Negative indices count from the end: `replaceModule(at: -1, with: Linear(512, 3))`. (A path
+    /// string, `replaceModule(at: "3", with:)`, reaches the same slot through ``Module``.)
     @discardableResult
-    public func replace(at index: Int, with layer: Module) -> Module {
+    public func replaceModule(at index: Int, with layer: Module) -> Module {
         let i = index < 0 ? index + layers.count : index
-        precondition(layers.indices.contains(i), "Sequential.replace: index \(index) out of range for \(layers.count) layers")
+        precondition(layers.indices.contains(i), "Sequential.replaceModule: index \(index) out of range for \(layers.count) layers")
         let old = layers[i]
         layers[i] = layer
         structureDidChange()

@@ -67,7 +67,7 @@ open class Linear: Module, ParameterInitializing {
 /// Returns its input unchanged (PyTorch's `nn.Identity`), e.g. to remove a head.
 ///
 /// ```swift
-/// model.replace(at: 3, with: Identity())
+/// try model.replaceModule(at: "fc", with: Identity())   // drop a ResNet's head
 /// ```
 public final class Identity: Module {
     /// An identity layer.

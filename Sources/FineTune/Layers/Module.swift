@@ -370,8 +370,10 @@ private struct WeakModule {
 }
 
 /// Collects output shapes during a summary's forward pass.
-final class ShapeRecorder: @unchecked Sendable {
+final class ShapeRecorder: Sendable {
     @TaskLocal static var current: ShapeRecorder?
-    private(set) var shapes: [ObjectIdentifier: [Int]] = [:]
-    func record(_ module: Module, shape: [Int]) { shapes[ObjectIdentifier(module)] = shape }
+    /// Behind a lock: a module's forward may run on another thread of the task (parallel ops).
+    private let recorded = Locked<[ObjectIdentifier: [Int]]>([:])
+    var shapes: [ObjectIdentifier: [Int]] { recorded.withLock { $0 } }
+    func record(_ module: Module, shape: [Int]) { recorded.withLock { $0[ObjectIdentifier(module)] = shape } }
 }

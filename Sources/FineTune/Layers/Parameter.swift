@@ -83,10 +83,10 @@ public final class Buffer {
     public let isPersistent: Bool
     /// The element type checkpoints store it as (PyTorch keeps counters such as
     /// BatchNorm's `num_batches_tracked` as int64).
-    public let checkpointDType: SafeTensors.DType
+    public let checkpointDType: DType
 
-    public init(_ value: Tensor, key: String? = nil, persistent: Bool = true, checkpointDType: SafeTensors.DType = .f32) {
-        precondition(SafeTensors.DType.writable.contains(checkpointDType), "Buffer: \(checkpointDType) cannot be written")
+    public init(_ value: Tensor, key: String? = nil, persistent: Bool = true, checkpointDType: DType = .f32) {
+        precondition(DType.writable.contains(checkpointDType), "Buffer: \(checkpointDType) cannot be written")
         self.value = value.detached()
         self.key = key
         self.isPersistent = persistent

@@ -38,7 +38,7 @@ public final class MaxPool2d: Module {
     public override func forward(_ x: Tensor) -> Tensor {
         let effective = ((kernelSize.0 - 1) * dilation.0 + 1, (kernelSize.1 - 1) * dilation.1 + 1)
         PoolingCheck.input(x, name: "MaxPool2d(kernelSize: \(LayerFormat.size(kernelSize)))", effective, padding)
-        return x.maxPool2d(kernel: kernelSize, stride: stride, padding: padding, dilation: dilation, ceilMode: ceilMode)
+        return x.maxPool2d(kernelSize: kernelSize, stride: stride, padding: padding, dilation: dilation, ceilMode: ceilMode)
     }
 }
 
@@ -83,7 +83,7 @@ public final class AvgPool2d: Module {
 
     public override func forward(_ x: Tensor) -> Tensor {
         PoolingCheck.input(x, name: "AvgPool2d(kernelSize: \(LayerFormat.size(kernelSize)))", kernelSize, padding)
-        return x.avgPool2d(kernel: kernelSize, stride: stride, padding: padding, ceilMode: ceilMode, countIncludePad: countIncludePad)
+        return x.avgPool2d(kernelSize: kernelSize, stride: stride, padding: padding, ceilMode: ceilMode, countIncludePad: countIncludePad)
     }
 }
 

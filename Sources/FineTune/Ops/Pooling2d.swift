@@ -4,9 +4,9 @@ extension Tensor {
     /// `ceil_mode`, with its rule that a window must start inside the input or its left padding).
     ///
     /// ```swift
-    /// x.maxPool2d(kernel: (3, 3), stride: (2, 2), ceilMode: true)   // [N, C, 8, 8] -> [N, C, 4, 4] (floor: 3x3)
+    /// x.maxPool2d(kernelSize: (3, 3), stride: (2, 2), ceilMode: true)   // [N, C, 8, 8] -> [N, C, 4, 4] (floor: 3x3)
     /// ```
-    public func maxPool2d(kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0),
+    public func maxPool2d(kernelSize kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0),
                           dilation: (Int, Int) = (1, 1), ceilMode: Bool = false) -> Tensor {
         let g = poolGeometry("maxPool2d", kernel: kernel, stride: stride ?? kernel, padding: padding, dilation: dilation,
                              ceilMode: ceilMode)
@@ -32,7 +32,7 @@ extension Tensor {
     /// Average pooling over NCHW input; padded zeros count in the divisor unless `countIncludePad` is false.
     /// `ceilMode` keeps a last partial window; its divisor counts only the part inside the
     /// padded input (PyTorch's rule).
-    public func avgPool2d(kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0),
+    public func avgPool2d(kernelSize kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0),
                           ceilMode: Bool = false, countIncludePad: Bool = true) -> Tensor {
         let g = poolGeometry("avgPool2d", kernel: kernel, stride: stride ?? kernel, padding: padding, dilation: (1, 1),
                              ceilMode: ceilMode)

@@ -21,7 +21,7 @@ import Foundation
 /// let adam = Adam(model, lr: 1e-3)
 /// loss.backward(); adam.step(); adam.zeroGrad()
 /// ```
-public class Adam: CoreOptimizer {
+public class Adam: BuiltInOptimizer {
     public let beta1: Float
     public let beta2: Float
     public let eps: Float
@@ -60,7 +60,7 @@ public class Adam: CoreOptimizer {
         self.weightDecay = weightDecay
         self.isDecoupled = decoupled
         self.decayBiasesAndNorms = decayBiasesAndNorms
-        super.init(core: OptimizerCore(source: source, learningRate: lr, schedule: schedule, weightDecay: weightDecay,
+        super.init(core: OptimizerBookkeeping(source: source, learningRate: lr, schedule: schedule, weightDecay: weightDecay,
                              decayBiasesAndNorms: decayBiasesAndNorms, unfreezePolicy: unfreezePolicy,
                              bufferNames: AdamStep.bufferNames))
     }
@@ -113,7 +113,7 @@ enum AdamStep {
         precondition(eps >= 0 && eps.isFinite, "Adam: invalid eps \(eps)")
     }
 
-    static func run(_ core: OptimizerCore, beta1: Float, beta2: Float, eps: Float, decoupled: Bool) {
+    static func run(_ core: OptimizerBookkeeping, beta1: Float, beta2: Float, eps: Float, decoupled: Bool) {
         core.step(needsState: true, makeBuffers: { u in [Tensor.zeros(u.parameter.shape), Tensor.zeros(u.parameter.shape)] }) { u, slot in
             guard let slot else { return }
             let beta1 = core.scheduledMomentum ?? beta1    // a one-cycle schedule cycles beta1

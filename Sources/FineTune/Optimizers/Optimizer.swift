@@ -45,14 +45,63 @@ public protocol Optimizer: AnyObject {
     func state(for name: String) -> OptimizerState?
     /// Drops all state (momentum buffers, moments, per-parameter step counts).
     func resetState()
+    /// A copy of the state in memory: per-parameter state, step count and learning rate
+    /// (PyTorch's `optimizer.state_dict()`; Checkpoint writes it to files).
+    ///
+    /// ```swift
+    /// let saved = optimizer.exportState()
+    /// // ... try something ...
+    /// try optimizer.importState(saved)
+    /// ```
+    func exportState() -> OptimizerStateSnapshot
+    /// Replaces the state with `snapshot` (taken from an optimizer of the same kind over
+    /// parameters of the same names and shapes). Nothing changes when it throws.
+    func importState(_ snapshot: OptimizerStateSnapshot) throws(OptimizerStateError)
+}
+
+/// An optimizer's whole state in memory (see ``Optimizer/exportState()``).
+public struct OptimizerStateSnapshot {
+    /// Number of completed steps.
+    public var stepCount: Int
+    /// The base learning rate at the time of the snapshot.
+    public var learningRate: Float
+    /// Per-parameter state by dotted parameter name.
+    public var parameters: [String: OptimizerState]
+
+    public init(stepCount: Int, learningRate: Float, parameters: [String: OptimizerState]) {
+        self.stepCount = stepCount; self.learningRate = learningRate; self.parameters = parameters
+    }
+}
+
+/// Why ``Optimizer/importState(_:)`` refused a snapshot.
+public enum OptimizerStateError: Error, Equatable, CustomStringConvertible {
+    /// State for a name that is not a parameter of this optimizer.
+    case unknownParameter(String)
+    /// A parameter's state holds other buffers than this optimizer keeps.
+    case buffersDoNotMatch(parameter: String, expected: [String], found: [String])
+    /// A state buffer's shape differs from its parameter's.
+    case shapeMismatch(parameter: String, buffer: String, expected: [Int], found: [Int])
+    /// A negative step count, or a parameter's step below 1.
+    case invalidStep(parameter: String?)
+
+    public var description: String {
+        switch self {
+        case .unknownParameter(let name): return "optimizer state for unknown parameter \(name)"
+        case .buffersDoNotMatch(let name, let expected, let found):
+            return "optimizer state for \(name) has buffers \(found), expected \(expected)"
+        case .shapeMismatch(let name, let buffer, let expected, let found):
+            return "optimizer state \(name).\(buffer) has shape \(found), parameter has \(expected)"
+        case .invalidStep(let name): return "invalid step count" + (name.map { " for \($0)" } ?? "")
+        }
+    }
 }
 
 /// The plumbing the built-in optimizers share: parameters re-read at every step, state keyed
 /// by parameter name, the schedule and the unfreeze policy. Subclasses supply ``step()``.
-public class CoreOptimizer: Optimizer {
-    let core: OptimizerCore
+public class BuiltInOptimizer: Optimizer {
+    let core: OptimizerBookkeeping
 
-    init(core: OptimizerCore) { self.core = core }
+    init(core: OptimizerBookkeeping) { self.core = core }
 
     public var learningRate: Float {
         get { core.learningRate }
@@ -71,6 +120,37 @@ public class CoreOptimizer: Optimizer {
     public func state(for name: String) -> OptimizerState? { core.state(for: name) }
     public func resetState() { core.resetState() }
     public func zeroGrad() { core.zeroGrad() }
+
+    public func exportState() -> OptimizerStateSnapshot {
+        var parameters: [String: OptimizerState] = [:]
+        for name in parameterNamesWithState {
+            var state = state(for: name)!
+            state.tensors = state.tensors.mapValues { $0.contiguousCopy() }   // the optimizer updates its buffers in place
+            parameters[name] = state
+        }
+        return OptimizerStateSnapshot(stepCount: stepCount, learningRate: learningRate, parameters: parameters)
+    }
+
+    public func importState(_ snapshot: OptimizerStateSnapshot) throws(OptimizerStateError) {
+        guard snapshot.stepCount >= 0 else { throw .invalidStep(parameter: nil) }
+        let current = Dictionary(core.source.namedParameters().map { ($0.name, $0.parameter) }, uniquingKeysWith: { a, _ in a })
+        var states: [String: OptimizerState] = [:]
+        for (name, state) in snapshot.parameters.sorted(by: { $0.key < $1.key }) {
+            guard let parameter = current[name] else { throw .unknownParameter(name) }
+            guard Set(state.tensors.keys) == Set(core.bufferNames) else {
+                throw .buffersDoNotMatch(parameter: name, expected: core.bufferNames.sorted(), found: state.tensors.keys.sorted())
+            }
+            guard state.step >= 1 else { throw .invalidStep(parameter: name) }
+            for buffer in core.bufferNames where state.tensors[buffer]!.shape != parameter.shape {
+                throw .shapeMismatch(parameter: name, buffer: buffer, expected: parameter.shape, found: state.tensors[buffer]!.shape)
+            }
+            var copy = state
+            copy.tensors = state.tensors.mapValues { $0.contiguousCopy() }
+            states[name] = copy
+        }
+        core.restore(stepCount: snapshot.stepCount, states: states)
+        learningRate = snapshot.learningRate
+    }
 
     /// Applies the optimizer's update rule (each subclass overrides it).
     public func step() {
@@ -160,7 +240,7 @@ struct ParameterUpdate {
 
 /// The bookkeeping shared by all optimizers: live enumeration, frozen/no-grad skipping,
 /// name-keyed state with identity checks, multipliers, the schedule and the step count.
-final class OptimizerCore {
+final class OptimizerBookkeeping {
     let source: ParameterSource
     var learningRate: Float
     var schedule: (any LearningRateSchedule)?

@@ -18,7 +18,7 @@
 /// model.parameter(named: "head.weight")?.lrMultiplier = 10
 /// loss.backward(); sgd.step(); sgd.zeroGrad()
 /// ```
-public final class SGD: CoreOptimizer {
+public final class SGD: BuiltInOptimizer {
     public let momentum: Float
     public let dampening: Float
     public let nesterov: Bool
@@ -55,7 +55,7 @@ public final class SGD: CoreOptimizer {
         self.nesterov = nesterov
         self.weightDecay = weightDecay
         self.decayBiasesAndNorms = decayBiasesAndNorms
-        super.init(core: OptimizerCore(source: source, learningRate: lr, schedule: schedule, weightDecay: weightDecay,
+        super.init(core: OptimizerBookkeeping(source: source, learningRate: lr, schedule: schedule, weightDecay: weightDecay,
                              decayBiasesAndNorms: decayBiasesAndNorms, unfreezePolicy: unfreezePolicy,
                              bufferNames: ["momentum_buffer"]))
     }

@@ -1,17 +1,15 @@
-/// A shape problem: which operation, and the shapes it was given.
-///
-/// Ops that receive incompatible shapes stop with this error's description, e.g.
-/// `matmul: cannot multiply [2, 3] by [4, 5]: inner dimensions 3 and 4 differ`.
-public struct ShapeError: Error, CustomStringConvertible, Equatable, Sendable {
-    public let op: String
-    public let shapes: [[Int]]
-    public let reason: String
+/// A shape problem: which operation, and the shapes it was given (internal: ops stop with its
+/// description, e.g. `matmul: cannot multiply [2, 3] by [4, 5]: inner dimensions 3 and 4 differ`).
+struct ShapeError: Error, CustomStringConvertible, Equatable, Sendable {
+    let op: String
+    let shapes: [[Int]]
+    let reason: String
 
-    public init(op: String, shapes: [[Int]], reason: String) {
+    init(op: String, shapes: [[Int]], reason: String) {
         self.op = op; self.shapes = shapes; self.reason = reason
     }
 
-    public var description: String {
+    var description: String {
         "\(op): \(reason) (shapes: \(shapes.map { "\($0)" }.joined(separator: " and ")))"
     }
 }
@@ -53,15 +51,6 @@ enum Shape {
         let a = axis < 0 ? axis + rank : axis
         check(a >= 0 && a < max(rank, 1), op: op, shapes: [shape], "axis \(axis) is out of range for rank \(rank)")
         return a
-    }
-
-
-    /// How many positions a window of `window` elements takes along an axis of `size` padded by
-    /// `padding` on both sides, stepping by `stride`: 0 when the window does not fit at all
-    /// (floor division, so an over-large window never rounds up to one position).
-    static func windowCount(size: Int, padding: Int, window: Int, stride: Int) -> Int {
-        let span = size + 2 * padding - window
-        return span < 0 || stride <= 0 ? 0 : span / stride + 1
     }
 
     /// Stops with a ``ShapeError`` naming the op and shapes when `condition` is false.

@@ -184,3 +184,25 @@ extension Tensor: CustomStringConvertible {
         return "Tensor(shape: \(shape), [\(shown)\(more)]\(grad))"
     }
 }
+
+extension Tensor {
+    /// Reshape without recording a graph (internal). A view when this tensor is contiguous or
+    /// when only size-1 axes are inserted or removed (squeeze, unsqueeze, select of a strided
+    /// view); otherwise a contiguous copy.
+    func reshapedView(_ newShape: [Int]) -> Tensor {
+        if !isContiguous, let unitStrides = stridesAfterUnitAxisChange(to: newShape) {
+            return Tensor(storage: storage, shape: newShape, strides: unitStrides, offset: offset)
+        }
+        let source = isContiguous ? detached() : contiguousCopy()
+        return Tensor(storage: source.storage, shape: newShape, strides: Shape.contiguousStrides(newShape), offset: source.offset)
+    }
+
+    /// Strides for `newShape` when it differs from this shape only by size-1 axes (which step
+    /// nowhere, so any stride serves: 1); nil otherwise.
+    private func stridesAfterUnitAxisChange(to newShape: [Int]) -> [Int]? {
+        let kept = shape.indices.filter { shape[$0] != 1 }
+        guard kept.map({ shape[$0] }) == newShape.filter({ $0 != 1 }) else { return nil }
+        var next = kept.makeIterator()
+        return newShape.map { $0 == 1 ? 1 : strides[next.next()!] }
+    }
+}

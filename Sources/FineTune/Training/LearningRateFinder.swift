@@ -51,14 +51,14 @@ extension Trainer {
     private func searchLearningRate(_ data: TensorDataset, from start: Float, to end: Float, steps: Int) -> LearningRateSearch {
         // Snapshot everything the search changes.
         let weights = model.stateDict().mapValues { $0.contiguousCopy() }
-        let core = optimizer as? CoreOptimizer
-        let optimizerState = try? core?.stateData()
+        let optimizerState = optimizer.exportState()
         let rate = optimizer.learningRate, schedule = optimizer.schedule
         defer {
             try! model.loadStateDict(weights)    // the same model: same keys and shapes
-            if let core, let optimizerState, let file = try? SafeTensors(data: optimizerState) {
-                core.resetState()
-                _ = try? core.loadState(from: file, strict: false)
+            do {
+                try optimizer.importState(optimizerState)
+            } catch {
+                preconditionFailure("findLearningRate: the optimizer's state cannot be restored (\(error)); the search must not change its parameters")
             }
             optimizer.schedule = schedule
             optimizer.learningRate = rate

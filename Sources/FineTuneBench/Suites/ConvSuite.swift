@@ -56,6 +56,7 @@ final class ConvWorkload: Workload {
     }
 
     func run(threads: Int) {
+        Kernels.maxThreads = threads    // for the kernels it calls without a thread count
         Kernels.conv2dForward(g, input: input.readOnly, weight: weight.readOnly, bias: bias.readOnly,
                               output: output.pointer, threads: threads)
         guard backward else { return }

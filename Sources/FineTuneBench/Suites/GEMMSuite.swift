@@ -68,6 +68,7 @@ final class GEMMWorkload: Workload {
     }
 
     func run(threads: Int) {
+        Kernels.maxThreads = threads    // for the kernels it calls without a thread count
         let s = shape
         if naive {
             naiveGEMM(m: s.m, n: s.n, k: s.k, a: a.readOnly, b: b.readOnly, c: c.pointer)

@@ -25,6 +25,7 @@ final class OpWorkload: Workload {
     }
 
     func run(threads: Int) {
+        Kernels.maxThreads = threads
         if !backward {
             let y = withoutGradients { op(inputs) }
             last = Double(y.withUnsafeBufferPointer { $0[0] })

@@ -50,6 +50,7 @@ final class PoolWorkload: Workload {
     deinit { indices.deallocate() }
 
     func run(threads: Int) {
+        Kernels.maxThreads = threads    // for the kernels it calls without a thread count
         switch kind {
         case .max:
             Kernels.maxPool2dForward(g, input: input.readOnly, output: output.pointer, indices: indices, threads: threads)
