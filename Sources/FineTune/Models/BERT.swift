@@ -199,7 +199,7 @@ public final class BertIntermediate: Module {
 }
 
 /// One encoder layer (`encoder.layer.N`): attention, intermediate, output (post-norm).
-public final class BertLayer: Module {
+public final class BertLayer: Module, MaskedEncoderLayer {
     @Child public var attention: BertAttention
     @Child public var intermediate: BertIntermediate
     @Child public var output: BertResidualOutput
@@ -225,25 +225,7 @@ public final class BertLayer: Module {
 }
 
 /// `encoder`: the layers (`encoder.layer.N`).
-public final class BertEncoder: Module {
-    @Child public var layer: [BertLayer]
-
-    public init(_ c: BertConfiguration) {
-        layer = (0..<c.layerCount).map { _ in BertLayer(c) }
-        super.init()
-    }
-
-    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
-    public func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
-        layer.reduce(x) { $1($0, attentionMask: attentionMask) }
-    }
-
-    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
-        completeCall(compute(x, attentionMask: attentionMask))
-    }
-
-    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
-}
+public typealias BertEncoder = EncoderLayerStack<BertLayer>
 
 /// Hugging Face's `BertModel`: embeddings, encoder and (optionally) the pooler, with its
 /// parameter names (`embeddings.word_embeddings.weight`, `encoder.layer.0.attention.self.query.weight`,
@@ -262,7 +244,7 @@ public final class BertModel: Module {
     public init(_ configuration: BertConfiguration, addPoolingLayer: Bool = true) {
         self.configuration = configuration
         embeddings = BertEmbeddings(configuration)
-        encoder = BertEncoder(configuration)
+        encoder = BertEncoder((0..<configuration.layerCount).map { _ in BertLayer(configuration) })
         pooler = addPoolingLayer ? FirstTokenPooler(configuration.hiddenSize) : nil
         super.init()
         initializeAsHuggingFace(self, std: 0.02)

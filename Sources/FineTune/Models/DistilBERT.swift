@@ -121,7 +121,7 @@ public final class DistilBertFeedForward: Module {
 }
 
 /// One block (`transformer.layer.N`): attention, `sa_layer_norm`, `ffn`, `output_layer_norm` (post-norm).
-public final class DistilBertBlock: Module {
+public final class DistilBertBlock: Module, MaskedEncoderLayer {
     @Child public var attention: DistilBertAttention
     @Child public var saLayerNorm: LayerNorm
     @Child public var ffn: DistilBertFeedForward
@@ -149,25 +149,7 @@ public final class DistilBertBlock: Module {
 }
 
 /// `transformer`: the blocks (`transformer.layer.N`).
-public final class DistilBertTransformer: Module {
-    @Child public var layer: [DistilBertBlock]
-
-    public init(_ c: DistilBertConfiguration) {
-        layer = (0..<c.layerCount).map { _ in DistilBertBlock(c) }
-        super.init()
-    }
-
-    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
-    public func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
-        layer.reduce(x) { $1($0, attentionMask: attentionMask) }
-    }
-
-    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
-        completeCall(compute(x, attentionMask: attentionMask))
-    }
-
-    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
-}
+public typealias DistilBertTransformer = EncoderLayerStack<DistilBertBlock>
 
 /// Hugging Face's `DistilBertModel` with its names (`embeddings.word_embeddings.weight`,
 /// `transformer.layer.0.attention.q_lin.weight`, ...).
@@ -179,7 +161,7 @@ public final class DistilBertModel: Module {
     public init(_ configuration: DistilBertConfiguration) {
         self.configuration = configuration
         embeddings = DistilBertEmbeddings(configuration)
-        transformer = DistilBertTransformer(configuration)
+        transformer = DistilBertTransformer((0..<configuration.layerCount).map { _ in DistilBertBlock(configuration) })
         super.init()
         initializeAsHuggingFace(self, std: 0.02)
     }

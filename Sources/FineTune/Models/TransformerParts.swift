@@ -102,3 +102,30 @@ public final class FirstTokenPooler: Module {
 
     public override func forward(_ x: Tensor) -> Tensor { dense(x.select(axis: 1, 0)).tanh() }
 }
+
+/// An encoder layer that takes a key-padding mask (`[B, S]`, 1 = token, 0 = padding).
+public protocol MaskedEncoderLayer: Module {
+    func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor
+}
+
+/// A stack of encoder layers named `layer.N` (BERT's `encoder`, DistilBERT's `transformer`),
+/// applied in order with the same attention mask.
+public final class EncoderLayerStack<Layer: MaskedEncoderLayer>: Module {
+    @Child public var layer: [Layer]
+
+    public init(_ layers: [Layer]) {
+        layer = layers
+        super.init()
+    }
+
+    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
+    public func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+        layer.reduce(x) { $1($0, attentionMask: attentionMask) }
+    }
+
+    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+        completeCall(compute(x, attentionMask: attentionMask))
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
+}
