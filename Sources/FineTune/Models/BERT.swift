@@ -101,39 +101,6 @@ public final class BertEmbeddings: Module {
     public override func forward(_ x: Tensor) -> Tensor { compute(x, tokenTypeIds: nil) }
 }
 
-/// `attention.self`: the query, key and value projections and the attention itself.
-public final class BertSelfAttention: Module {
-    @Child public var query: Linear
-    @Child public var keyProjection: Linear
-    @Child public var value: Linear
-    public let headCount: Int
-    public let dropout: Float
-
-    public init(_ c: BertConfiguration) {
-        query = Linear(c.hiddenSize, c.hiddenSize)
-        keyProjection = Linear(c.hiddenSize, c.hiddenSize)
-        value = Linear(c.hiddenSize, c.hiddenSize)
-        headCount = c.headCount
-        dropout = c.attentionDropout
-        super.init()
-    }
-
-    public override func key(forProperty name: String) -> String { name == "keyProjection" ? "key" : super.key(forProperty: name) }
-
-    /// Self-attention of `x` `[B, T, hidden]`, hiding padded keys (`attentionMask` `[B, T]`, 0 = padding).
-    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
-    public func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
-        encoderAttention(query: query(x), key: keyProjection(x), value: value(x), heads: headCount,
-                                      keyMask: attentionMask, dropout: dropout, training: isTraining, op: "BertSelfAttention")
-    }
-
-    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
-        completeCall(compute(x, attentionMask: attentionMask))
-    }
-
-    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
-}
-
 /// `dense`, dropout, then `LayerNorm(dense(h) + residual)`: BERT's `attention.output` and `output`.
 public final class BertResidualOutput: Module {
     @Child public var dense: Linear
@@ -161,11 +128,11 @@ public final class BertResidualOutput: Module {
 
 /// `encoder.layer.N.attention`: `self` and `output`.
 public final class BertAttention: Module {
-    @Child public var selfAttention: BertSelfAttention
+    @Child public var selfAttention: QueryKeyValueAttention
     @Child public var output: BertResidualOutput
 
     public init(_ c: BertConfiguration) {
-        selfAttention = BertSelfAttention(c)
+        selfAttention = QueryKeyValueAttention(hidden: c.hiddenSize, heads: c.headCount, dropout: c.attentionDropout)
         output = BertResidualOutput(c.hiddenSize, c)
         super.init()
     }
@@ -184,29 +151,15 @@ public final class BertAttention: Module {
     public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
 }
 
-/// `intermediate`: `dense` and the activation.
-public final class BertIntermediate: Module {
-    @Child public var dense: Linear
-    public let activation: HiddenActivation
-
-    public init(_ c: BertConfiguration) {
-        dense = Linear(c.hiddenSize, c.intermediateSize)
-        activation = c.activation
-        super.init()
-    }
-
-    public override func forward(_ x: Tensor) -> Tensor { activation(dense(x)) }
-}
-
 /// One encoder layer (`encoder.layer.N`): attention, intermediate, output (post-norm).
 public final class BertLayer: Module, MaskedEncoderLayer {
     @Child public var attention: BertAttention
-    @Child public var intermediate: BertIntermediate
+    @Child public var intermediate: IntermediateDense
     @Child public var output: BertResidualOutput
 
     public init(_ c: BertConfiguration) {
         attention = BertAttention(c)
-        intermediate = BertIntermediate(c)
+        intermediate = IntermediateDense(c.hiddenSize, c.intermediateSize, activation: c.activation)
         output = BertResidualOutput(c.intermediateSize, c)
         super.init()
     }

@@ -129,3 +129,51 @@ public final class EncoderLayerStack<Layer: MaskedEncoderLayer>: Module {
 
     public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
 }
+
+/// Query, key and value projections and multi-head attention over them, with Hugging Face's
+/// names (`query`, `key`, `value`): BERT's `attention.self` and ViT's `attention.attention`.
+public final class QueryKeyValueAttention: Module {
+    @Child public var query: Linear
+    @Child public var keyProjection: Linear
+    @Child public var value: Linear
+    public let headCount: Int
+    /// Dropout on the attention weights (training mode).
+    public let dropout: Float
+
+    public init(hidden: Int, heads: Int, dropout: Float, bias: Bool = true) {
+        query = Linear(hidden, hidden, bias: bias)
+        keyProjection = Linear(hidden, hidden, bias: bias)
+        value = Linear(hidden, hidden, bias: bias)
+        headCount = heads
+        self.dropout = dropout
+        super.init()
+    }
+
+    public override func key(forProperty name: String) -> String { name == "keyProjection" ? "key" : super.key(forProperty: name) }
+
+    /// Self-attention of `x` `[B, T, hidden]`, hiding padded keys (`attentionMask` `[B, T]`, 0 = padding).
+    public func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+        encoderAttention(query: query(x), key: keyProjection(x), value: value(x), heads: headCount,
+                         keyMask: attentionMask, dropout: dropout, training: isTraining, op: "QueryKeyValueAttention")
+    }
+
+    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+        completeCall(compute(x, attentionMask: attentionMask))
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
+}
+
+/// `intermediate`: `dense` and the activation (BERT's and ViT's feed-forward expansion).
+public final class IntermediateDense: Module {
+    @Child public var dense: Linear
+    public let activation: HiddenActivation
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, activation: HiddenActivation) {
+        dense = Linear(inFeatures, outFeatures)
+        self.activation = activation
+        super.init()
+    }
+
+    public override func forward(_ x: Tensor) -> Tensor { activation(dense(x)) }
+}

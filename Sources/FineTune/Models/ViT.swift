@@ -104,31 +104,6 @@ public final class ViTEmbeddings: Module {
     }
 }
 
-/// `attention.attention`: query, key and value projections and the attention itself.
-public final class ViTSelfAttention: Module {
-    @Child public var query: Linear
-    @Child public var keyProjection: Linear
-    @Child public var value: Linear
-    public let headCount: Int
-    public let dropout: Float
-
-    public init(_ c: ViTConfiguration) {
-        query = Linear(c.hiddenSize, c.hiddenSize, bias: c.qkvBias)
-        keyProjection = Linear(c.hiddenSize, c.hiddenSize, bias: c.qkvBias)
-        value = Linear(c.hiddenSize, c.hiddenSize, bias: c.qkvBias)
-        headCount = c.headCount
-        dropout = c.attentionDropout
-        super.init()
-    }
-
-    public override func key(forProperty name: String) -> String { name == "keyProjection" ? "key" : super.key(forProperty: name) }
-
-    public override func forward(_ x: Tensor) -> Tensor {
-        encoderAttention(query: query(x), key: keyProjection(x), value: value(x), heads: headCount, keyMask: nil,
-                         dropout: dropout, training: isTraining, op: "ViTSelfAttention")
-    }
-}
-
 /// `dense` then dropout: ViT's `attention.output` and, with a residual, `output`.
 public final class ViTDenseOutput: Module {
     @Child public var dense: Linear
@@ -145,11 +120,11 @@ public final class ViTDenseOutput: Module {
 
 /// `attention`: `attention` (self-attention) and `output`.
 public final class ViTAttention: Module {
-    @Child public var attention: ViTSelfAttention
+    @Child public var attention: QueryKeyValueAttention
     @Child public var output: ViTDenseOutput
 
     public init(_ c: ViTConfiguration) {
-        attention = ViTSelfAttention(c)
+        attention = QueryKeyValueAttention(hidden: c.hiddenSize, heads: c.headCount, dropout: c.attentionDropout, bias: c.qkvBias)
         output = ViTDenseOutput(c.hiddenSize, c)
         super.init()
     }
@@ -161,14 +136,14 @@ public final class ViTAttention: Module {
 /// `layernorm_after`, `intermediate`, `output`.
 public final class ViTLayer: Module {
     @Child public var attention: ViTAttention
-    @Child public var intermediate: ViTIntermediate
+    @Child public var intermediate: IntermediateDense
     @Child public var output: ViTDenseOutput
     @Child public var layernormBefore: LayerNorm
     @Child public var layernormAfter: LayerNorm
 
     public init(_ c: ViTConfiguration) {
         attention = ViTAttention(c)
-        intermediate = ViTIntermediate(c)
+        intermediate = IntermediateDense(c.hiddenSize, c.intermediateSize, activation: c.activation)
         output = ViTDenseOutput(c.intermediateSize, c)
         layernormBefore = LayerNorm(c.hiddenSize, eps: c.layerNormEps)
         layernormAfter = LayerNorm(c.hiddenSize, eps: c.layerNormEps)
@@ -179,20 +154,6 @@ public final class ViTLayer: Module {
         let h = attention(layernormBefore(x)) + x
         return output(intermediate(layernormAfter(h))) + h
     }
-}
-
-/// `intermediate`: `dense` and the activation.
-public final class ViTIntermediate: Module {
-    @Child public var dense: Linear
-    public let activation: HiddenActivation
-
-    public init(_ c: ViTConfiguration) {
-        dense = Linear(c.hiddenSize, c.intermediateSize)
-        activation = c.activation
-        super.init()
-    }
-
-    public override func forward(_ x: Tensor) -> Tensor { activation(dense(x)) }
 }
 
 /// `encoder`: the layers (`encoder.layer.N`).
