@@ -330,7 +330,8 @@ struct TrainingStateTests {
         let data = try state.data()
 
         let fresh = RandomGenerator.withSeed(99) { Mixed() }, freshSGD = SGD(fresh, lr: 0.5, momentum: 0.9)
-        try TrainingState(data: data).restore(into: fresh, optimizer: freshSGD)
+        // Restores write the generator in scope: a task-scoped one, so parallel suites keep the global one.
+        try RandomGenerator.withSeed(0) { try TrainingState(data: data).restore(into: fresh, optimizer: freshSGD) }
         expectIdentical(fresh, freshSGD, model, sgd)
         let again = try TrainingState(model: fresh, optimizer: freshSGD)
         #expect(again.parameters == state.parameters && again.modules == state.modules)
@@ -385,7 +386,7 @@ struct TrainingStateTests {
         #expect(state.loraLayers.map(\.path) == ["3.adapter.down"] && state.adapters.map(\.path) == ["3"])
 
         let fresh = RandomGenerator.withSeed(9) { loraBase() }
-        try state.restore(into: fresh)
+        try RandomGenerator.withSeed(0) { try state.restore(into: fresh) }
         #expect(fresh.loraLayers.map(\.name) == ["3.adapter.down"])
         #expect((fresh.module(named: "3")?.outputAdapter as? BottleneckAdapter)?.activation is SiLU)
         #expect(fresh.stateDict().mapValues(bits) == model.stateDict().mapValues(bits))
@@ -402,21 +403,21 @@ struct TrainingStateTests {
             try prepared.applyLoRA(LoRAConfig(rank: 2, alpha: 4, dropout: 0.25, targetModules: ["0", "3"], useRSLoRA: true))
         }
         let layer = prepared.module(named: "0")
-        try state.restore(into: prepared)
+        try RandomGenerator.withSeed(0) { try state.restore(into: prepared) }
         #expect(prepared.module(named: "0") === layer && prepared.module(named: "3")?.outputAdapter is BottleneckAdapter)
         #expect(bits(prepared.parameter(named: "0.lora_B.weight")!.value) == bits(model.parameter(named: "0.lora_B.weight")!.value))
 
         let other = RandomGenerator.withSeed(7) { loraBase() }
         _ = try RandomGenerator.withSeed(8) { try other.applyLoRA(LoRAConfig(rank: 3, alpha: 4, targetModules: ["0"])) }
         #expect(throws: CheckpointError.incompatibleTrainingState(reason: "0 already holds a LoRA layer with other settings")) {
-            try state.restore(into: other)
+            try RandomGenerator.withSeed(0) { try state.restore(into: other) }
         }
         let extra = RandomGenerator.withSeed(7) { loraBase() }
         _ = try RandomGenerator.withSeed(8) {
             try extra.applyLoRA(LoRAConfig(rank: 2, alpha: 4, dropout: 0.25, targetModules: ["0", "3", "5"], useRSLoRA: true))
         }
         #expect(throws: CheckpointError.incompatibleTrainingState(reason: "the model has LoRA layers at [\"5\"] that the state does not have")) {
-            try state.restore(into: extra)
+            try RandomGenerator.withSeed(0) { try state.restore(into: extra) }
         }
         #expect(extra.loraLayers.map(\.name) == ["0", "3", "5"] && extra.module(named: "3")?.outputAdapter == nil)
     }
