@@ -475,8 +475,8 @@ extension Kernels {
         let r = V(repeating: rowFactor), one = V(repeating: 1)
         var x = 0
         while x &+ 8 <= n {
-            let product = r * GEMMSIMD.load(columnFactors + x, as: V.self)
-            GEMMSIMD.store(GEMMSIMD.load(dy + x, as: V.self) / product.replacing(with: one, where: product .< one), shares + x)
+            let product = r * VectorMath.load(columnFactors + x, as: V.self)
+            VectorMath.store(VectorMath.load(dy + x, as: V.self) / product.replacing(with: one, where: product .< one), shares + x)
             x &+= 8
         }
         while x < n {
