@@ -308,7 +308,9 @@ enum VectorMath {
                     let inTail = i == full
                     let src = inTail ? UnsafeRawPointer(tailIn) : UnsafeRawPointer(x + i)
                     let dst = inTail ? UnsafeMutableRawPointer(tailOut) : UnsafeMutableRawPointer(y + i)
-                    store(f(load(src.assumingMemoryBound(to: Float.self))), dst.assumingMemoryBound(to: Float.self))
+                    // Raw loads and stores here, not `load`/`store`: this body is inlined into large
+                    // callers (SiLU), and the extra generic calls made the inliner leave `f` a call.
+                    dst.storeBytes(of: f(src.loadUnaligned(as: V.self)), as: V.self)
                     i &+= 16
                 }
             }
@@ -386,8 +388,9 @@ enum VectorMath {
                         let srcA = inTail ? UnsafeRawPointer(tailA) : UnsafeRawPointer(a + i)
                         let srcB = inTail ? UnsafeRawPointer(tailB) : UnsafeRawPointer(b + i)
                         let dst = inTail ? UnsafeMutableRawPointer(tailOut) : UnsafeMutableRawPointer(out + i)
-                        store(f(load(srcA.assumingMemoryBound(to: Float.self)), load(srcB.assumingMemoryBound(to: Float.self))),
-                              dst.assumingMemoryBound(to: Float.self))
+                        // Raw loads and stores, as in `map`.
+                        dst.storeBytes(of: f(srcA.loadUnaligned(as: V.self), srcB.loadUnaligned(as: V.self)),
+                                       as: V.self)
                         i &+= 16
                     }
                 }
