@@ -258,10 +258,10 @@ struct OptimizerTests {
     // MARK: Frozen parameters
 
     static let schedules: [any LearningRateSchedule] = [
-        ConstantLR(base: 0.05), StepLR(base: 0.05, stepSize: 10, gamma: 0.5), ExponentialLR(base: 0.05, gamma: 0.98),
-        CosineWithWarmup(base: 0.05, warmupSteps: 10, totalSteps: 100, minLR: 1e-3),
-        LinearWarmupDecay(base: 0.05, warmupSteps: 10, totalSteps: 100), OneCycleLR(maxLR: 0.05, totalSteps: 100),
-        SlantedTriangular(maxLR: 0.05, totalSteps: 100),
+        LambdaLR { step in 1 / Float(1 + step) }, StepLR(stepSize: 10, gamma: 0.5), ExponentialLR(gamma: 0.98),
+        CosineWithWarmup(warmupSteps: 10, totalSteps: 100, minLR: 1e-3),
+        LinearWarmupDecay(warmupSteps: 10, totalSteps: 100), OneCycleLR(maxLR: 0.05, totalSteps: 100),
+        SlantedTriangular(totalSteps: 100),
     ]
 
     @Test(arguments: ["SGD", "Adam", "AdamW"], [UnfreezePolicy.reset, .keep])
@@ -271,10 +271,10 @@ struct OptimizerTests {
         for schedule in schedules {
             let model = TwoLayer()
             let optimizer: any Optimizer = switch kind {
-            case "SGD": SGD(model, momentum: 0.9, nesterov: true, weightDecay: 0.1, decayBiasesAndNorms: true,
+            case "SGD": SGD(model, lr: 0.05, momentum: 0.9, nesterov: true, weightDecay: 0.1, decayBiasesAndNorms: true,
                             schedule: schedule, unfreezePolicy: policy)
-            case "Adam": Adam(model, weightDecay: 0.1, decayBiasesAndNorms: true, schedule: schedule, unfreezePolicy: policy)
-            default: AdamW(model, weightDecay: 0.1, decayBiasesAndNorms: true, schedule: schedule, unfreezePolicy: policy)
+            case "Adam": Adam(model, lr: 0.05, weightDecay: 0.1, decayBiasesAndNorms: true, schedule: schedule, unfreezePolicy: policy)
+            default: AdamW(model, lr: 0.05, weightDecay: 0.1, decayBiasesAndNorms: true, schedule: schedule, unfreezePolicy: policy)
             }
             // Train everything for a few steps so fc1 has state and a gradient when it is frozen.
             for _ in 0..<3 {
@@ -550,25 +550,29 @@ struct OptimizerTests {
 
     // MARK: Schedules driving the optimizer
 
-    @Test func scheduleSetsTheBaseRateEachStep() {
+    @Test func scheduleScalesTheOptimizersLearningRate() {
+        // One source for the base rate, as in PyTorch: the optimizer's lr, which the schedule scales
+        // and never overwrites.
         let model = Holder([0, 0])
-        let schedule = StepLR(base: 1, stepSize: 2, gamma: 0.5)
-        let sgd = SGD(model, lr: 123, schedule: schedule)
-        #expect(sgd.learningRate == 1)
-        var deltas: [Float] = []
-        for _ in 0..<5 {
-            let before = model.w.value.scalars[0]
-            setGrad(model.w, [1, 1])
-            sgd.step()
-            deltas.append(before - model.w.value.scalars[0])
+        let sgd = SGD(model, lr: 2, schedule: StepLR(stepSize: 2, gamma: 0.5))
+        #expect(sgd.learningRate == 2 && sgd.learningRate(at: 0) == 2 && sgd.learningRate(at: 4) == 0.5)
+        func stepDeltas(_ count: Int) -> [Float] {
+            (0..<count).map { _ in
+                let before = model.w.value.scalars[0]
+                setGrad(model.w, [1, 1])
+                sgd.step()
+                return before - model.w.value.scalars[0]
+            }
         }
-        #expect(deltas == [1, 1, 0.5, 0.5, 0.25])
-        #expect(sgd.learningRate == 0.25)
+        #expect(stepDeltas(5) == [2, 2, 1, 1, 0.5])
+        #expect(sgd.learningRate == 2)                   // the schedule did not change lr
+        sgd.learningRate = 4                             // a new base rate is scaled from the current step on
+        #expect(stepDeltas(1) == [1])                    // step 5: 4 * 0.5^2
         sgd.schedule = nil
-        sgd.learningRate = 2
-        setGrad(model.w, [1, 1])
-        sgd.step()
-        #expect(model.w.value.scalars[0] == -5.25)
+        #expect(stepDeltas(1) == [4] && sgd.learningRate(at: 100) == 4)
+        // OneCycleLR sets its own rates from maxLR, whatever lr is (PyTorch's OneCycleLR does too).
+        let cycled = SGD(Holder([0]), lr: 123, momentum: 0.9, schedule: OneCycleLR(maxLR: 1, totalSteps: 100))
+        #expect(abs(cycled.learningRate(at: 29) - 1) < 1e-6 && abs(cycled.learningRate(at: 0) - 0.04) < 1e-7)
     }
 }
 
@@ -576,36 +580,39 @@ struct OptimizerTests {
 
 @Suite("Optimizer schedules")
 struct OptimizerScheduleTests {
-    private func expectLR(_ s: some LearningRateSchedule, _ step: Int, _ expected: Double,
+    private func expectLR(_ s: some LearningRateSchedule, _ step: Int, _ expected: Double, base: Float = 1,
                           sourceLocation: SourceLocation = #_sourceLocation) {
-        let actual = Double(s.learningRate(at: step))
+        let actual = Double(s.learningRate(at: step, base: base))
         #expect(abs(actual - expected) <= 1e-7 + 1e-6 * abs(expected), "step \(step): \(actual) vs \(expected)",
                 sourceLocation: sourceLocation)
     }
 
     @Test func stepAndExponential() {
-        let s = StepLR(base: 0.1, stepSize: 30, gamma: 0.1)
-        expectLR(s, 0, 0.1); expectLR(s, 29, 0.1); expectLR(s, 30, 0.01); expectLR(s, 65, 0.001)
-        let e = ExponentialLR(base: 0.1, gamma: 0.9)
-        expectLR(e, 0, 0.1); expectLR(e, 3, 0.0729)
-        expectLR(ConstantLR(base: 0.3), 1_000, 0.3)
-        expectLR(LambdaLR { Float(1) / Float($0 + 1) }, 3, 0.25)
+        let s = StepLR(stepSize: 30, gamma: 0.1)
+        expectLR(s, 0, 0.1, base: 0.1); expectLR(s, 29, 0.1, base: 0.1); expectLR(s, 30, 0.01, base: 0.1)
+        expectLR(s, 65, 0.001, base: 0.1); expectLR(s, 65, 0.003, base: 0.3)
+        let e = ExponentialLR(gamma: 0.9)
+        expectLR(e, 0, 0.1, base: 0.1); expectLR(e, 3, 0.0729, base: 0.1); expectLR(e, 3, 0.729)
+        // LambdaLR's closure is a factor of lr, as PyTorch's lr_lambda.
+        expectLR(LambdaLR { Float(1) / Float($0 + 1) }, 3, 0.25); expectLR(LambdaLR { Float(1) / Float($0 + 1) }, 3, 0.5, base: 2)
     }
 
     @Test func cosineWithWarmup() {
-        let s = CosineWithWarmup(base: 1, warmupSteps: 10, totalSteps: 110, minLR: 0.1)
+        let s = CosineWithWarmup(warmupSteps: 10, totalSteps: 110, minLR: 0.1)
         expectLR(s, 0, 0); expectLR(s, 5, 0.5); expectLR(s, 10, 1)
         expectLR(s, 35, 0.1 + 0.9 * 0.5 * (1 + cos(Double.pi / 4)))
         expectLR(s, 60, 0.55); expectLR(s, 110, 0.1); expectLR(s, 500, 0.1)
-        let hf = CosineWithWarmup(base: 2, warmupSteps: 0, totalSteps: 100)
-        expectLR(hf, 0, 2); expectLR(hf, 50, 1); expectLR(hf, 100, 0)
+        let hf = CosineWithWarmup(warmupSteps: 0, totalSteps: 100)
+        expectLR(hf, 0, 2, base: 2); expectLR(hf, 50, 1, base: 2); expectLR(hf, 100, 0, base: 2)
+        expectLR(s, 5, 1.5, base: 3); expectLR(s, 60, 0.1 + 2.9 * 0.5, base: 3)   // warmup and decay scale lr; minLR stays
     }
 
     @Test func linearWarmupDecay() {
-        let s = LinearWarmupDecay(base: 1, warmupSteps: 10, totalSteps: 110)
+        let s = LinearWarmupDecay(warmupSteps: 10, totalSteps: 110)
         expectLR(s, 0, 0); expectLR(s, 5, 0.5); expectLR(s, 10, 1); expectLR(s, 60, 0.5)
         expectLR(s, 110, 0); expectLR(s, 150, 0)
-        expectLR(LinearWarmupDecay(base: 1, warmupSteps: 0, totalSteps: 10, minLR: 0.2), 5, 0.6)
+        expectLR(LinearWarmupDecay(warmupSteps: 0, totalSteps: 10, minLR: 0.2), 5, 0.6)
+        expectLR(s, 5, 0.25, base: 0.5); expectLR(s, 60, 0.25, base: 0.5)
     }
 
     @Test func oneCycleMatchesPyTorch() {
@@ -613,7 +620,7 @@ struct OptimizerScheduleTests {
         let s = OneCycleLR(maxLR: 1, totalSteps: 100)
         let initial = 1.0 / 25, final = initial / 1e4
         func cosine(_ start: Double, _ end: Double, _ pct: Double) -> Double { end + (start - end) / 2 * (cos(.pi * pct) + 1) }
-        expectLR(s, 0, initial)
+        expectLR(s, 0, initial); expectLR(s, 0, initial, base: 123)    // maxLR, not the optimizer's lr
         expectLR(s, 10, cosine(initial, 1, 10.0 / 29))
         expectLR(s, 29, 1)
         expectLR(s, 30, cosine(1, final, 1.0 / 70))
@@ -637,7 +644,7 @@ struct OptimizerScheduleTests {
         expectMomentum(0, 0.95); expectMomentum(10, cosine(0.95, 0.85, 10.0 / 29)); expectMomentum(29, 0.85)
         expectMomentum(64, 0.9); expectMomentum(99, 0.95)
         #expect(OneCycleLR(maxLR: 1, totalSteps: 100, cycleMomentum: false).momentum(at: 10) == nil)
-        #expect(ConstantLR(base: 1).momentum(at: 10) == nil && CosineWithWarmup(base: 1, warmupSteps: 1, totalSteps: 9).momentum(at: 3) == nil)
+        #expect(StepLR(stepSize: 1).momentum(at: 10) == nil && CosineWithWarmup(warmupSteps: 1, totalSteps: 9).momentum(at: 3) == nil)
     }
 
     @Test func cycledMomentumDrivesSGDMomentumAndAdamBeta1() {
@@ -661,9 +668,10 @@ struct OptimizerScheduleTests {
     }
 
     @Test func slantedTriangular() {
-        let s = SlantedTriangular(maxLR: 0.32, totalSteps: 1_000)
-        expectLR(s, 0, 0.01); expectLR(s, 50, 0.165); expectLR(s, 100, 0.32)
-        expectLR(s, 550, 0.165); expectLR(s, 1_000, 0.01); expectLR(s, 2_000, 0.01)
+        let s = SlantedTriangular(totalSteps: 1_000)    // the peak is the optimizer's lr
+        expectLR(s, 0, 0.01, base: 0.32); expectLR(s, 50, 0.165, base: 0.32); expectLR(s, 100, 0.32, base: 0.32)
+        expectLR(s, 550, 0.165, base: 0.32); expectLR(s, 1_000, 0.01, base: 0.32); expectLR(s, 2_000, 0.01, base: 0.32)
+        expectLR(s, 100, 1)
     }
 }
 

@@ -34,7 +34,10 @@ struct ReadmeTests {
         #expect(table.contains("[1, 10]"))
 
         let optimizer = AdamW(model, lr: 1e-3, weightDecay: 0.01,
-                              schedule: CosineWithWarmup(base: 1e-3, warmupSteps: 100, totalSteps: 1_000))
+                              schedule: CosineWithWarmup(warmupSteps: 100, totalSteps: 1_000))
+        // The schedule scales the optimizer's lr: half of it halfway through warmup, all of it at the peak.
+        #expect(optimizer.learningRate == 1e-3)
+        #expect(abs(optimizer.learningRate(at: 50) - 5e-4) < 1e-9 && abs(optimizer.learningRate(at: 100) - 1e-3) < 1e-9)
         let x = Tensor.randomUniform([2, 1, 28, 28]), y = [3, 7]
         let frozenBefore = model.parameter(named: "3.weight")!.value.scalars
         for _ in 0..<2 {

@@ -54,7 +54,7 @@ enum BackwardEngine {
             var inputGrads = rule(gradOutput, needs)
             #if DEBUG
             if case .scaledRule(let op)? = GradientMutation.active, op == node.op {
-                inputGrads = inputGrads.map { $0.map { Broadcasting.binary($0, Tensor(GradientMutation.ruleScale), op: "mul", MultiplyFunction.self) } }
+                inputGrads = inputGrads.map { $0.map { Broadcasting.binary($0, Tensor(GradientMutation.ruleScale), op: "mul", MultiplyOp()) } }
             }
             #endif
             for (i, input) in node.inputs.enumerated() {
@@ -69,7 +69,7 @@ enum BackwardEngine {
 
     /// `a + b` for two gradients of one shape (the engine runs without recording).
     static func accumulate(_ a: Tensor, _ b: Tensor) -> Tensor {
-        Broadcasting.binary(a, b, op: "add", AddFunction.self)
+        Broadcasting.binary(a, b, op: "add", AddOp())
     }
 
     /// Stops at a node whose rule an earlier pass without `retainGraph` freed: its gradient would

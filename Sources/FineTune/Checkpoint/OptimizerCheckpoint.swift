@@ -22,24 +22,20 @@ import Foundation
 /// try model.load(from: modelURL)
 /// try optimizer.loadState(from: optimizerURL)
 /// ```
-extension BuiltInOptimizer {
+extension Optimizer {
     /// The state as named tensors: buffers (`<name>.exp_avg`, ...) in Float32 and each
     /// parameter's step count (`<name>.step`) as an exact integer.
     public func stateTensors() -> (tensors: [String: Tensor], steps: [String: SafeTensors.Integers]) {
-        var tensors: [String: Tensor] = [:], steps: [String: SafeTensors.Integers] = [:]
-        for name in parameterNamesWithState {
-            let state = state(for: name)!
-            for (buffer, tensor) in state.tensors { tensors["\(name).\(buffer)"] = tensor }
-            steps["\(name).step"] = .init(Int64(state.step))
-        }
-        return (tensors, steps)
+        OptimizerStateEntries.entries(of: exportState())
     }
 
     /// The state as the bytes of a safetensors file (what ``saveState(to:)`` writes).
     public func stateData() throws(CheckpointError) -> Data {
-        let (tensors, steps) = stateTensors()
+        let snapshot = exportState()
+        let (tensors, steps) = OptimizerStateEntries.entries(of: snapshot)
         return try SafeTensors.encode(tensors, integers: steps, metadata: [
-            "optimizer": "\(type(of: self))", "step_count": "\(stepCount)", "learning_rate": "\(learningRate)",
+            "optimizer": "\(type(of: self))", "step_count": "\(snapshot.stepCount)",
+            "learning_rate": "\(snapshot.learningRate)",
         ])
     }
 
@@ -49,9 +45,9 @@ extension BuiltInOptimizer {
     }
 
     /// Replaces the state with the one in `url` (written by ``saveState(to:)`` for the same
-    /// optimizer type), with its step count and (without a schedule) its learning rate. Every
-    /// buffer must belong to a current parameter with its shape; with `strict`, state for
-    /// unknown parameters throws, otherwise it is skipped and reported. Nothing changes when it throws.
+    /// optimizer type), with its step count and base learning rate. Every buffer must belong to
+    /// a current parameter with its shape; with `strict`, state for unknown parameters throws,
+    /// otherwise it is skipped and reported. Nothing changes when it throws.
     @discardableResult
     public func loadState(from url: URL, strict: Bool = true) throws(CheckpointError) -> LoadReport {
         try loadState(from: SafeTensors(contentsOf: url), strict: strict)
@@ -67,17 +63,30 @@ extension BuiltInOptimizer {
         guard let stepCount = file.metadata["step_count"].flatMap(Int.init), stepCount >= 0 else {
             throw .malformed(reason: "step_count is missing from the metadata")
         }
-        let (tensors, steps) = try Self.stateEntries(in: file, prefix: "")
-        let state = try prepareState(tensors: tensors, steps: steps, stepCount: stepCount,
-                                     learningRate: file.metadata["learning_rate"].flatMap(Float.init))
-        if strict && !state.report.unexpectedKeys.isEmpty { throw .keysDoNotMatch(state.report) }
-        restore(state)
-        return state.report
+        let (tensors, steps) = try OptimizerStateEntries.read(in: file, prefix: "")
+        let snapshot = try OptimizerStateEntries.snapshot(
+            tensors: tensors, steps: steps, stepCount: stepCount,
+            learningRate: file.metadata["learning_rate"].flatMap(Float.init) ?? learningRate)
+        return try OptimizerStateEntries.importing(snapshot, into: self, strict: strict)
+    }
+}
+
+/// Optimizer state as file entries (`<parameter>.<buffer>` tensors and `<parameter>.step`
+/// integers) and back, through ``Optimizer/exportState()`` and ``Optimizer/importState(_:)``.
+enum OptimizerStateEntries {
+    /// The entries of a snapshot.
+    static func entries(of snapshot: OptimizerStateSnapshot) -> (tensors: [String: Tensor], steps: [String: SafeTensors.Integers]) {
+        var tensors: [String: Tensor] = [:], steps: [String: SafeTensors.Integers] = [:]
+        for (name, state) in snapshot.parameters {
+            for (buffer, tensor) in state.tensors { tensors["\(name).\(buffer)"] = tensor }
+            steps["\(name).step"] = .init(Int64(state.step))
+        }
+        return (tensors, steps)
     }
 
     /// The entries of `file` under `prefix`, keyed without it: buffers as Float32 tensors and
     /// step counts (`<name>.step`) as exact integers.
-    static func stateEntries(in file: SafeTensors, prefix: String) throws(CheckpointError)
+    static func read(in file: SafeTensors, prefix: String) throws(CheckpointError)
         -> (tensors: [String: Tensor], steps: [String: SafeTensors.Integers]) {
         var tensors: [String: Tensor] = [:], steps: [String: SafeTensors.Integers] = [:]
         for key in file.keys where key.hasPrefix(prefix) {
@@ -87,62 +96,72 @@ extension BuiltInOptimizer {
         return (tensors, steps)
     }
 
-    /// Checks state entries (as ``stateTensors()`` names them) against this optimizer's
-    /// current parameters, changing nothing: every buffer must have its parameter's shape and
-    /// every step count must be one positive integer. Entries of unknown parameters are
-    /// reported as unexpected.
-    func prepareState(tensors: [String: Tensor], steps: [String: SafeTensors.Integers], stepCount: Int,
-                      learningRate: Float?) throws(CheckpointError) -> PreparedOptimizerState {
-        let parameters = Dictionary(core.source.namedParameters().map { ($0.name, $0.parameter) }, uniquingKeysWith: { a, _ in a })
-        let suffixes = core.bufferNames + ["step"]
-        var grouped: [String: Set<String>] = [:]    // parameter -> suffixes present
-        var unexpected: [String] = []
-        for key in Array(tensors.keys) + Array(steps.keys) {
-            guard let suffix = suffixes.first(where: { key.hasSuffix(".\($0)") }) else { unexpected.append(key); continue }
-            let name = String(key.dropLast(suffix.count + 1))
-            if parameters[name] == nil { unexpected.append(key) } else { grouped[name, default: []].insert(suffix) }
-        }
-        var states: [String: OptimizerState] = [:], mismatches: [CheckpointError.ShapeMismatch] = []
-        for (name, present) in grouped.sorted(by: { $0.key < $1.key }) {
-            let bufferKeys = core.bufferNames.map { "\(name).\($0)" }
-            guard present.count == suffixes.count, bufferKeys.allSatisfy({ tensors[$0] != nil }),
-                  let step = steps["\(name).step"]?.values else {
-                throw .malformed(reason: "incomplete state for \(name): has \(present.sorted()), needs \(suffixes)")
+    /// Groups entries by parameter (the name before the last dot; buffer names have none).
+    /// Every parameter needs one positive step count and at least one buffer.
+    static func snapshot(tensors: [String: Tensor], steps: [String: SafeTensors.Integers], stepCount: Int,
+                         learningRate: Float) throws(CheckpointError) -> OptimizerStateSnapshot {
+        var buffers: [String: [String: Tensor]] = [:]
+        for (key, tensor) in tensors {
+            guard let dot = key.lastIndex(of: "."), dot != key.startIndex else {
+                throw .malformed(reason: "optimizer state entry \(key) is not <parameter>.<buffer>")
             }
-            let shape = parameters[name]!.shape
-            var buffers: [String: Tensor] = [:]
-            for (buffer, key) in zip(core.bufferNames, bufferKeys) {
-                let tensor = tensors[key]!
-                if tensor.shape != shape { mismatches.append(.init(key: key, expected: shape, found: tensor.shape)) }
-                buffers[buffer] = tensor
+            buffers[String(key[..<dot]), default: [:]][String(key[key.index(after: dot)...])] = tensor
+        }
+        var parameters: [String: OptimizerState] = [:]
+        for (name, tensors) in buffers {
+            guard let step = steps["\(name).step"]?.values else {
+                throw .malformed(reason: "incomplete state for \(name): no step count")
             }
             guard step.count == 1, step[0] >= 1, let count = Int(exactly: step[0]) else {
                 throw .malformed(reason: "\(name).step is not a positive count")
             }
-            states[name] = OptimizerState(step: count, tensors: buffers)
+            parameters[name] = OptimizerState(step: count, tensors: tensors)
         }
-        if !mismatches.isEmpty { throw .shapeMismatch(mismatches) }
-        let report = LoadReport(loadedKeys: states.keys.sorted(), missingKeys: [], unexpectedKeys: unexpected.sorted())
-        return PreparedOptimizerState(stepCount: stepCount, learningRate: learningRate, states: states, report: report)
+        if let orphan = steps.keys.sorted().first(where: { buffers[String($0.dropLast(".step".count))] == nil }) {
+            throw .malformed(reason: "incomplete state: \(orphan) without buffers")
+        }
+        return OptimizerStateSnapshot(stepCount: stepCount, learningRate: learningRate, parameters: parameters)
     }
 
-    /// Replaces the state with a prepared one: the per-parameter state, the step count, and the
-    /// learning rate (the schedule's at that position, or the saved one without a schedule).
-    func restore(_ state: PreparedOptimizerState) {
-        core.restore(stepCount: state.stepCount, states: state.states)
-        if let schedule {
-            learningRate = schedule.learningRate(at: max(state.stepCount - 1, 0))
-        } else if let rate = state.learningRate {
-            learningRate = rate
+    /// Imports `snapshot` into `optimizer`. State of parameters the optimizer does not have is
+    /// skipped and reported as unexpected, or, with `strict`, throws
+    /// ``CheckpointError/keysDoNotMatch(_:)``; buffers of the wrong shape throw
+    /// ``CheckpointError/shapeMismatch(_:)`` listing all of them. Nothing changes when it throws.
+    @discardableResult
+    static func importing(_ snapshot: OptimizerStateSnapshot, into optimizer: any Optimizer,
+                          strict: Bool) throws(CheckpointError) -> LoadReport {
+        var snapshot = snapshot
+        var unexpected: [String] = [], mismatches: [CheckpointError.ShapeMismatch] = []
+        // Taken before the first refusal (which changes nothing), put back if the import that
+        // finally succeeds (without the refused parameters) must not stand.
+        var previous: OptimizerStateSnapshot?
+        while true {
+            do throws(OptimizerStateError) {
+                try optimizer.importState(snapshot)
+                break
+            } catch .unknownParameter(let name) {
+                let state = snapshot.parameters.removeValue(forKey: name)!
+                unexpected += state.tensors.keys.map { "\(name).\($0)" } + ["\(name).step"]
+                if strict { previous = previous ?? optimizer.exportState() }
+            } catch .shapeMismatch(let name, _, let expected, _) {
+                let state = snapshot.parameters.removeValue(forKey: name)!
+                for (buffer, tensor) in state.tensors where tensor.shape != expected {
+                    mismatches.append(.init(key: "\(name).\(buffer)", expected: expected, found: tensor.shape))
+                }
+                previous = previous ?? optimizer.exportState()
+            } catch {
+                throw .malformed(reason: error.description)
+            }
         }
+        let report = LoadReport(loadedKeys: snapshot.parameters.keys.sorted(), missingKeys: [],
+                                unexpectedKeys: unexpected.sorted())
+        if let previous {
+            do { try optimizer.importState(previous) } catch {
+                preconditionFailure("the optimizer refused its own exported state: \(error)")
+            }
+            if !mismatches.isEmpty { throw .shapeMismatch(mismatches.sorted { $0.key < $1.key }) }
+            throw .keysDoNotMatch(report)
+        }
+        return report
     }
-}
-
-/// Optimizer state read from a file and checked against an optimizer, ready to be restored.
-struct PreparedOptimizerState {
-    let stepCount: Int
-    let learningRate: Float?
-    let states: [String: OptimizerState]
-    /// The parameters that get state, and the keys that belong to no parameter.
-    let report: LoadReport
 }

@@ -127,11 +127,11 @@ public struct TrainingState {
             module.outputAdapter.map { AdapterSettings(path: path, adapter: $0) }
         }
         if let optimizer {
-            let core = try Self.core(of: optimizer)
-            let (tensors, steps) = core.stateTensors()
-            self.optimizer = OptimizerPosition(type: "\(type(of: core))", stepCount: core.stepCount,
-                                               learningRate: core.learningRate)
-            optimizerTensors = tensors.mapValues { $0.contiguousCopy() }
+            let snapshot = optimizer.exportState()    // a copy: the optimizer updates its buffers in place
+            let (tensors, steps) = OptimizerStateEntries.entries(of: snapshot)
+            self.optimizer = OptimizerPosition(type: "\(type(of: optimizer))", stepCount: snapshot.stepCount,
+                                               learningRate: snapshot.learningRate)
+            optimizerTensors = tensors
             optimizerSteps = steps
         } else {
             self.optimizer = nil
@@ -188,7 +188,7 @@ public struct TrainingState {
             let dtype = file.entries[key]!.dtype
             modelDTypes[name] = DType.writable.contains(dtype) ? dtype : .f32
         }
-        let (optimizerTensors, optimizerSteps) = try BuiltInOptimizer.stateEntries(in: file, prefix: Self.optimizerPrefix)
+        let (optimizerTensors, optimizerSteps) = try OptimizerStateEntries.read(in: file, prefix: Self.optimizerPrefix)
         if manifest.optimizer == nil && !(optimizerTensors.isEmpty && optimizerSteps.isEmpty) {
             throw .malformed(reason: "training state: optimizer tensors without an \"optimizer\" entry")
         }
@@ -227,39 +227,45 @@ public struct TrainingState {
     /// when the weights do not fit, ``CheckpointError/incompatibleTrainingState(reason:)``
     /// for any other difference. Without `optimizer`, the saved optimizer state is ignored.
     public func restore(into model: Module, optimizer: (any Optimizer)? = nil) throws(CheckpointError) {
-        var core: BuiltInOptimizer?
+        var savedOptimizer: OptimizerStateSnapshot?
         if let optimizer {
-            core = try Self.core(of: optimizer)
             guard let saved = self.optimizer else {
                 throw .incompatibleTrainingState(reason: "the state was taken without an optimizer")
             }
-            guard saved.type == "\(type(of: core!))" else {
-                throw .incompatibleTrainingState(reason: "the state holds \(saved.type) state, not \(type(of: core!))")
+            guard saved.type == "\(type(of: optimizer))" else {
+                throw .incompatibleTrainingState(reason: "the state holds \(saved.type) state, not \(type(of: optimizer))")
             }
+            savedOptimizer = try OptimizerStateEntries.snapshot(tensors: optimizerTensors, steps: optimizerSteps,
+                                                                stepCount: saved.stepCount, learningRate: saved.learningRate)
         }
         let flags = model.parameters().map { ($0, ParameterSettings($0)) }
         var edits: [StructureEdit] = []
+        var previousOptimizerState: OptimizerStateSnapshot?    // put back when loading the weights fails
         do throws(CheckpointError) {
             try recreateStructure(in: model, edits: &edits)
             try checkStructure(of: model)
-            var optimizerState: PreparedOptimizerState?
-            if let core, let saved = self.optimizer {
-                let prepared = try core.prepareState(tensors: optimizerTensors, steps: optimizerSteps,
-                                                     stepCount: saved.stepCount, learningRate: saved.learningRate)
-                guard prepared.report.unexpectedKeys.isEmpty else {
+            if let optimizer, let savedOptimizer {
+                let current = optimizer.exportState()
+                do {
+                    try OptimizerStateEntries.importing(savedOptimizer, into: optimizer, strict: true)
+                } catch .keysDoNotMatch(let report) {
                     throw .incompatibleTrainingState(reason: "the optimizer has no parameter for the saved state "
-                                                     + prepared.report.unexpectedKeys.joined(separator: ", "))
+                                                     + report.unexpectedKeys.joined(separator: ", "))
                 }
-                optimizerState = prepared
+                previousOptimizerState = current
             }
             try model.loadStateDict(modelState, strict: true)
             // Nothing below throws.
             apply(to: model)
-            if let core, let optimizerState { core.restore(optimizerState) }
             RandomGenerator.current = RandomGenerator(state: randomState)!
         } catch {
             for edit in edits.reversed() { edit.undo(in: model) }
             for (parameter, settings) in flags { settings.apply(to: parameter) }
+            if let optimizer, let previousOptimizerState {
+                do { try optimizer.importState(previousOptimizerState) } catch {
+                    preconditionFailure("the optimizer refused its own exported state: \(error)")
+                }
+            }
             throw error
         }
     }
@@ -332,13 +338,6 @@ public struct TrainingState {
             if let pin = modules[path]!.pinnedMode { module.pin(pin) }
         }
         for (path, module) in all { module.isTraining = modules[path]!.isTraining }
-    }
-
-    private static func core(of optimizer: any Optimizer) throws(CheckpointError) -> BuiltInOptimizer {
-        guard let core = optimizer as? BuiltInOptimizer else {
-            throw .incompatibleTrainingState(reason: "\(type(of: optimizer)) does not expose its state (only SGD, Adam and AdamW do)")
-        }
-        return core
     }
 
     static let modelPrefix = "model.", optimizerPrefix = "optimizer.", manifestKey = "training_state"
@@ -427,7 +426,7 @@ extension TrainingState {
         public var type: String
         /// Completed steps (``Optimizer/stepCount``): where the schedule continues.
         public var stepCount: Int
-        /// The learning rate after the last step (used when the optimizer has no schedule).
+        /// The optimizer's base learning rate, its `lr` (a schedule scales it from the step count).
         public var learningRate: Float
 
         enum CodingKeys: String, CodingKey {

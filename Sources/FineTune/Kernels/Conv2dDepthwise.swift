@@ -142,10 +142,10 @@ enum PhaseRows {
         }
         var x = 0
         while x &+ 16 < n {
-            GEMMSIMD.store(GEMMSIMD.load(src + x, as: V.self), dst + x)
+            VectorMath.store(VectorMath.load(src + x, as: V.self), dst + x)
             x &+= 16
         }
-        GEMMSIMD.store(GEMMSIMD.load(src + (n &- 16), as: V.self), dst + (n &- 16))
+        VectorMath.store(VectorMath.load(src + (n &- 16), as: V.self), dst + (n &- 16))
     }
 
     /// `even[m] = src[2m]`, `odd[m] = src[2m + 1]` for the `n` floats of `src`: 32, 16 and 8 at a time.
@@ -154,19 +154,19 @@ enum PhaseRows {
                            odd: UnsafeMutablePointer<Float>) {
         var x = 0
         while x &+ 32 <= n {
-            let a = GEMMSIMD.load(src + x, as: V.self), b = GEMMSIMD.load(src + (x &+ 16), as: V.self)
-            GEMMSIMD.store(V(lowHalf: a.evenHalf, highHalf: b.evenHalf), even + x >> 1)
-            GEMMSIMD.store(V(lowHalf: a.oddHalf, highHalf: b.oddHalf), odd + x >> 1)
+            let a = VectorMath.load(src + x, as: V.self), b = VectorMath.load(src + (x &+ 16), as: V.self)
+            VectorMath.store(V(lowHalf: a.evenHalf, highHalf: b.evenHalf), even + x >> 1)
+            VectorMath.store(V(lowHalf: a.oddHalf, highHalf: b.oddHalf), odd + x >> 1)
             x &+= 32
         }
         if x &+ 16 <= n {
-            let a = GEMMSIMD.load(src + x, as: V.self)
-            GEMMSIMD.store(a.evenHalf, even + x >> 1); GEMMSIMD.store(a.oddHalf, odd + x >> 1)
+            let a = VectorMath.load(src + x, as: V.self)
+            VectorMath.store(a.evenHalf, even + x >> 1); VectorMath.store(a.oddHalf, odd + x >> 1)
             x &+= 16
         }
         if x &+ 8 <= n {
-            let a = GEMMSIMD.load(src + x, as: SIMD8<Float>.self)
-            GEMMSIMD.store(a.evenHalf, even + x >> 1); GEMMSIMD.store(a.oddHalf, odd + x >> 1)
+            let a = VectorMath.load(src + x, as: SIMD8<Float>.self)
+            VectorMath.store(a.evenHalf, even + x >> 1); VectorMath.store(a.oddHalf, odd + x >> 1)
             x &+= 8
         }
         while x < n {
@@ -180,19 +180,19 @@ enum PhaseRows {
     static func mergePairs(even: UnsafePointer<Float>, odd: UnsafePointer<Float>, _ n: Int, into dst: UnsafeMutablePointer<Float>) {
         var x = 0
         while x &+ 32 <= n {
-            let e = GEMMSIMD.load(even + x >> 1, as: V.self), o = GEMMSIMD.load(odd + x >> 1, as: V.self)
-            GEMMSIMD.store(interleave(e.lowHalf, o.lowHalf), dst + x)
-            GEMMSIMD.store(interleave(e.highHalf, o.highHalf), dst + (x &+ 16))
+            let e = VectorMath.load(even + x >> 1, as: V.self), o = VectorMath.load(odd + x >> 1, as: V.self)
+            VectorMath.store(interleave(e.lowHalf, o.lowHalf), dst + x)
+            VectorMath.store(interleave(e.highHalf, o.highHalf), dst + (x &+ 16))
             x &+= 32
         }
         if x &+ 16 <= n {
-            let e = GEMMSIMD.load(even + x >> 1, as: SIMD8<Float>.self), o = GEMMSIMD.load(odd + x >> 1, as: SIMD8<Float>.self)
-            GEMMSIMD.store(interleave(e, o), dst + x)
+            let e = VectorMath.load(even + x >> 1, as: SIMD8<Float>.self), o = VectorMath.load(odd + x >> 1, as: SIMD8<Float>.self)
+            VectorMath.store(interleave(e, o), dst + x)
             x &+= 16
         }
         if x &+ 8 <= n {
-            let e = GEMMSIMD.load(even + x >> 1, as: SIMD4<Float>.self), o = GEMMSIMD.load(odd + x >> 1, as: SIMD4<Float>.self)
-            GEMMSIMD.store(SIMD8(e[0], o[0], e[1], o[1], e[2], o[2], e[3], o[3]), dst + x)
+            let e = VectorMath.load(even + x >> 1, as: SIMD4<Float>.self), o = VectorMath.load(odd + x >> 1, as: SIMD4<Float>.self)
+            VectorMath.store(SIMD8(e[0], o[0], e[1], o[1], e[2], o[2], e[3], o[3]), dst + x)
             x &+= 8
         }
         while x < n {
@@ -318,7 +318,7 @@ extension Kernels {
                               out: UnsafeMutablePointer<Float>, outStride: Int, rows: Int, n: Int) {
         typealias V = SIMD16<Float>
         @inline(__always) func store(_ v: V, _ to: UnsafeMutablePointer<Float>, _ count: Int) {
-            if count >= 16 { return GEMMSIMD.store(v, to) }
+            if count >= 16 { return VectorMath.store(v, to) }
             for j in 0..<count { to[j] = v[j] }
         }
         var r = 0
@@ -333,10 +333,10 @@ extension Kernels {
                     let plane = i &* planeStride &+ x, w = weights + i &* taps
                     for t in 0..<taps {
                         let wv = V(repeating: w[t]), at = plane &+ offsets[t]
-                        acc0 = GEMMSIMD.multiplyAdd(wv, GEMMSIMD.load(src0 + at, as: V.self), acc0)
-                        acc1 = GEMMSIMD.multiplyAdd(wv, GEMMSIMD.load(src1 + at, as: V.self), acc1)
-                        acc2 = GEMMSIMD.multiplyAdd(wv, GEMMSIMD.load(src2 + at, as: V.self), acc2)
-                        acc3 = GEMMSIMD.multiplyAdd(wv, GEMMSIMD.load(src3 + at, as: V.self), acc3)
+                        acc0 = GEMMSIMD.multiplyAdd(wv, VectorMath.load(src0 + at, as: V.self), acc0)
+                        acc1 = GEMMSIMD.multiplyAdd(wv, VectorMath.load(src1 + at, as: V.self), acc1)
+                        acc2 = GEMMSIMD.multiplyAdd(wv, VectorMath.load(src2 + at, as: V.self), acc2)
+                        acc3 = GEMMSIMD.multiplyAdd(wv, VectorMath.load(src3 + at, as: V.self), acc3)
                     }
                 }
                 store(acc0, out + (r &* outStride &+ x), n &- x)
@@ -382,13 +382,13 @@ extension Kernels {
         typealias V = SIMD16<Float>
         var ox = 0
         while ox < width {
-            var x0 = GEMMSIMD.load(x + (o.0 &+ ox), as: V.self), x1 = GEMMSIMD.load(x + (o.1 &+ ox), as: V.self)
-            var x2 = GEMMSIMD.load(x + (o.2 &+ ox), as: V.self)
+            var x0 = VectorMath.load(x + (o.0 &+ ox), as: V.self), x1 = VectorMath.load(x + (o.1 &+ ox), as: V.self)
+            var x2 = VectorMath.load(x + (o.2 &+ ox), as: V.self)
             if ox &+ 16 > width {
                 x0 = V().replacing(with: x0, where: tail); x1 = V().replacing(with: x1, where: tail)
                 x2 = V().replacing(with: x2, where: tail)
             }
-            let d = GEMMSIMD.load(dy + ox, as: V.self)
+            let d = VectorMath.load(dy + ox, as: V.self)
             a.0 = GEMMSIMD.multiplyAdd(d, x0, a.0)
             a.1 = GEMMSIMD.multiplyAdd(d, x1, a.1)
             a.2 = GEMMSIMD.multiplyAdd(d, x2, a.2)

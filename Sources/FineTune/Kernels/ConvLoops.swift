@@ -11,7 +11,7 @@ enum ConvLoops {
         if n > 64 { dst.update(repeating: 0, count: n); return }
         var i = 0
         while i &+ 8 <= n {
-            UnsafeMutableRawPointer(dst + i).storeBytes(of: V(), as: V.self)
+            VectorMath.store(V(), dst + i)
             i &+= 8
         }
         // The last 0-7 floats as 4 + 2 + 1 straight-line stores: a scalar loop here becomes a
@@ -28,8 +28,8 @@ enum ConvLoops {
         if n > 256 { dst.update(from: src, count: n); return }
         var i = 0
         while i &+ 8 <= n {
-            let v = UnsafeRawPointer(src + i).loadUnaligned(as: V.self)
-            UnsafeMutableRawPointer(dst + i).storeBytes(of: v, as: V.self)
+            let v = VectorMath.load(src + i, as: V.self)
+            VectorMath.store(v, dst + i)
             i &+= 8
         }
         // The tail as straight-line 4 + 2 + 1 moves (a scalar loop becomes a memmove call).
@@ -51,8 +51,8 @@ enum ConvLoops {
         let b = V(repeating: value)
         var i = 0
         while i &+ 8 <= n {
-            let v = UnsafeRawPointer(src + i).loadUnaligned(as: V.self)
-            UnsafeMutableRawPointer(dst + i).storeBytes(of: v + b, as: V.self)
+            let v = VectorMath.load(src + i, as: V.self)
+            VectorMath.store(v + b, dst + i)
             i &+= 8
         }
         while i < n { dst[i] = src[i] + value; i &+= 1 }
@@ -63,7 +63,7 @@ enum ConvLoops {
         let v = V(repeating: value)
         var i = 0
         while i &+ 8 <= n {
-            UnsafeMutableRawPointer(dst + i).storeBytes(of: v, as: V.self)
+            VectorMath.store(v, dst + i)
             i &+= 8
         }
         while i < n { dst[i] = value; i &+= 1 }
@@ -75,9 +75,9 @@ enum ConvLoops {
         let av = V(repeating: a)
         var i = 0
         while i &+ 8 <= n {
-            let xv = UnsafeRawPointer(x + i).loadUnaligned(as: V.self)
-            let yv = UnsafeRawPointer(y + i).loadUnaligned(as: V.self)
-            UnsafeMutableRawPointer(y + i).storeBytes(of: GEMMSIMD.multiplyAdd(av, xv, yv), as: V.self)
+            let xv = VectorMath.load(x + i, as: V.self)
+            let yv = VectorMath.load(y + i, as: V.self)
+            VectorMath.store(GEMMSIMD.multiplyAdd(av, xv, yv), y + i)
             i &+= 8
         }
         while i < n { y[i] += a * x[i]; i &+= 1 }
@@ -98,8 +98,8 @@ enum ConvLoops {
         if stride == 1 {
             var acc = V()
             while i &+ 8 <= n {
-                let xv = UnsafeRawPointer(x + i).loadUnaligned(as: V.self)
-                let yv = UnsafeRawPointer(y + i).loadUnaligned(as: V.self)
+                let xv = VectorMath.load(x + i, as: V.self)
+                let yv = VectorMath.load(y + i, as: V.self)
                 acc = GEMMSIMD.multiplyAdd(xv, yv, acc)
                 i &+= 8
             }
@@ -129,9 +129,9 @@ enum ConvLoops {
     static func accumulate(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
         var i = 0
         while i &+ 8 <= n {
-            let a = UnsafeRawPointer(dst + i).loadUnaligned(as: V.self)
-            let b = UnsafeRawPointer(src + i).loadUnaligned(as: V.self)
-            UnsafeMutableRawPointer(dst + i).storeBytes(of: a + b, as: V.self)
+            let a = VectorMath.load(dst + i, as: V.self)
+            let b = VectorMath.load(src + i, as: V.self)
+            VectorMath.store(a + b, dst + i)
             i &+= 8
         }
         while i < n { dst[i] += src[i]; i &+= 1 }

@@ -92,14 +92,14 @@ enum GEMMDirect {
                                columns: Int, out: UnsafeMutablePointer<Float>) {
         let r0 = m, r1 = m + ld, r2 = m + 2 &* ld, r3 = m + 3 &* ld
         @inline(__always) func update<W: SIMD>(_: W.Type, _ j: Int) where W.Scalar == Float {
-            var s = GEMMSIMD.load(out + j, as: W.self)
-            s = GEMMSIMD.multiplyAdd(W(repeating: x[0]), GEMMSIMD.load(r0 + j, as: W.self), s)
+            var s = VectorMath.load(out + j, as: W.self)
+            s = GEMMSIMD.multiplyAdd(W(repeating: x[0]), VectorMath.load(r0 + j, as: W.self), s)
             if rows == 4 {
-                s = GEMMSIMD.multiplyAdd(W(repeating: x[1]), GEMMSIMD.load(r1 + j, as: W.self), s)
-                s = GEMMSIMD.multiplyAdd(W(repeating: x[2]), GEMMSIMD.load(r2 + j, as: W.self), s)
-                s = GEMMSIMD.multiplyAdd(W(repeating: x[3]), GEMMSIMD.load(r3 + j, as: W.self), s)
+                s = GEMMSIMD.multiplyAdd(W(repeating: x[1]), VectorMath.load(r1 + j, as: W.self), s)
+                s = GEMMSIMD.multiplyAdd(W(repeating: x[2]), VectorMath.load(r2 + j, as: W.self), s)
+                s = GEMMSIMD.multiplyAdd(W(repeating: x[3]), VectorMath.load(r3 + j, as: W.self), s)
             }
-            GEMMSIMD.store(s, out + j)
+            VectorMath.store(s, out + j)
         }
         var j = 0
         while j &+ 16 <= columns {
@@ -152,11 +152,11 @@ enum GEMMDirect {
         var s0 = V(), s1 = V(), s2 = V(), s3 = V()
         var p = 0
         while p &+ 16 <= depth {
-            let xv = GEMMSIMD.load(x + p, as: V.self)
-            s0 = GEMMSIMD.multiplyAdd(GEMMSIMD.load(r0 + p, as: V.self), xv, s0)
-            s1 = GEMMSIMD.multiplyAdd(GEMMSIMD.load(r1 + p, as: V.self), xv, s1)
-            s2 = GEMMSIMD.multiplyAdd(GEMMSIMD.load(r2 + p, as: V.self), xv, s2)
-            s3 = GEMMSIMD.multiplyAdd(GEMMSIMD.load(r3 + p, as: V.self), xv, s3)
+            let xv = VectorMath.load(x + p, as: V.self)
+            s0 = GEMMSIMD.multiplyAdd(VectorMath.load(r0 + p, as: V.self), xv, s0)
+            s1 = GEMMSIMD.multiplyAdd(VectorMath.load(r1 + p, as: V.self), xv, s1)
+            s2 = GEMMSIMD.multiplyAdd(VectorMath.load(r2 + p, as: V.self), xv, s2)
+            s3 = GEMMSIMD.multiplyAdd(VectorMath.load(r3 + p, as: V.self), xv, s3)
             p &+= 16
         }
         var t0: Float = 0, t1: Float = 0, t2: Float = 0, t3: Float = 0

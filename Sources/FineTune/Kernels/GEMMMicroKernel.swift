@@ -94,7 +94,7 @@ enum GEMMTile {
         let nr = c0.scalarCount
         var pa = a, pb = b
         for _ in 0..<depth {
-            let row = GEMMSIMD.load(pb, as: V.self)
+            let row = VectorMath.load(pb, as: V.self)
             c0 = GEMMSIMD.multiplyAdd(V(repeating: pa[0]), row, c0)
             c1 = GEMMSIMD.multiplyAdd(V(repeating: pa[1]), row, c1)
             c2 = GEMMSIMD.multiplyAdd(V(repeating: pa[2]), row, c2)
@@ -135,7 +135,7 @@ enum GEMMTile {
         var c11a = V(), c11b = V()
         var pa = a, pb = b
         for _ in 0..<depth {
-            let b0 = GEMMSIMD.load(pb, as: V.self), b1 = GEMMSIMD.load(pb + 16, as: V.self)
+            let b0 = VectorMath.load(pb, as: V.self), b1 = VectorMath.load(pb + 16, as: V.self)
             c0a = GEMMSIMD.multiplyAdd(V(repeating: pa[0]), b0, c0a)
             c0b = GEMMSIMD.multiplyAdd(V(repeating: pa[0]), b1, c0b)
             c1a = GEMMSIMD.multiplyAdd(V(repeating: pa[1]), b0, c1a)

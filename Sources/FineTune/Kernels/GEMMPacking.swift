@@ -78,7 +78,7 @@ enum GEMMPacking {
         for _ in 0..<steps {
             var x = 0
             while x &+ 8 <= width {
-                GEMMSIMD.store(GEMMSIMD.load(s + x, as: SIMD8<Float>.self), d + x)
+                VectorMath.store(VectorMath.load(s + x, as: SIMD8<Float>.self), d + x)
                 x &+= 8
             }
             GEMMSIMD.copyPrefix(count: width &- x, from: s + x, to: d + x)
@@ -124,7 +124,7 @@ enum GEMMPacking {
     static func transposeBlock(rows: Int, src: UnsafePointer<Float>, ld: Int,
                                dst: UnsafeMutablePointer<Float>, width: Int) {
         @inline(__always) func row(_ i: Int) -> SIMD8<Float> {
-            i < rows ? GEMMSIMD.load(src + i &* ld, as: SIMD8<Float>.self) : SIMD8()
+            i < rows ? VectorMath.load(src + i &* ld, as: SIMD8<Float>.self) : SIMD8()
         }
         var r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3)
         var r4 = row(4), r5 = row(5), r6 = row(6), r7 = row(7)

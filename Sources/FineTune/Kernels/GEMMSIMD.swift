@@ -1,4 +1,4 @@
-// SIMD building blocks shared by the SGEMM files: unaligned loads and stores, multiply-add
+// SIMD building blocks shared by the SGEMM files (loads and stores are VectorMath's): multiply-add
 // (fused only where the build target has FMA), a horizontal sum with a fixed order, and an
 // 8 x 8 transpose used by the packing routines.
 //
@@ -9,26 +9,14 @@
 enum GEMMSIMD {
     // MARK: Memory
 
-    /// Loads `V.scalarCount` floats from `p` (no alignment requirement).
-    @inline(__always)
-    static func load<V: SIMD>(_ p: UnsafePointer<Float>, as _: V.Type = V.self) -> V where V.Scalar == Float {
-        UnsafeRawPointer(p).loadUnaligned(as: V.self)
-    }
-
-    /// Stores all lanes of `v` at `p` (no alignment requirement).
-    @inline(__always)
-    static func store<V: SIMD>(_ v: V, _ p: UnsafeMutablePointer<Float>) where V.Scalar == Float {
-        UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
-    }
-
     /// Stores the first `count` (1...8) lanes of `v`. `count` is a constant at every call site,
     /// so the branches fold away.
     @inline(__always)
     static func storePrefix(_ v: SIMD8<Float>, count: Int, _ p: UnsafeMutablePointer<Float>) {
-        if count == 8 { store(v, p); return }
+        if count == 8 { VectorMath.store(v, p); return }
         var rest = count, q = p, half = v.lowHalf
-        if rest >= 4 { store(half, q); rest -= 4; q += 4; half = v.highHalf }
-        if rest >= 2 { store(half.lowHalf, q); rest -= 2; q += 2; half.lowHalf = half.highHalf }
+        if rest >= 4 { VectorMath.store(half, q); rest -= 4; q += 4; half = v.highHalf }
+        if rest >= 2 { VectorMath.store(half.lowHalf, q); rest -= 2; q += 2; half.lowHalf = half.highHalf }
         if rest == 1 { q.pointee = half[0] }
     }
 
@@ -36,8 +24,8 @@ enum GEMMSIMD {
     @inline(__always)
     static func copyPrefix(count: Int, from src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>) {
         var rest = count, s = src, d = dst
-        if rest >= 4 { store(load(s, as: SIMD4<Float>.self), d); rest -= 4; s += 4; d += 4 }
-        if rest >= 2 { store(load(s, as: SIMD2<Float>.self), d); rest -= 2; s += 2; d += 2 }
+        if rest >= 4 { VectorMath.store(VectorMath.load(s, as: SIMD4<Float>.self), d); rest -= 4; s += 4; d += 4 }
+        if rest >= 2 { VectorMath.store(VectorMath.load(s, as: SIMD2<Float>.self), d); rest -= 2; s += 2; d += 2 }
         if rest == 1 { d.pointee = s.pointee }
     }
 
@@ -61,9 +49,9 @@ enum GEMMSIMD {
     static func update<V: SIMD>(_ acc: V, _ c: UnsafeMutablePointer<Float>, alpha: Float, beta: Float)
     where V.Scalar == Float {
         if beta == 0 {
-            store(acc * alpha, c)
+            VectorMath.store(acc * alpha, c)
         } else {
-            store(acc * alpha + load(c, as: V.self) * beta, c)
+            VectorMath.store(acc * alpha + VectorMath.load(c, as: V.self) * beta, c)
         }
     }
 

@@ -20,7 +20,7 @@ extension Kernels {
                 if let w = ws.value {
                     VectorMath.scaleByWeight(row, w, out, cols, inv)
                 } else {
-                    VectorMath.lanes(row, out, cols, ScaledOp(s: inv))
+                    VectorMath.lanes(row, out, cols, ScaleOp(alpha: inv))
                 }
             }
         }
@@ -240,12 +240,6 @@ extension VectorMath {
 // The element-wise steps as lane ops: specialised structs always inline, closures sometimes stay calls.
 
 /// x * s.
-private struct ScaledOp: LaneOp {
-    let s: Float
-    @inline(__always) func vector(_ x: VectorMath.V) -> VectorMath.V { x * s }
-    @inline(__always) func scalar(_ x: Float) -> Float { x * s }
-}
-
 /// (x * s) * w.
 private struct ScaledProductOp: LaneOp2 {
     let s: Float

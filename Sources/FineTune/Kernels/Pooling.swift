@@ -172,16 +172,16 @@ extension Kernels {
         for oy in 0..<oh {
             let rowStart = 2 &* oy &* w, out = oy &* ow
             @inline(__always) func load16(_ i: Int) -> SIMD16<Float> {
-                UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<Float>.self)
+                VectorMath.load(src + i, as: SIMD16<Float>.self)
             }
             @inline(__always) func load8Twice(_ i: Int) -> SIMD16<Float> {
-                let half = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD8<Float>.self)
+                let half = VectorMath.load(src + i, as: SIMD8<Float>.self)
                 return SIMD16(lowHalf: half, highHalf: half)
             }
             @inline(__always) func eight(_ ox: Int) {
                 let i0 = rowStart &+ 2 &* ox
                 let r = reducer.windows(top: load16(i0), bottom: load16(i0 &+ w), width: w)
-                UnsafeMutableRawPointer(dst + (out &+ ox)).storeBytes(of: r.values, as: SIMD8<Float>.self)
+                VectorMath.store(r.values, dst + (out &+ ox))
                 if let idx {
                     let at = pairs &+ Int32(truncatingIfNeeded: i0) &+ r.offset
                     UnsafeMutableRawPointer(idx + (out &+ ox)).storeBytes(of: at, as: SIMD8<Int32>.self)
@@ -190,7 +190,7 @@ extension Kernels {
             @inline(__always) func four(_ ox: Int) {
                 let i0 = rowStart &+ 2 &* ox
                 let r = reducer.windows(top: load8Twice(i0), bottom: load8Twice(i0 &+ w), width: w)
-                UnsafeMutableRawPointer(dst + (out &+ ox)).storeBytes(of: r.values.lowHalf, as: SIMD4<Float>.self)
+                VectorMath.store(r.values.lowHalf, dst + (out &+ ox))
                 if let idx {
                     let at = pairs.lowHalf &+ Int32(truncatingIfNeeded: i0) &+ r.offset.lowHalf
                     UnsafeMutableRawPointer(idx + (out &+ ox)).storeBytes(of: at, as: SIMD4<Int32>.self)
@@ -254,7 +254,7 @@ extension Kernels {
                                     at.replace(with: PoolLanes.indices(i, stride: g.strideW), where: wins)
                                 }
                             }
-                            UnsafeMutableRawPointer(dst + o).storeBytes(of: best, as: PoolLanes.V.self)
+                            VectorMath.store(best, dst + o)
                             if let idx { UnsafeMutableRawPointer(idx + o).storeBytes(of: at, as: PoolLanes.VI.self) }
                             ox += PoolLanes.width
                             continue
@@ -349,7 +349,7 @@ extension Kernels {
                             }
                             let count = (countIncludePad ? g.paddedRows(oy) : ys.hi - ys.lo) * g.kernelWidth
                             let mean = sum / PoolLanes.V(repeating: Float(count))
-                            UnsafeMutableRawPointer(dst).storeBytes(of: mean, as: PoolLanes.V.self)
+                            VectorMath.store(mean, dst)
                             dst += PoolLanes.width; ox += PoolLanes.width
                             continue
                         }
@@ -475,8 +475,8 @@ extension Kernels {
         let r = V(repeating: rowFactor), one = V(repeating: 1)
         var x = 0
         while x &+ 8 <= n {
-            let product = r * GEMMSIMD.load(columnFactors + x, as: V.self)
-            GEMMSIMD.store(GEMMSIMD.load(dy + x, as: V.self) / product.replacing(with: one, where: product .< one), shares + x)
+            let product = r * VectorMath.load(columnFactors + x, as: V.self)
+            VectorMath.store(VectorMath.load(dy + x, as: V.self) / product.replacing(with: one, where: product .< one), shares + x)
             x &+= 8
         }
         while x < n {
@@ -555,7 +555,7 @@ extension Kernels {
             let row = src + iy * width + columns.lowerBound
             var i = 0
             while i < vectorCount {
-                acc += UnsafeRawPointer(row + i).loadUnaligned(as: V.self)
+                acc += VectorMath.load(row + i, as: V.self)
                 i &+= 8
             }
             while i < n { tail += row[i]; i &+= 1 }
@@ -580,8 +580,8 @@ enum PoolLanes {
     /// `p[l * stride]` for the 8 lanes `l` (stride 2 reads 16 floats and keeps the even ones).
     @inline(__always)
     static func load(_ p: UnsafePointer<Float>, stride: Int) -> V {
-        if stride == 1 { return UnsafeRawPointer(p).loadUnaligned(as: V.self) }
-        return UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self).evenHalf
+        if stride == 1 { return VectorMath.load(p, as: V.self) }
+        return VectorMath.load(p, as: SIMD16<Float>.self).evenHalf
     }
 
     /// `first + l * stride` for the 8 lanes `l`.

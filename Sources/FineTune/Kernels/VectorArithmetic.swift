@@ -22,22 +22,10 @@ extension Kernels {
         VectorMath.lanes2(a, b, out, count, AddOp())
     }
 
-    /// out = a - b.
-    public static func sub(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                           count: Int) {
-        VectorMath.map2(a, b, out, count) { $0 - $1 }
-    }
-
     /// out = a * b.
     public static func mul(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
                            count: Int) {
         VectorMath.lanes2(a, b, out, count, MultiplyOp())
-    }
-
-    /// out = a / b (IEEE division, not multiplication by a reciprocal).
-    public static func div(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                           count: Int) {
-        VectorMath.map2(a, b, out, count) { $0 / $1 }
     }
 
     // MARK: Scalar elementwise
@@ -48,42 +36,7 @@ extension Kernels {
         VectorMath.lanes(x, out, count, AddScalarOp(value: scalar))
     }
 
-    /// out = x - scalar.
-    public static func subScalar(_ x: UnsafePointer<Float>, _ scalar: Float, _ out: UnsafeMutablePointer<Float>,
-                                 count: Int) {
-        VectorMath.map(x, out, count) { $0 - scalar }
-    }
-
-    /// out = scalar - x.
-    public static func rsubScalar(_ x: UnsafePointer<Float>, _ scalar: Float, _ out: UnsafeMutablePointer<Float>,
-                                  count: Int) {
-        VectorMath.map(x, out, count) { scalar - $0 }
-    }
-
-    /// out = x * scalar.
-    public static func mulScalar(_ x: UnsafePointer<Float>, _ scalar: Float, _ out: UnsafeMutablePointer<Float>,
-                                 count: Int) {
-        VectorMath.map(x, out, count) { $0 * scalar }
-    }
-
-    /// out = x / scalar (IEEE division per element).
-    public static func divScalar(_ x: UnsafePointer<Float>, _ scalar: Float, _ out: UnsafeMutablePointer<Float>,
-                                 count: Int) {
-        VectorMath.map(x, out, count) { $0 / scalar }
-    }
-
-    // MARK: Unary elementwise
-
-    /// out = -x (flips the sign bit, so -(0) = -0 as with scalar negation).
-    public static func vNeg(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int) {
-        // Not `-$0`: the stdlib's SIMD negation is `0 - x`, which maps 0 to +0.
-        VectorMath.lanes(x, out, count, NegateOp())
-    }
-
-    /// out = x * x.
-    public static func vSquare(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int) {
-        VectorMath.map(x, out, count) { $0 * $0 }
-    }
+    // MARK: Activations
 
     /// out = max(x, 0); NaN stays NaN.
     public static func relu(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int) {
@@ -99,14 +52,8 @@ extension Kernels {
     }
 }
 
-/// -x by flipping the sign bit (0 -> -0, as PyTorch).
-private struct NegateOp: LaneOp {
-    @inline(__always) func vector(_ v: VectorMath.V) -> VectorMath.V { VectorMath.float(VectorMath.bits(v) ^ 0x8000_0000) }
-    @inline(__always) func scalar(_ x: Float) -> Float { -x }
-}
-
 /// max(x, 0) with NaN kept: clears the lanes where x < 0.
-private struct ReLUOp: LaneOp {
+struct ReLUOp: LaneOp {
     @inline(__always) func vector(_ v: VectorMath.V) -> VectorMath.V {
         VectorMath.float(VectorMath.bits(v) & ~VectorMath.maskBits(v .< 0))
     }
@@ -114,7 +61,7 @@ private struct ReLUOp: LaneOp {
 }
 
 /// x > 0 ? g : 0.
-private struct ReLUGradOp: LaneOp2 {
+struct ReLUGradOp: LaneOp2 {
     @inline(__always) func vector(_ x: VectorMath.V, _ g: VectorMath.V) -> VectorMath.V {
         VectorMath.float(VectorMath.bits(g) & VectorMath.maskBits(x .> 0))
     }
@@ -122,27 +69,42 @@ private struct ReLUGradOp: LaneOp2 {
 }
 
 /// alpha * x.
-private struct ScaleOp: LaneOp {
+struct ScaleOp: LaneOp {
     let alpha: Float
     @inline(__always) func vector(_ v: VectorMath.V) -> VectorMath.V { v * alpha }
     @inline(__always) func scalar(_ x: Float) -> Float { x * alpha }
 }
 
-/// a + b (a lane op: called from the attention and normalisation kernels, the closure form was
-/// left as a call per vector where it was inlined).
-private struct AddOp: LaneOp2 {
+// The arithmetic lane ops, shared by these kernels, the broadcasting rows of binary tensor ops
+// (`Broadcasting.binary`) and the optimizers. Lane ops rather than closures: a closure form was
+// left as a call per vector where it was inlined.
+
+/// a + b.
+struct AddOp: LaneOp2 {
     @inline(__always) func vector(_ a: VectorMath.V, _ b: VectorMath.V) -> VectorMath.V { a + b }
     @inline(__always) func scalar(_ a: Float, _ b: Float) -> Float { a + b }
 }
 
+/// a - b.
+struct SubtractOp: LaneOp2 {
+    @inline(__always) func vector(_ a: VectorMath.V, _ b: VectorMath.V) -> VectorMath.V { a - b }
+    @inline(__always) func scalar(_ a: Float, _ b: Float) -> Float { a - b }
+}
+
 /// a * b.
-private struct MultiplyOp: LaneOp2 {
+struct MultiplyOp: LaneOp2 {
     @inline(__always) func vector(_ a: VectorMath.V, _ b: VectorMath.V) -> VectorMath.V { a * b }
     @inline(__always) func scalar(_ a: Float, _ b: Float) -> Float { a * b }
 }
 
+/// a / b (IEEE division, not multiplication by a reciprocal).
+struct DivideOp: LaneOp2 {
+    @inline(__always) func vector(_ a: VectorMath.V, _ b: VectorMath.V) -> VectorMath.V { a / b }
+    @inline(__always) func scalar(_ a: Float, _ b: Float) -> Float { a / b }
+}
+
 /// x + scalar.
-private struct AddScalarOp: LaneOp {
+struct AddScalarOp: LaneOp {
     let value: Float
     @inline(__always) func vector(_ v: VectorMath.V) -> VectorMath.V { v + value }
     @inline(__always) func scalar(_ x: Float) -> Float { x + value }

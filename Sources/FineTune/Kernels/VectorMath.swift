@@ -1,3 +1,7 @@
+#if arch(x86_64) && canImport(_Builtin_intrinsics.intel)
+import _Builtin_intrinsics.intel
+#endif
+
 // Vectorized transcendental and activation kernels (exp, log, tanh, sigmoid, erf, GELU).
 //
 // Every kernel walks its input in `SIMD16<Float>` steps (two ymm registers on AVX2, one zmm
@@ -20,16 +24,19 @@ enum VectorMath {
     typealias VI = SIMD16<Int32>
     typealias VU = SIMD16<UInt32>
 
-    // MARK: Memory
+    // MARK: Memory (the one unaligned load and store of the vector kernels)
 
+    /// Loads `W.scalarCount` floats from `p` (no alignment requirement); `W` is inferred from
+    /// the use or given with `as:` (GEMM and the optimizers use narrower vectors).
     @inline(__always)
-    static func load(_ p: UnsafePointer<Float>) -> V {
-        UnsafeRawPointer(p).loadUnaligned(as: V.self)
+    static func load<W: SIMD>(_ p: UnsafePointer<Float>, as _: W.Type = W.self) -> W where W.Scalar == Float {
+        UnsafeRawPointer(p).loadUnaligned(as: W.self)
     }
 
+    /// Stores all lanes of `v` at `p` (no alignment requirement).
     @inline(__always)
-    static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) {
-        UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
+    static func store<W: SIMD>(_ v: W, _ p: UnsafeMutablePointer<Float>) where W.Scalar == Float {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: W.self)
     }
 
     /// Loads `n < 16` floats; the remaining lanes hold `pad`.
@@ -63,6 +70,18 @@ enum VectorMath {
     @inline(__always)
     static func fma(_ a: V, _ b: V, _ c: Float) -> V {
         fma(a, b, V(repeating: c))
+    }
+
+    /// Lane-wise IEEE square root of 8 lanes. On Linux, `Float.squareRoot()` compiles to a
+    /// `sqrtf` call (errno semantics) that the compiler cannot vectorise, so x86-64 uses SSE's
+    /// `sqrtps` (baseline x86-64; the same correctly rounded result).
+    @inline(__always)
+    static func squareRoot(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        #if arch(x86_64) && canImport(_Builtin_intrinsics.intel)
+        return SIMD8(lowHalf: _mm_sqrt_ps(x.lowHalf), highHalf: _mm_sqrt_ps(x.highHalf))
+        #else
+        return x.squareRoot()
+        #endif
     }
 
     @inline(__always)
@@ -289,6 +308,8 @@ enum VectorMath {
                     let inTail = i == full
                     let src = inTail ? UnsafeRawPointer(tailIn) : UnsafeRawPointer(x + i)
                     let dst = inTail ? UnsafeMutableRawPointer(tailOut) : UnsafeMutableRawPointer(y + i)
+                    // Raw loads and stores here, not `load`/`store`: this body is inlined into large
+                    // callers (SiLU), and the extra generic calls made the inliner leave `f` a call.
                     dst.storeBytes(of: f(src.loadUnaligned(as: V.self)), as: V.self)
                     i &+= 16
                 }
@@ -305,7 +326,7 @@ enum VectorMath {
     static func lanes<Op: LaneOp>(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int, _ op: Op) {
         var i = 0
         while i &+ 16 <= count {
-            UnsafeMutableRawPointer(y + i).storeBytes(of: op.vector(UnsafeRawPointer(x + i).loadUnaligned(as: V.self)), as: V.self)
+            store(op.vector(load(x + i)), y + i)
             i &+= 16
         }
         while i < count { y[i] = op.scalar(x[i]); i &+= 1 }
@@ -317,11 +338,36 @@ enum VectorMath {
                                     _ count: Int, _ op: Op) {
         var i = 0
         while i &+ 16 <= count {
-            let va = UnsafeRawPointer(a + i).loadUnaligned(as: V.self), vb = UnsafeRawPointer(b + i).loadUnaligned(as: V.self)
-            UnsafeMutableRawPointer(out + i).storeBytes(of: op.vector(va, vb), as: V.self)
+            store(op.vector(load(a + i), load(b + i)), out + i)
             i &+= 16
         }
         while i < count { out[i] = op.scalar(a[i], b[i]); i &+= 1 }
+    }
+
+    /// out[i] = Op(a[i], b) with the right operand one broadcast scalar; see `lanes`.
+    @inline(__always)
+    static func lanes2<Op: LaneOp2>(_ a: UnsafePointer<Float>, scalar b: Float, _ out: UnsafeMutablePointer<Float>,
+                                    _ count: Int, _ op: Op) {
+        let vb = V(repeating: b)
+        var i = 0
+        while i &+ 16 <= count {
+            store(op.vector(load(a + i), vb), out + i)
+            i &+= 16
+        }
+        while i < count { out[i] = op.scalar(a[i], b); i &+= 1 }
+    }
+
+    /// out[i] = Op(a, b[i]) with the left operand one broadcast scalar; see `lanes`.
+    @inline(__always)
+    static func lanes2<Op: LaneOp2>(scalar a: Float, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                                    _ count: Int, _ op: Op) {
+        let va = V(repeating: a)
+        var i = 0
+        while i &+ 16 <= count {
+            store(op.vector(va, load(b + i)), out + i)
+            i &+= 16
+        }
+        while i < count { out[i] = op.scalar(a, b[i]); i &+= 1 }
     }
 
     /// out[i] = f(a[i], b[i]); same structure as `map`.
@@ -342,6 +388,7 @@ enum VectorMath {
                         let srcA = inTail ? UnsafeRawPointer(tailA) : UnsafeRawPointer(a + i)
                         let srcB = inTail ? UnsafeRawPointer(tailB) : UnsafeRawPointer(b + i)
                         let dst = inTail ? UnsafeMutableRawPointer(tailOut) : UnsafeMutableRawPointer(out + i)
+                        // Raw loads and stores, as in `map`.
                         dst.storeBytes(of: f(srcA.loadUnaligned(as: V.self), srcB.loadUnaligned(as: V.self)),
                                        as: V.self)
                         i &+= 16

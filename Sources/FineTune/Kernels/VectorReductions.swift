@@ -71,7 +71,7 @@ extension VectorMath {
     struct SquaredDeviationTerm: VectorSumTerm {
         let x: UnsafePointer<Float>, shift: Float, scale: Float
         @inline(__always) func adding(to acc: V, at i: Int) -> V {
-            let d = (load(x + i) - shift) * scale
+            let d = (load(x + i, as: V.self) - shift) * scale
             return fma(d, d, acc)
         }
         @inline(__always) func addingPartial(to acc: V, at i: Int, count n: Int) -> V {
@@ -133,7 +133,7 @@ extension Kernels {
                         let row = x + (i &* rowStride &+ c)
                         var j = 0
                         while j &+ 16 <= width {
-                            VectorMath.store(VectorMath.load(partial + j) + VectorMath.load(row + j), partial + j)
+                            VectorMath.store(VectorMath.load(partial + j, as: VectorMath.V.self) + VectorMath.load(row + j, as: VectorMath.V.self), partial + j)
                             j &+= 16
                         }
                         while j < width { partial[j] += row[j]; j &+= 1 }
@@ -160,13 +160,13 @@ extension Kernels {
         var n0 = VU(), n1 = VU()
         var i = 0
         while i &+ 32 <= count {
-            let v0 = VectorMath.load(x + i), v1 = VectorMath.load(x + (i &+ 16))
+            let v0 = VectorMath.load(x + i, as: V.self), v1 = VectorMath.load(x + (i &+ 16), as: V.self)
             m0 = fold(m0, v0); m1 = fold(m1, v1)
             n0 |= nanBits(v0); n1 |= nanBits(v1)
             i &+= 32
         }
         if i &+ 16 <= count {
-            let v = VectorMath.load(x + i)
+            let v = VectorMath.load(x + i, as: V.self)
             m0 = fold(m0, v)
             n0 |= nanBits(v)
             i &+= 16

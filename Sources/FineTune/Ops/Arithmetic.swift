@@ -4,13 +4,13 @@
 extension Tensor {
     /// `self + other`, broadcasting.
     public func adding(_ other: Tensor) -> Tensor {
-        let out = Broadcasting.binary(self, other, op: "add", AddFunction.self)
+        let out = Broadcasting.binary(self, other, op: "add", AddOp())
         return Tensor.record(out, op: "add", inputs: [self, other]) { g, _ in [g, g] }
     }
 
     /// `self - other`, broadcasting.
     public func subtracting(_ other: Tensor) -> Tensor {
-        let out = Broadcasting.binary(self, other, op: "sub", SubtractFunction.self)
+        let out = Broadcasting.binary(self, other, op: "sub", SubtractOp())
         return Tensor.record(out, op: "sub", inputs: [self, other]) { g, needs in
             [g, needs[1] ? g.negated() : nil]
         }
@@ -18,7 +18,7 @@ extension Tensor {
 
     /// `self * other` elementwise, broadcasting.
     public func multiplying(_ other: Tensor) -> Tensor {
-        let out = Broadcasting.binary(self, other, op: "mul", MultiplyFunction.self)
+        let out = Broadcasting.binary(self, other, op: "mul", MultiplyOp())
         let a = detached(), b = other.detached()
         return Tensor.record(out, op: "mul", inputs: [self, other]) { g, needs in
             [needs[0] ? g.multiplying(b) : nil, needs[1] ? g.multiplying(a) : nil]
@@ -27,7 +27,7 @@ extension Tensor {
 
     /// `self / other` elementwise, broadcasting.
     public func dividing(_ other: Tensor) -> Tensor {
-        let out = Broadcasting.binary(self, other, op: "div", DivideFunction.self)
+        let out = Broadcasting.binary(self, other, op: "div", DivideOp())
         let a = detached(), b = other.detached()
         return Tensor.record(out, op: "div", inputs: [self, other]) { g, needs in
             [needs[0] ? g.dividing(b) : nil,

@@ -29,7 +29,7 @@ extension Tensor {
                                    value: @escaping (Float) -> Float, slope: @escaping (Float) -> Float) -> Tensor {
         Shape.check(prediction.shape == target.shape, op: op, shapes: [prediction.shape, target.shape],
                     "prediction and target must have the same shape")
-        let d = Broadcasting.binary(prediction.detached(), target.detached(), op: op, SubtractFunction.self)
+        let d = Broadcasting.binary(prediction.detached(), target.detached(), op: op, SubtractOp())
         let terms = Tensor.record(Broadcasting.unary(d, value), op: op, inputs: [prediction, target]) { g, needs in
             let dp = zipMap(g, d, d) { g, d, _ in g * slope(d) }
             return [needs[0] ? dp : nil, needs[1] ? dp.negated() : nil]

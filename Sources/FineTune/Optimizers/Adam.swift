@@ -3,7 +3,7 @@ import Foundation
 /// Adam with coupled L2 weight decay: exactly the algorithm of `torch.optim.Adam`
 /// (`amsgrad=False`).
 ///
-/// For each trainable parameter with a gradient, with `lr = learningRate * lrMultiplier` and
+/// For each trainable parameter with a gradient, with `lr = learningRate(at: stepCount) * lrMultiplier` (the scheduled rate) and
 /// `t` the parameter's own step count (so a parameter whose state was reset starts its bias
 /// correction at 1, like a fresh PyTorch state):
 ///
@@ -73,14 +73,14 @@ public class Adam: BuiltInOptimizer {
 /// Adam with decoupled weight decay: exactly the algorithm of `torch.optim.AdamW`.
 ///
 /// Before the Adam update (without L2 term), each parameter decays by its own effective
-/// learning rate: `p -= lr * weightDecay * p`, with `lr = learningRate * lrMultiplier` and
+/// learning rate: `p -= lr * weightDecay * p`, with `lr = learningRate(at: stepCount) * lrMultiplier` (the scheduled rate) and
 /// `weightDecay` scaled by the parameter's `weightDecayMultiplier`. Biases and normalisation
 /// parameters are not decayed unless `decayBiasesAndNorms` (the usual transformer recipe;
 /// PyTorch decays everything unless you build parameter groups). Embeddings are decayed.
 ///
 /// ```swift
 /// let opt = AdamW(model, lr: 2e-5, weightDecay: 0.01,
-///                 schedule: LinearWarmupDecay(base: 2e-5, warmupSteps: 100, totalSteps: 3_000))
+///                 schedule: LinearWarmupDecay(warmupSteps: 100, totalSteps: 3_000))   // scales lr
 /// ```
 public final class AdamW: Adam {
     /// An optimizer over `module`'s parameters, re-enumerated at every step.

@@ -110,7 +110,7 @@ enum GradientClipping {
         let coefficient = Float(Double(maxNorm) / (Double(norm) + 1e-6))
         if coefficient < 1 || coefficient.isNaN {
             for p in trainable {
-                modifyGradient(of: p) { OptimizerKernels.scale($0, count: $1, by: coefficient) }
+                modifyGradient(of: p) { Kernels.scale(coefficient, $0, count: $1) }
             }
         }
         return (norm, false)

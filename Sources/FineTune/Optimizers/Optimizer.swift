@@ -13,11 +13,11 @@
 ///   shape) under the same name starts with fresh state (a replaced head never inherits the
 ///   old head's momentum). A parameter object that moved to a new name keeps its state; state
 ///   of names that are no longer in the model is dropped.
-/// * The effective learning rate of a parameter is `learningRate * parameter.lrMultiplier`,
-///   where `learningRate` comes from the ``schedule`` when there is one.
+/// * The effective learning rate of a parameter is `learningRate(at: stepCount) * parameter.lrMultiplier`:
+///   the optimizer's `lr` (``learningRate``), scaled by the ``schedule`` when there is one.
 ///
 /// ```swift
-/// let optimizer = AdamW(model, lr: 1e-3, schedule: CosineWithWarmup(base: 1e-3, warmupSteps: 100, totalSteps: 1_000))
+/// let optimizer = AdamW(model, lr: 1e-3, schedule: CosineWithWarmup(warmupSteps: 100, totalSteps: 1_000))
 /// for (x, y) in batches {
 ///     optimizer.zeroGrad()
 ///     let loss = Tensor.crossEntropy(model(x), targets: y)
@@ -27,9 +27,10 @@
 /// }
 /// ```
 public protocol Optimizer: AnyObject {
-    /// The base learning rate. Set by the ``schedule`` at every step when there is one.
+    /// The base learning rate (the `lr:` it was built with). A ``schedule`` scales it and never
+    /// changes it; see ``learningRate(at:)`` for the rate a step trains with.
     var learningRate: Float { get set }
-    /// Sets the base learning rate at each step (`schedule.learningRate(at: stepCount)`).
+    /// Scales ``learningRate`` at each step (`schedule.learningRate(at: stepCount, base: learningRate)`).
     var schedule: (any LearningRateSchedule)? { get set }
     /// Number of completed calls to ``step()``.
     var stepCount: Int { get }
@@ -59,11 +60,25 @@ public protocol Optimizer: AnyObject {
     func importState(_ snapshot: OptimizerStateSnapshot) throws(OptimizerStateError)
 }
 
+extension Optimizer {
+    /// The base rate step `step` (0-based) trains with: ``learningRate`` as the ``schedule``
+    /// sets it for that step, or ``learningRate`` itself without a schedule.
+    ///
+    /// ```swift
+    /// let sgd = SGD(model, lr: 0.1, schedule: StepLR(stepSize: 30, gamma: 0.1))
+    /// sgd.learningRate(at: 45)               // 0.01
+    /// sgd.learningRate(at: sgd.stepCount)    // the rate of the next step
+    /// ```
+    public func learningRate(at step: Int) -> Float {
+        schedule?.learningRate(at: step, base: learningRate) ?? learningRate
+    }
+}
+
 /// An optimizer's whole state in memory (see ``Optimizer/exportState()``).
 public struct OptimizerStateSnapshot {
     /// Number of completed steps.
     public var stepCount: Int
-    /// The base learning rate at the time of the snapshot.
+    /// The base learning rate (``Optimizer/learningRate``) at the time of the snapshot.
     public var learningRate: Float
     /// Per-parameter state by dotted parameter name.
     public var parameters: [String: OptimizerState]
@@ -232,7 +247,7 @@ final class ParameterSlot {
 struct ParameterUpdate {
     let parameter: Parameter
     let gradient: Tensor
-    /// Base learning rate times the parameter's multiplier.
+    /// The step's (scheduled) base learning rate times the parameter's multiplier.
     let learningRate: Float
     /// Weight decay times the parameter's multiplier (0 for exempt roles).
     let weightDecay: Float
@@ -260,7 +275,7 @@ final class OptimizerBookkeeping {
         precondition(weightDecay >= 0 && weightDecay.isFinite, "optimizer: invalid weight decay \(weightDecay)")
         self.source = source
         self.schedule = schedule
-        self.learningRate = schedule?.learningRate(at: 0) ?? learningRate
+        self.learningRate = learningRate
         self.weightDecay = weightDecay
         self.decayBiasesAndNorms = decayBiasesAndNorms
         self.unfreezePolicy = unfreezePolicy
@@ -279,10 +294,8 @@ final class OptimizerBookkeeping {
     /// gradient, with its slot when `needsState` (created by `makeBuffers` on first use).
     func step(needsState: Bool, makeBuffers: (ParameterUpdate) -> [Tensor],
               update: (ParameterUpdate, ParameterSlot?) -> Void) {
-        if let schedule {
-            learningRate = schedule.learningRate(at: stepCount)
-            scheduledMomentum = schedule.momentum(at: stepCount)
-        }
+        let rate = schedule?.learningRate(at: stepCount, base: learningRate) ?? learningRate
+        scheduledMomentum = schedule?.momentum(at: stepCount)
         let named = source.namedParameters()
         let present = Set(named.map(\.name))
         // State under names that left the model, by parameter object: a parameter that moved
@@ -299,7 +312,7 @@ final class OptimizerBookkeeping {
                              "optimizer: gradient of \(name) has shape \(gradient.shape), parameter has \(p.shape)")
                 let wd = decays(p.role) ? weightDecay * p.weightDecayMultiplier : 0
                 let u = ParameterUpdate(parameter: p, gradient: gradient,
-                                        learningRate: learningRate * p.lrMultiplier, weightDecay: wd)
+                                        learningRate: rate * p.lrMultiplier, weightDecay: wd)
                 guard needsState else {
                     slots[name] = nil
                     update(u, nil)

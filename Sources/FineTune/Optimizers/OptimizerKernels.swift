@@ -1,9 +1,7 @@
 import Foundation
-#if arch(x86_64) && canImport(_Builtin_intrinsics.intel)
-import _Builtin_intrinsics.intel
-#endif
 
-/// Element-wise update loops of the optimizers, on raw pointers.
+/// Element-wise update loops of the optimizers, on raw pointers (vector loads, stores and square
+/// roots from `VectorMath`, scaling from `Kernels.scale`).
 ///
 /// Every branch in a loop depends only on loop-invariant arguments, so the compiler unswitches
 /// it and vectorises the body. The operation order follows PyTorch's single-tensor kernels.
@@ -39,6 +37,7 @@ enum OptimizerKernels {
 
     /// Elements per SIMD step of the explicit vector loops.
     typealias Vector = SIMD8<Float>
+    private typealias Lanes = VectorMath
 
     /// One Adam/AdamW update. `decay` is AdamW's `1 - lr * wd` (1 for Adam), `l2` Adam's coupled
     /// weight decay (0 for AdamW), `stepSize = lr / (1 - beta1^t)`.
@@ -68,16 +67,16 @@ enum OptimizerKernels {
         Kernels.parallelChunks(n) { start, end in
             var i = start
             while i + Vector.scalarCount <= end {
-                let wi = load(w + i)
-                var gi = load(g + i)
+                let wi = Lanes.load(w + i, as: Vector.self)
+                var gi = Lanes.load(g + i, as: Vector.self)
                 if coupledDecay { gi += l2 * wi }
-                let mOld = load(m + i)
+                let mOld = Lanes.load(m + i, as: Vector.self)
                 let mi = mOld + oneMinusBeta1 * (gi - mOld)
-                let vi = load(v + i) * beta2 + oneMinusBeta2 * gi * gi
-                store(mi, to: m + i)
-                store(vi, to: v + i)
-                let denom = squareRoot(vi) / bc2 + eps
-                store(wi * decay + negStep * mi / denom, to: w + i)
+                let vi = Lanes.load(v + i, as: Vector.self) * beta2 + oneMinusBeta2 * gi * gi
+                Lanes.store(mi, m + i)
+                Lanes.store(vi, v + i)
+                let denom = Lanes.squareRoot(vi) / bc2 + eps
+                Lanes.store(wi * decay + negStep * mi / denom, w + i)
                 i += Vector.scalarCount
             }
             while i < end {
@@ -92,33 +91,6 @@ enum OptimizerKernels {
                 i += 1
             }
         }
-    }
-
-    /// Lane-wise IEEE square root. On Linux, `Float.squareRoot()` compiles to a `sqrtf` call
-    /// (errno semantics) that the compiler cannot vectorise, so x86-64 uses SSE's `sqrtps`
-    /// (baseline x86-64; the same correctly rounded result).
-    @inline(__always)
-    static func squareRoot(_ x: Vector) -> Vector {
-        #if arch(x86_64) && canImport(_Builtin_intrinsics.intel)
-        return Vector(lowHalf: _mm_sqrt_ps(x.lowHalf), highHalf: _mm_sqrt_ps(x.highHalf))
-        #else
-        return x.squareRoot()
-        #endif
-    }
-
-    @inline(__always)
-    private static func load(_ p: UnsafePointer<Float>) -> Vector {
-        UnsafeRawPointer(p).loadUnaligned(as: Vector.self)
-    }
-
-    @inline(__always)
-    private static func load(_ p: UnsafeMutablePointer<Float>) -> Vector {
-        UnsafeRawPointer(p).loadUnaligned(as: Vector.self)
-    }
-
-    @inline(__always)
-    private static func store(_ x: Vector, to p: UnsafeMutablePointer<Float>) {
-        UnsafeMutableRawPointer(p).storeBytes(of: x, as: Vector.self)
     }
 
     /// Sum of `|x|^p` in Double (`p` = 1 and 2 take fast paths), or the max of `|x|` for `p = inf`.
@@ -136,7 +108,7 @@ enum OptimizerKernels {
             var acc = SIMD8<Double>()
             var i = 0
             while i + 8 <= n {
-                let d = SIMD8<Double>(load(x + i))
+                let d = SIMD8<Double>(Lanes.load(x + i, as: Vector.self))
                 acc += d * d
                 i += 8
             }
@@ -152,11 +124,6 @@ enum OptimizerKernels {
             for i in 0..<n { s += pow(Double(abs(x[i])), pd) }
         }
         return s
-    }
-
-    /// `x *= scale`.
-    static func scale(_ x: UnsafeMutablePointer<Float>, count n: Int, by scale: Float) {
-        for i in 0..<n { x[i] *= scale }
     }
 
     /// Clamps to `[-c, c]`; NaN stays NaN (as `torch.clamp`).

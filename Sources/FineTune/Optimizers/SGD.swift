@@ -1,7 +1,7 @@
 /// Stochastic gradient descent with momentum, dampening, Nesterov momentum and L2 weight
 /// decay: exactly the algorithm of `torch.optim.SGD`.
 ///
-/// For each trainable parameter with a gradient, with `lr = learningRate * lrMultiplier`:
+/// For each trainable parameter with a gradient, with `lr = learningRate(at: stepCount) * lrMultiplier` (the scheduled rate):
 ///
 /// ```text
 /// g = grad + weightDecay * p                        (coupled L2; skipped for biases/norms by default)

@@ -1,21 +1,22 @@
 import Foundation
 
-/// A learning rate as a function of the optimizer step.
+/// A learning rate as a function of the optimizer step and the optimizer's base rate.
 ///
+/// The base rate has one source, as in PyTorch: the optimizer's `lr` (``Optimizer/learningRate``).
+/// A schedule scales it; only ``OneCycleLR`` sets its own rates from its `maxLR`, as PyTorch's does.
 /// `step` is the index of the optimizer step about to run, starting at 0: an optimizer with a
-/// schedule sets `learningRate = schedule.learningRate(at: stepCount)` at the start of every
-/// ``Optimizer/step()``. This is PyTorch's convention of calling `scheduler.step()` after each
-/// `optimizer.step()` (per-iteration scheduling). Each parameter then trains with this base
+/// schedule trains step `stepCount` with `schedule.learningRate(at: stepCount, base: learningRate)`
+/// (``Optimizer/learningRate(at:)``). This is PyTorch's convention of calling `scheduler.step()`
+/// after each `optimizer.step()` (per-iteration scheduling). Each parameter then trains with this
 /// rate times its `lrMultiplier`.
 ///
 /// ```swift
-/// let schedule = CosineWithWarmup(base: 3e-4, warmupSteps: 500, totalSteps: 10_000, minLR: 1e-5)
-/// let optimizer = AdamW(model, schedule: schedule)
-/// schedule.learningRate(at: 250)    // 1.5e-4, halfway through warmup
+/// let optimizer = AdamW(model, lr: 3e-4, schedule: CosineWithWarmup(warmupSteps: 500, totalSteps: 10_000, minLR: 1e-5))
+/// optimizer.learningRate(at: 250)    // 1.5e-4, halfway through warmup
 /// ```
 public protocol LearningRateSchedule: Sendable {
-    /// The base learning rate for optimizer step `step` (0-based).
-    func learningRate(at step: Int) -> Float
+    /// The learning rate for optimizer step `step` (0-based) of an optimizer whose `lr` is `base`.
+    func learningRate(at step: Int, base: Float) -> Float
     /// The momentum for step `step` when the schedule cycles it (``OneCycleLR``), else nil.
     /// Optimizers use it as SGD's `momentum` or Adam's `beta1`.
     func momentum(at step: Int) -> Float?
@@ -26,73 +27,60 @@ extension LearningRateSchedule {
     public func momentum(at step: Int) -> Float? { nil }
 }
 
-/// The same learning rate at every step.
-///
-/// ```swift
-/// let sgd = SGD(model, schedule: ConstantLR(base: 0.01))
-/// ```
-public struct ConstantLR: LearningRateSchedule {
-    public var base: Float
-    public init(base: Float) { self.base = base }
-    public func learningRate(at step: Int) -> Float { base }
-}
-
 /// Multiplies the rate by `gamma` every `stepSize` steps (`torch.optim.lr_scheduler.StepLR`):
-/// `base * gamma^(step / stepSize)` (integer division).
+/// `lr * gamma^(step / stepSize)` (integer division).
 ///
 /// ```swift
-/// StepLR(base: 0.1, stepSize: 30, gamma: 0.1).learningRate(at: 65)   // 0.001
+/// StepLR(stepSize: 30, gamma: 0.1).learningRate(at: 65, base: 0.1)   // 0.001
 /// ```
 public struct StepLR: LearningRateSchedule {
-    public var base: Float
     public var stepSize: Int
     public var gamma: Float
-    public init(base: Float, stepSize: Int, gamma: Float = 0.1) {
+    public init(stepSize: Int, gamma: Float = 0.1) {
         precondition(stepSize > 0, "StepLR: stepSize must be positive")
-        self.base = base; self.stepSize = stepSize; self.gamma = gamma
+        self.stepSize = stepSize; self.gamma = gamma
     }
-    public func learningRate(at step: Int) -> Float {
+    public func learningRate(at step: Int, base: Float) -> Float {
         Float(Double(base) * Foundation.pow(Double(gamma), Double(max(step, 0) / stepSize)))
     }
 }
 
-/// Multiplies the rate by `gamma` every step (`ExponentialLR`): `base * gamma^step`.
+/// Multiplies the rate by `gamma` every step (`ExponentialLR`): `lr * gamma^step`.
 ///
 /// ```swift
-/// ExponentialLR(base: 0.1, gamma: 0.99).learningRate(at: 100)   // 0.0366
+/// ExponentialLR(gamma: 0.99).learningRate(at: 100, base: 0.1)   // 0.0366
 /// ```
 public struct ExponentialLR: LearningRateSchedule {
-    public var base: Float
     public var gamma: Float
-    public init(base: Float, gamma: Float) { self.base = base; self.gamma = gamma }
-    public func learningRate(at step: Int) -> Float {
+    public init(gamma: Float) { self.gamma = gamma }
+    public func learningRate(at step: Int, base: Float) -> Float {
         Float(Double(base) * Foundation.pow(Double(gamma), Double(max(step, 0))))
     }
 }
 
-/// Linear warmup from 0 to `base` over `warmupSteps`, then cosine decay to `minLR` at
-/// `totalSteps` (Hugging Face's `get_cosine_schedule_with_warmup`, with a floor). Constant at
-/// `minLR` afterwards.
+/// Linear warmup from 0 to the optimizer's `lr` over `warmupSteps`, then cosine decay to
+/// `minLR` at `totalSteps` (Hugging Face's `get_cosine_schedule_with_warmup`, with PyTorch's
+/// `eta_min` floor). Constant at `minLR` afterwards.
 ///
 /// ```text
-/// step < warmup:  base * step / warmup
-/// otherwise:      minLR + (base - minLR) * 0.5 * (1 + cos(pi * (step - warmup) / (total - warmup)))
+/// step < warmup:  lr * step / warmup
+/// otherwise:      minLR + (lr - minLR) * 0.5 * (1 + cos(pi * (step - warmup) / (total - warmup)))
 /// ```
 ///
 /// ```swift
-/// let s = CosineWithWarmup(base: 1e-3, warmupSteps: 100, totalSteps: 1_100)
-/// s.learningRate(at: 600)   // 5e-4
+/// let s = CosineWithWarmup(warmupSteps: 100, totalSteps: 1_100)
+/// s.learningRate(at: 600, base: 1e-3)   // 5e-4
 /// ```
 public struct CosineWithWarmup: LearningRateSchedule {
-    public var base: Float
     public var warmupSteps: Int
     public var totalSteps: Int
+    /// The floor the rate decays to (an absolute rate, as PyTorch's `eta_min`).
     public var minLR: Float
-    public init(base: Float, warmupSteps: Int, totalSteps: Int, minLR: Float = 0) {
+    public init(warmupSteps: Int, totalSteps: Int, minLR: Float = 0) {
         precondition(warmupSteps >= 0 && totalSteps >= warmupSteps, "CosineWithWarmup: need 0 <= warmupSteps <= totalSteps")
-        self.base = base; self.warmupSteps = warmupSteps; self.totalSteps = totalSteps; self.minLR = minLR
+        self.warmupSteps = warmupSteps; self.totalSteps = totalSteps; self.minLR = minLR
     }
-    public func learningRate(at step: Int) -> Float {
+    public func learningRate(at step: Int, base: Float) -> Float {
         let step = max(step, 0)
         if let rate = linearWarmup(step, base: base, warmupSteps: warmupSteps) { return rate }
         let progress = min(1, Double(step - warmupSteps) / Double(max(1, totalSteps - warmupSteps)))
@@ -101,24 +89,24 @@ public struct CosineWithWarmup: LearningRateSchedule {
     }
 }
 
-/// Linear warmup from 0 to `base` over `warmupSteps`, then linear decay to `minLR` at
-/// `totalSteps` (Hugging Face's `get_linear_schedule_with_warmup`, with a floor).
+/// Linear warmup from 0 to the optimizer's `lr` over `warmupSteps`, then linear decay to
+/// `minLR` at `totalSteps` (Hugging Face's `get_linear_schedule_with_warmup`, with a floor).
 ///
 /// ```swift
-/// let s = LinearWarmupDecay(base: 2e-5, warmupSteps: 10, totalSteps: 110)
-/// s.learningRate(at: 5)    // 1e-5
-/// s.learningRate(at: 60)   // 1e-5
+/// let s = LinearWarmupDecay(warmupSteps: 10, totalSteps: 110)
+/// s.learningRate(at: 5, base: 2e-5)    // 1e-5
+/// s.learningRate(at: 60, base: 2e-5)   // 1e-5
 /// ```
 public struct LinearWarmupDecay: LearningRateSchedule {
-    public var base: Float
     public var warmupSteps: Int
     public var totalSteps: Int
+    /// The floor the rate decays to (an absolute rate).
     public var minLR: Float
-    public init(base: Float, warmupSteps: Int, totalSteps: Int, minLR: Float = 0) {
+    public init(warmupSteps: Int, totalSteps: Int, minLR: Float = 0) {
         precondition(warmupSteps >= 0 && totalSteps >= warmupSteps, "LinearWarmupDecay: need 0 <= warmupSteps <= totalSteps")
-        self.base = base; self.warmupSteps = warmupSteps; self.totalSteps = totalSteps; self.minLR = minLR
+        self.warmupSteps = warmupSteps; self.totalSteps = totalSteps; self.minLR = minLR
     }
-    public func learningRate(at step: Int) -> Float {
+    public func learningRate(at step: Int, base: Float) -> Float {
         let step = max(step, 0)
         if let rate = linearWarmup(step, base: base, warmupSteps: warmupSteps) { return rate }
         let remaining = max(0, Double(totalSteps - step) / Double(max(1, totalSteps - warmupSteps)))
@@ -130,6 +118,7 @@ public struct LinearWarmupDecay: LearningRateSchedule {
 /// from `maxLR / divFactor` up to `maxLR` over the first `pctStart` of `totalSteps`, then down
 /// to `maxLR / divFactor / finalDivFactor` at step `totalSteps - 1`, with cosine (default) or
 /// linear annealing. Steps past the end stay at the final rate (PyTorch raises instead).
+/// Like PyTorch's, it sets the rates from `maxLR` and ignores the optimizer's `lr`.
 ///
 /// Momentum cycles the other way (`cycle_momentum=True`, as in PyTorch and fastai): from
 /// `maxMomentum` down to `baseMomentum` while the rate rises, back up while it falls. It
@@ -137,9 +126,9 @@ public struct LinearWarmupDecay: LearningRateSchedule {
 ///
 /// ```swift
 /// let s = OneCycleLR(maxLR: 0.01, totalSteps: 1_000)
-/// s.learningRate(at: 0)      // 0.0004
-/// s.learningRate(at: 299)    // 0.01
-/// s.learningRate(at: 999)    // 4e-8
+/// s.learningRate(at: 0, base: 1)      // 0.0004 (whatever the optimizer's lr)
+/// s.learningRate(at: 299, base: 1)    // 0.01
+/// s.learningRate(at: 999, base: 1)    // 4e-8
 /// s.momentum(at: 299)        // 0.85
 /// ```
 public struct OneCycleLR: LearningRateSchedule {
@@ -172,7 +161,8 @@ public struct OneCycleLR: LearningRateSchedule {
     /// The rate at the last step.
     public var finalLR: Float { Float(Double(maxLR) / Double(divFactor) / Double(finalDivFactor)) }
 
-    public func learningRate(at step: Int) -> Float {
+    /// The rate from `maxLR` (`base`, the optimizer's `lr`, is not used, as in PyTorch).
+    public func learningRate(at step: Int, base: Float) -> Float {
         let initial = Double(maxLR) / Double(divFactor)
         return Float(cycle(step, start: initial, peak: Double(maxLR), end: initial / Double(finalDivFactor)))
     }
@@ -202,48 +192,49 @@ public struct OneCycleLR: LearningRateSchedule {
 }
 
 /// ULMFiT's slanted triangular learning rate (Howard & Ruder 2018): a short linear increase
-/// over the first `cutFrac` of `totalSteps`, then a long linear decay, from `maxLR / ratio`
-/// to `maxLR` and back.
+/// over the first `cutFrac` of `totalSteps`, then a long linear decay, from `lr / ratio`
+/// to the optimizer's `lr` (the peak) and back.
 ///
 /// ```text
 /// cut = floor(totalSteps * cutFrac)
 /// p = step < cut ? step / cut : 1 - (step - cut) / (cut * (1 / cutFrac - 1))
-/// lr = maxLR * (1 + p * (ratio - 1)) / ratio
+/// rate = lr * (1 + p * (ratio - 1)) / ratio
 /// ```
 ///
 /// ```swift
-/// let s = SlantedTriangular(maxLR: 0.01, totalSteps: 1_000)
-/// s.learningRate(at: 100)   // 0.01 (the peak)
+/// let s = SlantedTriangular(totalSteps: 1_000)
+/// s.learningRate(at: 100, base: 0.01)   // 0.01 (the peak)
 /// ```
 public struct SlantedTriangular: LearningRateSchedule {
-    public var maxLR: Float
     public var totalSteps: Int
     public var cutFrac: Float
     public var ratio: Float
 
-    public init(maxLR: Float, totalSteps: Int, cutFrac: Float = 0.1, ratio: Float = 32) {
+    public init(totalSteps: Int, cutFrac: Float = 0.1, ratio: Float = 32) {
         precondition(totalSteps > 0 && cutFrac > 0 && cutFrac < 1, "SlantedTriangular: need totalSteps > 0 and 0 < cutFrac < 1")
         precondition(ratio >= 1, "SlantedTriangular: ratio must be at least 1")
-        self.maxLR = maxLR; self.totalSteps = totalSteps; self.cutFrac = cutFrac; self.ratio = ratio
+        self.totalSteps = totalSteps; self.cutFrac = cutFrac; self.ratio = ratio
     }
 
-    public func learningRate(at step: Int) -> Float {
+    public func learningRate(at step: Int, base: Float) -> Float {
         let t = Double(max(step, 0))
         let cut = max(1, (Double(totalSteps) * Double(cutFrac)).rounded(.down))
         let p = t < cut ? t / cut : max(0, 1 - (t - cut) / (cut * (1 / Double(cutFrac) - 1)))
-        return Float(Double(maxLR) * (1 + p * (Double(ratio) - 1)) / Double(ratio))
+        return Float(Double(base) * (1 + p * (Double(ratio) - 1)) / Double(ratio))
     }
 }
 
-/// A schedule from a closure (PyTorch's `LambdaLR` with the base folded in).
+/// A schedule from a closure that returns the factor for a step (PyTorch's `LambdaLR`):
+/// the rate is `lr * factor(step)`.
 ///
 /// ```swift
-/// let s = LambdaLR { step in 0.1 / Float(1 + step / 1000) }
+/// let s = LambdaLR { step in 1 / Float(1 + step / 1000) }
+/// s.learningRate(at: 2_500, base: 0.1)   // 0.0333
 /// ```
 public struct LambdaLR: LearningRateSchedule {
-    public let function: @Sendable (Int) -> Float
-    public init(_ function: @escaping @Sendable (Int) -> Float) { self.function = function }
-    public func learningRate(at step: Int) -> Float { function(step) }
+    public let factor: @Sendable (Int) -> Float
+    public init(_ factor: @escaping @Sendable (Int) -> Float) { self.factor = factor }
+    public func learningRate(at step: Int, base: Float) -> Float { base * factor(step) }
 }
 
 /// The rate `base * step / warmupSteps` while `step < warmupSteps` (the linear warmup shared by

@@ -63,16 +63,17 @@ enum Broadcasting {
         }
     }
 
-    /// `out[i] = F(a[i], b[i])` with NumPy broadcasting; returns a new contiguous tensor.
-    /// Contiguous rows (and rows against a broadcast scalar) run on explicit SIMD vectors.
-    static func binary<F: BinaryFunction>(_ a: Tensor, _ b: Tensor, op: String, _: F.Type) -> Tensor {
-        let shape = a.shape == b.shape ? a.shape : Shape.broadcastOrFail(a.shape, b.shape, op: op)
+    /// `out[i] = Op(a[i], b[i])` with NumPy broadcasting; returns a new contiguous tensor.
+    /// Contiguous rows (and rows against a broadcast scalar) run on the SIMD lane loops of
+    /// `VectorMath` with the same lane op (`AddOp`, `SubtractOp`, `MultiplyOp`, `DivideOp`).
+    static func binary<Op: LaneOp2>(_ a: Tensor, _ b: Tensor, op name: String, _ op: Op) -> Tensor {
+        let shape = a.shape == b.shape ? a.shape : Shape.broadcastOrFail(a.shape, b.shape, op: name)
         let out = Tensor(uninitialized: shape)
         if a.shape == b.shape && a.isContiguous && b.isContiguous {
             // Same layout: one flat row, split across threads when large.
             a.withDataPointer { pa in b.withDataPointer { pb in out.withDataPointer { po in
                 Kernels.parallelChunks(out.count) { start, end in
-                    row(F.self, pa + start, pb + start, po + start, end - start, 1, 1)
+                    VectorMath.lanes2(pa + start, pb + start, po + start, end - start, op)
                 }
             }}}
             return out
@@ -80,33 +81,25 @@ enum Broadcasting {
         let sa = strides(of: a, broadcastTo: shape), sb = strides(of: b, broadcastTo: shape)
         a.withDataPointer { pa in b.withDataPointer { pb in out.withDataPointer { po in
             forEachRow(shape: shape, stridesA: sa, stridesB: sb) { oa, ob, oo, n, ia, ib in
-                row(F.self, pa + oa, pb + ob, po + oo, n, ia, ib)
+                row(op, pa + oa, pb + ob, po + oo, n, ia, ib)
             }
         }}}
         return out
     }
 
-    /// `z[i] = F(x[i * ia], y[i * ib])` for `i < n`, vectorised when both steps are 0 or 1.
+    /// `z[i] = Op(x[i * ia], y[i * ib])` for `i < n`, on SIMD lanes when both steps are 0 or 1.
     @inline(__always)
-    private static func row<F: BinaryFunction>(_: F.Type, _ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                                               _ z: UnsafeMutablePointer<Float>, _ n: Int, _ ia: Int, _ ib: Int) {
-        var i = 0
+    private static func row<Op: LaneOp2>(_ op: Op, _ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                                         _ z: UnsafeMutablePointer<Float>, _ n: Int, _ ia: Int, _ ib: Int) {
         if ia == 1 && ib == 1 {
-            while i &+ 16 <= n {
-                SIMDMemory.store(F.apply(SIMDMemory.load(x + i), SIMDMemory.load(y + i)), z + i)
-                i &+= 16
-            }
-            while i < n { z[i] = F.apply(x[i], y[i]); i &+= 1 }
+            VectorMath.lanes2(x, y, z, n, op)
         } else if ia == 1 && ib == 0 {
-            let s = y[0], v = SIMD16<Float>(repeating: s)
-            while i &+ 16 <= n { SIMDMemory.store(F.apply(SIMDMemory.load(x + i), v), z + i); i &+= 16 }
-            while i < n { z[i] = F.apply(x[i], s); i &+= 1 }
+            VectorMath.lanes2(x, scalar: y[0], z, n, op)
         } else if ia == 0 && ib == 1 {
-            let s = x[0], v = SIMD16<Float>(repeating: s)
-            while i &+ 16 <= n { SIMDMemory.store(F.apply(v, SIMDMemory.load(y + i)), z + i); i &+= 16 }
-            while i < n { z[i] = F.apply(s, y[i]); i &+= 1 }
+            VectorMath.lanes2(scalar: x[0], y, z, n, op)
         } else {
-            while i < n { z[i] = F.apply(x[i &* ia], y[i &* ib]); i &+= 1 }
+            var i = 0
+            while i < n { z[i] = op.scalar(x[i &* ia], y[i &* ib]); i &+= 1 }
         }
     }
 
@@ -134,48 +127,5 @@ enum Broadcasting {
             for i in 0..<out.count { z[i] = f(x[i]) }
         }}
         return out
-    }
-}
-
-/// A pointwise binary function with a scalar and a 16-lane form (the same arithmetic), so
-/// `Broadcasting.binary` can specialise its loops on it.
-protocol BinaryFunction {
-    static func apply(_ a: Float, _ b: Float) -> Float
-    static func apply(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float>
-}
-
-enum AddFunction: BinaryFunction {
-    @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a + b }
-    @inline(__always) static func apply(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> { a + b }
-}
-
-enum SubtractFunction: BinaryFunction {
-    @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a - b }
-    @inline(__always) static func apply(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> { a - b }
-}
-
-enum MultiplyFunction: BinaryFunction {
-    @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a * b }
-    @inline(__always) static func apply(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> { a * b }
-}
-
-enum DivideFunction: BinaryFunction {
-    @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a / b }
-    @inline(__always) static func apply(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> { a / b }
-}
-
-/// Unaligned 16-lane loads and stores.
-enum SIMDMemory {
-    @inline(__always)
-    static func load(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
-        UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
-    }
-
-    @inline(__always)
-    static func load(_ p: UnsafeMutablePointer<Float>) -> SIMD16<Float> { load(UnsafePointer(p)) }
-
-    @inline(__always)
-    static func store(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
-        UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
     }
 }

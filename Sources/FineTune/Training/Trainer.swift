@@ -34,7 +34,7 @@ public struct EpochRecord: Equatable, Sendable {
     public var trainLoss: Float
     public var validationLoss: Float?
     public var validationAccuracy: Float?
-    /// The optimizer's base learning rate at the end of the epoch.
+    /// The (scheduled) base learning rate of the epoch's last step.
     public var learningRate: Float
     /// Trainable scalars during the epoch (changes under gradual unfreezing).
     public var trainableParameters: Int
@@ -227,7 +227,7 @@ public final class Trainer {
                 trained += batch.labels.count
             }
             var record = EpochRecord(epoch: epoch, trainLoss: trained == 0 ? .nan : Float(total / Double(trained)),
-                                     validationLoss: nil, validationAccuracy: nil, learningRate: optimizer.learningRate,
+                                     validationLoss: nil, validationAccuracy: nil, learningRate: optimizer.learningRate(at: max(optimizer.stepCount - 1, 0)),
                                      trainableParameters: model.trainableParameterCount)
             if let validation {
                 let metrics = evaluate(validation)
