@@ -4,7 +4,7 @@
 /// ```swift
 /// let model = Sequential(Conv2d(1, 16, kernelSize: 3, padding: 1), BatchNorm2d(16), ReLU(),
 ///                        Flatten(), Linear(16 * 8 * 8, 10))
-/// model.replace(at: 4, with: Linear(16 * 8 * 8, 3))   // a new head
+/// model.replaceModule(at: 4, with: Linear(16 * 8 * 8, 3))   // a new head
 /// ```
 public final class Sequential: Module {
     /// The layers, in order.

@@ -10,11 +10,11 @@ struct TokenizerSuite: BenchSuite {
     func cases() -> [BenchCase] {
         [
             BenchCase(name: "wordpiece_batch_en", detail: "256 English sentences", flops: nil, usesThreads: false) {
-                TokenizerWorkload(words: TokenizerWorkload.englishWords, seed: 1)
+                try TokenizerWorkload(words: TokenizerWorkload.englishWords, seed: 1)
             },
             BenchCase(name: "wordpiece_batch_mixed", detail: "256 sentences with accents, CJK, emoji, punctuation",
                       flops: nil, usesThreads: false) {
-                TokenizerWorkload(words: TokenizerWorkload.englishWords + TokenizerWorkload.otherWords, seed: 2)
+                try TokenizerWorkload(words: TokenizerWorkload.englishWords + TokenizerWorkload.otherWords, seed: 2)
             },
         ]
     }
@@ -38,7 +38,7 @@ final class TokenizerWorkload: Workload {
     private let sentences: [String]
     private var lastSum = 0
 
-    init(words: [String], seed: UInt64) {
+    init(words: [String], seed: UInt64) throws {
         var state = seed
         func next(_ bound: Int) -> Int {
             state = state &* 6364136223846793005 &+ 1442695040888963407
@@ -58,9 +58,9 @@ final class TokenizerWorkload: Workload {
         let frequent = counts.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(40).map(\.key)
         let lines = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + characters.sorted() + characters.sorted().map { "##" + $0 } + frequent
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-bench-vocab-\(seed).txt")
-        try! lines.joined(separator: "\n").write(to: url, atomically: true, encoding: .utf8)
-        tokenizer = try! WordPieceTokenizer(vocabularyURL: url)
-        try? FileManager.default.removeItem(at: url)
+        try lines.joined(separator: "\n").write(to: url, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: url) }    // a leftover temporary file is harmless
+        tokenizer = try WordPieceTokenizer(vocabularyURL: url)
     }
 
     func run(threads: Int) {
