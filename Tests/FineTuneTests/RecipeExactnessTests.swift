@@ -183,4 +183,19 @@ struct RecipeExactnessTests {
         #expect(try LoRATargets.allLinear.select(in: model).isEmpty)
         #expect(LoRATargets(stringLiteral: "all-linear") == .allLinear && LoRATargets(stringLiteral: "q|v") == .regex("q|v"))
     }
+
+    @Test("LoRA on an embedding with a padding index: the padding row's update gets no gradient (PEFT), and removeLoRA keeps the index")
+    func loraEmbeddingPadding() throws {
+        let model = Sequential(Embedding(6, 4, paddingIndex: 0), Flatten(), Linear(12, 2))
+        try model.applyLoRA(LoRAConfig(rank: 2, alpha: 2, targetModules: ["0"]))
+        let lora = model[0] as! LoRAEmbedding
+        #expect(lora.paddingIndex == 0)
+        lora.loraEmbeddingA.value = randomTensor([2, 6], seed: 3)    // a trained update, padding column included
+        Tensor.crossEntropy(model(Tensor(shape: [2, 3], scalars: [0, 2, 3, 4, 0, 5])), targets: [0, 1]).backward()
+        let gradient = lora.loraEmbeddingA.grad!                      // [rank, count]: column 0 is the padding token
+        #expect((0..<2).allSatisfy { gradient.scalars[$0 * 6] == 0 })
+        #expect((0..<2).contains { gradient.scalars[$0 * 6 + 2] != 0 })
+        model.removeLoRA(merge: false)
+        #expect((model[0] as! Embedding).paddingIndex == 0 && !(model[0] is LoRAEmbedding))
+    }
 }

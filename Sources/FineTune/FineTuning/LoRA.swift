@@ -232,7 +232,7 @@ public final class LoRAEmbedding: Embedding, LoRALayer {
         self.rank = rank
         self.alpha = alpha
         usesRSLoRA = useRSLoRA
-        super.init(weight: base.weight)
+        super.init(weight: base.weight, paddingIndex: base.paddingIndex)
         weight.isFrozen = true
     }
 
@@ -245,7 +245,8 @@ public final class LoRAEmbedding: Embedding, LoRALayer {
     public override func lookup(_ indices: [Int], shape: [Int]) -> Tensor {
         let base = super.lookup(indices, shape: shape)
         guard !isMerged else { return base }
-        let rows = Tensor.embedding(indices, shape: shape, weight: loraEmbeddingA.value.transposed())
+        // As PEFT: the padding row's update gets no gradient, so padding tokens keep their vector.
+        let rows = Tensor.embedding(indices, shape: shape, weight: loraEmbeddingA.value.transposed(), paddingIndex: paddingIndex)
         return base + rows.matmul(loraEmbeddingB.value.transposed()) * scaling
     }
 
@@ -255,7 +256,7 @@ public final class LoRAEmbedding: Embedding, LoRALayer {
 
     public func merge() { LoRAMath.fold(delta, into: weight, merging: true, isMerged: &isMerged) }
     public func unmerge() { LoRAMath.fold(delta, into: weight, merging: false, isMerged: &isMerged) }
-    public func baseLayer() -> Module { Embedding(weight: weight) }
+    public func baseLayer() -> Module { Embedding(weight: weight, paddingIndex: paddingIndex) }
 
     /// Redraws the base table as `Embedding` would and restarts the update at zero (A = 0).
     public override func resetParameters(generator: inout RandomGenerator) {
