@@ -127,7 +127,7 @@ public final class BertResidualOutput: Module {
 }
 
 /// `encoder.layer.N.attention`: `self` and `output`.
-public final class BertAttention: Module {
+public final class BertAttention: MaskedSequenceModule {
     @Child public var selfAttention: QueryKeyValueAttention
     @Child public var output: BertResidualOutput
 
@@ -139,20 +139,13 @@ public final class BertAttention: Module {
 
     public override func key(forProperty name: String) -> String { name == "selfAttention" ? "self" : super.key(forProperty: name) }
 
-    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
-    public func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+    public override func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
         output(selfAttention(x, attentionMask: attentionMask), residual: x)
     }
-
-    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
-        completeCall(compute(x, attentionMask: attentionMask))
-    }
-
-    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
 }
 
 /// One encoder layer (`encoder.layer.N`): attention, intermediate, output (post-norm).
-public final class BertLayer: Module, MaskedEncoderLayer {
+public final class BertLayer: MaskedSequenceModule {
     @Child public var attention: BertAttention
     @Child public var intermediate: IntermediateDense
     @Child public var output: BertResidualOutput
@@ -164,17 +157,10 @@ public final class BertLayer: Module, MaskedEncoderLayer {
         super.init()
     }
 
-    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
-    public func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+    public override func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
         let h = attention(x, attentionMask: attentionMask)
         return output(intermediate(h), residual: h)
     }
-
-    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
-        completeCall(compute(x, attentionMask: attentionMask))
-    }
-
-    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
 }
 
 /// `encoder`: the layers (`encoder.layer.N`).

@@ -74,7 +74,7 @@ public final class DistilBertEmbeddings: Module {
 }
 
 /// `attention`: `q_lin`, `k_lin`, `v_lin` and `out_lin`.
-public final class DistilBertAttention: Module {
+public final class DistilBertAttention: MaskedSequenceModule {
     @Child public var qLin: Linear
     @Child public var kLin: Linear
     @Child public var vLin: Linear
@@ -89,17 +89,10 @@ public final class DistilBertAttention: Module {
         super.init()
     }
 
-    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
-    public func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+    public override func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
         outLin(encoderAttention(query: qLin(x), key: kLin(x), value: vLin(x), heads: headCount, keyMask: attentionMask,
                                              dropout: dropout, training: isTraining, op: "DistilBertAttention"))
     }
-
-    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
-        completeCall(compute(x, attentionMask: attentionMask))
-    }
-
-    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
 }
 
 /// `ffn`: `lin2(dropout? activation(lin1(x)))`, then dropout.
@@ -121,7 +114,7 @@ public final class DistilBertFeedForward: Module {
 }
 
 /// One block (`transformer.layer.N`): attention, `sa_layer_norm`, `ffn`, `output_layer_norm` (post-norm).
-public final class DistilBertBlock: Module, MaskedEncoderLayer {
+public final class DistilBertBlock: MaskedSequenceModule {
     @Child public var attention: DistilBertAttention
     @Child public var saLayerNorm: LayerNorm
     @Child public var ffn: DistilBertFeedForward
@@ -135,17 +128,10 @@ public final class DistilBertBlock: Module, MaskedEncoderLayer {
         super.init()
     }
 
-    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
-    public func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+    public override func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
         let h = saLayerNorm(attention(x, attentionMask: attentionMask) + x)
         return outputLayerNorm(ffn(h) + h)
     }
-
-    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
-        completeCall(compute(x, attentionMask: attentionMask))
-    }
-
-    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
 }
 
 /// `transformer`: the blocks (`transformer.layer.N`).

@@ -103,14 +103,26 @@ public final class FirstTokenPooler: Module {
     public override func forward(_ x: Tensor) -> Tensor { dense(x.select(axis: 1, 0)).tanh() }
 }
 
-/// An encoder layer that takes a key-padding mask (`[B, S]`, 1 = token, 0 = padding).
-public protocol MaskedEncoderLayer: Module {
-    func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor
+/// A module over a sequence `[B, T, hidden]` that can hide padded keys: it implements
+/// ``compute(_:attentionMask:)`` once, and both call forms run it: `module(x, attentionMask:)`
+/// (finished through ``Module/completeCall(_:)``) and `module(x)` (through ``forward(_:)``, no mask).
+/// `attentionMask` is `[B, S]` with 1 for tokens and 0 for padding.
+open class MaskedSequenceModule: Module {
+    /// The computation behind both call forms.
+    open func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+        preconditionFailure("\(type(of: self)) does not implement compute(_:attentionMask:)")
+    }
+
+    public final func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+        completeCall(compute(x, attentionMask: attentionMask))
+    }
+
+    public final override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
 }
 
 /// A stack of encoder layers named `layer.N` (BERT's `encoder`, DistilBERT's `transformer`),
 /// applied in order with the same attention mask.
-public final class EncoderLayerStack<Layer: MaskedEncoderLayer>: Module {
+public final class EncoderLayerStack<Layer: MaskedSequenceModule>: MaskedSequenceModule {
     @Child public var layer: [Layer]
 
     public init(_ layers: [Layer]) {
@@ -118,21 +130,14 @@ public final class EncoderLayerStack<Layer: MaskedEncoderLayer>: Module {
         super.init()
     }
 
-    /// The computation behind every call form (``callAsFunction`` finishes it through ``Module/completeCall(_:)``).
-    public func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+    public override func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
         layer.reduce(x) { $1($0, attentionMask: attentionMask) }
     }
-
-    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
-        completeCall(compute(x, attentionMask: attentionMask))
-    }
-
-    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
 }
 
 /// Query, key and value projections and multi-head attention over them, with Hugging Face's
 /// names (`query`, `key`, `value`): BERT's `attention.self` and ViT's `attention.attention`.
-public final class QueryKeyValueAttention: Module {
+public final class QueryKeyValueAttention: MaskedSequenceModule {
     @Child public var query: Linear
     @Child public var keyProjection: Linear
     @Child public var value: Linear
@@ -152,16 +157,10 @@ public final class QueryKeyValueAttention: Module {
     public override func key(forProperty name: String) -> String { name == "keyProjection" ? "key" : super.key(forProperty: name) }
 
     /// Self-attention of `x` `[B, T, hidden]`, hiding padded keys (`attentionMask` `[B, T]`, 0 = padding).
-    public func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
+    public override func compute(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
         encoderAttention(query: query(x), key: keyProjection(x), value: value(x), heads: headCount,
                          keyMask: attentionMask, dropout: dropout, training: isTraining, op: "QueryKeyValueAttention")
     }
-
-    public func callAsFunction(_ x: Tensor, attentionMask: Tensor?) -> Tensor {
-        completeCall(compute(x, attentionMask: attentionMask))
-    }
-
-    public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil) }
 }
 
 /// `intermediate`: `dense` and the activation (BERT's and ViT's feed-forward expansion).
