@@ -37,10 +37,15 @@ public final class ResidualBlock: Module {
         relu = ReLU()
         conv2 = Conv2d(outChannels, outChannels, kernelSize: 3, padding: 1, bias: false)
         bn2 = BatchNorm2d(outChannels)
-        downsample = stride != 1 || inChannels != outChannels
-            ? Sequential(Conv2d(inChannels, outChannels, kernelSize: 1, stride: stride, bias: false), BatchNorm2d(outChannels))
-            : nil
+        downsample = ResidualBlock.projectionShortcut(inChannels, outChannels, stride: stride)
         super.init()
+    }
+
+    /// torchvision's `downsample`: `Sequential(Conv2d 1x1 with stride, BatchNorm2d)` when the
+    /// stride or the channel count changes, nil (the identity) otherwise. Bottleneck blocks use it too.
+    public static func projectionShortcut(_ inChannels: Int, _ outChannels: Int, stride: Int) -> Sequential? {
+        guard stride != 1 || inChannels != outChannels else { return nil }
+        return Sequential(Conv2d(inChannels, outChannels, kernelSize: 1, stride: stride, bias: false), BatchNorm2d(outChannels))
     }
 
     public override func forward(_ x: Tensor) -> Tensor {

@@ -46,9 +46,7 @@ public final class Bottleneck: Module {
         conv3 = Conv2d(width, out, kernelSize: 1, bias: false)
         bn3 = BatchNorm2d(out)
         relu = ReLU()
-        downsample = stride != 1 || inChannels != out
-            ? Sequential(Conv2d(inChannels, out, kernelSize: 1, stride: stride, bias: false), BatchNorm2d(out))
-            : nil
+        downsample = ResidualBlock.projectionShortcut(inChannels, out, stride: stride)
         super.init()
     }
 
