@@ -165,6 +165,15 @@ private let cases: [ConvCase] = [
     ConvCase(batch: 1, inChannels: 3, outChannels: 3, height: 33, width: 40, kernel: (3, 3), stride: (2, 1),
              padding: (1, 1), groups: 3),
     ConvCase(batch: 3, inChannels: 2, outChannels: 4, height: 17, width: 40, kernel: (3, 3), padding: (1, 1), groups: 2),
+    // Winograd F(2x2, 3x3) (forced below 16 channels): even and odd sizes, paddings 0 to 3 (3: the
+    // input gradient takes column matrices), rows wider than one vector of tiles, and a case the
+    // automatic plan sends to Winograd.
+    ConvCase(batch: 2, inChannels: 5, outChannels: 6, height: 8, width: 8, kernel: (3, 3), padding: (1, 1)),
+    ConvCase(batch: 1, inChannels: 4, outChannels: 3, height: 6, width: 9, kernel: (3, 3), bias: false),
+    ConvCase(batch: 3, inChannels: 3, outChannels: 2, height: 3, width: 4, kernel: (3, 3)),
+    ConvCase(batch: 1, inChannels: 2, outChannels: 3, height: 4, width: 5, kernel: (3, 3), padding: (3, 3)),
+    ConvCase(batch: 2, inChannels: 3, outChannels: 2, height: 5, width: 70, kernel: (3, 3), padding: (1, 1)),
+    ConvCase(batch: 2, inChannels: 17, outChannels: 19, height: 9, width: 11, kernel: (3, 3), padding: (1, 1)),
 ]
 
 /// A way to run a case: thread count (threading is forced, whatever the size; with 2 threads both
@@ -173,21 +182,25 @@ private let cases: [ConvCase] = [
 /// whole buffers or in bands of one output row.
 private struct PlanVariant {
     var threads: Int, splitSamples: Bool?, method: ConvPlan.Method?, columnBudget = ConvPlan.columnBudget
+    var winogradChunkBudget = WinogradTiling.chunkBudget
 
     func plan(_ g: Conv2dGeometry) -> ConvPlan {
         ConvPlan(g, threads: threads, minParallelFlops: 0, columnBudget: columnBudget, method: method,
-                 splitSamples: splitSamples)
+                 splitSamples: splitSamples, winogradChunkBudget: winogradChunkBudget)
     }
 
     /// Variants with the same method must agree bit for bit.
-    var methodName: String { "\(method.map { "\($0)" } ?? "automatic")/\(columnBudget)" }
+    var methodName: String { "\(method.map { "\($0)" } ?? "automatic")/\(columnBudget)/\(winogradChunkBudget)" }
 }
 
 private let plans: [PlanVariant] = [(1, nil), (2, true), (2, false)].flatMap { (t: Int, split: Bool?) in
     [PlanVariant(threads: t, splitSamples: split, method: nil),
      PlanVariant(threads: t, splitSamples: split, method: .shifted),
      PlanVariant(threads: t, splitSamples: split, method: .columns),
-     PlanVariant(threads: t, splitSamples: split, method: .columns, columnBudget: 1)]
+     PlanVariant(threads: t, splitSamples: split, method: .columns, columnBudget: 1),
+     PlanVariant(threads: t, splitSamples: split, method: .winograd),
+     // One tile row per chunk: the weight gradient accumulates over many chunks.
+     PlanVariant(threads: t, splitSamples: split, method: .winograd, winogradChunkBudget: 1)]
 }
 
 /// Shapes for the infinite-input test: every method (shifted copies on wide rows, column
@@ -351,7 +364,24 @@ struct ConvKernelTests {
                                  kernelHeight: 3, kernelWidth: 3, padding: (1, 1))
         let p32 = ConvPlan(big, threads: 2)
         #expect(p32.workers == 2 && p32.gemmThreads == 1)
-        #expect(p32.forwardMethod == .shifted && p32.backwardInputMethod == .shifted && p32.backwardWeightMethod == .shifted)
+        #expect(p32.forwardMethod == .winograd && p32.backwardInputMethod == .winograd && p32.backwardWeightMethod == .winograd)
+        // Non-finite operands go to the method the geometry would take without Winograd.
+        let exact = p32.exact
+        #expect(exact.forwardMethod == .shifted && exact.backwardInputMethod == .shifted && exact.backwardWeightMethod == .shifted)
+        // Winograd needs 3x3, stride 1, no dilation, one group, equal padding (at most 2 for the input gradient).
+        var wideKernel = big
+        (wideKernel.kernelWidth, wideKernel.padW, wideKernel.width) = (5, 2, 64)
+        #expect(ConvPlan(wideKernel, threads: 1).forwardMethod == .shifted)
+        var dilated = big
+        (dilated.dilationH, dilated.dilationW, dilated.padH, dilated.padW, dilated.width) = (2, 2, 2, 2, 64)
+        #expect(ConvPlan(dilated, threads: 1).forwardMethod == .shifted)
+        var farPadded = big
+        (farPadded.padH, farPadded.padW) = (3, 3)
+        let pf = ConvPlan(farPadded, threads: 1)
+        #expect(pf.forwardMethod == .winograd && pf.backwardWeightMethod == .winograd && pf.backwardInputMethod == .columns)
+        var fewChannels = big
+        fewChannels.outChannels = 8
+        #expect(ConvPlan(fewChannels, threads: 1).forwardMethod != .winograd)
         #expect(p32.colRows * p32.bandRows * big.outWidth <= ConvPlan.columnBudget)
         var one = big
         one.batch = 1
@@ -361,11 +391,12 @@ struct ConvKernelTests {
 
         // Narrow images waste too much width for the shifted method, few channels make its sgemm
         // calls too thin; strided convolutions cannot use it.
-        var narrow = big
+        var narrow = wideKernel
         (narrow.height, narrow.width) = (7, 7)
         #expect(ConvPlan(narrow, threads: 1).forwardMethod == .columns)
         var firstLayer = big
         firstLayer.inChannels = 3
+        #expect(ConvPlan(firstLayer, threads: 1, method: .winograd).forwardMethod == .winograd)
         #expect(ConvPlan(firstLayer, threads: 1).forwardMethod == .columns)
         var strided = big
         (strided.strideH, strided.strideW) = (2, 2)

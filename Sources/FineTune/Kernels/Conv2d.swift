@@ -90,6 +90,10 @@ extension Kernels {
     static func conv2dForward(_ g: Conv2dGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                               bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan: ConvPlan) {
         switch plan.forwardMethod {
+        case .winograd:
+            if !conv2dForwardWinograd(g, input: input, weight: weight, bias: bias, output: output, plan: plan) {
+                conv2dForward(g, input: input, weight: weight, bias: bias, output: output, plan: plan.exact)
+            }
         case .depthwise: conv2dForwardDepthwise(g, input: input, weight: weight, bias: bias, output: output, plan: plan)
         case .shifted: conv2dForwardShifted(g, input: input, weight: weight, bias: bias, output: output, plan: plan)
         case .pointwise, .columns: conv2dForwardColumns(g, input: input, weight: weight, bias: bias, output: output, plan: plan)
@@ -99,6 +103,10 @@ extension Kernels {
     static func conv2dBackwardInput(_ g: Conv2dGeometry, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                     gradInput: UnsafeMutablePointer<Float>, plan: ConvPlan) {
         switch plan.backwardInputMethod {
+        case .winograd:
+            if !conv2dBackwardInputWinograd(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan) {
+                conv2dBackwardInput(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan.exact)
+            }
         case .depthwise: conv2dBackwardInputDepthwise(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan)
         case .shifted: conv2dBackwardInputShifted(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan)
         case .pointwise, .columns:
@@ -109,6 +117,10 @@ extension Kernels {
     static func conv2dBackwardWeight(_ g: Conv2dGeometry, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                                      gradWeight: UnsafeMutablePointer<Float>, plan: ConvPlan) {
         switch plan.backwardWeightMethod {
+        case .winograd:
+            if !conv2dBackwardWeightWinograd(g, input: input, gradOutput: gradOutput, gradWeight: gradWeight, plan: plan) {
+                conv2dBackwardWeight(g, input: input, gradOutput: gradOutput, gradWeight: gradWeight, plan: plan.exact)
+            }
         case .depthwise:
             conv2dBackwardWeightDepthwise(g, input: input, gradOutput: gradOutput, gradWeight: gradWeight, plan: plan)
         case .shifted: conv2dBackwardWeightShifted(g, input: input, gradOutput: gradOutput, gradWeight: gradWeight, plan: plan)
@@ -130,6 +142,8 @@ struct ConvPlan {
         case shifted
         /// One input channel per group: direct loops, no sgemm (Conv2dDepthwise.swift).
         case depthwise
+        /// Winograd F(2x2, 3x3): 3x3, stride 1, no dilation, one group (Conv2dWinograd.swift).
+        case winograd
     }
 
     /// Floats in one column buffer (a band of whole output rows): half of a 1 MB L2, or all of
@@ -149,6 +163,9 @@ struct ConvPlan {
     /// (Measured 3x3 32x32: 3 -> 64 channels, columns are 2x faster overall; 16 -> 16, shifted is
     /// ~10% faster.)
     static let minShiftedChannels = 16
+    /// Winograd's transforms cost about as much per tile and channel as a few dozen multiply-adds,
+    /// so it needs this many channels in and out to pay.
+    static let minWinogradChannels = 16
 
     let g: Conv2dGeometry
     let shape: Im2colShape
@@ -156,7 +173,13 @@ struct ConvPlan {
     let inPlane: Int, outPlane: Int
     /// Rows of a group's column matrix: `Cin/groups * KH * KW`.
     let colRows: Int
-    let forwardMethod: Method, backwardInputMethod: Method, backwardWeightMethod: Method
+    private(set) var forwardMethod: Method, backwardInputMethod: Method, backwardWeightMethod: Method
+    /// The methods without Winograd, which the Winograd kernels hand non-finite operands to.
+    private let exactMethods: (forward: Method, backwardInput: Method, backwardWeight: Method)
+    /// Threads the call may use (1 below `minParallelFlops`).
+    let threads: Int
+    /// Floats per transformed buffer of the Winograd method (tests make it small to force chunks).
+    let winogradChunkBudget: Int
     /// Output rows per band of the column matrix.
     let bandRows: Int
     /// Threads that each run whole samples (1: samples run in sequence).
@@ -171,7 +194,8 @@ struct ConvPlan {
     /// shapes, small bands, a split, or a method: `.columns`, or `.shifted` wherever it applies
     /// (however much width it wastes); pointwise convolutions stay pointwise. Other values choose.
     init(_ g: Conv2dGeometry, threads: Int, minParallelFlops: Double = ConvPlan.minParallelFlops,
-         columnBudget: Int = ConvPlan.columnBudget, method: Method? = nil, splitSamples: Bool? = nil) {
+         columnBudget: Int = ConvPlan.columnBudget, method: Method? = nil, splitSamples: Bool? = nil,
+         winogradChunkBudget: Int = WinogradTiling.chunkBudget) {
         self.g = g
         shape = Im2colShape(g)
         inPlane = g.height * g.width
@@ -184,17 +208,41 @@ struct ConvPlan {
         let waste = Double((g.kernelWidth - 1) * g.dilationW)
         let enoughChannels = min(g.inChannelsPerGroup, g.outChannelsPerGroup) >= ConvPlan.minShiftedChannels
         let depthwise = g.groups > 1 && g.inChannelsPerGroup == 1
-        let forced = method == .columns || method == .shifted ? method : nil
-        func choose(shiftedApplies: Bool, width: Int) -> Method {
+        let forced = method == .columns || method == .shifted || method == .winograd ? method : nil
+        // Winograd's tiles: 3x3, stride 1, no dilation, one group, the same padding on both axes
+        // (at most 2 for the input gradient, whose convolution pads by 2 - p).
+        let winograd = g.kernelHeight == 3 && g.kernelWidth == 3 && g.strideH == 1 && g.strideW == 1
+            && g.dilationH == 1 && g.dilationW == 1 && g.groups == 1 && g.padH == g.padW
+            && g.outHeight > 0 && g.outWidth > 0
+        let winogradPays = min(g.inChannels, g.outChannels) >= ConvPlan.minWinogradChannels
+        func choose(shiftedApplies: Bool, winogradApplies: Bool, width: Int) -> Method {
             if depthwise && forced == nil { return .depthwise }
             if pointwise { return .pointwise }
-            if let forced { return forced == .shifted && shiftedApplies ? .shifted : .columns }
+            if let forced {
+                if forced == .winograd && winogradApplies { return .winograd }
+                return forced == .shifted && shiftedApplies ? .shifted : .columns
+            }
+            if winogradApplies && winogradPays { return .winograd }
             let pays = enoughChannels && waste <= ConvPlan.maxShiftedWaste * Double(width)
             return shiftedApplies && pays ? .shifted : .columns
         }
-        forwardMethod = choose(shiftedApplies: shifted.supportsForward, width: g.outWidth)
+        let winogradInput = winograd && g.padH <= 2
+        forwardMethod = choose(shiftedApplies: shifted.supportsForward, winogradApplies: winograd, width: g.outWidth)
         backwardWeightMethod = forwardMethod
-        backwardInputMethod = choose(shiftedApplies: shifted.supportsBackwardInput, width: g.width)
+        backwardInputMethod = choose(shiftedApplies: shifted.supportsBackwardInput, winogradApplies: winogradInput,
+                                     width: g.width)
+        // Without Winograd (a forced Winograd falls back to what the geometry would choose).
+        let exactForced: Method? = forced == .winograd ? nil : forced
+        func exact(_ chosen: Method, shiftedApplies: Bool, width: Int) -> Method {
+            guard chosen == .winograd else { return chosen }
+            if let exactForced { return exactForced == .shifted && shiftedApplies ? .shifted : .columns }
+            let pays = enoughChannels && waste <= ConvPlan.maxShiftedWaste * Double(width)
+            return shiftedApplies && pays ? .shifted : .columns
+        }
+        let exactForward = exact(forwardMethod, shiftedApplies: shifted.supportsForward, width: g.outWidth)
+        exactMethods = (exactForward, exact(backwardInputMethod, shiftedApplies: shifted.supportsBackwardInput, width: g.width),
+                        exactForward)
+        self.winogradChunkBudget = winogradChunkBudget
 
         let maxRows = max(1, columnBudget / max(1, colRows * g.outWidth))
         let bands = (g.outHeight + maxRows - 1) / maxRows
@@ -204,6 +252,7 @@ struct ConvPlan {
         // threads: yes; 5 on 4: no). Measured on the 3x3 64-channel case, batch 32, 2 threads:
         // ~1.9x one thread this way, ~1.1x with threaded sgemm calls.
         let t = threads > 1 && g.forwardFlops >= minParallelFlops ? threads : 1
+        self.threads = t
         let perThread = (g.batch + t - 1) / t
         if t > 1 && (splitSamples ?? (4 * g.batch >= 3 * t * perThread)) {
             workers = t; gemmThreads = 1
@@ -212,6 +261,13 @@ struct ConvPlan {
         }
         let weightCount = max(1, g.outChannels * colRows)
         weightSlots = max(1, min(g.batch, ConvPlan.maxWeightSlots, 1 + ConvPlan.weightScratchBudget / weightCount))
+    }
+
+    /// The same plan with the Winograd kernels replaced by the exact methods.
+    var exact: ConvPlan {
+        var plan = self
+        (plan.forwardMethod, plan.backwardInputMethod, plan.backwardWeightMethod) = exactMethods
+        return plan
     }
 
     /// `count` rounded up to a multiple of 16 floats (64 bytes).

@@ -23,6 +23,21 @@ enum ConvLoops {
         if rest & 1 != 0 { p.storeBytes(of: Float(0), toByteOffset: (rest & 6) &* 4, as: Float.self) }
     }
 
+    /// Whether every one of the `n` floats at `p` is finite (no NaN, no infinity).
+    static func allFinite(_ p: UnsafePointer<Float>, _ n: Int) -> Bool {
+        typealias W = SIMD16<Float>
+        // x - x is 0 for a finite x and NaN otherwise; the sums stay 0 exactly when all are finite.
+        var a = W(), b = W(), i = 0
+        while i &+ 32 <= n {
+            let x = VectorMath.load(p + i, as: W.self), y = VectorMath.load(p + (i &+ 16), as: W.self)
+            a += x - x; b += y - y
+            i &+= 32
+        }
+        var tail: Float = 0
+        while i < n { tail += p[i] - p[i]; i &+= 1 }
+        return (a + b).sum() + tail == 0
+    }
+
     @inline(__always)
     static func copy(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
         if n > 256 { dst.update(from: src, count: n); return }
