@@ -37,7 +37,9 @@ struct BenchEnvironment {
 
     /// The line under the headline: the peak that "% peak" divides by.
     var peakLine: String {
-        let peaks = threadCounts.compactMap { n in peakGFLOPS[n].map { "\(threadsText(n)) \(String(format: "%.1f", $0))" } }
+        let peaks = threadCounts.compactMap { n in
+            peakGFLOPS[n].map { "\(threadsText(n)) \(String(format: $0 < 1 ? "%.3f" : "%.1f", $0))" }   // debug builds: < 1
+        }
         return "Machine peak GFLOPS, \(FMAPeak.chains) independent \(FMAPeak.vectorDescription) chains: "
             + peaks.joined(separator: ", ")
     }
