@@ -14,32 +14,14 @@ above 1 means FineTune is faster). On a shared machine the fastest runs are the 
 import argparse
 import json
 import os
-import platform
-import statistics
 import subprocess
-import time
 
 import torch
 import torch.nn.functional as F
 
+from torch_bench import cpu_model, measure   # this folder: FineTuneBench's timing scheme
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-
-
-def measure(body, budget, warmup=0.2):
-    """(median, min) seconds of `body` (FineTuneBench's scheme: warm up, then repeat for `budget` seconds)."""
-    start = time.perf_counter()
-    while True:
-        body()
-        if time.perf_counter() - start >= min(warmup, budget):
-            break
-    samples, total = [], 0.0
-    while total < budget:
-        t0 = time.perf_counter()
-        body()
-        elapsed = time.perf_counter() - t0
-        samples.append(elapsed)
-        total += elapsed
-    return statistics.median(samples), min(samples)
 
 
 def op_case(inputs, op, backward):
@@ -101,16 +83,6 @@ def finetune(group, threads, budget):
     return {c["name"]: (c["ms"], c["min_ms"]) for c in json.loads(result.stdout)["cases"]}
 
 
-def cpu_model():
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, nargs="+", default=sorted({1, os.cpu_count() or 1}))
@@ -130,7 +102,7 @@ def main():
                 ours = finetune(group, threads, args.budget)
                 for name in [n for n in cases if n.rsplit("_fwd", 1)[0] == group]:
                     inputs, op, backward = cases[name]
-                    theirs = measure(op_case(inputs, op, backward), args.budget)
+                    theirs = measure(op_case(inputs, op, backward), args.budget)[:2]
                     key = (name, threads)
                     previous = best.get(key, ((float("inf"),) * 2, (float("inf"),) * 2))
                     best[key] = (tuple(map(min, previous[0], ours[name])),

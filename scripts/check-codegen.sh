@@ -3,7 +3,9 @@
 # should never appear in compiled kernels:
 #   * calls to closures taking SIMD16 values (a vector loop calling its body per 16 floats),
 #   * generic SIMD conversions that stayed calls (`truncatingIfNeeded` and friends),
-#   * libm `fmaf` calls (an FMA that was not compiled to an instruction).
+#   * libm `fmaf` calls (an FMA that was not compiled to an instruction);
+# and, on x86-64, checks that the loop of FineTuneBench's machine-peak measurement (Peak.swift)
+# is fused multiply-adds on zmm (AVX-512 hosts) or ymm registers and a counter: no memory access.
 # Exits 1 when any is found. Needs objdump (binutils).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,4 +19,18 @@ if [[ -n "$found" ]]; then
     echo "$found"
     exit 1
 fi
-echo "codegen check: no closure, generic SIMD conversion or fmaf calls in the kernels"
+if [[ "$(uname -m)" == x86_64 ]]; then
+    if grep -qw avx512f /proc/cpuinfo; then loop=chains16 register=zmm; else loop=chains8 register=ymm; fi
+    # The hot loop: from the first FMA of the function to the first conditional jump after it.
+    body=$(objdump -d --no-show-raw-insn "$binary" \
+        | awk -v name="FMAPeak.*${loop}10iterations.*>:\$" '$0 ~ name {p = 1; next} /^$/ {p = 0} p' \
+        | awk '/vfmadd/ && !done {p = 1} p {print} p && /\tj[a-z]+ / {p = 0; done = 1}')
+    fmas=$(grep -c "vfmadd.*%${register}" <<<"$body" || true)
+    others=$(grep -vE ":[[:space:]]+(vfmadd[0-9]+ps[[:space:]]+(%${register}[0-9]+,){2}%${register}[0-9]+|(add|sub|dec|inc|cmp)[[:space:]]+[^(]*|j[a-z]+[[:space:]].*)\$" <<<"$body" || true)
+    if (( fmas < 12 )) || [[ -n "$others" ]]; then
+        echo "the FMA peak loop (FMAPeak.$loop) should be 12 or more register-only FMAs on $register and a counter:"
+        echo "$body"
+        exit 1
+    fi
+fi
+echo "codegen check: no closure, generic SIMD conversion or fmaf calls in the kernels; the peak loop is $register FMAs"

@@ -1,7 +1,7 @@
 /// Command-line options of FineTuneBench, parsed by hand (no dependencies).
 ///
 ///     FineTuneBench [suite ...] [--threads N] [--json] [--budget SECONDS]
-///                   [--filter TEXT] [--list] [--help]
+///                   [--filter TEXT] [--compare FILE] [--list] [--help]
 struct Options: Equatable {
     /// Suites to run, in command-line order without duplicates; empty means all suites.
     var suites: [String] = []
@@ -13,6 +13,8 @@ struct Options: Equatable {
     var budget: Double = 1.0
     /// Run only the cases whose name contains this text.
     var filter: String?
+    /// A JSON report (FineTuneBench's or scripts/torch_bench.py's) to compare this run's times with.
+    var compare: String?
     /// List suites and cases, then exit.
     var list = false
     /// Print usage, then exit.
@@ -61,6 +63,8 @@ struct Options: Equatable {
                 options.budget = seconds
             case "--filter":
                 options.filter = try value()
+            case "--compare":
+                options.compare = try value()
             default:
                 if argument.hasPrefix("-") { throw .unknownFlag(argument) }
                 guard validSuites.contains(argument) else { throw .unknownSuite(argument) }
@@ -76,13 +80,15 @@ struct Options: Equatable {
         Usage: FineTuneBench [suite ...] [options]
 
         Measures FineTune's CPU kernels. Without suite names, runs every suite.
-        Suites: \(suites.joined(separator: ", ")) (all but models when none is named)
+        Suites: \(suites.joined(separator: ", ")) (all but models and resnet-convs when none is named)
 
         Options:
           --threads N        run every case with N threads (default: 1 thread and all cores)
           --budget SECONDS   timed repetitions per case and thread count (default: 1.0)
           --filter TEXT      run only the cases whose name contains TEXT
           --json             print one JSON object on stdout (progress goes to stderr)
+          --compare FILE     after the run, time ratios to the same cases in FILE, a --json report
+                             of FineTuneBench or of scripts/torch_bench.py (< 1: FineTune faster)
           --list             list suites and cases, then exit
           -h, --help         show this help
 

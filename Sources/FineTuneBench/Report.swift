@@ -13,6 +13,8 @@ struct BenchEnvironment {
     var cores = ProcessInfo.processInfo.activeProcessorCount
     var budget: Double
     var threadCounts: [Int]
+    /// The machine's multiply-add peak in GFLOP/s per thread count (``FMAPeak``).
+    var peakGFLOPS: [Int: Double] = [:]
 
     #if DEBUG
     static let isDebugBuild = true
@@ -32,21 +34,38 @@ struct BenchEnvironment {
         return "FineTuneBench · SIMD: \(simd) · \(cores) cores · \(build) build"
             + " · threads: \(threads) · budget \(budget) s per case"
     }
+
+    /// The line under the headline: the peak that "% peak" divides by.
+    var peakLine: String {
+        let peaks = threadCounts.compactMap { n in
+            peakGFLOPS[n].map { "\(threadsText(n)) \(String(format: $0 < 1 ? "%.3f" : "%.1f", $0))" }   // debug builds: < 1
+        }
+        return "Machine peak GFLOPS, \(FMAPeak.chains) independent \(FMAPeak.vectorDescription) chains: "
+            + peaks.joined(separator: ", ")
+    }
+
+    /// A result's GFLOPS as a fraction of the peak at its thread count.
+    func peakShare(_ result: CaseResult) -> Double? {
+        guard let gflops = result.gflops, let peak = peakGFLOPS[result.threads], peak > 0 else { return nil }
+        return gflops / peak
+    }
 }
 
 /// The aligned text table, printed one row at a time as results arrive.
 struct Table {
     private let suiteWidth: Int, nameWidth: Int
-    private static let numericWidths = [7, 11, 11, 9, 7]
+    private let environment: BenchEnvironment
+    private static let numericWidths = [7, 11, 11, 9, 7, 7]
 
-    /// Sizes the columns for the given suite and case names.
-    init(suiteNames: [String], caseNames: [String]) {
+    /// Sizes the columns for the given suite and case names; "% peak" divides by `environment`'s peaks.
+    init(suiteNames: [String], caseNames: [String], environment: BenchEnvironment) {
         suiteWidth = max(5, suiteNames.map(\.count).max() ?? 0)
         nameWidth = max(4, caseNames.map(\.count).max() ?? 0)
+        self.environment = environment
     }
 
     var header: String {
-        let titles = ["threads", "median ms", "min ms", "GFLOPS", "reps"]
+        let titles = ["threads", "median ms", "min ms", "GFLOPS", "% peak", "reps"]
         let columns = line(suite: "suite", name: "case", titles)
         let rule = line(suite: String(repeating: "-", count: suiteWidth), name: String(repeating: "-", count: nameWidth),
                         Self.numericWidths.map { String(repeating: "-", count: $0) })
@@ -56,7 +75,8 @@ struct Table {
     func row(_ r: CaseResult) -> String {
         line(suite: r.suite, name: r.name, [
             String(r.threads), formatMilliseconds(r.ms), formatMilliseconds(r.minMs),
-            r.gflops.map { String(format: "%.2f", $0) } ?? "-", String(r.timing.repetitions),
+            r.gflops.map { String(format: "%.2f", $0) } ?? "-",
+            environment.peakShare(r).map { String(format: "%.1f%%", 100 * $0) } ?? "-", String(r.timing.repetitions),
         ])
     }
 
@@ -89,22 +109,33 @@ private func pad(_ text: String, to width: Int, left: Bool = false) -> String {
 
 // MARK: - JSON
 
-/// The `--json` document: `{"simd": ..., "cases": [...], "ratios": [...], ...}`.
+/// The `--json` document: `{"simd": ..., "peakGFLOPS": {"1": ...}, "cases": [...], "ratios": [...], ...}`.
+/// scripts/torch_bench.py writes the same schema (with `framework` "PyTorch ..."), so either
+/// file can be given to `--compare`.
 struct JSONReport: Encodable {
+    var framework = "FineTune"
     var simd: String
     var cores: Int
     var build: String
     var budgetSeconds: Double
+    /// The machine peak per thread count, keyed by the count as text ("1", "2").
+    var peakGFLOPS: [String: Double]
     var cases: [Case]
     var ratios: [RatioEntry]
+    /// Present with `--compare`.
+    var comparison: ComparisonEntries?
 
     struct Case: Encodable {
         var suite: String, name: String, threads: Int
         /// `null` for cases without a flop count.
         var gflops: Double?
+        /// `gflops` over the machine peak at this thread count; `null` without a flop count.
+        var peakShare: Double?
         var ms: Double, minMs: Double, reps: Int, checksum: Double
 
-        enum CodingKeys: String, CodingKey { case suite, name, threads, gflops, ms, minMs = "min_ms", reps, checksum }
+        enum CodingKeys: String, CodingKey {
+            case suite, name, threads, gflops, peakShare, ms, minMs = "min_ms", reps, checksum
+        }
 
         func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: CodingKeys.self)
@@ -112,6 +143,7 @@ struct JSONReport: Encodable {
             try container.encode(name, forKey: .name)
             try container.encode(threads, forKey: .threads)
             try container.encode(gflops, forKey: .gflops)  // explicit null when nil
+            try container.encode(peakShare, forKey: .peakShare)
             try container.encode(ms, forKey: .ms)
             try container.encode(minMs, forKey: .minMs)
             try container.encode(reps, forKey: .reps)
@@ -123,19 +155,47 @@ struct JSONReport: Encodable {
         var suite: String, name: String, value: Double
     }
 
-    enum CodingKeys: String, CodingKey { case simd, cores, build, budgetSeconds = "budget_s", cases, ratios }
+    /// `{"baseline": "PyTorch 2.9.0", "file": "torch.json", "cases": [...]}`.
+    struct ComparisonEntries: Encodable {
+        var baseline: String, file: String
+        var cases: [Entry]
 
-    init(environment: BenchEnvironment, results: [CaseResult], ratios: [Ratio]) {
+        /// `ratio` = `ms` / `baseline_ms` (below 1: FineTune is faster); `min_ratio` from the fastest runs.
+        struct Entry: Encodable {
+            var suite: String, name: String, threads: Int
+            var ms: Double, baselineMs: Double, ratio: Double
+            var minRatio: Double?
+            enum CodingKeys: String, CodingKey {
+                case suite, name, threads, ms, baselineMs = "baseline_ms", ratio, minRatio = "min_ratio"
+            }
+        }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case framework, simd, cores, build, budgetSeconds = "budget_s", peakGFLOPS, cases, ratios, comparison
+    }
+
+    init(environment: BenchEnvironment, results: [CaseResult], ratios: [Ratio],
+         comparisons: (baseline: Baseline, cases: [Comparison])? = nil) {
         simd = environment.simd
         cores = environment.cores
         build = environment.build
         budgetSeconds = environment.budget
+        peakGFLOPS = Dictionary(uniqueKeysWithValues: environment.peakGFLOPS.map { (String($0.key), rounded($0.value, places: 3)) })
         cases = results.map {
             Case(suite: $0.suite, name: $0.name, threads: $0.threads, gflops: $0.gflops.map { rounded($0, places: 3) },
+                 peakShare: environment.peakShare($0).map { rounded($0, places: 4) },
                  ms: rounded($0.ms, places: 6), minMs: rounded($0.minMs, places: 6),
                  reps: $0.timing.repetitions, checksum: $0.checksum)
         }
         self.ratios = ratios.map { RatioEntry(suite: $0.suite, name: $0.label, value: rounded($0.value, places: 3)) }
+        comparison = comparisons.map { baseline, cases in
+            ComparisonEntries(baseline: baseline.label, file: baseline.path, cases: cases.map {
+                .init(suite: $0.suite, name: $0.name, threads: $0.threads, ms: rounded($0.ms, places: 6),
+                      baselineMs: $0.baselineMs, ratio: rounded($0.ratio, places: 4),
+                      minRatio: $0.minRatio.map { rounded($0, places: 4) })
+            })
+        }
     }
 
     /// Pretty-printed JSON text; non-finite numbers (a broken kernel's checksum) become strings.

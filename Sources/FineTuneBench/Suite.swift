@@ -27,6 +27,7 @@ enum SuiteRegistry {
     static let all: [any BenchSuite] = [
         GEMMSuite(),
         ConvSuite(),
+        ResNetConvSuite(),
         PoolSuite(),
         MLPSuite(),
         CNNSuite(),

@@ -40,15 +40,27 @@ if options.list {
     exit(0)
 }
 
+// Read the --compare file before measuring: a bad file must not cost a whole run.
+var baseline: Baseline?
+if let path = options.compare {
+    do { baseline = try Baseline(contentsOf: path) } catch {
+        Console.error("FineTuneBench: \(error.message)")
+        exit(2)
+    }
+}
+
 let cores = ProcessInfo.processInfo.activeProcessorCount
 let threadCounts = options.threads.map { [$0] } ?? (cores > 1 ? [1, cores] : [1])
-let environment = BenchEnvironment(budget: options.budget, threadCounts: threadCounts)
+var environment = BenchEnvironment(budget: options.budget, threadCounts: threadCounts)
+for threads in threadCounts { environment.peakGFLOPS[threads] = FMAPeak.gflops(threads: threads) }
 
 // Rows go to stdout as they complete; with --json they are progress on stderr.
 let emit: (String) -> Void = { [json = options.json] text in json ? Console.error(text) : Console.out(text) }
-let table = Table(suiteNames: selection.map(\.suite.name), caseNames: selection.flatMap { $0.cases.map(\.name) })
+let table = Table(suiteNames: selection.map(\.suite.name), caseNames: selection.flatMap { $0.cases.map(\.name) },
+                  environment: environment)
 if BenchEnvironment.isDebugBuild { emit(BenchEnvironment.debugWarning) }
 emit(environment.headline)
+emit(environment.peakLine)
 emit("")
 emit(table.header)
 
@@ -66,12 +78,14 @@ for (suite, cases) in selection {
     results += suiteResults
     allRatios += ratios(for: suite, results: suiteResults)
 }
-emit(ratioLines(allRatios))
+if !allRatios.isEmpty { emit(ratioLines(allRatios)) }
+let comparisons = baseline.map { ($0, $0.comparisons(with: results)) }
+if let (baseline, cases) = comparisons { emit(comparisonLines(cases, baseline: baseline)) }
 if BenchEnvironment.isDebugBuild { emit(BenchEnvironment.debugWarning) }
 
 if options.json {
     do {
-        Console.out(try JSONReport(environment: environment, results: results, ratios: allRatios).text())
+        Console.out(try JSONReport(environment: environment, results: results, ratios: allRatios, comparisons: comparisons).text())
     } catch {
         Console.error("FineTuneBench: could not encode JSON: \(error)")
         exit(1)

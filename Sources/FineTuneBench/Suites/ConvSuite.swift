@@ -16,30 +16,37 @@ struct ConvSuite: BenchSuite {
     func cases() -> [BenchCase] {
         let g = geometry, d = depthwise
         return [
-            BenchCase(name: "conv3x3_fwd", detail: "conv2dForward with bias, \(shape(g))",
+            BenchCase(name: "conv3x3_fwd", detail: "conv2dForward with bias, \(g.shapeText)",
                       flops: g.forwardFlops, makeWorkload: { ConvWorkload(g, backward: false) }),
             BenchCase(name: "conv3x3_fwd_bwd", detail: "forward + conv2dBackwardInput + conv2dBackwardWeight (3x forward flops)",
                       flops: 3 * g.forwardFlops, makeWorkload: { ConvWorkload(g, backward: true) }),
-            BenchCase(name: "dw3x3s2_fwd", detail: "depthwise (groups 64), stride 2, with bias, \(shape(d))",
+            BenchCase(name: "dw3x3s2_fwd", detail: "depthwise (groups 64), stride 2, with bias, \(d.shapeText)",
                       flops: d.forwardFlops, makeWorkload: { ConvWorkload(d, backward: false) }),
             BenchCase(name: "dw3x3s2_fwd_bwd", detail: "depthwise stride 2: forward + both backward kernels (3x forward flops)",
                       flops: 3 * d.forwardFlops, makeWorkload: { ConvWorkload(d, backward: true) }),
         ]
     }
 
-    private func shape(_ g: Conv2dGeometry) -> String {
-        "[\(g.batch)x\(g.inChannels)x\(g.height)x\(g.width)] -> [\(g.batch)x\(g.outChannels)x\(g.outHeight)x\(g.outWidth)]"
+}
+
+extension Conv2dGeometry {
+    /// `[N x C x H x W] -> [N x C' x H' x W']`, for `--list`.
+    var shapeText: String {
+        "[\(batch)x\(inChannels)x\(height)x\(width)] -> [\(batch)x\(outChannels)x\(outHeight)x\(outWidth)]"
     }
 }
 
-/// Buffers for one convolution: forward only, or forward plus both backward kernels.
+/// Buffers for one convolution: forward only, or forward plus both backward kernels (the input
+/// and weight gradients; a bias gradient is not computed).
 final class ConvWorkload: Workload {
     private let g: Conv2dGeometry
     private let backward: Bool
-    private let input: FloatBuffer, weight: FloatBuffer, bias: FloatBuffer, output: FloatBuffer
+    private let input: FloatBuffer, weight: FloatBuffer, output: FloatBuffer
+    private let bias: FloatBuffer?
     private let gradOutput: FloatBuffer, gradInput: FloatBuffer, gradWeight: FloatBuffer
 
-    init(_ g: Conv2dGeometry, backward: Bool) {
+    /// `bias: false` for convolutions followed by BatchNorm (ResNet's).
+    init(_ g: Conv2dGeometry, backward: Bool, bias hasBias: Bool = true) {
         self.g = g
         self.backward = backward
         let inputCount = g.batch * g.inChannels * g.height * g.width
@@ -47,7 +54,7 @@ final class ConvWorkload: Workload {
         let weightCount = g.outChannels * g.inChannelsPerGroup * g.kernelHeight * g.kernelWidth
         input = FloatBuffer(count: inputCount, seed: 11)
         weight = FloatBuffer(count: weightCount, seed: 12)
-        bias = FloatBuffer(count: g.outChannels, seed: 13)
+        bias = hasBias ? FloatBuffer(count: g.outChannels, seed: 13) : nil
         output = FloatBuffer(count: outputCount)
         // Backward buffers stay empty for the forward-only case.
         gradOutput = FloatBuffer(count: backward ? outputCount : 0, seed: 14)
@@ -57,7 +64,7 @@ final class ConvWorkload: Workload {
 
     func run(threads: Int) {
         Kernels.maxThreads = threads    // for the kernels it calls without a thread count
-        Kernels.conv2dForward(g, input: input.readOnly, weight: weight.readOnly, bias: bias.readOnly,
+        Kernels.conv2dForward(g, input: input.readOnly, weight: weight.readOnly, bias: bias?.readOnly,
                               output: output.pointer, threads: threads)
         guard backward else { return }
         Kernels.conv2dBackwardInput(g, gradOutput: gradOutput.readOnly, weight: weight.readOnly,

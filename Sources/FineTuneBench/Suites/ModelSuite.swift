@@ -1,10 +1,13 @@
 import FineTune
 
-/// Real architectures at real sizes: a torchvision-shaped ResNet-18 step and a BERT-base-shaped
-/// encoder step, each with everything trainable, frozen below the top, and with LoRA.
+/// Real architectures at real sizes: torchvision-shaped ResNet-18 and ResNet-50 steps (SGD with
+/// momentum) and a BERT-base-shaped encoder step (AdamW), with everything trainable, frozen below
+/// the top, and with LoRA; and an epoch of head training on cached backbone features against the
+/// same epoch through the frozen backbone. scripts/torch_bench.py runs the same cases in PyTorch.
 struct ModelSuite: BenchSuite {
     let name = "models"
-    let summary = "AdamW training steps of ResNet-18 (batch 8, 3x224x224) and a BERT-base encoder (12 layers, hidden 768, seq 128, batch 8)"
+    let summary = "Training steps of ResNet-18/50 (SGD momentum 0.9, batch 8, 3x224x224) and a BERT-base encoder "
+        + "(AdamW, 12 layers, hidden 768, seq 128, batch 8); head training on cached features"
 
     /// Seconds per step on one thread: run it by name (`FineTuneBench models`).
     var runsByDefault: Bool { false }
@@ -13,15 +16,15 @@ struct ModelSuite: BenchSuite {
     enum Variant: String { case full, frozen, lora }
 
     func cases() -> [BenchCase] {
-        let resnet = { (variant: Variant) throws -> any Workload in
+        let resnet = { (depth: Int, variant: Variant) throws -> any Workload in
             let x = TrainingData.inputs([8, 3, 224, 224], seed: 21), y = TrainingData.labels(8, classes: 1000, seed: 22)
-            return try TrainingStepWorkload(seed: 23, model: { try ResNet(depth: 18) }, prepare: { model in
+            return try TrainingStepWorkload(seed: 23, model: { try ResNet(depth: depth) }, prepare: { model in
                 switch variant {
                 case .full: break
                 case .frozen: try model.freeze(upTo: -1)          // only fc trains (torchvision's feature-extractor recipe)
                 case .lora: try model.applyLoRA(LoRAConfig(rank: 8, alpha: 16, targetModules: ["conv2"]))
                 }
-            }, loss: { Tensor.crossEntropy($0(x), targets: y) })
+            }, optimizer: ModelSuite.resNetOptimizer, loss: { Tensor.crossEntropy($0(x), targets: y) })
         }
         let bert = { (variant: Variant) throws -> any Workload in
             let ids = Tensor(shape: [8, 128], scalars: TrainingData.labels(8 * 128, classes: 30522, seed: 24).map(Float.init))
@@ -36,13 +39,28 @@ struct ModelSuite: BenchSuite {
                 }
             }, loss: { Tensor.crossEntropy($0(ids), targets: y) })
         }
+        // Flops as direct convolutions and matrix products (BatchNorm, ReLU, pooling not counted):
+        // the forward, the weight gradients and every input gradient but the stem's.
         return [
             BenchCase(name: "resnet18_step_full", detail: "ResNet-18, batch 8, 224x224, every parameter trains (85.2 GFLOP)",
-                      flops: 85.2e9) { try resnet(.full) },
-            BenchCase(name: "resnet18_step_frozen", detail: "everything but fc frozen (29.0 GFLOP)", flops: 29.0e9) { try resnet(.frozen) },
-            BenchCase(name: "resnet18_step_lora", detail: "rank-8 LoRA on every block's conv2, the rest frozen", flops: nil) {
-                try resnet(.lora)
+                      flops: 85.2e9) { try resnet(18, .full) },
+            BenchCase(name: "resnet18_step_frozen", detail: "everything but fc frozen (29.0 GFLOP)", flops: 29.0e9) {
+                try resnet(18, .frozen)
             },
+            BenchCase(name: "resnet18_step_lora", detail: "rank-8 LoRA on every block's conv2, the rest frozen", flops: nil) {
+                try resnet(18, .lora)
+            },
+            BenchCase(name: "resnet50_step_full", detail: "ResNet-50, batch 8, 224x224, every parameter trains (194.4 GFLOP)",
+                      flops: 194.4e9) { try resnet(50, .full) },
+            BenchCase(name: "resnet50_step_frozen", detail: "everything but fc frozen (65.5 GFLOP)", flops: 65.5e9) {
+                try resnet(50, .frozen)
+            },
+            BenchCase(name: "resnet18_head_epoch_backbone",
+                      detail: "an epoch (64 images, batch 8) training a Linear(512, 10) head through the frozen ResNet-18",
+                      flops: nil) { try HeadEpochWorkload(cachedFeatures: false) },
+            BenchCase(name: "resnet18_head_epoch_cached",
+                      detail: "the same epoch on the backbone's features, computed once (TensorDataset.features(through:))",
+                      flops: nil) { try HeadEpochWorkload(cachedFeatures: true) },
             BenchCase(name: "bert_base_step_full", detail: "BERT-base classifier, batch 8, seq 128, every parameter trains",
                       flops: nil) { try bert(.full) },
             BenchCase(name: "bert_base_step_frozen", detail: "frozen below the last two encoder layers", flops: nil) { try bert(.frozen) },
@@ -54,6 +72,53 @@ struct ModelSuite: BenchSuite {
 
     var extraRatios: [RatioSpec] {
         [.speedup(of: "resnet18_step_frozen", over: "resnet18_step_full", label: "full fine-tuning step"),
+         .speedup(of: "resnet50_step_frozen", over: "resnet50_step_full", label: "full fine-tuning step"),
+         .speedup(of: "resnet18_head_epoch_cached", over: "resnet18_head_epoch_backbone", label: "an epoch through the backbone"),
          .speedup(of: "bert_base_step_lora", over: "bert_base_step_full", label: "full fine-tuning step")]
     }
+
+    /// The ResNet cases' optimizer, as in torchvision's reference training (without weight decay).
+    static func resNetOptimizer(_ model: Module) -> any Optimizer { SGD(model, lr: 0.01, momentum: 0.9) }
+}
+
+/// One epoch of training a `Linear(512, 10)` head with SGD (momentum 0.9) on 64 random
+/// 224x224 images in batches of 8: through the frozen ResNet-18 backbone at every step, or on
+/// the backbone's features computed once when the workload is built (not timed).
+final class HeadEpochWorkload: Workload {
+    private let model: Module
+    private let optimizer: any Optimizer
+    private let data: TensorDataset
+    private var lastLoss: Float = 0
+
+    init(cachedFeatures: Bool) throws {
+        let images = TensorDataset(inputs: TrainingData.inputs([64, 3, 224, 224], seed: 31),
+                                   labels: TrainingData.labels(64, classes: 10, seed: 32))
+        let resnet = try RandomGenerator.withSeed(33) { try ResNet(depth: 18, classCount: 10) }
+        if cachedFeatures {
+            // The backbone, images -> [N, 512]: everything before fc (ResNet.features, flattened).
+            let backbone = Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool, resnet.layer1, resnet.layer2,
+                                      resnet.layer3, resnet.layer4, resnet.avgpool, Flatten())
+            backbone.freeze()
+            model = resnet.fc
+            data = images.features(through: backbone, batchSize: 8)
+        } else {
+            try resnet.freeze(upTo: -1)                                 // only fc trains
+            model = resnet
+            data = images
+        }
+        optimizer = ModelSuite.resNetOptimizer(model)
+    }
+
+    func run(threads: Int) {
+        Kernels.maxThreads = threads
+        for (x, y) in data.batches(size: 8) {
+            optimizer.zeroGrad()
+            let loss = Tensor.crossEntropy(model(x), targets: y)
+            loss.backward()
+            optimizer.step()
+            lastLoss = loss.item()
+        }
+    }
+
+    func checksum() -> Double { Double(lastLoss) }
 }

@@ -1,19 +1,21 @@
 import FineTune
 
-/// One AdamW training step (zeroGrad, forward, loss, backward, step) of a model on a fixed batch.
+/// One training step (zeroGrad, forward, loss, backward, step) of a model on a fixed batch,
+/// with AdamW (lr 1e-3) unless the case picks another optimizer.
 final class TrainingStepWorkload: Workload {
     private let model: Module
-    private let optimizer: AdamW
+    private let optimizer: any Optimizer
     private let loss: (Module) -> Tensor
     private var lastLoss: Float = 0
 
     /// `prepare` may freeze parts of the model before the optimizer is built; a failure to build
     /// or prepare the model stops the benchmark (a case must never time a different model).
     init(seed: UInt64, model makeModel: () throws -> Module, prepare: (Module) throws -> Void = { _ in },
+         optimizer makeOptimizer: (Module) -> any Optimizer = { AdamW($0, lr: 1e-3) },
          loss: @escaping (Module) -> Tensor) throws {
         model = try RandomGenerator.withSeed(seed) { try makeModel() }
         try prepare(model)
-        optimizer = AdamW(model, lr: 1e-3)
+        optimizer = makeOptimizer(model)
         self.loss = loss
     }
 
