@@ -382,6 +382,11 @@ struct ConvKernelTests {
         var fewChannels = big
         fewChannels.outChannels = 8
         #expect(ConvPlan(fewChannels, threads: 1).forwardMethod != .winograd)
+        // 32 channels: Winograd for forward and input gradient, not yet for the weight gradient.
+        var thinner = big
+        (thinner.inChannels, thinner.outChannels) = (32, 48)
+        let pn = ConvPlan(thinner, threads: 1)
+        #expect(pn.forwardMethod == .winograd && pn.backwardInputMethod == .winograd && pn.backwardWeightMethod == .shifted)
         #expect(p32.colRows * p32.bandRows * big.outWidth <= ConvPlan.columnBudget)
         var one = big
         one.batch = 1
