@@ -32,7 +32,7 @@ extension Kernels {
                     if count > 1, let col, let rows {
                         // Y for the group's samples side by side, then out to NCHW with the bias.
                         let n = count * ohw
-                        p.groupColumns(x, count: count, into: col)
+                        p.im2colGroup(x, count: count, into: col)
                         sgemm(transA: false, transB: false, m: opg, n: n, k: p.colRows, alpha: 1,
                               a: w, lda: p.colRows, b: col, ldb: n, beta: 0, c: rows, ldc: n, threads: p.gemmThreads)
                         p.scatterRows(rows, count: count, rowCount: opg, plane: ohw, into: y,
@@ -79,7 +79,7 @@ extension Kernels {
                         p.gatherRows(dy, count: count, rowCount: opg, plane: ohw, sampleStride: g.outChannels * ohw, into: rows)
                         sgemm(transA: true, transB: false, m: p.colRows, n: n, k: opg, alpha: 1,
                               a: w, lda: p.colRows, b: rows, ldb: n, beta: 0, c: col, ldc: n, threads: p.gemmThreads)
-                        p.groupImages(col, count: count, into: dx)
+                        p.col2imGroup(col, count: count, into: dx)
                         continue
                     }
                     guard let col, p.forwardMethod != .pointwise else {
@@ -122,7 +122,7 @@ extension Kernels {
                         // One product over the group's samples side by side (depth samples * OH * OW).
                         let n = count * ohw
                         p.gatherRows(dy, count: count, rowCount: opg, plane: ohw, sampleStride: g.outChannels * ohw, into: rows)
-                        p.groupColumns(x, count: count, into: col)
+                        p.im2colGroup(x, count: count, into: col)
                         sgemm(transA: false, transB: true, m: opg, n: p.colRows, k: n, alpha: 1,
                               a: rows, lda: n, b: col, ldb: n, beta: beta, c: dwg, ldc: p.colRows, threads: p.gemmThreads)
                         continue
@@ -200,7 +200,7 @@ extension ConvPlan {
     /// `count * OH * OW`, sample `s` from column `s * OH * OW`): im2col of each sample's whole
     /// planes, or for a pointwise convolution the input planes themselves. `image` points at the
     /// group's first input channel of the first sample; split by channel over `gemmThreads`.
-    func groupColumns(_ image: UnsafePointer<Float>, count: Int, into col: UnsafeMutablePointer<Float>) {
+    func im2colGroup(_ image: UnsafePointer<Float>, count: Int, into col: UnsafeMutablePointer<Float>) {
         let ldcol = count * outPlane, sampleStride = g.inChannels * inPlane
         if forwardMethod == .pointwise {
             return gatherRows(image, count: count, rowCount: shape.channels, plane: inPlane, sampleStride: sampleStride, into: col)
@@ -215,10 +215,10 @@ extension ConvPlan {
         }
     }
 
-    /// The inverse of ``groupColumns(_:count:into:)`` for the input gradient: overwrites the
+    /// The inverse of ``im2colGroup(_:count:into:)`` for the input gradient: overwrites the
     /// group's input planes of `count` samples (from `image`) with col2im of their columns, or for
     /// a pointwise convolution with the columns themselves. Split by channel over `gemmThreads`.
-    func groupImages(_ col: UnsafePointer<Float>, count: Int, into image: UnsafeMutablePointer<Float>) {
+    func col2imGroup(_ col: UnsafePointer<Float>, count: Int, into image: UnsafeMutablePointer<Float>) {
         let ldcol = count * outPlane, sampleStride = g.inChannels * inPlane
         if forwardMethod == .pointwise {
             return scatterRows(col, count: count, rowCount: shape.channels, plane: inPlane, into: image,
