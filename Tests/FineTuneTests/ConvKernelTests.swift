@@ -3,8 +3,9 @@ import Testing
 
 // Tests for Kernels.conv2dForward / conv2dBackwardInput / conv2dBackwardWeight (Kernels/Conv2d.swift,
 // Kernels/Im2col.swift) against direct seven-loop references, on odd shapes covering padding,
-// stride, dilation, groups (including depthwise), 1x1 fast paths, banded column buffers and the
-// threaded plans (whole samples per thread, and threaded GEMM/im2col/col2im).
+// stride, dilation, groups (including depthwise), 1x1 fast paths, banded column buffers, sample
+// groups sharing one sgemm (including groups that do not divide the batch) and the threaded plans
+// (whole sample groups per thread, and threaded GEMM/im2col/col2im).
 
 // MARK: - Naive references (Double accumulation)
 
@@ -174,30 +175,48 @@ private let cases: [ConvCase] = [
     ConvCase(batch: 1, inChannels: 2, outChannels: 3, height: 4, width: 5, kernel: (3, 3), padding: (3, 3)),
     ConvCase(batch: 2, inChannels: 3, outChannels: 2, height: 5, width: 70, kernel: (3, 3), padding: (1, 1)),
     ConvCase(batch: 2, inChannels: 17, outChannels: 19, height: 9, width: 11, kernel: (3, 3), padding: (1, 1)),
+    // Five samples: groups of 2 (forced) leave a short last group; automatic plans group all five.
+    ConvCase(batch: 5, inChannels: 4, outChannels: 6, height: 5, width: 7, kernel: (3, 3), stride: (2, 2),
+             padding: (1, 1), dilation: (1, 2), groups: 2),
+    ConvCase(batch: 5, inChannels: 6, outChannels: 4, height: 3, width: 5, kernel: (1, 1), groups: 2),
+    ConvCase(batch: 5, inChannels: 3, outChannels: 5, height: 7, width: 5, kernel: (1, 1), stride: (2, 2), bias: false),
+    ConvCase(batch: 5, inChannels: 5, outChannels: 3, height: 6, width: 5, kernel: (3, 2), padding: (2, 1), dilation: (2, 1)),
 ]
 
 /// A way to run a case: thread count (threading is forced, whatever the size; with 2 threads both
-/// whole samples per thread and threaded GEMMs), and method: the automatic choice (which takes the
-/// direct kernels for depthwise cases), shifted copies wherever they apply, or column matrices in
-/// whole buffers or in bands of one output row.
+/// whole sample groups per thread and threaded GEMMs), and method: the automatic choice (which
+/// takes the direct kernels for depthwise cases and groups the samples of small planes), shifted
+/// copies wherever they apply, or column matrices: automatic sample groups, forced groups of two
+/// samples, or one sample at a time in bands of one output row.
 private struct PlanVariant {
     var threads: Int, splitSamples: Bool?, method: ConvPlan.Method?, columnBudget = ConvPlan.columnBudget
+    var groupColumnBudget = ConvPlan.groupColumnBudget, samplesPerGroup: Int? = nil
     var winogradChunkBudget = WinogradTiling.chunkBudget
 
     func plan(_ g: Conv2dGeometry) -> ConvPlan {
-        ConvPlan(g, threads: threads, minParallelFlops: 0, columnBudget: columnBudget, method: method,
-                 splitSamples: splitSamples, winogradChunkBudget: winogradChunkBudget)
+        let plan = ConvPlan(g, threads: threads, minParallelFlops: 0, columnBudget: columnBudget,
+                            groupColumnBudget: groupColumnBudget, method: method, splitSamples: splitSamples,
+                            samplesPerGroup: samplesPerGroup, winogradChunkBudget: winogradChunkBudget)
+        if let samplesPerGroup, plan.forwardMethod == .columns || plan.forwardMethod == .pointwise {
+            #expect(plan.samplesPerGroup == min(samplesPerGroup, g.batch), "\(g): groups of \(samplesPerGroup) not applied")
+        }
+        if groupColumnBudget == 0 { #expect(plan.samplesPerGroup == 1, "\(g): sample groups not turned off") }
+        return plan
     }
 
-    /// Variants with the same method must agree bit for bit.
-    var methodName: String { "\(method.map { "\($0)" } ?? "automatic")/\(columnBudget)/\(winogradChunkBudget)" }
+    /// Variants with the same method, bands, groups and Winograd chunks must agree bit for bit.
+    var methodName: String {
+        "\(method.map { "\($0)" } ?? "automatic")/\(columnBudget)/\(groupColumnBudget)/\(samplesPerGroup.map { "\($0)" } ?? "auto")"
+            + "/\(winogradChunkBudget)"
+    }
 }
 
 private let plans: [PlanVariant] = [(1, nil), (2, true), (2, false)].flatMap { (t: Int, split: Bool?) in
     [PlanVariant(threads: t, splitSamples: split, method: nil),
      PlanVariant(threads: t, splitSamples: split, method: .shifted),
      PlanVariant(threads: t, splitSamples: split, method: .columns),
-     PlanVariant(threads: t, splitSamples: split, method: .columns, columnBudget: 1),
+     PlanVariant(threads: t, splitSamples: split, method: .columns, samplesPerGroup: 2),
+     PlanVariant(threads: t, splitSamples: split, method: .columns, columnBudget: 1, groupColumnBudget: 0),
      PlanVariant(threads: t, splitSamples: split, method: .winograd),
      // One tile row per chunk: the weight gradient accumulates over many chunks.
      PlanVariant(threads: t, splitSamples: split, method: .winograd, winogradChunkBudget: 1)]
@@ -417,5 +436,47 @@ struct ConvKernelTests {
         let pt = ConvPlan(tiny, threads: 2)
         #expect(pt.workers == 1 && pt.gemmThreads == 1)
         #expect(pt.forwardMethod == .pointwise && pt.backwardInputMethod == .pointwise)
+    }
+
+    @Test("plans: samples of small planes share an sgemm in groups set by the geometry, never by the threads")
+    func sampleGroups() {
+        func geometry(batch: Int = 8, channels: Int, size: Int, kernel: Int, stride: Int = 1) -> Conv2dGeometry {
+            Conv2dGeometry(batch: batch, inChannels: channels, height: size, width: size, outChannels: channels,
+                           kernelHeight: kernel, kernelWidth: kernel, stride: (stride, stride), padding: (kernel / 2, kernel / 2))
+        }
+        // 3x3 stride-1 layers of 32 channels or more take Winograd (never grouped), so `columns`
+        // forces the column method the grouping applies to.
+        func groups(_ g: Conv2dGeometry, _ method: ConvPlan.Method? = nil) -> (size: Int, slots: Int) {
+            let one = ConvPlan(g, threads: 1, method: method), two = ConvPlan(g, threads: 2, method: method)
+            #expect(one.samplesPerGroup == two.samplesPerGroup && one.weightSlots == two.weightSlots, "\(g)")
+            if one.samplesPerGroup > 1 {
+                #expect(one.bandRows == g.outHeight, "\(g): groups hold whole planes")
+                #expect(one.colRows * one.samplesPerGroup * one.outPlane <= ConvPlan.groupColumnBudget, "\(g)")
+            }
+            return (one.samplesPerGroup, one.weightSlots)
+        }
+        // ResNet's late stages: 7x7 planes group the whole batch of 8 (392 columns, one weight slot),
+        // 14x14 planes pairs (392 columns), the 1x1 pointwise ones too; 56x56 planes run per sample in bands.
+        #expect(groups(geometry(channels: 512, size: 7, kernel: 3)).size == 1)
+        #expect(ConvPlan(geometry(channels: 512, size: 7, kernel: 3), threads: 1).forwardMethod == .winograd)
+        #expect(groups(geometry(channels: 512, size: 7, kernel: 3), .columns) == (8, 1))
+        #expect(groups(geometry(channels: 256, size: 14, kernel: 3), .columns) == (2, 4))
+        #expect(groups(geometry(channels: 256, size: 14, kernel: 3, stride: 2)) == (8, 1))
+        #expect(groups(geometry(channels: 1024, size: 14, kernel: 1)) == (2, 4))
+        #expect(ConvPlan(geometry(channels: 1024, size: 14, kernel: 1), threads: 1).forwardMethod == .pointwise)
+        let large = ConvPlan(geometry(channels: 64, size: 56, kernel: 3, stride: 2), threads: 1)
+        #expect(large.samplesPerGroup == 1 && large.bandRows < large.g.outHeight)
+        // Groups as equal as they can be: 20 samples of 7x7 at most 10 per group are two groups of 10;
+        // 5 samples of 14x14 are groups of 2, 2, 1.
+        #expect(groups(geometry(batch: 20, channels: 256, size: 7, kernel: 3), .columns).size == 10)
+        #expect(groups(geometry(batch: 5, channels: 256, size: 14, kernel: 3), .columns) == (2, 3))
+        // The group's column matrix stays within its budget: 1024 channels at 7x7 allow 4 of 8 samples.
+        #expect(groups(geometry(channels: 1024, size: 7, kernel: 3), .columns).size == 4)
+        // Winograd, shifted and depthwise methods never group.
+        #expect(groups(geometry(channels: 16, size: 32, kernel: 3)).size == 1)
+        #expect(groups(geometry(channels: 64, size: 32, kernel: 3)).size == 1)
+        var depthwise = geometry(channels: 32, size: 7, kernel: 3)
+        depthwise.groups = 32
+        #expect(groups(depthwise).size == 1)
     }
 }

@@ -38,25 +38,34 @@ extension Kernels {
 
 // MARK: - Convolution as matrix products
 //
-// Every convolution runs per sample and group by one of four methods, chosen from the geometry
-// alone (`ConvPlan`):
+// Every convolution runs per sample (or sample group, below) and group by one of four methods,
+// chosen from the geometry alone (`ConvPlan`):
 //
 //   * pointwise (1x1, stride 1, no padding): sgemm on the input planes, which are already the
-//     column matrix; no copies.
+//     column matrix; no copies for single samples.
 //   * shifted copies (stride 1, >= 16 channels, little wasted width; Conv2dShifted.swift): the
 //     input padded and copied KW times with column shifts, one sgemm per kernel row reading it.
 //   * column matrix (everything else; Conv2dColumns.swift, Im2col.swift): im2col of a band of
-//     output rows into an L2-sized buffer, then one sgemm; col2im for the input gradient.
+//     output rows into an L2-sized buffer (or of a sample group's whole planes), then one sgemm;
+//     col2im for the input gradient.
 //   * depthwise (one input channel per group; Conv2dDepthwise.swift): direct vector loops.
 //
-// Threading: with enough samples, each thread runs whole samples with single-threaded sgemm
-// calls and its own buffers. Otherwise samples run in sequence and the threads share each one:
-// the shifted method splits the output columns of its sgemm calls across threads, the column
-// method runs threaded sgemm, im2col and col2im, the depthwise kernels split planes. The weight
-// gradient is accumulated in a fixed number of sample slots (set by the batch size, not the
-// thread count) summed in slot order. Every output element is therefore produced by the same
-// operations in the same order whatever the thread count or scheduling (sgemm's result does not
-// depend on its blocking or thread count either): results are bit-identical for any `threads`.
+// Sample groups: where a sample's output plane is small (14x14, 7x7), one sample's sgemm is too
+// narrow for the micro-kernel's tiles and repacks the whole weight matrix for a few dozen
+// columns. The column and pointwise methods then put the whole column matrices of several
+// samples side by side (`ConvPlan.samplesPerGroup`, set by the geometry): one sgemm per group,
+// with the group's outputs (or output gradients) gathered into and scattered out of a
+// [Cout/g, samples * OH * OW] matrix. Larger planes run per sample, in bands of output rows.
+//
+// Threading: with enough sample groups, each thread runs whole groups with single-threaded
+// sgemm calls and its own buffers. Otherwise groups run in sequence and the threads share each
+// one: the shifted method splits the output columns of its sgemm calls across threads, the
+// column method runs threaded sgemm, im2col and col2im, the depthwise kernels split planes. The
+// weight gradient is accumulated in a fixed number of slots of whole groups (set by the batch
+// size and the groups, not the thread count) summed in slot order. Every output element is
+// therefore produced by the same operations in the same order whatever the thread count or
+// scheduling (sgemm's result does not depend on its blocking or thread count either): results
+// are bit-identical for any `threads`.
 
 extension Kernels {
     /// `output[N, Cout, OH, OW] = conv(input[N, Cin, H, W], weight[Cout, Cin/groups, KH, KW]) + bias`.
@@ -169,6 +178,16 @@ struct ConvPlan {
     /// Zen 4: at 32 channels forward and input gradient are level with the shifted method, the
     /// weight gradient 1.5x slower; at 64 channels all three are 1.1-1.4x faster.)
     static let minWinogradChannels = 32, minWinogradWeightChannels = 64
+    /// The column and pointwise methods group samples whose output planes are smaller than this
+    /// many columns, so that a group's sgemm has up to this many. Measured on Zen 4 (12 x 32
+    /// tile), batch 8, one thread, forward + backward: 3x3 512 -> 512 at 7x7 takes 0.55x the time
+    /// of one sample per sgemm (4-row bands), 1x1 2048 -> 512 at 7x7 0.7x, 3x3 256 -> 256 at 14x14
+    /// 0.9x; targets from 512 to 1600 columns were within noise of each other, and 1600 was slower
+    /// on 3x3 64 -> 64 at 14x14 (a 3.6 MB column matrix).
+    static let groupColumns = 512
+    /// Floats in a group's column matrix at most (8 MB, L3-resident; the sgemm reading it does
+    /// `2 * Cout/g` flops per float, hundreds for the convolutions that group).
+    static let groupColumnBudget = 1 << 21
 
     let g: Conv2dGeometry
     let shape: Im2colShape
@@ -183,21 +202,28 @@ struct ConvPlan {
     let threads: Int
     /// Floats per transformed buffer of the Winograd method (tests make it small to force chunks).
     let winogradChunkBudget: Int
-    /// Output rows per band of the column matrix.
+    /// Output rows per band of the column matrix (all of them when samples are grouped).
     let bandRows: Int
-    /// Threads that each run whole samples (1: samples run in sequence).
+    /// Samples whose whole column matrices share one sgemm in the column and pointwise methods
+    /// (the last group of a batch may have fewer); 1 for every other method.
+    let samplesPerGroup: Int
+    /// Threads that each run whole sample groups (1: groups run in sequence).
     let workers: Int
-    /// Threads sharing one sample when samples run in sequence (sgemm calls, im2col, col2im,
-    /// column parts, planes).
+    /// Threads sharing one sample group when groups run in sequence (sgemm calls, im2col,
+    /// col2im, column parts, planes).
     let gemmThreads: Int
-    /// Sample groups whose weight gradients are accumulated separately (set by the geometry).
+    /// Runs of whole sample groups whose weight gradients are accumulated separately (set by the
+    /// geometry).
     let weightSlots: Int
 
     /// The parameters after `threads` are for tests and benchmarks: they force threading on small
     /// shapes, small bands, a split, or a method: `.columns`, or `.shifted` wherever it applies
     /// (however much width it wastes); pointwise convolutions stay pointwise. Other values choose.
+    /// `groupColumnBudget: 0` turns sample groups off (bands per sample); `samplesPerGroup` forces
+    /// groups of that many samples wherever the column or pointwise method runs.
     init(_ g: Conv2dGeometry, threads: Int, minParallelFlops: Double = ConvPlan.minParallelFlops,
-         columnBudget: Int = ConvPlan.columnBudget, method: Method? = nil, splitSamples: Bool? = nil,
+         columnBudget: Int = ConvPlan.columnBudget, groupColumnBudget: Int = ConvPlan.groupColumnBudget,
+         method: Method? = nil, splitSamples: Bool? = nil, samplesPerGroup: Int? = nil,
          winogradChunkBudget: Int = WinogradTiling.chunkBudget) {
         self.g = g
         shape = Im2colShape(g)
@@ -249,23 +275,47 @@ struct ConvPlan {
                         exact(backwardWeightMethod, shiftedApplies: shifted.supportsForward, width: g.outWidth))
         self.winogradChunkBudget = winogradChunkBudget
 
-        let maxRows = max(1, columnBudget / max(1, colRows * g.outWidth))
-        let bands = (g.outHeight + maxRows - 1) / maxRows
-        bandRows = (g.outHeight + bands - 1) / bands
+        // Whole planes of several samples per sgemm where a plane is narrow and the group's
+        // column matrix fits its budget; the groups of a batch are as equal as they can be.
+        let sampleColumns = colRows * outPlane
+        let groupable = (forwardMethod == .pointwise || forwardMethod == .columns) && g.batch > 0
+        if groupable, let samplesPerGroup {
+            self.samplesPerGroup = max(1, min(samplesPerGroup, g.batch))
+            bandRows = g.outHeight
+        } else if groupable && outPlane < ConvPlan.groupColumns && sampleColumns <= groupColumnBudget {
+            let most = max(1, min(g.batch, ConvPlan.groupColumns / max(1, outPlane), groupColumnBudget / max(1, sampleColumns)))
+            let groupCount = (g.batch + most - 1) / most
+            self.samplesPerGroup = (g.batch + groupCount - 1) / groupCount
+            bandRows = g.outHeight
+        } else {
+            self.samplesPerGroup = 1
+            let maxRows = max(1, columnBudget / max(1, colRows * g.outWidth))
+            let bands = (g.outHeight + maxRows - 1) / maxRows
+            bandRows = (g.outHeight + bands - 1) / bands
+        }
+        let groupCount = (g.batch + self.samplesPerGroup - 1) / self.samplesPerGroup
 
-        // Whole samples per thread when at least 3/4 of the threads' time is busy (3 samples on 2
+        // Whole groups per thread when at least 3/4 of the threads' time is busy (3 groups on 2
         // threads: yes; 5 on 4: no). Measured on the 3x3 64-channel case, batch 32, 2 threads:
-        // ~1.9x one thread this way, ~1.1x with threaded sgemm calls.
+        // ~1.9x one thread this way (one sample per group), ~1.1x with threaded sgemm calls.
         let t = threads > 1 && g.forwardFlops >= minParallelFlops ? threads : 1
         self.threads = t
-        let perThread = (g.batch + t - 1) / t
-        if t > 1 && (splitSamples ?? (4 * g.batch >= 3 * t * perThread)) {
+        let perThread = (groupCount + t - 1) / t
+        if t > 1 && (splitSamples ?? (4 * groupCount >= 3 * t * perThread)) {
             workers = t; gemmThreads = 1
         } else {
             workers = 1; gemmThreads = t
         }
         let weightCount = max(1, g.outChannels * colRows)
-        weightSlots = max(1, min(g.batch, ConvPlan.maxWeightSlots, 1 + ConvPlan.weightScratchBudget / weightCount))
+        weightSlots = max(1, min(groupCount, ConvPlan.maxWeightSlots, 1 + ConvPlan.weightScratchBudget / weightCount))
+    }
+
+    /// Sample groups in the batch.
+    var groupCount: Int { (g.batch + samplesPerGroup - 1) / samplesPerGroup }
+
+    /// The samples of groups `groups` (the last group may be short).
+    func samples(ofGroups groups: Range<Int>) -> Range<Int> {
+        min(g.batch, groups.lowerBound * samplesPerGroup)..<min(g.batch, groups.upperBound * samplesPerGroup)
     }
 
     /// The same plan with the Winograd kernels replaced by the exact methods.
@@ -284,10 +334,11 @@ struct ConvPlan {
             .bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
-    /// Calls `body(worker, samples)` on `workers` threads, each with a contiguous range of samples.
+    /// Calls `body(worker, samples)` on `workers` threads, each with a contiguous range of whole
+    /// sample groups.
     func forEachWorker(_ body: (Int, Range<Int>) -> Void) {
-        let n = g.batch, w = workers
-        Kernels.parallelFor(w, threads: w) { t in body(t, (t * n / w)..<((t + 1) * n / w)) }
+        let n = groupCount, w = workers
+        Kernels.parallelFor(w, threads: w) { t in body(t, samples(ofGroups: (t * n / w)..<((t + 1) * n / w))) }
     }
 
     /// Calls `body(columns)` for `gemmThreads` near-equal parts of `0..<n` (cut at multiples of 16),
@@ -306,13 +357,25 @@ struct ConvPlan {
     var weightWorkers: Int { min(workers, weightSlots) }
 
     /// Calls `body(worker, slot, samples)` for every weight-gradient slot, on `weightWorkers`
-    /// threads; slot `s` always holds the same samples, whatever the thread count.
+    /// threads; slot `s` always holds the same whole sample groups, whatever the thread count.
     func forEachWeightSlot(_ body: (Int, Int, Range<Int>) -> Void) {
-        let n = g.batch, slots = weightSlots, w = weightWorkers
+        let n = groupCount, slots = weightSlots, w = weightWorkers
         Kernels.parallelFor(w, threads: w) { worker in
             for slot in stride(from: worker, to: slots, by: w) {
-                body(worker, slot, (slot * n / slots)..<((slot + 1) * n / slots))
+                body(worker, slot, samples(ofGroups: (slot * n / slots)..<((slot + 1) * n / slots)))
             }
+        }
+    }
+
+    /// Calls `body(first, count)` for the sample groups that make up `samples` (a range from
+    /// `forEachWorker` or `forEachWeightSlot`), in order.
+    @inline(__always)
+    func forEachGroup(of samples: Range<Int>, _ body: (Int, Int) -> Void) {
+        var first = samples.lowerBound
+        while first < samples.upperBound {
+            let count = min(samplesPerGroup, samples.upperBound - first)
+            body(first, count)
+            first += count
         }
     }
 

@@ -8,26 +8,43 @@
 // The column matrix is built for a band of output rows at a time (`ConvPlan.bandRows`), so the
 // buffer stays L2-sized however large the image. A pointwise convolution (1x1, stride 1, no
 // padding) skips im2col: its input planes are the column matrix.
+//
+// Samples with small output planes run in groups (`ConvPlan.samplesPerGroup`): the whole column
+// matrices of the group's samples side by side, [Cin/g * KH * KW, samples * OH * OW], and dY_g / Y_g
+// gathered into (scattered out of) a [Cout/g, samples * OH * OW] row matrix, so each product above
+// is one sgemm per group, its weights packed once. A pointwise group gathers its input planes
+// (and scatters dX) the same way.
 
 extension Kernels {
     static func conv2dForwardColumns(_ g: Conv2dGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                      bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan p: ConvPlan) {
-        let columns = p.allocateColumns()
-        defer { columns?.deallocate() }
+        let buffers = p.allocateColumnBuffers()
+        defer { buffers?.deallocate() }
         let opg = g.outChannelsPerGroup, ohw = p.outPlane, ow = g.outWidth
         p.forEachWorker { worker, samples in
-            let col = columns.map { $0 + worker * p.columnStride }
-            for n in samples {
+            let col = buffers.map { $0 + worker * p.workerBufferStride }, rows = col.map { $0 + p.columnStride }
+            p.forEachGroup(of: samples) { first, count in
                 for grp in 0..<g.groups {
-                    let x = input + (n * g.inChannels + grp * p.shape.channels) * p.inPlane
+                    let x = input + (first * g.inChannels + grp * p.shape.channels) * p.inPlane
                     let w = weight + grp * opg * p.colRows
-                    let y = output + (n * g.outChannels + grp * opg) * ohw
+                    let y = output + (first * g.outChannels + grp * opg) * ohw
+                    let groupBias = bias.map { $0 + grp * opg }
+                    if count > 1, let col, let rows {
+                        // Y for the group's samples side by side, then out to NCHW with the bias.
+                        let n = count * ohw
+                        p.im2colGroup(x, count: count, into: col)
+                        sgemm(transA: false, transB: false, m: opg, n: n, k: p.colRows, alpha: 1,
+                              a: w, lda: p.colRows, b: col, ldb: n, beta: 0, c: rows, ldc: n, threads: p.gemmThreads)
+                        p.scatterRows(rows, count: count, rowCount: opg, plane: ohw, into: y,
+                                      sampleStride: g.outChannels * ohw, adding: groupBias)
+                        continue
+                    }
                     var beta: Float = 0
-                    if let bias {
-                        for o in 0..<opg { (y + o * ohw).update(repeating: bias[grp * opg + o], count: ohw) }
+                    if let groupBias {
+                        for o in 0..<opg { (y + o * ohw).update(repeating: groupBias[o], count: ohw) }
                         beta = 1
                     }
-                    guard let col else {
+                    guard let col, p.forwardMethod != .pointwise else {
                         sgemm(transA: false, transB: false, m: opg, n: ohw, k: p.colRows, alpha: 1,
                               a: w, lda: p.colRows, b: x, ldb: ohw, beta: beta, c: y, ldc: ohw, threads: p.gemmThreads)
                         continue
@@ -46,17 +63,26 @@ extension Kernels {
 
     static func conv2dBackwardInputColumns(_ g: Conv2dGeometry, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                            gradInput: UnsafeMutablePointer<Float>, plan p: ConvPlan) {
-        let columns = p.allocateColumns()
-        defer { columns?.deallocate() }
+        let buffers = p.allocateColumnBuffers()
+        defer { buffers?.deallocate() }
         let opg = g.outChannelsPerGroup, cpg = p.shape.channels, ohw = p.outPlane, ow = g.outWidth
         p.forEachWorker { worker, samples in
-            let col = columns.map { $0 + worker * p.columnStride }
-            for n in samples {
+            let col = buffers.map { $0 + worker * p.workerBufferStride }, rows = col.map { $0 + p.columnStride }
+            p.forEachGroup(of: samples) { first, count in
                 for grp in 0..<g.groups {
-                    let dy = gradOutput + (n * g.outChannels + grp * opg) * ohw
+                    let dy = gradOutput + (first * g.outChannels + grp * opg) * ohw
                     let w = weight + grp * opg * p.colRows
-                    let dx = gradInput + (n * g.inChannels + grp * cpg) * p.inPlane
-                    guard let col else {
+                    let dx = gradInput + (first * g.inChannels + grp * cpg) * p.inPlane
+                    if count > 1, let col, let rows {
+                        // dcol for the group's samples side by side, then back into each sample.
+                        let n = count * ohw
+                        p.gatherRows(dy, count: count, rowCount: opg, plane: ohw, sampleStride: g.outChannels * ohw, into: rows)
+                        sgemm(transA: true, transB: false, m: p.colRows, n: n, k: opg, alpha: 1,
+                              a: w, lda: p.colRows, b: rows, ldb: n, beta: 0, c: col, ldc: n, threads: p.gemmThreads)
+                        p.col2imGroup(col, count: count, into: dx)
+                        continue
+                    }
+                    guard let col, p.forwardMethod != .pointwise else {
                         sgemm(transA: true, transB: false, m: cpg, n: ohw, k: opg, alpha: 1,
                               a: w, lda: cpg, b: dy, ldb: ohw, beta: 0, c: dx, ldc: ohw, threads: p.gemmThreads)
                         continue
@@ -76,24 +102,34 @@ extension Kernels {
 
     static func conv2dBackwardWeightColumns(_ g: Conv2dGeometry, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                                             gradWeight: UnsafeMutablePointer<Float>, plan p: ConvPlan) {
-        let columns = p.allocateColumns(workers: p.weightWorkers)
-        defer { columns?.deallocate() }
+        let buffers = p.allocateColumnBuffers(workers: p.weightWorkers)
+        defer { buffers?.deallocate() }
         let opg = g.outChannelsPerGroup, ohw = p.outPlane, ow = g.outWidth
         let weightCount = g.outChannels * p.colRows
         // Slot 0 accumulates in place, the others in scratch.
         let scratch = ConvPlan.allocate((p.weightSlots - 1) * weightCount)
         defer { scratch.deallocate() }
         p.forEachWeightSlot { worker, slot, samples in
-            let col = columns.map { $0 + worker * p.columnStride }
+            let col = buffers.map { $0 + worker * p.workerBufferStride }, rows = col.map { $0 + p.columnStride }
             let dw = slot == 0 ? gradWeight : scratch + (slot - 1) * weightCount
-            for n in samples {
+            p.forEachGroup(of: samples) { first, count in
+                let beta: Float = first == samples.lowerBound ? 0 : 1
                 for grp in 0..<g.groups {
-                    let x = input + (n * g.inChannels + grp * p.shape.channels) * p.inPlane
-                    let dy = gradOutput + (n * g.outChannels + grp * opg) * ohw
+                    let x = input + (first * g.inChannels + grp * p.shape.channels) * p.inPlane
+                    let dy = gradOutput + (first * g.outChannels + grp * opg) * ohw
                     let dwg = dw + grp * opg * p.colRows
-                    guard let col else {
+                    if count > 1, let col, let rows {
+                        // One product over the group's samples side by side (depth samples * OH * OW).
+                        let n = count * ohw
+                        p.gatherRows(dy, count: count, rowCount: opg, plane: ohw, sampleStride: g.outChannels * ohw, into: rows)
+                        p.im2colGroup(x, count: count, into: col)
+                        sgemm(transA: false, transB: true, m: opg, n: p.colRows, k: n, alpha: 1,
+                              a: rows, lda: n, b: col, ldb: n, beta: beta, c: dwg, ldc: p.colRows, threads: p.gemmThreads)
+                        continue
+                    }
+                    guard let col, p.forwardMethod != .pointwise else {
                         sgemm(transA: false, transB: true, m: opg, n: p.colRows, k: ohw, alpha: 1,
-                              a: dy, lda: ohw, b: x, ldb: ohw, beta: n == samples.lowerBound ? 0 : 1,
+                              a: dy, lda: ohw, b: x, ldb: ohw, beta: beta,
                               c: dwg, ldc: p.colRows, threads: p.gemmThreads)
                         continue
                     }
@@ -102,7 +138,7 @@ extension Kernels {
                         p.im2col(image: x, oy0: oy0, oy1: oy1, col: col)
                         sgemm(transA: false, transB: true, m: opg, n: p.colRows, k: cols, alpha: 1,
                               a: dy + oy0 * ow, lda: ohw, b: col, ldb: cols,
-                              beta: n == samples.lowerBound && oy0 == 0 ? 0 : 1, c: dwg, ldc: p.colRows,
+                              beta: oy0 == 0 ? beta : 1, c: dwg, ldc: p.colRows,
                               threads: p.gemmThreads)
                     }
                 }
@@ -113,12 +149,22 @@ extension Kernels {
 }
 
 extension ConvPlan {
-    /// Distance between the workers' column buffers (a multiple of 16 floats, 64 bytes).
-    var columnStride: Int { ConvPlan.rounded(colRows * bandRows * g.outWidth) }
+    /// Floats in a worker's column buffer: a band of one sample, or the whole planes of a sample
+    /// group (a multiple of 16 floats, 64 bytes).
+    var columnStride: Int { ConvPlan.rounded(colRows * bandRows * g.outWidth * samplesPerGroup) }
 
-    /// One column buffer per worker, or nil for a pointwise convolution (which needs none).
-    func allocateColumns(workers: Int? = nil) -> UnsafeMutablePointer<Float>? {
-        forwardMethod == .pointwise ? nil : ConvPlan.allocate((workers ?? self.workers) * columnStride)
+    /// Floats in a worker's row matrix, `[Cout/g, samples * OH * OW]` for a sample group (0
+    /// without groups).
+    var rowStride: Int { samplesPerGroup > 1 ? ConvPlan.rounded(g.outChannelsPerGroup * samplesPerGroup * outPlane) : 0 }
+
+    /// Distance between the workers' buffers: the column buffer, then the row matrix.
+    var workerBufferStride: Int { columnStride + rowStride }
+
+    /// Buffers for `workers` workers (default: all), or nil for a pointwise convolution without
+    /// sample groups (which needs none).
+    func allocateColumnBuffers(workers: Int? = nil) -> UnsafeMutablePointer<Float>? {
+        forwardMethod == .pointwise && samplesPerGroup == 1
+            ? nil : ConvPlan.allocate((workers ?? self.workers) * workerBufferStride)
     }
 
     /// Calls `body(oy0, oy1)` for the bands of output rows, in order.
@@ -147,6 +193,80 @@ extension ConvPlan {
         Kernels.parallelFor(parts, threads: parts) { t in
             Kernels.col2im(shape, col: col, ldcol: ldcol, channels: (t * channels / parts)..<((t + 1) * channels / parts),
                            oy0: oy0, oy1: oy1, image: image)
+        }
+    }
+
+    /// The column matrices of `count` samples side by side in `col` (leading dimension
+    /// `count * OH * OW`, sample `s` from column `s * OH * OW`): im2col of each sample's whole
+    /// planes, or for a pointwise convolution the input planes themselves. `image` points at the
+    /// group's first input channel of the first sample; split by channel over `gemmThreads`.
+    func im2colGroup(_ image: UnsafePointer<Float>, count: Int, into col: UnsafeMutablePointer<Float>) {
+        let ldcol = count * outPlane, sampleStride = g.inChannels * inPlane
+        if forwardMethod == .pointwise {
+            return gatherRows(image, count: count, rowCount: shape.channels, plane: inPlane, sampleStride: sampleStride, into: col)
+        }
+        let channels = shape.channels, parts = min(gemmThreads, channels)
+        Kernels.parallelFor(parts, threads: parts) { t in
+            let range = (t * channels / parts)..<((t + 1) * channels / parts)
+            for s in 0..<count {
+                Kernels.im2col(shape, image: image + s * sampleStride, channels: range, oy0: 0, oy1: g.outHeight,
+                               col: col + s * outPlane, ldcol: ldcol)
+            }
+        }
+    }
+
+    /// The inverse of ``im2colGroup(_:count:into:)`` for the input gradient: overwrites the
+    /// group's input planes of `count` samples (from `image`) with col2im of their columns, or for
+    /// a pointwise convolution with the columns themselves. Split by channel over `gemmThreads`.
+    func col2imGroup(_ col: UnsafePointer<Float>, count: Int, into image: UnsafeMutablePointer<Float>) {
+        let ldcol = count * outPlane, sampleStride = g.inChannels * inPlane
+        if forwardMethod == .pointwise {
+            return scatterRows(col, count: count, rowCount: shape.channels, plane: inPlane, into: image,
+                               sampleStride: sampleStride, adding: nil)
+        }
+        let channels = shape.channels, parts = min(gemmThreads, channels)
+        Kernels.parallelFor(parts, threads: parts) { t in
+            let range = (t * channels / parts)..<((t + 1) * channels / parts)
+            for s in 0..<count {
+                let planes = image + s * sampleStride
+                (planes + range.lowerBound * inPlane).update(repeating: 0, count: range.count * inPlane)
+                Kernels.col2im(shape, col: col + s * outPlane, ldcol: ldcol, channels: range, oy0: 0, oy1: g.outHeight,
+                               image: planes)
+            }
+        }
+    }
+
+    /// Copies `rowCount` rows of `plane` floats from each of `count` samples (sample `s` at
+    /// `samples + s * sampleStride`) side by side into `matrix`: row `r` of sample `s` at
+    /// `matrix + r * count * plane + s * plane`. Split by row over `gemmThreads`.
+    func gatherRows(_ samples: UnsafePointer<Float>, count: Int, rowCount: Int, plane: Int, sampleStride: Int,
+                    into matrix: UnsafeMutablePointer<Float>) {
+        let ld = count * plane, parts = min(gemmThreads, rowCount)
+        Kernels.parallelFor(parts, threads: parts) { t in
+            for r in (t * rowCount / parts)..<((t + 1) * rowCount / parts) {
+                for s in 0..<count {
+                    ConvLoops.copy(matrix + r * ld + s * plane, samples + s * sampleStride + r * plane, plane)
+                }
+            }
+        }
+    }
+
+    /// The inverse of ``gatherRows(_:count:rowCount:plane:sampleStride:into:)``, adding
+    /// `bias[r]` to row `r` when given. Split by row over `gemmThreads`.
+    func scatterRows(_ matrix: UnsafePointer<Float>, count: Int, rowCount: Int, plane: Int,
+                     into samples: UnsafeMutablePointer<Float>, sampleStride: Int, adding bias: UnsafePointer<Float>?) {
+        let ld = count * plane, parts = min(gemmThreads, rowCount)
+        Kernels.parallelFor(parts, threads: parts) { t in
+            for r in (t * rowCount / parts)..<((t + 1) * rowCount / parts) {
+                for s in 0..<count {
+                    let to = samples + s * sampleStride + r * plane, from = matrix + r * ld + s * plane
+                    if let bias {
+                        ConvLoops.copyAdding(to, from, bias[r], plane)
+                    } else {
+                        ConvLoops.copy(to, from, plane)
+                    }
+                }
+            }
         }
     }
 }

@@ -154,9 +154,9 @@ extension Kernels {
                                                     top: g.padH, left: g.padW, copies: kw, dilation: g.dilationW)
                     p.forEachColumnPart(n) { j in
                         for ky in 0..<kh {
-                            sgemm(transA: false, transB: false, m: opg, n: j.count, k: k, alpha: 1,
-                                  a: wr + (grp * kh + ky) * opg * k, lda: k, b: xs + ky * g.dilationH * s.wp + j.lowerBound,
-                                  ldb: s.hp * s.wp, beta: ky == 0 ? 0 : 1, c: yw + j.lowerBound, ldc: oh * s.wp, threads: 1)
+                            columnPartSGEMM(transA: false, transB: false, m: opg, n: j.count, k: k, alpha: 1,
+                                            a: wr + (grp * kh + ky) * opg * k, lda: k, b: xs + ky * g.dilationH * s.wp + j.lowerBound,
+                                            ldb: s.hp * s.wp, beta: ky == 0 ? 0 : 1, c: yw + j.lowerBound, ldc: oh * s.wp)
                         }
                     }
                     ShiftedShape.copyOut(output + (sample * g.outChannels + grp * opg) * p.outPlane, yw, channels: opg,
@@ -185,10 +185,9 @@ extension Kernels {
                                                     top: s.qh, left: s.qw, copies: kw, dilation: g.dilationW)
                     p.forEachColumnPart(n) { j in
                         for ky in 0..<kh {
-                            sgemm(transA: true, transB: false, m: cpg, n: j.count, k: k, alpha: 1,
-                                  a: wr + (grp * kh + ky) * k * cpg, lda: cpg, b: dys + ky * g.dilationH * s.wq + j.lowerBound,
-                                  ldb: s.hq * s.wq, beta: ky == 0 ? 0 : 1, c: dxw + j.lowerBound, ldc: g.height * s.wq,
-                                  threads: 1)
+                            columnPartSGEMM(transA: true, transB: false, m: cpg, n: j.count, k: k, alpha: 1,
+                                            a: wr + (grp * kh + ky) * k * cpg, lda: cpg, b: dys + ky * g.dilationH * s.wq + j.lowerBound,
+                                            ldb: s.hq * s.wq, beta: ky == 0 ? 0 : 1, c: dxw + j.lowerBound, ldc: g.height * s.wq)
                         }
                     }
                     ShiftedShape.copyOut(gradInput + (sample * g.inChannels + grp * cpg) * p.inPlane, dxw, channels: cpg,
@@ -223,10 +222,10 @@ extension Kernels {
                                           channels: opg, h: oh, w: ow, wp: s.wp)
                     p.forEachColumnPart(n) { j in
                         for ky in 0..<kh {
-                            sgemm(transA: false, transB: true, m: opg, n: j.count, k: k, alpha: 1,
-                                  a: dyw, lda: oh * s.wp, b: xs + ky * g.dilationH * s.wp + j.lowerBound * s.hp * s.wp,
-                                  ldb: s.hp * s.wp, beta: sample == samples.lowerBound ? 0 : 1,
-                                  c: acc + (grp * kh + ky) * opg * n + j.lowerBound, ldc: n, threads: 1)
+                            columnPartSGEMM(transA: false, transB: true, m: opg, n: j.count, k: k, alpha: 1,
+                                            a: dyw, lda: oh * s.wp, b: xs + ky * g.dilationH * s.wp + j.lowerBound * s.hp * s.wp,
+                                            ldb: s.hp * s.wp, beta: sample == samples.lowerBound ? 0 : 1,
+                                            c: acc + (grp * kh + ky) * opg * n + j.lowerBound, ldc: n)
                         }
                     }
                 }
@@ -246,5 +245,18 @@ extension Kernels {
                 }
             }
         }
+    }
+}
+
+extension Kernels {
+    /// One part of a product whose columns `forEachColumnPart` split across threads, on one thread
+    /// and always on the packed path: the parts' widths change with the thread count, and the
+    /// direct path that a narrow part of a small product would take rounds differently.
+    fileprivate static func columnPartSGEMM(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                                            beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        let problem = GEMMProblem(m: m, n: n, k: k, alpha: alpha, beta: beta,
+                                  a: a, lda: lda, transA: transA, b: b, ldb: ldb, transB: transB, c: c, ldc: ldc)
+        GEMM.run(problem, kernel: .active, threads: 1, direct: false)
     }
 }
