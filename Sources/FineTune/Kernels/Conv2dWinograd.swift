@@ -155,16 +155,15 @@ enum Winograd {
 
     // MARK: Weights
 
-    /// `u[ξ][i][o] = (G g G^T)[ξ]` for every kernel `g = weight[o][i]` (`[outChannels, inChannels,
-    /// 3, 3]`): U[ξ] transposed, so that sgemm packs it with straight copies. With `turned`, the
-    /// kernels are turned 180° and the result is `u[ξ][o][i]`: the same for the input gradient's
-    /// convolution, whose input channels are the layer's output channels.
+    /// `u[ξ][o][i] = (G g G^T)[ξ]` for every kernel `g = weight[o][i]` (`[outChannels, inChannels,
+    /// 3, 3]`). With `turned`, the kernels are turned 180° and the result is `u[ξ][i][o]`: the
+    /// weights of the input gradient's convolution.
     static func transformWeights(_ weight: UnsafePointer<Float>, outChannels: Int, inChannels: Int, turned: Bool,
                                  into u: UnsafeMutablePointer<Float>, threads: Int) {
         let pairs = outChannels * inChannels
-        // Vectors run along the contiguous axis of u: output channels, or input channels when turned.
-        let rows = turned ? outChannels : inChannels, columns = turned ? inChannels : outChannels
-        let rowStride = turned ? inChannels * 9 : 9, columnStride = turned ? 9 : inChannels * 9
+        // Vectors run along the contiguous axis of u: input channels, or output channels when turned.
+        let rows = turned ? inChannels : outChannels, columns = turned ? outChannels : inChannels
+        let rowStride = turned ? 9 : inChannels * 9, columnStride = turned ? inChannels * 9 : 9
         split(rows, threads: threads) { range in
             for r in range {
                 var c = 0
@@ -256,8 +255,8 @@ enum Winograd {
             transformInput(s, input: input, rows: rows, into: v, threads: threads)
             let tiles = rows.count * s.tilesWide
             Kernels.parallelFor(16, threads: threads) { xi in
-                Kernels.sgemm(transA: true, transB: false, m: cout, n: tiles, k: cin, alpha: 1,
-                              a: u + xi * cout * cin, lda: cout, b: v + xi * vStride, ldb: s.ld,
+                Kernels.sgemm(transA: false, transB: false, m: cout, n: tiles, k: cin, alpha: 1,
+                              a: u + xi * cout * cin, lda: cin, b: v + xi * vStride, ldb: s.ld,
                               beta: 0, c: m + xi * mStride, ldc: s.ld, threads: 1)
             }
             transformOutput(s, m: m, rows: rows, bias: bias, output: output, threads: threads)
