@@ -192,6 +192,21 @@ y = emb(ids)
 put("embedding", weight=emb.weight, ids=ids, y=y)
 grads("embedding", {"y": y}, {"weight": emb.weight})
 
+# BatchNorm: batch statistics (training; the running statistics move with the unbiased variance)
+# and running statistics (evaluation) with weight and bias, on [N, C, H, W] and [N, C].
+for case, shape in (("batch_norm", (4, 3, 2, 5)), ("batch_norm_1d", (6, 3))):
+    x = leaf(rand(*shape, scale=2) + 0.5)
+    w = leaf(rand(3))
+    b = leaf(rand(3))
+    running_mean, running_var = rand(3) * 0.3, rand(3).abs() + 0.5
+    moved_mean, moved_var = running_mean.clone(), running_var.clone()
+    ys = {"train": F.batch_norm(x, moved_mean, moved_var, w, b, training=True, momentum=0.2, eps=1e-5),
+          "eval": F.batch_norm(x, running_mean, running_var, w, b, training=False, eps=1e-3),
+          "train_plain": F.batch_norm(x, None, None, training=True)}
+    put(case, x=x, weight=w, bias=b, running_mean=running_mean, running_var=running_var,
+        moved_mean=moved_mean, moved_var=moved_var, **ys)
+    grads(case, ys, {"x": x, "weight": w, "bias": b})
+
 folder = os.path.join(os.path.dirname(__file__), "..", "Tests", "FineTuneTests", "Fixtures", "torch-ops")
 os.makedirs(folder, exist_ok=True)
 save_file(out, os.path.join(folder, "ops.safetensors"), metadata={"torch": torch.__version__})

@@ -166,6 +166,30 @@ struct TorchOpFixtureTests {
         ])
     }
 
+    @Test(arguments: ["batch_norm", "batch_norm_1d"])
+    func batchNorm(_ name: String) throws {
+        let runningMean = try load("\(name).running_mean"), runningVar = try load("\(name).running_var")
+        var movedMean: Tensor?, movedVar: Tensor?
+        try expectMatchesTorch(name, inputs: ["x", "weight", "bias"], [
+            ("train", {
+                var rm: Tensor? = runningMean, rv: Tensor? = runningVar
+                defer { (movedMean, movedVar) = (rm, rv) }
+                return Tensor.batchNorm($0[0], runningMean: &rm, runningVar: &rv, weight: $0[1], bias: $0[2], training: true,
+                                        momentum: 0.2)
+            }),
+            ("eval", {
+                var rm: Tensor? = runningMean, rv: Tensor? = runningVar
+                return Tensor.batchNorm($0[0], runningMean: &rm, runningVar: &rv, weight: $0[1], bias: $0[2], training: false, eps: 1e-3)
+            }),
+            ("train_plain", {
+                var rm: Tensor? = nil, rv: Tensor? = nil
+                return Tensor.batchNorm($0[0], runningMean: &rm, runningVar: &rv, training: true)
+            }),
+        ])
+        expectClose(movedMean?.scalars ?? [], try load("\(name).moved_mean").scalars, "\(name) running mean")
+        expectClose(movedVar?.scalars ?? [], try load("\(name).moved_var").scalars, "\(name) running variance")
+    }
+
     @Test func convolutions() throws {
         try expectMatchesTorch("conv1d", inputs: ["x", "weight", "bias"], [
             ("y", { Tensor.conv1d($0[0], weight: $0[1], bias: $0[2], stride: 2, padding: 1, dilation: 2, groups: 2) }),

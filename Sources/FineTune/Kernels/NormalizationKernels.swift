@@ -273,3 +273,360 @@ private struct GroupNormGradOp: LaneOp2 {
     }
     @inline(__always) func scalar(_ g: Float, _ x: Float) -> Float { gamma.addingProduct(x, beta).addingProduct(g, alpha) }
 }
+
+// MARK: - Batch normalization
+//
+// Batch normalization of x [batch, channels, spatial] per channel, over the batch * spatial
+// values of each channel. With spatial > 1 a channel is `batch` planes. Batch statistics are
+// taken one channel at a time (the passes after the first find its planes in L2); with running
+// statistics, nothing is summed per channel for the output or the input gradient, and one pass
+// walks the planes in memory order. With spatial == 1 ([N, C] input) the channels are the
+// columns of a matrix, taken in blocks of columns, row by row.
+//
+// Threads split the channels (column blocks on multiples of 16 columns) or, for the element-wise
+// passes, the planes. Every channel's sums are taken by one thread in an order fixed by the
+// shape, so results do not depend on the thread count.
+
+extension Kernels {
+    /// Batch normalization `y = (x - mean) * rstd * weight + bias` per channel of
+    /// `x [batch, channels, spatial]`, with `rstd = 1 / sqrt(variance + eps)`; `weight` and `bias`
+    /// (`channels` values each) are optional. Each element is one fused multiply-add
+    /// `(x - mean) * a + bias` with `a = rstd * weight`.
+    ///
+    /// With `batchStatistics` it first writes each channel's batch `mean` and biased `variance`
+    /// (two passes: the mean, then the squared deviations from it; Float SIMD blocks added up in
+    /// Double); without, it reads them (running statistics). It writes `rstd` either way.
+    public static func batchNormForward(x: UnsafePointer<Float>, weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?,
+                                        y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>,
+                                        variance: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
+                                        batch: Int, channels: Int, spatial: Int, eps: Float, batchStatistics: Bool,
+                                        threads: Int = Kernels.maxThreads) {
+        let shape = BatchNormShape(batch: batch, channels: channels, spatial: spatial)
+        if spatial == 1 {
+            shape.forEachChannelBlock(threads: threads) { columns in
+                VectorMath.batchNormForwardColumns(shape, columns, x: x, weight: weight, bias: bias, y: y, mean: mean,
+                                                   variance: variance, rstd: rstd, eps: eps, batchStatistics: batchStatistics)
+            }
+            return
+        }
+        /// y = (x - mean) * rstd * weight + bias on the plane at offset `o` of channel `c`.
+        func normalize(_ o: Int, _ c: Int) {
+            VectorMath.centeredAffine(x + o, y + o, spatial, shift: mean[c], rstd[c] * (weight?[c] ?? 1), bias?[c] ?? 0)
+        }
+        guard batchStatistics else {
+            for c in 0..<channels { rstd[c] = 1 / (variance[c] + eps).squareRoot() }
+            shape.forEachPlaneBlock(threads: threads) { planes in
+                for p in planes { normalize(p &* spatial, p % channels) }
+            }
+            return
+        }
+        shape.forEachChannelBlock(threads: threads) { block in
+            for c in block {
+                var total: Double = 0
+                for n in 0..<batch { total += VectorMath.sumTotal(x + shape.plane(n, c), spatial) }
+                let mu = Float(total / shape.perChannel)
+                var squares: Double = 0
+                for n in 0..<batch { squares += VectorMath.squaredDeviationTotal(x + shape.plane(n, c), spatial, shift: mu) }
+                mean[c] = mu
+                variance[c] = Float(squares / shape.perChannel)
+                rstd[c] = 1 / (variance[c] + eps).squareRoot()
+                for n in 0..<batch { normalize(shape.plane(n, c), c) }
+            }
+        }
+    }
+
+    /// Gradients of ``batchNormForward(x:weight:bias:y:mean:variance:rstd:batch:channels:spatial:eps:batchStatistics:threads:)``
+    /// from its `mean` and `rstd` and `gradOutput`; `gradInput`, `gradWeight` and `gradBias` (each
+    /// optional) are overwritten. Per channel, with `m = batch * spatial`, `xhat = (x - mean) * rstd`,
+    /// `sg = Σ g` and `sgx = Σ g xhat`:
+    ///
+    /// - `gradBias = sg`, `gradWeight = sgx`;
+    /// - with `batchStatistics` (the statistics depend on x) `gradInput = rstd * weight * (g - sg / m - xhat * sgx / m)`,
+    ///   else `gradInput = rstd * weight * g`.
+    ///
+    /// `x` may be nil only when it is not read: without `batchStatistics` and `gradWeight`.
+    public static func batchNormBackward(x: UnsafePointer<Float>?, weight: UnsafePointer<Float>?, mean: UnsafePointer<Float>,
+                                         rstd: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+                                         gradInput: UnsafeMutablePointer<Float>?, gradWeight: UnsafeMutablePointer<Float>?,
+                                         gradBias: UnsafeMutablePointer<Float>?, batch: Int, channels: Int, spatial: Int,
+                                         batchStatistics: Bool, threads: Int = Kernels.maxThreads) {
+        let dxNeedsSums = batchStatistics && gradInput != nil
+        let sums = (g: gradBias != nil || dxNeedsSums, gx: gradWeight != nil || dxNeedsSums)
+        precondition(x != nil || !sums.gx, "batchNormBackward: x is needed for the weight gradient and batch statistics")
+        // Read only when present (the precondition); the fallback keeps the loops free of optionals.
+        let xp = x ?? gradOutput, g = gradOutput
+        let shape = BatchNormShape(batch: batch, channels: channels, spatial: spatial)
+        if spatial == 1 {
+            shape.forEachChannelBlock(threads: threads) { columns in
+                VectorMath.batchNormBackwardColumns(shape, columns, x: xp, weight: weight, mean: mean, rstd: rstd, gradOutput: g,
+                                                    gradInput: gradInput, gradWeight: gradWeight, gradBias: gradBias,
+                                                    sums: sums, batchStatistics: batchStatistics)
+            }
+            return
+        }
+        if sums.g || sums.gx {
+            shape.forEachChannelBlock(threads: threads) { block in
+                for c in block {
+                    let mu = mean[c], r = rstd[c]
+                    var sumG: Double = 0, sumGX: Double = 0
+                    for n in 0..<batch {
+                        let o = shape.plane(n, c)
+                        if sums.g { sumG += VectorMath.sumTotal(g + o, spatial) }
+                        if sums.gx { sumGX += VectorMath.gradCenteredTotal(g + o, xp + o, spatial, shift: mu) }
+                    }
+                    gradBias?[c] = Float(sumG)
+                    gradWeight?[c] = Float(sumGX * Double(r))
+                    guard dxNeedsSums, let dx = gradInput else { continue }
+                    let k = r * (weight?[c] ?? 1)
+                    let (c0, c1) = shape.inputGradientTerms(k: k, rstd: r, sumG: sumG, sumGX: sumGX)
+                    for n in 0..<batch {
+                        let o = shape.plane(n, c)
+                        VectorMath.batchNormGradApply(g + o, xp + o, dx + o, spatial, shift: mu, k: k, c0: c0, c1: c1)
+                    }
+                }
+            }
+        }
+        if !batchStatistics, let dx = gradInput {
+            shape.forEachPlaneBlock(threads: threads) { planes in
+                for p in planes {
+                    let c = p % channels, o = p &* spatial
+                    VectorMath.scaled(g + o, dx + o, spatial, rstd[c] * (weight?[c] ?? 1))
+                }
+            }
+        }
+    }
+}
+
+/// The shape of a batch-norm problem, `[batch, channels, spatial]`, and how it splits.
+struct BatchNormShape {
+    let batch: Int, channels: Int, spatial: Int
+    /// Values per channel, `batch * spatial` (at least 1: an empty batch divides by 1).
+    var perChannel: Double { Double(Swift.max(batch * spatial, 1)) }
+
+    /// Offset of the plane of sample `n`, channel `c`.
+    @inline(__always)
+    func plane(_ n: Int, _ c: Int) -> Int { (n &* channels &+ c) &* spatial }
+
+    /// Columns per block of the [N, C] path (its scratch rows stay in L1).
+    static let columnBlock = 256
+
+    /// Calls `body` on blocks of channels covering `0..<channels`: one block (or, for [N, C],
+    /// blocks of at most ``columnBlock`` columns) for small problems; up to 4 per thread,
+    /// spread over `threads` threads, for large ones. Column blocks start on multiples of 16.
+    func forEachChannelBlock(threads: Int, _ body: (Range<Int>) -> Void) {
+        if channels <= 0 { return }
+        let unit = spatial == 1 ? 16 : 1, units = (channels + unit - 1) / unit
+        let parallel = threads > 1 && batch * channels * spatial >= VectorMath.rowParallelThreshold
+        var parts = parallel ? Swift.min(units, 4 * threads) : 1
+        if spatial == 1 { parts = Swift.max(parts, (channels + Self.columnBlock - 1) / Self.columnBlock) }
+        Kernels.parallelFor(parts, threads: parallel ? threads : 1) { p in
+            let start = units * p / parts * unit, end = Swift.min(channels, units * (p + 1) / parts * unit)
+            if start < end { body(start..<end) }
+        }
+    }
+
+    /// Calls `body` on blocks of the `batch * channels` planes (in memory order) covering all of
+    /// them: one block for small problems, one per thread for large ones. For the element-wise passes.
+    func forEachPlaneBlock(threads: Int, _ body: (Range<Int>) -> Void) {
+        let planes = batch * channels
+        if planes <= 0 { return }
+        let parts = threads > 1 && planes * spatial >= VectorMath.rowParallelThreshold ? Swift.min(planes, threads) : 1
+        Kernels.parallelFor(parts, threads: threads) { p in body((planes * p / parts)..<(planes * (p + 1) / parts)) }
+    }
+
+    /// The per-channel constants of the input gradient with batch statistics,
+    /// `dx = k g + c0 + c1 (x - mean)`: `c0 = -k sg / m`, `c1 = -k rstd² Σ g (x - mean) / m`
+    /// (`k = rstd * weight`, `sumGX` = Σ g (x - mean)), in Double before the final rounding.
+    func inputGradientTerms(k: Float, rstd: Float, sumG: Double, sumGX: Double) -> (c0: Float, c1: Float) {
+        let k = Double(k), r = Double(rstd)
+        return (Float(-k * sumG / perChannel), Float(-k * r * r * sumGX / perChannel))
+    }
+}
+
+extension VectorMath {
+    /// Σ x before the final rounding (see ``blockedTotal(_:_:)``).
+    @inline(never)
+    static func sumTotal(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
+        blockedTotal(n, SumTerm(x: x))
+    }
+
+    /// Σ (x - shift)², before the final rounding.
+    @inline(never)
+    static func squaredDeviationTotal(_ x: UnsafePointer<Float>, _ n: Int, shift: Float) -> Double {
+        blockedTotal(n, SquaredDeviationTerm(x: x, shift: shift, scale: 1))
+    }
+
+    /// Σ g (x - shift), before the final rounding.
+    @inline(never)
+    static func gradCenteredTotal(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int, shift: Float) -> Double {
+        blockedTotal(n, GradXhatTerm(g: g, x: x, shift: shift, scale: 1))
+    }
+
+    /// y = (x - shift) * a + b, fused.
+    @inline(never)
+    static func centeredAffine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, shift: Float,
+                               _ a: Float, _ b: Float) {
+        lanes(x, y, n, CenteredAffineOp(shift: shift, a: a, b: b))
+    }
+
+    /// dx = (g k + c0) + (x - shift) c1, fused.
+    @inline(never)
+    static func batchNormGradApply(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                                   _ n: Int, shift: Float, k: Float, c0: Float, c1: Float) {
+        lanes2(g, x, dx, n, BatchNormGradOp(shift: shift, k: k, c0: c0, c1: c1))
+    }
+
+    /// y = x * s.
+    @inline(never)
+    static func scaled(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, _ s: Float) {
+        lanes(x, y, n, ScaleOp(alpha: s))
+    }
+
+    // MARK: Batch normalization of [N, C] (columns)
+
+    /// ``Kernels/batchNormForward(x:weight:bias:y:mean:variance:rstd:batch:channels:spatial:eps:batchStatistics:threads:)``
+    /// for spatial == 1, on the columns `block`: the statistics add up rows in Double per column
+    /// (each row's squared deviation rounded to Float first), then one pass writes the rows.
+    static func batchNormForwardColumns(_ shape: BatchNormShape, _ block: Range<Int>, x: UnsafePointer<Float>,
+                                        weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?,
+                                        y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>,
+                                        variance: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
+                                        eps: Float, batchStatistics: Bool) {
+        let c0 = block.lowerBound, width = block.count, stride = shape.channels
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: width) { totalBuffer in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * width) { scaleBuffer in
+            let totals = totalBuffer.baseAddress!, a = scaleBuffer.baseAddress!, b = a + width
+            let mu = mean + c0
+            if batchStatistics {
+                totals.update(repeating: 0, count: width)
+                for r in 0..<shape.batch { addColumns(x + (r &* stride &+ c0), totals, width) }
+                for j in 0..<width { mu[j] = Float(totals[j] / shape.perChannel) }
+                totals.update(repeating: 0, count: width)
+                for r in 0..<shape.batch { addSquaredDeviations(x + (r &* stride &+ c0), mu, totals, width) }
+                for j in 0..<width { variance[c0 + j] = Float(totals[j] / shape.perChannel) }
+            }
+            for j in 0..<width {
+                let c = c0 + j, inv = 1 / (variance[c] + eps).squareRoot()
+                rstd[c] = inv
+                a[j] = inv * (weight?[c] ?? 1)
+                b[j] = bias?[c] ?? 0
+            }
+            for r in 0..<shape.batch {
+                let o = r &* stride &+ c0
+                columnsCenteredAffine(x + o, y + o, width, shift: mu, a, b)
+            }
+        }}
+    }
+
+    /// ``Kernels/batchNormBackward(x:weight:mean:rstd:gradOutput:gradInput:gradWeight:gradBias:batch:channels:spatial:batchStatistics:threads:)``
+    /// for spatial == 1, on the columns `block`: Σ g and Σ g (x - mean) per column in Double, then
+    /// one pass writes the input gradient rows.
+    static func batchNormBackwardColumns(_ shape: BatchNormShape, _ block: Range<Int>, x: UnsafePointer<Float>,
+                                         weight: UnsafePointer<Float>?, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+                                         gradOutput g: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
+                                         gradWeight: UnsafeMutablePointer<Float>?, gradBias: UnsafeMutablePointer<Float>?,
+                                         sums: (g: Bool, gx: Bool), batchStatistics: Bool) {
+        let c0 = block.lowerBound, width = block.count, stride = shape.channels, mu = mean + c0
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * width) { totalBuffer in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * width) { termBuffer in
+            let sumG = totalBuffer.baseAddress!, sumGX = sumG + width
+            let k = termBuffer.baseAddress!, t0 = k + width, t1 = t0 + width
+            sumG.update(repeating: 0, count: 2 * width)
+            for r in 0..<shape.batch where sums.g || sums.gx {
+                let o = r &* stride &+ c0
+                if sums.g { addColumns(g + o, sumG, width) }
+                if sums.gx { addGradCentered(g + o, x + o, mu, sumGX, width) }
+            }
+            for j in 0..<width {
+                let c = c0 + j
+                gradBias?[c] = Float(sumG[j])
+                gradWeight?[c] = Float(sumGX[j] * Double(rstd[c]))
+                k[j] = rstd[c] * (weight?[c] ?? 1)
+                (t0[j], t1[j]) = batchStatistics ? shape.inputGradientTerms(k: k[j], rstd: rstd[c], sumG: sumG[j], sumGX: sumGX[j]) : (0, 0)
+            }
+            guard let dx = gradInput else { return }
+            for r in 0..<shape.batch {
+                let o = r &* stride &+ c0
+                if batchStatistics {
+                    columnsGradApply(g + o, x + o, dx + o, width, shift: mu, k: k, c0: t0, c1: t1)
+                } else {
+                    Kernels.mul(g + o, k, dx + o, count: width)
+                }
+            }
+        }}
+    }
+
+    /// totals[j] += Double(x[j]).
+    @inline(never)
+    static func addColumns(_ x: UnsafePointer<Float>, _ totals: UnsafeMutablePointer<Double>, _ n: Int) {
+        var j = 0
+        while j < n { totals[j] += Double(x[j]); j &+= 1 }
+    }
+
+    /// totals[j] += Double((x[j] - shift[j])²), the square rounded to Float.
+    @inline(never)
+    static func addSquaredDeviations(_ x: UnsafePointer<Float>, _ shift: UnsafePointer<Float>,
+                                     _ totals: UnsafeMutablePointer<Double>, _ n: Int) {
+        var j = 0
+        while j < n {
+            let d = x[j] - shift[j]
+            totals[j] += Double(d * d)
+            j &+= 1
+        }
+    }
+
+    /// totals[j] += Double(g[j] (x[j] - shift[j])), the product rounded to Float.
+    @inline(never)
+    static func addGradCentered(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ shift: UnsafePointer<Float>,
+                                _ totals: UnsafeMutablePointer<Double>, _ n: Int) {
+        var j = 0
+        while j < n {
+            totals[j] += Double(g[j] * (x[j] - shift[j]))
+            j &+= 1
+        }
+    }
+
+    /// y[j] = (x[j] - shift[j]) * a[j] + b[j], fused.
+    @inline(never)
+    static func columnsCenteredAffine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
+                                      shift: UnsafePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>) {
+        var j = 0
+        while j &+ 16 <= n {
+            store(fma(load(x + j) - load(shift + j), load(a + j), load(b + j) as V), y + j)
+            j &+= 16
+        }
+        while j < n { y[j] = b[j].addingProduct(x[j] - shift[j], a[j]); j &+= 1 }
+    }
+
+    /// dx[j] = (g[j] k[j] + c0[j]) + (x[j] - shift[j]) c1[j], fused.
+    @inline(never)
+    static func columnsGradApply(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                                 _ n: Int, shift: UnsafePointer<Float>, k: UnsafePointer<Float>, c0: UnsafePointer<Float>,
+                                 c1: UnsafePointer<Float>) {
+        var j = 0
+        while j &+ 16 <= n {
+            let centered: V = load(x + j) - load(shift + j)
+            store(fma(centered, load(c1 + j), fma(load(g + j), load(k + j), load(c0 + j) as V)), dx + j)
+            j &+= 16
+        }
+        while j < n { dx[j] = c0[j].addingProduct(g[j], k[j]).addingProduct(x[j] - shift[j], c1[j]); j &+= 1 }
+    }
+}
+
+/// (x - shift) * a + b, fused.
+private struct CenteredAffineOp: LaneOp {
+    let shift: Float, a: Float, b: Float
+    @inline(__always) func vector(_ x: VectorMath.V) -> VectorMath.V {
+        VectorMath.fma(x - shift, VectorMath.V(repeating: a), VectorMath.V(repeating: b))
+    }
+    @inline(__always) func scalar(_ x: Float) -> Float { b.addingProduct(x - shift, a) }
+}
+
+/// Batch norm's input gradient with batch statistics: (g k + c0) + (x - shift) c1, fused.
+private struct BatchNormGradOp: LaneOp2 {
+    let shift: Float, k: Float, c0: Float, c1: Float
+    @inline(__always) func vector(_ g: VectorMath.V, _ x: VectorMath.V) -> VectorMath.V {
+        VectorMath.fma(x - shift, VectorMath.V(repeating: c1), VectorMath.fma(g, VectorMath.V(repeating: k), VectorMath.V(repeating: c0)))
+    }
+    @inline(__always) func scalar(_ g: Float, _ x: Float) -> Float { c0.addingProduct(g, k).addingProduct(x - shift, c1) }
+}

@@ -27,6 +27,12 @@ extension VectorMath {
     /// Sums `term` over `count` elements: four accumulators per block, Double across blocks.
     @inline(__always)
     static func blockedSum<T: VectorSumTerm>(_ count: Int, _ term: T) -> Float {
+        Float(blockedTotal(count, term))
+    }
+
+    /// ``blockedSum(_:_:)`` before the final rounding to Float, for callers that add up several.
+    @inline(__always)
+    static func blockedTotal<T: VectorSumTerm>(_ count: Int, _ term: T) -> Double {
         var total: Double = 0
         var start = 0
         while start < count {
@@ -48,7 +54,7 @@ extension VectorMath {
             total += Double(horizontalSum((a0 + a1) + (a2 + a3)))
             start = end
         }
-        return Float(total)
+        return total
     }
 
     /// Σ x

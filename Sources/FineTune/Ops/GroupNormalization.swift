@@ -26,25 +26,18 @@ extension Tensor {
                                          spatial: spatial, groups: groups, eps: eps)
             }}
         }}}}
-        var inputs = [x]
-        if let weight { inputs.append(weight) }
-        if let bias { inputs.append(bias) }
-        let weightSlot = weight == nil ? nil : 1, biasSlot = bias == nil ? nil : inputs.count - 1
-        return record(y, op: "groupNorm", inputs: inputs) { g, needs in
+        let operands = AffineOperands(x, weight: weight, bias: bias)
+        return record(y, op: "groupNorm", inputs: operands.inputs) { g, needs in
             let gd = g.contiguousData()
-            let dx = needs[0] ? Tensor(uninitialized: x.shape) : nil
-            let dw = weightSlot.map { needs[$0] } == true ? Tensor(uninitialized: [c]) : nil
-            let db = biasSlot.map { needs[$0] } == true ? Tensor(uninitialized: [c]) : nil
+            let grads = operands.gradientBuffers(needs)
+            let (dx, dw, db) = grads
             xd.withDataPointer { px in gd.withDataPointer { pg in mean.withDataPointer { pm in rstd.withDataPointer { pr in
                 wd.withOptionalPointer { pw in dx.withOptionalPointer { pdx in dw.withOptionalPointer { pdw in db.withOptionalPointer { pdb in
                     Kernels.groupNormBackward(x: px, weight: pw, mean: pm, rstd: pr, gradOutput: pg, gradInput: pdx,
                                               gradWeight: pdw, gradBias: pdb, batch: n, channels: c, spatial: spatial, groups: groups)
                 }}}}
             }}}}
-            var grads: [Tensor?] = [dx]
-            if weightSlot != nil { grads.append(dw) }
-            if biasSlot != nil { grads.append(db) }
-            return grads
+            return operands.gradients(grads)
         }
     }
 }

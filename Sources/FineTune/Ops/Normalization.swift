@@ -34,7 +34,14 @@ extension Tensor {
     ///
     /// In training mode it normalises with the batch statistics and updates the running
     /// statistics in place (`running = (1 - momentum) * running + momentum * batch`, unbiased
-    /// variance); in evaluation mode it uses the running statistics.
+    /// variance); in evaluation mode it uses the running statistics. One fused kernel each way:
+    /// the affine `weight` and `bias` are applied in the same pass, and the backward computes only
+    /// the gradients that are needed (a frozen `weight` or `bias` costs nothing).
+    ///
+    /// ```swift
+    /// var mean: Tensor? = Tensor.zeros([16]), variance: Tensor? = Tensor.ones([16])
+    /// let y = Tensor.batchNorm(x, runningMean: &mean, runningVar: &variance, weight: gamma, bias: beta, training: true)
+    /// ```
     public static func batchNorm(_ x: Tensor, runningMean: inout Tensor?, runningVar: inout Tensor?,
                                  weight: Tensor? = nil, bias: Tensor? = nil, training: Bool,
                                  momentum: Float = 0.1, eps: Float = 1e-5) -> Tensor {
@@ -44,74 +51,42 @@ extension Tensor {
             guard let parameter else { continue }
             Shape.check(parameter.shape == [c], op: "batchNorm", shapes: [x.shape, parameter.shape], "\(name) must be [C] = [\(c)]")
         }
-        var affine = Array(repeating: 1, count: x.rank)
-        affine[1] = c
-        var out: Tensor
-        if training || runningMean == nil || runningVar == nil {
-            let (xhat, mean, variance) = batchNormalize(x, eps: eps)
-            out = xhat
-            let n = x.count / Swift.max(c, 1)
-            if training, let rm = runningMean, let rv = runningVar {
-                let unbiased = variance * (Float(n) / Float(Swift.max(n - 1, 1)))
-                runningMean = withoutGradients { rm * (1 - momentum) + mean * momentum }
-                runningVar = withoutGradients { rv * (1 - momentum) + unbiased * momentum }
-            }
-        } else {
-            let scale = withoutGradients { (runningVar! + eps).sqrt() }
-            out = (x - runningMean!.reshaped(affine)) / scale.reshaped(affine)
-        }
-        if let weight { out = out * weight.reshaped(affine) }
-        if let bias { out = out + bias.reshaped(affine) }
-        return out
-    }
-
-    /// Per-channel `(x - mean) * rstd` over all axes but 1, with the batch mean and biased variance.
-    static func batchNormalize(_ x: Tensor, eps: Float = 1e-5) -> (Tensor, mean: Tensor, variance: Tensor) {
-        let n = x.shape[0], c = x.shape[1], spatial = x.count / Swift.max(n * c, 1), m = n * spatial
-        let xd = x.contiguousData()
-        let xhat = Tensor(zeros: x.shape), mean = Tensor(zeros: [c]), variance = Tensor(zeros: [c]), rstd = Tensor(zeros: [c])
-        xd.withDataPointer { px in xhat.withDataPointer { py in
+        let batch = x.shape[0], spatial = x.count / Swift.max(batch * c, 1)
+        let batchStatistics = training || runningMean == nil || runningVar == nil
+        let xd = x.contiguousData(), wd = weight?.contiguousData(), bd = bias?.contiguousData()
+        // Batch statistics are written by the kernel; running ones are copied (the backward keeps the mean).
+        let mean = batchStatistics ? Tensor(uninitialized: [c]) : runningMean!.contiguousCopy()
+        let variance = batchStatistics ? Tensor(uninitialized: [c]) : runningVar!.contiguousCopy()
+        let rstd = Tensor(uninitialized: [c]), y = Tensor(uninitialized: x.shape)
+        xd.withDataPointer { px in y.withDataPointer { py in
         mean.withDataPointer { pm in variance.withDataPointer { pv in rstd.withDataPointer { pr in
-            for ch in 0..<c {
-                var s: Double = 0
-                for i in 0..<n { s += Double(Kernels.sum(px + (i * c + ch) * spatial, count: spatial)) }
-                let mu = Float(s / Double(Swift.max(m, 1)))
-                var ss: Double = 0
-                for i in 0..<n {
-                    let row = px + (i * c + ch) * spatial
-                    var acc: Float = 0
-                    for j in 0..<spatial { let d = row[j] - mu; acc += d * d }
-                    ss += Double(acc)
-                }
-                let v = Float(ss / Double(Swift.max(m, 1)))
-                let r = 1 / (v + eps).squareRoot()
-                pm[ch] = mu; pv[ch] = v; pr[ch] = r
-                for i in 0..<n {
-                    let src = px + (i * c + ch) * spatial, dst = py + (i * c + ch) * spatial
-                    for j in 0..<spatial { dst[j] = (src[j] - mu) * r }
-                }
-            }
+            wd.withOptionalPointer { pw in bd.withOptionalPointer { pb in
+                Kernels.batchNormForward(x: px, weight: pw, bias: pb, y: py, mean: pm, variance: pv, rstd: pr, batch: batch,
+                                         channels: c, spatial: spatial, eps: eps, batchStatistics: batchStatistics)
+            }}
         }}}}}
-        let out = Tensor.record(xhat, op: "batchNorm", inputs: [x]) { g, _ in
-            // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), means over the channel's N*spatial elements.
-            let gd = g.contiguousData(), dx = Tensor(uninitialized: xhat.shape)
-            gd.withDataPointer { pg in xhat.withDataPointer { py in rstd.withDataPointer { pr in dx.withDataPointer { pdx in
-                for ch in 0..<c {
-                    var sg: Float = 0, sgy: Float = 0
-                    for i in 0..<n {
-                        let o = (i * c + ch) * spatial
-                        sg += Kernels.sum(pg + o, count: spatial)
-                        sgy += Kernels.dot(pg + o, py + o, count: spatial)
-                    }
-                    let mg = sg / Float(Swift.max(m, 1)), mgy = sgy / Float(Swift.max(m, 1)), r = pr[ch]
-                    for i in 0..<n {
-                        let o = (i * c + ch) * spatial
-                        for j in 0..<spatial { pdx[o + j] = r * (pg[o + j] - mg - py[o + j] * mgy) }
-                    }
-                }
-            }}}}
-            return [dx]
+        if training, let rm = runningMean, let rv = runningVar {
+            let n = x.count / Swift.max(c, 1)
+            let unbiased = variance * (Float(n) / Float(Swift.max(n - 1, 1)))
+            runningMean = withoutGradients { rm * (1 - momentum) + mean * momentum }
+            runningVar = withoutGradients { rv * (1 - momentum) + unbiased * momentum }
         }
-        return (out, mean, variance)
+        let operands = AffineOperands(x, weight: weight, bias: bias)
+        // The backward reads the input for its own gradient with batch statistics and for the weight's.
+        let readsX = (batchStatistics && willRecord(inputs: [x])) || weight.map { willRecord(inputs: [$0]) } == true
+        let savedX = readsX ? xd : nil
+        return record(y, op: "batchNorm", inputs: operands.inputs) { g, needs in
+            let gd = g.contiguousData()
+            let grads = operands.gradientBuffers(needs)
+            let (dx, dw, db) = grads
+            savedX.withOptionalPointer { px in gd.withDataPointer { pg in mean.withDataPointer { pm in rstd.withDataPointer { pr in
+                wd.withOptionalPointer { pw in dx.withOptionalPointer { pdx in dw.withOptionalPointer { pdw in db.withOptionalPointer { pdb in
+                    Kernels.batchNormBackward(x: px, weight: pw, mean: pm, rstd: pr, gradOutput: pg, gradInput: pdx,
+                                              gradWeight: pdw, gradBias: pdb, batch: batch, channels: c, spatial: spatial,
+                                              batchStatistics: batchStatistics)
+                }}}}
+            }}}}
+            return operands.gradients(grads)
+        }
     }
 }
