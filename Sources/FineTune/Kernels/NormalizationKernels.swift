@@ -54,7 +54,7 @@ extension Kernels {
         if let gradWeight {
             // Columns split across threads; each column sums its rows in order.
             let dws = UncheckedSendable(gradWeight)
-            let parts = rows * cols >= VectorMath.rowParallelThreshold ? Swift.max(1, Swift.min(Kernels.maxThreads, cols / 64)) : 1
+            let parts = rows * cols >= Kernels.parallelThreshold(VectorMath.rowParallelThreshold) ? Swift.max(1, Swift.min(Kernels.maxThreads, cols / 64)) : 1
             Kernels.parallelFor(parts, threads: parts) { p in
                 let c0 = (cols * p / parts) & ~15, c1 = p == parts - 1 ? cols : (cols * (p + 1) / parts) & ~15
                 if c0 < c1 {

@@ -17,7 +17,7 @@ extension VectorMath {
     static func forRowRanges(rows: Int, cols: Int, _ body: @Sendable (Range<Int>) -> Void) {
         let threads = Kernels.maxThreads
         let chunks = Swift.min(rows, threads)
-        if rows * cols <= rowParallelThreshold || chunks <= 1 {
+        if rows * cols <= Kernels.parallelThreshold(rowParallelThreshold) || chunks <= 1 {
             body(0..<rows)
             return
         }
