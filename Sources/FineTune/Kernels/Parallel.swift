@@ -81,16 +81,20 @@ extension Kernels {
 
     /// Runs `body(start, end)` over `0..<n`: in one call for small `n`, else in up to
     /// `maxThreads` chunks in parallel, with boundaries on multiples of 64 elements (whole
-    /// cache lines and vectors). For element-wise kernels.
+    /// cache lines and vectors). For element-wise kernels; each call of `body` is profiled as
+    /// `category`.
     @inline(__always)
-    static func parallelChunks(_ n: Int, _ body: (Int, Int) -> Void) {
+    static func parallelChunks(_ n: Int, category: KernelProfile.Category = .elementwise, _ body: (Int, Int) -> Void) {
         let threads = Kernels.maxThreads, threshold = parallelThreshold(elementwiseParallelThreshold)
-        guard n > threshold, threads > 1 else { body(0, n); return }
+        guard n > threshold, threads > 1 else {
+            KernelProfile.measure(category) { body(0, n) }
+            return
+        }
         let chunks = min(threads, (n + threshold - 1) / threshold)
         let size = ((n + chunks - 1) / chunks + 63) & ~63
         parallelFor(chunks, threads: threads) { c in
             let start = c * size
-            if start < n { body(start, min(n, start + size)) }
+            if start < n { KernelProfile.measure(category) { body(start, min(n, start + size)) } }
         }
     }
 }

@@ -567,7 +567,9 @@ extension Kernels {
     /// (roughly, elements touched) is large enough to pay for the dispatch.
     private static func forEachPlaneRange(_ planes: Int, work: Int, threads: Int, _ body: (Range<Int>) -> Void) {
         let parts = work >= parallelThreshold(1 << 16) ? max(1, min(threads, planes)) : 1
-        parallelFor(parts, threads: parts) { t in body((t * planes / parts)..<((t + 1) * planes / parts)) }
+        parallelFor(parts, threads: parts) { t in
+            KernelProfile.measure(.elementwise) { body((t * planes / parts)..<((t + 1) * planes / parts)) }
+        }
     }
 }
 

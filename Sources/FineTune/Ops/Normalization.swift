@@ -72,6 +72,8 @@ extension Tensor {
         let xhat = Tensor(zeros: x.shape), mean = Tensor(zeros: [c]), variance = Tensor(zeros: [c]), rstd = Tensor(zeros: [c])
         xd.withDataPointer { px in xhat.withDataPointer { py in
         mean.withDataPointer { pm in variance.withDataPointer { pv in rstd.withDataPointer { pr in
+            let region = KernelProfile.begin()
+            defer { KernelProfile.end(region, .normalization) }
             for ch in 0..<c {
                 var s: Double = 0
                 for i in 0..<n { s += Double(Kernels.sum(px + (i * c + ch) * spatial, count: spatial)) }
@@ -96,6 +98,8 @@ extension Tensor {
             // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), means over the channel's N*spatial elements.
             let gd = g.contiguousData(), dx = Tensor(uninitialized: xhat.shape)
             gd.withDataPointer { pg in xhat.withDataPointer { py in rstd.withDataPointer { pr in dx.withDataPointer { pdx in
+                let region = KernelProfile.begin()
+                defer { KernelProfile.end(region, .normalization) }
                 for ch in 0..<c {
                     var sg: Float = 0, sgy: Float = 0
                     for i in 0..<n {
