@@ -1,7 +1,7 @@
 /// Command-line options of FineTuneBench, parsed by hand (no dependencies).
 ///
 ///     FineTuneBench [suite ...] [--threads N] [--json] [--budget SECONDS]
-///                   [--filter TEXT] [--list] [--help]
+///                   [--filter TEXT] [--profile] [--list] [--help]
 struct Options: Equatable {
     /// Suites to run, in command-line order without duplicates; empty means all suites.
     var suites: [String] = []
@@ -13,6 +13,8 @@ struct Options: Equatable {
     var budget: Double = 1.0
     /// Run only the cases whose name contains this text.
     var filter: String?
+    /// After timing a case, run it a few more times with `KernelProfile` on and print where its time goes.
+    var profile = false
     /// List suites and cases, then exit.
     var list = false
     /// Print usage, then exit.
@@ -61,6 +63,9 @@ struct Options: Equatable {
                 options.budget = seconds
             case "--filter":
                 options.filter = try value()
+            case "--profile":
+                try noValue()
+                options.profile = true
             default:
                 if argument.hasPrefix("-") { throw .unknownFlag(argument) }
                 guard validSuites.contains(argument) else { throw .unknownSuite(argument) }
@@ -82,6 +87,8 @@ struct Options: Equatable {
           --threads N        run every case with N threads (default: 1 thread and all cores)
           --budget SECONDS   timed repetitions per case and thread count (default: 1.0)
           --filter TEXT      run only the cases whose name contains TEXT
+          --profile          after timing a case, profile a few more runs: time per kernel
+                             category (GEMM, packing, im2col, ...) and framework overhead
           --json             print one JSON object on stdout (progress goes to stderr)
           --list             list suites and cases, then exit
           -h, --help         show this help

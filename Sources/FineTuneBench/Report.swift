@@ -103,8 +103,10 @@ struct JSONReport: Encodable {
         /// `null` for cases without a flop count.
         var gflops: Double?
         var ms: Double, minMs: Double, reps: Int, checksum: Double
+        /// `--profile` only.
+        var profile: ProfileBreakdown.JSON?
 
-        enum CodingKeys: String, CodingKey { case suite, name, threads, gflops, ms, minMs = "min_ms", reps, checksum }
+        enum CodingKeys: String, CodingKey { case suite, name, threads, gflops, ms, minMs = "min_ms", reps, checksum, profile }
 
         func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: CodingKeys.self)
@@ -116,6 +118,7 @@ struct JSONReport: Encodable {
             try container.encode(minMs, forKey: .minMs)
             try container.encode(reps, forKey: .reps)
             try container.encode(checksum, forKey: .checksum)
+            try container.encodeIfPresent(profile, forKey: .profile)
         }
     }
 
@@ -133,7 +136,7 @@ struct JSONReport: Encodable {
         cases = results.map {
             Case(suite: $0.suite, name: $0.name, threads: $0.threads, gflops: $0.gflops.map { rounded($0, places: 3) },
                  ms: rounded($0.ms, places: 6), minMs: rounded($0.minMs, places: 6),
-                 reps: $0.timing.repetitions, checksum: $0.checksum)
+                 reps: $0.timing.repetitions, checksum: $0.checksum, profile: $0.profile?.json)
         }
         self.ratios = ratios.map { RatioEntry(suite: $0.suite, name: $0.label, value: rounded($0.value, places: 3)) }
     }
