@@ -1,7 +1,7 @@
 /// Command-line options of FineTuneBench, parsed by hand (no dependencies).
 ///
 ///     FineTuneBench [suite ...] [--threads N] [--json] [--budget SECONDS]
-///                   [--filter TEXT] [--compare FILE] [--list] [--help]
+///                   [--filter TEXT] [--compare FILE] [--profile] [--list] [--help]
 struct Options: Equatable {
     /// Suites to run, in command-line order without duplicates; empty means all suites.
     var suites: [String] = []
@@ -15,6 +15,8 @@ struct Options: Equatable {
     var filter: String?
     /// A JSON report (FineTuneBench's or scripts/torch_bench.py's) to compare this run's times with.
     var compare: String?
+    /// After timing a case, run it a few more times with `KernelProfile` on and print where its time goes.
+    var profile = false
     /// List suites and cases, then exit.
     var list = false
     /// Print usage, then exit.
@@ -65,6 +67,9 @@ struct Options: Equatable {
                 options.filter = try value()
             case "--compare":
                 options.compare = try value()
+            case "--profile":
+                try noValue()
+                options.profile = true
             default:
                 if argument.hasPrefix("-") { throw .unknownFlag(argument) }
                 guard validSuites.contains(argument) else { throw .unknownSuite(argument) }
@@ -86,6 +91,8 @@ struct Options: Equatable {
           --threads N        run every case with N threads (default: 1 thread and all cores)
           --budget SECONDS   timed repetitions per case and thread count (default: 1.0)
           --filter TEXT      run only the cases whose name contains TEXT
+          --profile          after timing a case, profile a few more runs: time per kernel
+                             category (GEMM, packing, im2col, ...) and framework overhead
           --json             print one JSON object on stdout (progress goes to stderr)
           --compare FILE     after the run, time ratios to the same cases in FILE, a --json report
                              of FineTuneBench or of scripts/torch_bench.py (< 1: FineTune faster)

@@ -132,9 +132,11 @@ struct JSONReport: Encodable {
         /// `gflops` over the machine peak at this thread count; `null` without a flop count.
         var peakShare: Double?
         var ms: Double, minMs: Double, reps: Int, checksum: Double
+        /// `--profile` only.
+        var profile: ProfileBreakdown.JSON?
 
         enum CodingKeys: String, CodingKey {
-            case suite, name, threads, gflops, peakShare, ms, minMs = "min_ms", reps, checksum
+            case suite, name, threads, gflops, peakShare, ms, minMs = "min_ms", reps, checksum, profile
         }
 
         func encode(to encoder: any Encoder) throws {
@@ -148,6 +150,7 @@ struct JSONReport: Encodable {
             try container.encode(minMs, forKey: .minMs)
             try container.encode(reps, forKey: .reps)
             try container.encode(checksum, forKey: .checksum)
+            try container.encodeIfPresent(profile, forKey: .profile)
         }
     }
 
@@ -186,7 +189,7 @@ struct JSONReport: Encodable {
             Case(suite: $0.suite, name: $0.name, threads: $0.threads, gflops: $0.gflops.map { rounded($0, places: 3) },
                  peakShare: environment.peakShare($0).map { rounded($0, places: 4) },
                  ms: rounded($0.ms, places: 6), minMs: rounded($0.minMs, places: 6),
-                 reps: $0.timing.repetitions, checksum: $0.checksum)
+                 reps: $0.timing.repetitions, checksum: $0.checksum, profile: $0.profile?.json)
         }
         self.ratios = ratios.map { RatioEntry(suite: $0.suite, name: $0.label, value: rounded($0.value, places: 3)) }
         comparison = comparisons.map { baseline, cases in

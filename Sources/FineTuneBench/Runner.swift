@@ -10,6 +10,8 @@ struct CaseResult {
     var flops: Double?
     /// Sum of the outputs after the last run (keeps the work observable).
     var checksum: Double
+    /// Where a run's time goes (`--profile`).
+    var profile: ProfileBreakdown? = nil
 
     /// Median time in milliseconds.
     var ms: Double { timing.median * 1e3 }
@@ -25,6 +27,8 @@ struct Runner {
     var budget: Double
     /// Thread counts to run every threaded case with, e.g. `[1, 2]`.
     var threadCounts: [Int]
+    /// Profile each case after timing it (`--profile`).
+    var profile = false
 
     /// Measures `cases` of `suite`, calling `report` after each measurement.
     func run(_ suite: any BenchSuite, cases: [BenchCase], report: (CaseResult) -> Void) throws -> [CaseResult] {
@@ -33,8 +37,11 @@ struct Runner {
             let workload = try benchCase.makeWorkload()
             for threads in benchCase.usesThreads ? threadCounts : [1] {
                 let timing = measure(budget: budget) { workload.run(threads: threads) }
-                let result = CaseResult(suite: suite.name, name: benchCase.name, threads: threads, timing: timing,
+                var result = CaseResult(suite: suite.name, name: benchCase.name, threads: threads, timing: timing,
                                         flops: benchCase.flops, checksum: workload.checksum())
+                if profile {
+                    result.profile = ProfileBreakdown.measure(workload, threads: threads, median: timing.median, seconds: budget / 2)
+                }
                 report(result)
                 results.append(result)
             }

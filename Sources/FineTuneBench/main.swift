@@ -64,13 +64,13 @@ emit(environment.peakLine)
 emit("")
 emit(table.header)
 
-let runner = Runner(budget: options.budget, threadCounts: threadCounts)
+let runner = Runner(budget: options.budget, threadCounts: threadCounts, profile: options.profile)
 var results: [CaseResult] = []
 var allRatios: [Ratio] = []
 for (suite, cases) in selection {
     let suiteResults: [CaseResult]
     do {
-        suiteResults = try runner.run(suite, cases: cases) { emit(table.row($0)) }
+        suiteResults = try runner.run(suite, cases: cases) { emit(table.row($0) + ($0.profile.map { "\n" + $0.text } ?? "")) }
     } catch {
         Console.error("FineTuneBench: could not set up a \(suite.name) case: \(error)")
         exit(1)

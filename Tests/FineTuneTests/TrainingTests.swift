@@ -129,15 +129,67 @@ struct TrainingTests {
         let all = try digits()
         let model = try pretrainedCNN()
         let backbone = Sequential(Array(model.layers[0..<10]))
+        backbone.freeze()
         let train = all.slice(1500..<1600), test = all.slice(1600..<1700)
-        let features = train.features(through: backbone)
+        let features = try train.features(through: backbone)
         #expect(features.featureShape == [64] && features.labels == train.labels && model.isTraining)
         let head = RandomGenerator.withSeed(3) { Linear(64, 10) }
         let trainer = Trainer(model: head, optimizer: AdamW(head, lr: 0.01), batchSize: 20)
         try trainer.fit(features, epochs: 15)
         try model.replaceModule(at: "10", with: head)
-        let direct = Trainer.evaluate(model, on: test), viaFeatures = Trainer.evaluate(head, on: test.features(through: backbone))
+        let direct = Trainer.evaluate(model, on: test), viaFeatures = Trainer.evaluate(head, on: try test.features(through: backbone))
         #expect(abs(direct.accuracy - viaFeatures.accuracy) < 1e-6 && direct.accuracy > 0.85)
+    }
+
+    @Test("features(through:) refuses a backbone that trains, naming its trainable parameters or batch-statistics BatchNorms")
+    func featureExtractionNeedsAFrozenBackbone() throws {
+        let data = try digits().slice(1500..<1520)
+        let backbone = Sequential(Array(try pretrainedCNN().layers[0..<10]))
+        #expect(throws: FeatureExtractionError.trainableParameters(
+            names: ["0.weight", "0.bias", "1.weight", "1.bias", "4.weight", "4.bias", "8.weight", "8.bias"])) {
+            try data.features(through: backbone)
+        }
+        let error = FeatureExtractionError.trainableParameters(names: ["0.weight", "0.bias", "1.weight", "1.bias", "4.weight", "4.bias"])
+        #expect(error.description.contains("6 trainable parameters (0.weight, 0.bias, 1.weight, 1.bias, 4.weight and 1 more)"))
+        #expect(error.description.contains("backbone.freeze()"))
+
+        // Partly frozen: only what still trains is named.
+        try backbone.freeze(matching: .regex(#"[018]\..*"#))
+        #expect(throws: FeatureExtractionError.trainableParameters(names: ["4.weight", "4.bias"])) {
+            try data.features(through: backbone)
+        }
+        // Every parameter frozen, but a BatchNorm told to use batch statistics in training mode.
+        backbone.freeze()
+        let bn = try #require(backbone.layers[1] as? BatchNorm)
+        bn.statistics = .batch
+        #expect(throws: FeatureExtractionError.batchStatistics(layers: ["1"])) { try data.features(through: backbone) }
+        #expect(FeatureExtractionError.batchStatistics(layers: ["1"]).description.contains("backbone.freeze()"))
+        bn.statistics = nil
+        #expect(try data.features(through: backbone).featureShape == [64])
+    }
+
+    @Test("features through a frozen backbone: BatchNorm's running statistics, the eval-mode output in either mode, modes kept")
+    func frozenBackboneFeatures() throws {
+        let data = try digits().slice(1500..<1540)
+        let backbone = Sequential(Array(try pretrainedCNN().layers[0..<10]))
+        backbone.freeze()
+        let bn = try #require(backbone.layers[1] as? BatchNorm)
+        let statistics = [bn.runningMean!.value.scalars, bn.runningVar!.value.scalars]
+        #expect(backbone.isTraining)
+        let features = try data.features(through: backbone, batchSize: 16)
+
+        #expect(backbone.isTraining && bn.isTraining)
+        #expect([bn.runningMean!.value.scalars, bn.runningVar!.value.scalars] == statistics)
+        // Batches of 16, 16 and 8 give the same bits as one eval-mode pass over all 40.
+        let evaluated = backbone.inferring { backbone(data.inputs) }
+        #expect(features.inputs.scalars.map(\.bitPattern) == evaluated.scalars.map(\.bitPattern))
+        // A training-mode pass (what fit computes) gives them too: the frozen BatchNorm keeps
+        // its running statistics, where batch statistics would give other values.
+        let trainingMode = withoutGradients { backbone(data.inputs) }
+        #expect(features.inputs.scalars.map(\.bitPattern) == trainingMode.scalars.map(\.bitPattern))
+        bn.statistics = .batch
+        let batchStatistics = withoutGradients { backbone(data.inputs) }
+        #expect(batchStatistics.scalars != features.inputs.scalars)
     }
 
     @Test("the learning-rate range test sweeps geometrically, suggests a rate, and leaves no trace")

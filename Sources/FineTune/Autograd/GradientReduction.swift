@@ -56,6 +56,8 @@ extension Tensor {
             if !runIsReduced[run] { outStrides[run] = outStride; outStride *= outer[run] }
         }
         var sums = [Double](repeating: 0, count: out.count)
+        let region = KernelProfile.begin()
+        defer { KernelProfile.end(region, .elementwise) }
         x.withDataPointer { px in sums.withUnsafeMutableBufferPointer { ps in
             let sum = ps.baseAddress!
             var index = [Int](repeating: 0, count: outer.count)

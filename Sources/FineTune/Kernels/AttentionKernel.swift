@@ -140,6 +140,7 @@ extension Kernels {
                 sgemm(transA: false, transB: true, m: r1 - r0, n: kEnd, k: g.headDim, alpha: g.scale,
                       a: q + r0 * queryLayout.rowStride, lda: queryLayout.rowStride, b: k, ldb: keyLayout.rowStride,
                       beta: 0, c: p + r0 * S, ldc: S, threads: inner)
+                let softmax = KernelProfile.begin()
                 for i in r0..<r1 {
                     let row = p + i * S, n = g.visibleKeys(row: i)
                     if let mask {
@@ -153,6 +154,7 @@ extension Kernels {
                         if n < S { (dropped + i * S + n).update(repeating: 0, count: S - n) }
                     }
                 }
+                KernelProfile.end(softmax, .attention)
                 let weights = dropped ?? p
                 sgemm(transA: false, transB: false, m: r1 - r0, n: g.valueDim, k: kEnd, alpha: 1,
                       a: weights + r0 * S, lda: S, b: v, ldb: valueLayout.rowStride,
@@ -209,7 +211,9 @@ extension Kernels {
                     if let dV {
                         var weights = p
                         if let dropped, let drop {
-                            for i in r0..<r1 { Kernels.mul(p + i * S, drop + i * S, dropped + i * S, count: kEnd) }
+                            KernelProfile.measure(.attention) {
+                                for i in r0..<r1 { Kernels.mul(p + i * S, drop + i * S, dropped + i * S, count: kEnd) }
+                            }
                             weights = UnsafePointer(dropped)
                         }
                         sgemm(transA: true, transB: false, m: kEnd, n: g.valueDim, k: rows, alpha: 1,
@@ -221,6 +225,7 @@ extension Kernels {
                     sgemm(transA: false, transB: true, m: rows, n: kEnd, k: g.valueDim, alpha: 1,
                           a: dO + r0 * gradOutputLayout.rowStride, lda: gradOutputLayout.rowStride, b: v, ldb: valueLayout.rowStride,
                           beta: 0, c: dP + r0 * S, ldc: S, threads: inner)
+                    let softmaxGradient = KernelProfile.begin()
                     for i in r0..<r1 {
                         let row = dP + i * S, prow = p + i * S, n = g.visibleKeys(row: i)
                         if let drop { Kernels.mul(row, drop + i * S, row, count: n) }
@@ -231,6 +236,7 @@ extension Kernels {
                             if kEnd < S { (dScores + i * S + kEnd).update(repeating: 0, count: S - kEnd) }
                         }
                     }
+                    KernelProfile.end(softmaxGradient, .attention)
                     if let dQ {
                         sgemm(transA: false, transB: false, m: rows, n: g.headDim, k: kEnd, alpha: g.scale,
                               a: dP + r0 * S, lda: S, b: k, ldb: keyLayout.rowStride,

@@ -150,7 +150,10 @@ enum Winograd {
     @inline(__always)
     static func split(_ count: Int, threads: Int, _ body: (Range<Int>) -> Void) {
         let parts = max(1, min(threads, count))
-        Kernels.parallelFor(parts, threads: parts) { t in body((t * count / parts)..<((t + 1) * count / parts)) }
+        Kernels.parallelFor(parts, threads: parts) { t in
+            // The weight and tile transforms are the method's data movement (its products time themselves as GEMM).
+            KernelProfile.measure(.convolutionData) { body((t * count / parts)..<((t + 1) * count / parts)) }
+        }
     }
 
     // MARK: Weights

@@ -42,7 +42,7 @@ extension Kernels {
         precondition(ldc >= n && lda >= (transA ? m : k) && ldb >= (transB ? k : n), "sgemm: leading dimension too small")
         let problem = GEMMProblem(m: m, n: n, k: k, alpha: alpha, beta: beta,
                                   a: a, lda: lda, transA: transA, b: b, ldb: ldb, transB: transB, c: c, ldc: ldc)
-        GEMM.run(problem, kernel: .active, threads: threads)
+        GEMM.run(problem, kernel: .active, threads: threads, parallelThreshold: Kernels.parallelThreshold(GEMM.parallelThreshold))
     }
 
     /// The register tile of the SGEMM micro-kernel this build runs on this CPU: `mr` rows by

@@ -60,16 +60,22 @@ enum GEMMBlocked<Kernel: GEMMMicroKernel> {
             let nc = min(ncMax, n - jc)
             for pc in stride(from: 0, to: k, by: kcMax) {                     // loop 4
                 let kc = min(kcMax, k - pc)
+                let packingB = KernelProfile.begin()
                 GEMMPacking.packB(Kernel.self, kc: kc, nc: nc, b: problem.bPointer(depth: pc, column: jc),
                                   ldb: problem.ldb, transB: problem.transB, into: bPacked)
+                KernelProfile.end(packingB, .packing)
                 let beta = pc == 0 ? problem.beta : 1
                 for ic in stride(from: 0, to: m, by: mcMax) {                 // loop 3
                     let mc = min(mcMax, m - ic)
+                    let packingA = KernelProfile.begin()
                     GEMMPacking.packA(Kernel.self, mc: mc, kc: kc, a: problem.aPointer(row: ic, depth: pc),
                                       lda: problem.lda, transA: problem.transA, into: aPacked)
+                    KernelProfile.end(packingA, .packing)
+                    let multiplying = KernelProfile.begin()
                     macroKernel(mc: mc, nc: nc, kc: kc, a: aPacked, b: bPacked,
                                 alpha: problem.alpha, beta: beta,
                                 c: problem.c + ic * problem.ldc + jc, ldc: problem.ldc, edgeTile: edgeTile)
+                    KernelProfile.end(multiplying, .gemm)
                 }
             }
         }

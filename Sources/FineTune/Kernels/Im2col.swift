@@ -59,6 +59,8 @@ extension Kernels {
     /// `image` points at the group's first input channel (planes of `height * width`).
     static func im2col(_ s: Im2colShape, image: UnsafePointer<Float>, channels: Range<Int>,
                        oy0: Int, oy1: Int, col: UnsafeMutablePointer<Float>, ldcol: Int) {
+        let region = KernelProfile.begin()
+        defer { KernelProfile.end(region, .convolutionData) }
         let ow = s.outWidth, plane = s.height * s.width, kh = s.kernelHeight, kw = s.kernelWidth
         let bandCount = (oy1 - oy0) * ow
         for ky in 0..<kh {
@@ -123,6 +125,8 @@ extension Kernels {
     /// Each image element receives its terms in a fixed order (by ky, kx, then oy).
     static func col2im(_ s: Im2colShape, col: UnsafePointer<Float>, ldcol: Int, channels: Range<Int>,
                        oy0: Int, oy1: Int, image: UnsafeMutablePointer<Float>) {
+        let region = KernelProfile.begin()
+        defer { KernelProfile.end(region, .convolutionData) }
         let ow = s.outWidth, plane = s.height * s.width, kh = s.kernelHeight, kw = s.kernelWidth
         for c in channels {
             let dst = image + c * plane

@@ -12,7 +12,7 @@ extension Kernels {
                                       rstd: UnsafeMutablePointer<Float>, rows: Int, cols: Int, eps: Float) {
         if rows <= 0 || cols <= 0 { return }
         let xs = UncheckedSendable(x), ws = UncheckedSendable(weight), ys = UncheckedSendable(y), rs = UncheckedSendable(rstd)
-        VectorMath.forRowRanges(rows: rows, cols: cols) { range in
+        VectorMath.forRowRanges(rows: rows, cols: cols, category: .normalization) { range in
             for r in range {
                 let row = xs.value + r * cols, out = ys.value + r * cols
                 let inv = 1 / (Kernels.sumOfSquares(row, count: cols) / Float(cols) + eps).squareRoot()
@@ -37,7 +37,7 @@ extension Kernels {
         let gs = UncheckedSendable(gradOutput)
         if let gradInput {
             let dxs = UncheckedSendable(gradInput)
-            VectorMath.forRowRanges(rows: rows, cols: cols) { range in
+            VectorMath.forRowRanges(rows: rows, cols: cols, category: .normalization) { range in
                 for r in range {
                     let o = r * cols, inv = rs.value[r]
                     let (x, g, dx) = (xs.value + o, gs.value + o, dxs.value + o)
@@ -54,12 +54,14 @@ extension Kernels {
         if let gradWeight {
             // Columns split across threads; each column sums its rows in order.
             let dws = UncheckedSendable(gradWeight)
-            let parts = rows * cols >= VectorMath.rowParallelThreshold ? Swift.max(1, Swift.min(Kernels.maxThreads, cols / 64)) : 1
+            let parts = rows * cols >= Kernels.parallelThreshold(VectorMath.rowParallelThreshold) ? Swift.max(1, Swift.min(Kernels.maxThreads, cols / 64)) : 1
             Kernels.parallelFor(parts, threads: parts) { p in
                 let c0 = (cols * p / parts) & ~15, c1 = p == parts - 1 ? cols : (cols * (p + 1) / parts) & ~15
                 if c0 < c1 {
-                    VectorMath.rmsNormWeightGradient(xs.value + c0, gs.value + c0, rs.value, dws.value + c0,
-                                                     rows: rows, cols: c1 - c0, stride: cols)
+                    KernelProfile.measure(.normalization) {
+                        VectorMath.rmsNormWeightGradient(xs.value + c0, gs.value + c0, rs.value, dws.value + c0,
+                                                         rows: rows, cols: c1 - c0, stride: cols)
+                    }
                 }
             }
         }
@@ -76,7 +78,7 @@ extension Kernels {
         if batch * groups <= 0 || length <= 0 { return }
         let xs = UncheckedSendable(x), ws = UncheckedSendable(weight), bs = UncheckedSendable(bias), ys = UncheckedSendable(y)
         let means = UncheckedSendable(mean), rstds = UncheckedSendable(rstd)
-        VectorMath.forRowRanges(rows: batch * groups, cols: length) { range in
+        VectorMath.forRowRanges(rows: batch * groups, cols: length, category: .normalization) { range in
             for row in range {
                 let src = xs.value + row * length, dst = ys.value + row * length
                 let mu = Kernels.sum(src, count: length) / Float(length)
@@ -107,7 +109,7 @@ extension Kernels {
         let xs = UncheckedSendable(x), ws = UncheckedSendable(weight), gs = UncheckedSendable(gradOutput)
         let means = UncheckedSendable(mean), rstds = UncheckedSendable(rstd), ss = UncheckedSendable(sums)
         let dxs = UncheckedSendable(gradInput)
-        VectorMath.forRowRanges(rows: batch * groups, cols: Swift.max(length, 1)) { range in
+        VectorMath.forRowRanges(rows: batch * groups, cols: Swift.max(length, 1), category: .normalization) { range in
             for row in range {
                 let mu = means.value[row], inv = rstds.value[row]
                 var meanG: Float = 0, meanGXhat: Float = 0
@@ -132,6 +134,8 @@ extension Kernels {
             }
         }
         // Parameter gradients summed over the batch in sample order.
+        let parameterGradients = KernelProfile.begin()
+        defer { KernelProfile.end(parameterGradients, .normalization) }
         for c in 0..<channels {
             var dw: Float = 0, db: Float = 0
             for n in 0..<batch {
@@ -421,7 +425,7 @@ struct BatchNormShape {
         if spatial == 1 { parts = Swift.max(parts, (channels + Self.columnBlock - 1) / Self.columnBlock) }
         Kernels.parallelFor(parts, threads: parallel ? threads : 1) { p in
             let start = units * p / parts * unit, end = Swift.min(channels, units * (p + 1) / parts * unit)
-            if start < end { body(start..<end) }
+            if start < end { KernelProfile.measure(.normalization) { body(start..<end) } }
         }
     }
 
@@ -431,7 +435,9 @@ struct BatchNormShape {
         let planes = batch * channels
         if planes <= 0 { return }
         let parts = threads > 1 && planes * spatial >= VectorMath.rowParallelThreshold ? Swift.min(planes, threads) : 1
-        Kernels.parallelFor(parts, threads: threads) { p in body((planes * p / parts)..<(planes * (p + 1) / parts)) }
+        Kernels.parallelFor(parts, threads: threads) { p in
+            KernelProfile.measure(.normalization) { body((planes * p / parts)..<(planes * (p + 1) / parts)) }
+        }
     }
 
     /// The per-channel constants of the input gradient with batch statistics,

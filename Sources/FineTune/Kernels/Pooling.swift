@@ -566,8 +566,10 @@ extension Kernels {
     /// Splits `0..<planes` into contiguous ranges over up to `threads` threads when `work`
     /// (roughly, elements touched) is large enough to pay for the dispatch.
     private static func forEachPlaneRange(_ planes: Int, work: Int, threads: Int, _ body: (Range<Int>) -> Void) {
-        let parts = work >= 1 << 16 ? max(1, min(threads, planes)) : 1
-        parallelFor(parts, threads: parts) { t in body((t * planes / parts)..<((t + 1) * planes / parts)) }
+        let parts = work >= parallelThreshold(1 << 16) ? max(1, min(threads, planes)) : 1
+        parallelFor(parts, threads: parts) { t in
+            KernelProfile.measure(.elementwise) { body((t * planes / parts)..<((t + 1) * planes / parts)) }
+        }
     }
 }
 

@@ -12,17 +12,18 @@ extension VectorMath {
     static let rowParallelThreshold = 1 << 16
 
     /// Calls `body` on row ranges covering `0..<rows`: one range inline for small problems,
-    /// otherwise one contiguous range per thread (at most `Kernels.maxThreads` ranges).
+    /// otherwise one contiguous range per thread (at most `Kernels.maxThreads` ranges). Each
+    /// call of `body` is profiled as `category`.
     @inline(__always)
-    static func forRowRanges(rows: Int, cols: Int, _ body: @Sendable (Range<Int>) -> Void) {
+    static func forRowRanges(rows: Int, cols: Int, category: KernelProfile.Category, _ body: @Sendable (Range<Int>) -> Void) {
         let threads = Kernels.maxThreads
         let chunks = Swift.min(rows, threads)
-        if rows * cols <= rowParallelThreshold || chunks <= 1 {
-            body(0..<rows)
+        if rows * cols <= Kernels.parallelThreshold(rowParallelThreshold) || chunks <= 1 {
+            KernelProfile.measure(category) { body(0..<rows) }
             return
         }
         Kernels.parallelFor(chunks, threads: threads) { c in
-            body((rows * c / chunks)..<(rows * (c + 1) / chunks))
+            KernelProfile.measure(category) { body((rows * c / chunks)..<(rows * (c + 1) / chunks)) }
         }
     }
 
@@ -153,7 +154,7 @@ extension Kernels {
     public static func softmaxRows(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
         if rows <= 0 || cols <= 0 { return }
         let xs = UncheckedSendable(x), ys = UncheckedSendable(y)
-        VectorMath.forRowRanges(rows: rows, cols: cols) { range in
+        VectorMath.forRowRanges(rows: rows, cols: cols, category: .elementwise) { range in
             for r in range { VectorMath.softmaxRow(xs.value + r * cols, ys.value + r * cols, cols) }
         }
     }
@@ -162,7 +163,7 @@ extension Kernels {
     public static func logSoftmaxRows(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
         if rows <= 0 || cols <= 0 { return }
         let xs = UncheckedSendable(x), ys = UncheckedSendable(y)
-        VectorMath.forRowRanges(rows: rows, cols: cols) { range in
+        VectorMath.forRowRanges(rows: rows, cols: cols, category: .elementwise) { range in
             for r in range { VectorMath.logSoftmaxRow(xs.value + r * cols, ys.value + r * cols, cols) }
         }
     }
@@ -172,7 +173,7 @@ extension Kernels {
                                            gradInput: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
         if rows <= 0 || cols <= 0 { return }
         let ys = UncheckedSendable(y), gs = UncheckedSendable(gradOutput), gis = UncheckedSendable(gradInput)
-        VectorMath.forRowRanges(rows: rows, cols: cols) { range in
+        VectorMath.forRowRanges(rows: rows, cols: cols, category: .elementwise) { range in
             for r in range {
                 let y = ys.value + r * cols, g = gs.value + r * cols
                 VectorMath.softmaxBackwardApply(y, g, gis.value + r * cols, cols, d: Kernels.dot(g, y, count: cols))
@@ -185,7 +186,7 @@ extension Kernels {
                                               gradInput: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
         if rows <= 0 || cols <= 0 { return }
         let ys = UncheckedSendable(y), gs = UncheckedSendable(gradOutput), gis = UncheckedSendable(gradInput)
-        VectorMath.forRowRanges(rows: rows, cols: cols) { range in
+        VectorMath.forRowRanges(rows: rows, cols: cols, category: .elementwise) { range in
             for r in range {
                 let y = ys.value + r * cols, g = gs.value + r * cols
                 VectorMath.logSoftmaxBackwardApply(y, g, gis.value + r * cols, cols, s: Kernels.sum(g, count: cols))
@@ -201,7 +202,7 @@ extension Kernels {
         if rows <= 0 || cols <= 0 { return }
         let xs = UncheckedSendable(x), ys = UncheckedSendable(y)
         let means = UncheckedSendable(mean), rstds = UncheckedSendable(rstd)
-        VectorMath.forRowRanges(rows: rows, cols: cols) { range in
+        VectorMath.forRowRanges(rows: rows, cols: cols, category: .normalization) { range in
             for r in range {
                 let x = xs.value + r * cols
                 let mu = Kernels.sum(x, count: cols) / Float(cols)
@@ -222,7 +223,7 @@ extension Kernels {
         if rows <= 0 || cols <= 0 { return }
         let xs = UncheckedSendable(x), means = UncheckedSendable(mean), rstds = UncheckedSendable(rstd)
         let gs = UncheckedSendable(gradOutput), gis = UncheckedSendable(gradInput)
-        VectorMath.forRowRanges(rows: rows, cols: cols) { range in
+        VectorMath.forRowRanges(rows: rows, cols: cols, category: .normalization) { range in
             for r in range {
                 let o = r * cols
                 VectorMath.layerNormBackwardRow(xs.value + o, shift: means.value[r], scale: rstds.value[r],
@@ -239,7 +240,7 @@ extension Kernels {
         if rows <= 0 || cols <= 0 { return }
         let xs = UncheckedSendable(xhat), rstds = UncheckedSendable(rstd)
         let gs = UncheckedSendable(gradOutput), gis = UncheckedSendable(gradInput)
-        VectorMath.forRowRanges(rows: rows, cols: cols) { range in
+        VectorMath.forRowRanges(rows: rows, cols: cols, category: .normalization) { range in
             for r in range {
                 let o = r * cols
                 VectorMath.layerNormBackwardRow(xs.value + o, shift: 0, scale: 1, rstd: rstds.value[r],

@@ -63,9 +63,11 @@ final class WorkerPool: @unchecked Sendable {
                 w.wake.signal()
             }
             work()
+            let wait = KernelProfile.begin()
             while done.load(ordering: .acquiring) < count {}
             open.store(false, ordering: .sequentiallyConsistent)
             while active.load(ordering: .sequentiallyConsistent) > 0 {}
+            KernelProfile.end(wait, .threadWait)
             self.body = nil
         }
         return true

@@ -30,9 +30,9 @@ extension Tensor {
         let out = Tensor(uninitialized: [g.batch, g.outChannels, g.outHeight, g.outWidth])
         xd.withDataPointer { px in wd.withDataPointer { pw in out.withDataPointer { py in
             if let bd {
-                bd.withDataPointer { pb in Kernels.conv2dForward(g, input: px, weight: pw, bias: pb, output: py) }
+                bd.withDataPointer { pb in Kernels.conv2dForward(g, input: px, weight: pw, bias: pb, output: py, plan: .current(g)) }
             } else {
-                Kernels.conv2dForward(g, input: px, weight: pw, bias: nil, output: py)
+                Kernels.conv2dForward(g, input: px, weight: pw, bias: nil, output: py, plan: .current(g))
             }
         }}}
         let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
@@ -42,14 +42,14 @@ extension Tensor {
             if needs[0] {
                 let dx = Tensor(uninitialized: xd.shape)
                 gy.withDataPointer { pg in wd.withDataPointer { pw in dx.withDataPointer { pdx in
-                    Kernels.conv2dBackwardInput(g, gradOutput: pg, weight: pw, gradInput: pdx)
+                    Kernels.conv2dBackwardInput(g, gradOutput: pg, weight: pw, gradInput: pdx, plan: .current(g))
                 }}}
                 grads[0] = dx
             }
             if needs[1] {
                 let dw = Tensor(uninitialized: wd.shape)
                 gy.withDataPointer { pg in xd.withDataPointer { px in dw.withDataPointer { pdw in
-                    Kernels.conv2dBackwardWeight(g, input: px, gradOutput: pg, gradWeight: pdw)
+                    Kernels.conv2dBackwardWeight(g, input: px, gradOutput: pg, gradWeight: pdw, plan: .current(g))
                 }}}
                 grads[1] = dw
             }
@@ -58,5 +58,15 @@ extension Tensor {
             }
             return grads
         }
+    }
+}
+
+extension ConvPlan {
+    /// The plan of the convolution ops: `Kernels.maxThreads` threads, and the flop threshold
+    /// divided as a `Kernels.withMaxThreads(_:parallelThresholdsDividedBy:_:)` scope asks
+    /// (the same plan as the public kernels' outside such a scope).
+    static func current(_ g: Conv2dGeometry) -> ConvPlan {
+        ConvPlan(g, threads: Kernels.maxThreads,
+                 minParallelFlops: ConvPlan.minParallelFlops / Double(Kernels.parallelThresholdDivisor))
     }
 }

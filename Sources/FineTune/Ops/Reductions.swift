@@ -38,7 +38,7 @@ extension Tensor {
             gradientScale = 1 / Float(Swift.max(n - 1, 1))     // the mutation tests' wrong rule
         }
         let out = reduceSum(to: kept)
-        if scale != 1 { out.withDataPointer { Kernels.scale(scale, $0, count: out.count) } }
+        if scale != 1 { out.withDataPointer { p in KernelProfile.measure(.elementwise) { Kernels.scale(scale, p, count: out.count) } } }
         let result = keepDims ? out : out.detached().reshapedView(shape.enumerated().filter { !reduced.contains($0.offset) }.map(\.element))
         let inputShape = shape
         return Tensor.record(result, op: op, inputs: [self]) { g, _ in

@@ -110,7 +110,7 @@ enum GradientClipping {
         let coefficient = Float(Double(maxNorm) / (Double(norm) + 1e-6))
         if coefficient < 1 || coefficient.isNaN {
             for p in trainable {
-                modifyGradient(of: p) { Kernels.scale(coefficient, $0, count: $1) }
+                modifyGradient(of: p) { g, n in KernelProfile.measure(.optimizer) { Kernels.scale(coefficient, g, count: n) } }
             }
         }
         return (norm, false)

@@ -9,7 +9,7 @@ enum OptimizerKernels {
     /// `w -= lr * (g + wd * w)`.
     static func sgd(w: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>, count n: Int, lr: Float, weightDecay wd: Float) {
         let alpha = -lr
-        Kernels.parallelChunks(n) { start, end in
+        Kernels.parallelChunks(n, category: .optimizer) { start, end in
             if wd != 0 {
                 for i in start..<end { w[i] += alpha * (g[i] + wd * w[i]) }
             } else {
@@ -23,7 +23,7 @@ enum OptimizerKernels {
                             count n: Int, lr: Float, weightDecay wd: Float, momentum: Float, dampening: Float,
                             nesterov: Bool, firstStep: Bool) {
         let alpha = -lr, keep = 1 - dampening
-        Kernels.parallelChunks(n) { start, end in
+        Kernels.parallelChunks(n, category: .optimizer) { start, end in
             for i in start..<end {
                 var d = g[i]
                 if wd != 0 { d += wd * w[i] }
@@ -64,7 +64,7 @@ enum OptimizerKernels {
                                  decay: Float, l2: Float, beta1: Float, beta2: Float, eps: Float, stepSize: Float,
                                  bc2: Float) {
         let oneMinusBeta1 = 1 - beta1, oneMinusBeta2 = 1 - beta2, negStep = -stepSize
-        Kernels.parallelChunks(n) { start, end in
+        Kernels.parallelChunks(n, category: .optimizer) { start, end in
             var i = start
             while i + Vector.scalarCount <= end {
                 let wi = Lanes.load(w + i, as: Vector.self)
@@ -95,6 +95,10 @@ enum OptimizerKernels {
 
     /// Sum of `|x|^p` in Double (`p` = 1 and 2 take fast paths), or the max of `|x|` for `p = inf`.
     static func normAccumulate(_ x: UnsafePointer<Float>, count n: Int, p: Float) -> Double {
+        KernelProfile.measure(.optimizer) { normAccumulateUnmeasured(x, count: n, p: p) }
+    }
+
+    private static func normAccumulateUnmeasured(_ x: UnsafePointer<Float>, count n: Int, p: Float) -> Double {
         if p == .infinity {
             var m: Float = 0
             for i in 0..<n {
@@ -128,9 +132,11 @@ enum OptimizerKernels {
 
     /// Clamps to `[-c, c]`; NaN stays NaN (as `torch.clamp`).
     static func clamp(_ x: UnsafeMutablePointer<Float>, count n: Int, limit c: Float) {
-        for i in 0..<n {
-            let v = x[i]
-            x[i] = v < -c ? -c : (v > c ? c : v)
+        KernelProfile.measure(.optimizer) {
+            for i in 0..<n {
+                let v = x[i]
+                x[i] = v < -c ? -c : (v > c ? c : v)
+            }
         }
     }
 }

@@ -80,8 +80,10 @@ enum Broadcasting {
         }
         let sa = strides(of: a, broadcastTo: shape), sb = strides(of: b, broadcastTo: shape)
         a.withDataPointer { pa in b.withDataPointer { pb in out.withDataPointer { po in
-            forEachRow(shape: shape, stridesA: sa, stridesB: sb) { oa, ob, oo, n, ia, ib in
-                row(op, pa + oa, pb + ob, po + oo, n, ia, ib)
+            KernelProfile.measure(.elementwise) {
+                forEachRow(shape: shape, stridesA: sa, stridesB: sb) { oa, ob, oo, n, ia, ib in
+                    row(op, pa + oa, pb + ob, po + oo, n, ia, ib)
+                }
             }
         }}}
         return out
@@ -110,9 +112,11 @@ enum Broadcasting {
         let out = Tensor(uninitialized: shape)
         let sa = strides(of: a, broadcastTo: shape), sb = strides(of: b, broadcastTo: shape)
         a.withDataPointer { pa in b.withDataPointer { pb in out.withDataPointer { po in
-            forEachRow(shape: shape, stridesA: sa, stridesB: sb) { oa, ob, oo, n, ia, ib in
-                let x = pa + oa, y = pb + ob, z = po + oo
-                for i in 0..<n { z[i] = f(x[i &* ia], y[i &* ib]) }
+            KernelProfile.measure(.elementwise) {
+                forEachRow(shape: shape, stridesA: sa, stridesB: sb) { oa, ob, oo, n, ia, ib in
+                    let x = pa + oa, y = pb + ob, z = po + oo
+                    for i in 0..<n { z[i] = f(x[i &* ia], y[i &* ib]) }
+                }
             }
         }}}
         return out
@@ -124,7 +128,9 @@ enum Broadcasting {
         let src = a.contiguousData()
         let out = Tensor(uninitialized: a.shape)
         src.withDataPointer { x in out.withDataPointer { z in
-            for i in 0..<out.count { z[i] = f(x[i]) }
+            KernelProfile.measure(.elementwise) {
+                for i in 0..<out.count { z[i] = f(x[i]) }
+            }
         }}
         return out
     }

@@ -1,6 +1,8 @@
 /// Gathers a strided N-d view into row-major order.
 enum StridedCopy {
     static func copy(from src: UnsafePointer<Float>, shape: [Int], strides: [Int], to dst: UnsafeMutablePointer<Float>) {
+        let region = KernelProfile.begin()
+        defer { KernelProfile.end(region, .copy) }
         let total = Shape.count(shape)
         if total == 0 { return }
         if shape.isEmpty { dst[0] = src[0]; return }

@@ -68,14 +68,28 @@ public struct TensorDataset {
     }
 
     /// The same examples with inputs replaced by `module`'s outputs, computed once in eval
-    /// mode without gradients: Keras' "fast feature extraction". With a frozen backbone, train
-    /// the head on these features instead of running the backbone every epoch.
+    /// mode without gradients: Keras' "fast feature extraction". Train the head on these
+    /// features instead of running the backbone every epoch.
+    ///
+    /// Cached features stay valid only while the backbone does not train, so `module` must be
+    /// frozen: it throws ``FeatureExtractionError`` when `module` has a trainable parameter, or
+    /// a BatchNorm that would normalise with batch statistics in training mode (and so compute
+    /// other features during `fit` than these). A frozen BatchNorm uses its running statistics
+    /// in both modes, so the features equal the backbone's output in either.
     ///
     /// ```swift
     /// let backbone = Sequential(Array(model.layers[0..<10]))     // everything but the head
-    /// let features = train.features(through: backbone)            // [N, 64]
+    /// backbone.freeze()                                           // BatchNorm statistics too
+    /// let features = try train.features(through: backbone)        // [N, 64]
     /// ```
-    public func features(through module: Module, batchSize: Int = 256) -> TensorDataset {
+    public func features(through module: Module, batchSize: Int = 256) throws(FeatureExtractionError) -> TensorDataset {
+        let trainable = module.namedParameters().filter { !$0.parameter.isFrozen }.map(\.name)
+        if !trainable.isEmpty { throw .trainableParameters(names: trainable) }
+        let batchStatistics = module.preservingModes {
+            module.train()
+            return module.namedModules().filter { ($0.module as? BatchNorm)?.effectiveStatistics == .batch }.map(\.name)
+        }
+        if !batchStatistics.isEmpty { throw .batchStatistics(layers: batchStatistics) }
         let outputs = module.inferring { batches(size: batchSize).map { module($0.inputs) } }
         return TensorDataset(inputs: Tensor.concat(outputs, axis: 0), labels: labels)
     }
@@ -88,6 +102,36 @@ public struct TensorDataset {
             order.swapAt(i, Int(generator.next() % UInt64(i + 1)))
         }
         return order
+    }
+}
+
+/// Why ``TensorDataset/features(through:batchSize:)`` refused a backbone: features cached from
+/// a backbone that trains would go stale. The fix is `backbone.freeze()`.
+public enum FeatureExtractionError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The backbone has trainable parameters (all their names, in module order).
+    case trainableParameters(names: [String])
+    /// BatchNorm layers of the backbone (paths inside it) that normalise with batch statistics in
+    /// training mode, updating their running statistics: trainable parameters, `statistics = .batch`,
+    /// or non-affine and never frozen.
+    case batchStatistics(layers: [String])
+
+    public var description: String {
+        switch self {
+        case let .trainableParameters(names):
+            return "features(through:): the backbone has \(names.count) trainable parameter\(names.count == 1 ? "" : "s")"
+                + " (\(Self.list(names))); cached features are only valid for a backbone that does not train:"
+                + " call backbone.freeze() first"
+        case let .batchStatistics(layers):
+            return "features(through:): BatchNorm layer\(layers.count == 1 ? "" : "s") \(Self.list(layers)) of the backbone"
+                + " normalise with batch statistics in training mode, so the model would compute other features"
+                + " during fit; call backbone.freeze() first (or pin the backbone with pin(.inference))"
+        }
+    }
+
+    /// The first five names, then how many more.
+    private static func list(_ names: [String]) -> String {
+        let shown = names.prefix(5).joined(separator: ", ")
+        return names.count > 5 ? "\(shown) and \(names.count - 5) more" : shown
     }
 }
 

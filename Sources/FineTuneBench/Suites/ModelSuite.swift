@@ -100,7 +100,7 @@ final class HeadEpochWorkload: Workload {
                                       resnet.layer3, resnet.layer4, resnet.avgpool, Flatten())
             backbone.freeze()
             model = resnet.fc
-            data = images.features(through: backbone, batchSize: 8)
+            data = try images.features(through: backbone, batchSize: 8)
         } else {
             try resnet.freeze(upTo: -1)                                 // only fc trains
             model = resnet
