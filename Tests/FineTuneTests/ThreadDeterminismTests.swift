@@ -26,19 +26,23 @@ private func determinismCNN() -> Sequential {
         Conv2d(16, 16, kernelSize: 2, padding: 1, bias: false),     // 3: shifted copies, 13x13
         BatchNorm2d(16), ReLU(),                                    // 4, 5
         MaxPool2d(kernelSize: 2),                                   // 6: 6x6
-        Conv2d(16, 32, kernelSize: 1),                              // 7: pointwise
-        Conv2d(32, 32, kernelSize: 3, padding: 1, groups: 32, bias: false),  // 8: depthwise
-        BatchNorm2d(32), ReLU(),                                    // 9, 10
-        AvgPool2d(kernelSize: 2),                                   // 11: 3x3
-        Flatten(),                                                  // 12
-        Linear(32 * 3 * 3, 64), ReLU(),                             // 13, 14
-        Linear(64, 10))                                             // 15
+        Conv2d(16, 64, kernelSize: 1),                              // 7: pointwise
+        Conv2d(64, 64, kernelSize: 3, padding: 1, groups: 64, bias: false),  // 8: depthwise
+        Conv2d(64, 64, kernelSize: 3, padding: 1, bias: false),     // 9: Winograd
+        BatchNorm2d(64), ReLU(),                                    // 10, 11
+        AvgPool2d(kernelSize: 2),                                   // 12: 3x3
+        Flatten(),                                                  // 13
+        Linear(64 * 3 * 3, 64), ReLU(),                             // 14, 15
+        Linear(64, 10))                                             // 16
 }
 
-/// A convolution of `determinismCNN` and the method it must use.
+/// A convolution of `determinismCNN` and the methods its forward, input gradient and weight gradient must use.
 private struct ConvolutionCase {
     var geometry: Conv2dGeometry
-    var method: ConvPlan.Method
+    var methods: [ConvPlan.Method]
+
+    init(geometry: Conv2dGeometry, method: ConvPlan.Method) { self.init(geometry: geometry, methods: [method, method, method]) }
+    init(geometry: Conv2dGeometry, methods: [ConvPlan.Method]) { self.geometry = geometry; self.methods = methods }
 }
 
 /// The convolutions of `determinismCNN` on a batch of `batch`.
@@ -47,12 +51,15 @@ private func convolutions(batch: Int) -> [ConvolutionCase] {
                                  kernelHeight: 3, kernelWidth: 3, padding: (1, 1))
     let shifted = Conv2dGeometry(batch: batch, inChannels: 16, height: 12, width: 12, outChannels: 16,
                                  kernelHeight: 2, kernelWidth: 2, padding: (1, 1))
-    let pointwise = Conv2dGeometry(batch: batch, inChannels: 16, height: 6, width: 6, outChannels: 32,
+    let pointwise = Conv2dGeometry(batch: batch, inChannels: 16, height: 6, width: 6, outChannels: 64,
                                    kernelHeight: 1, kernelWidth: 1)
-    let depthwise = Conv2dGeometry(batch: batch, inChannels: 32, height: 6, width: 6, outChannels: 32,
-                                   kernelHeight: 3, kernelWidth: 3, padding: (1, 1), groups: 32)
+    let depthwise = Conv2dGeometry(batch: batch, inChannels: 64, height: 6, width: 6, outChannels: 64,
+                                   kernelHeight: 3, kernelWidth: 3, padding: (1, 1), groups: 64)
+    let winograd = Conv2dGeometry(batch: batch, inChannels: 64, height: 6, width: 6, outChannels: 64,
+                                  kernelHeight: 3, kernelWidth: 3, padding: (1, 1))
     return [ConvolutionCase(geometry: columns, method: .columns), ConvolutionCase(geometry: shifted, method: .shifted),
-            ConvolutionCase(geometry: pointwise, method: .pointwise), ConvolutionCase(geometry: depthwise, method: .depthwise)]
+            ConvolutionCase(geometry: pointwise, method: .pointwise), ConvolutionCase(geometry: depthwise, method: .depthwise),
+            ConvolutionCase(geometry: winograd, method: .winograd)]
 }
 
 /// Two SGD steps with momentum and weight decay (the second reads the momentum buffer) on a batch
@@ -84,7 +91,7 @@ struct ThreadDeterminismTests {
     func trainingStepOneVersusTwoThreads() {
         let one = trainedState(threads: 1), two = trainedState(threads: 2)
         #expect(one.losses == two.losses)
-        let tensorCount = 15 + 3 * 3    // 9 weights, 6 biases, 3 BatchNorms' statistics and counts
+        let tensorCount = 16 + 3 * 3    // 10 weights, 6 biases, 3 BatchNorms' statistics and counts
         #expect(Set(one.tensors.keys) == Set(two.tensors.keys) && one.tensors.count == tensorCount)
         for (name, bits) in one.tensors.sorted(by: { $0.key < $1.key }) {
             let other = two.tensors[name] ?? []
@@ -106,9 +113,11 @@ struct ThreadDeterminismTests {
             for convolution in convolutions(batch: 4) + convolutions(batch: 1) {
                 let plan = ConvPlan.current(convolution.geometry)
                 let methods = [plan.forwardMethod, plan.backwardInputMethod, plan.backwardWeightMethod]
-                #expect(methods == [convolution.method, convolution.method, convolution.method], "\(convolution.geometry)")
-                let ownSamples = convolution.geometry.batch == 4
-                #expect(plan.workers == (ownSamples ? 2 : 1) && plan.gemmThreads == (ownSamples ? 1 : 2), "\(convolution.geometry)")
+                #expect(methods == convolution.methods, "\(convolution.geometry)")
+                // Whole sample groups per thread, or threads sharing a group (small planes group
+                // all 4 samples into one); Winograd splits channels and its 16 products.
+                #expect(plan.workers * plan.gemmThreads == 2 && plan.threads == 2, "\(convolution.geometry)")
+                if convolution.geometry.batch == 1 { #expect(plan.workers == 1, "\(convolution.geometry)") }
             }
             // Element-wise kernels (a ReLU: 4 x 16 x 12 x 12 values; the update of the first Linear's
             // weight: 64 x 288), the softmax rows of the loss (4 x 10), pooling (the average pool
