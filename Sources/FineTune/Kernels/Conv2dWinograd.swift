@@ -292,22 +292,40 @@ enum Winograd {
     /// `V[ξ][c][t] = (B^T d B)[ξ]` for the tiles of `rows` (global tile rows), every channel.
     static func transformInput(_ s: WinogradTiling, input: UnsafePointer<Float>, rows: Range<Int>,
                                into v: UnsafeMutablePointer<Float>, threads: Int) {
-        let vStride = s.positionStride(s.channels), el = s.evenOddLength, plane = s.height * s.width
-        // Every padded row of a sample's stretch of tile rows, split into even and odd columns once.
-        let scratch = (2 * min(rows.count, s.tilesHigh) + 2) * 2 * el
-        split(s.channels, threads: threads) { channels in
+        transformTiles(InputTiles.self, s, source: input, channels: s.channels, height: s.height, width: s.width,
+                       pad: s.pad, rows: rows, into: v, threads: threads)
+    }
+
+    /// `dM[ξ][o][t] = (A dY A^T)[ξ]` for the tiles of `rows`: the output gradient's 2x2 tiles (zero
+    /// past the last output row or column).
+    static func transformGradOutput(_ s: WinogradTiling, gradOutput: UnsafePointer<Float>, rows: Range<Int>,
+                                    into m: UnsafeMutablePointer<Float>, threads: Int) {
+        transformTiles(GradOutputTiles.self, s, source: gradOutput, channels: s.outChannels, height: s.outHeight,
+                       width: s.outWidth, pad: 0, rows: rows, into: m, threads: threads)
+    }
+
+    /// Transforms the tiles of `rows` of every one of `channels` planes (`height x width`, padded by
+    /// `pad`) with `Tiles`: tile row `ty` reads padded rows `2ty ..< 2ty + 2 + Tiles.overlap`, each
+    /// split once into even and odd columns; the 16 values of tile `t` go to
+    /// `dst[ξ * positionStride + channel * ld + t]`.
+    static func transformTiles<Tiles: WinogradTiles>(_: Tiles.Type, _ s: WinogradTiling, source: UnsafePointer<Float>,
+                                                     channels: Int, height: Int, width: Int, pad: Int, rows: Range<Int>,
+                                                     into dst: UnsafeMutablePointer<Float>, threads: Int) {
+        let stride = s.positionStride(channels), el = s.evenOddLength, plane = height * width
+        let scratch = (2 * min(rows.count, s.tilesHigh) + Tiles.overlap) * 2 * el
+        split(channels, threads: threads) { part in
             ScratchPool.withBuffer(scratch) { evenOdd in
-                for c in channels {
+                for c in part {
                     s.forEachSample(rows) { n, tileRows, column in
-                        let top = 2 * tileRows.lowerBound - s.pad
-                        splitRows(input + (n * s.channels + c) * plane, height: s.height, width: s.width,
-                                  from: top, count: 2 * tileRows.count + 2, left: s.pad, el: el, into: evenOdd)
+                        splitRows(source + (n * channels + c) * plane, height: height, width: width,
+                                  from: 2 * tileRows.lowerBound - pad, count: 2 * tileRows.count + Tiles.overlap, left: pad,
+                                  el: el, into: evenOdd)
                         for ty in tileRows {
                             let e = evenOdd + 4 * (ty - tileRows.lowerBound) * el
-                            let dst = v + c * s.ld + column + (ty - tileRows.lowerBound) * s.tilesWide
+                            let to = dst + c * s.ld + column + (ty - tileRows.lowerBound) * s.tilesWide
                             var tx = 0
                             while tx < s.tilesWide {
-                                inputTile(e + tx, el: el, dst: dst + tx, stride: vStride)
+                                Tiles.transform(e + tx, el: el, dst: to + tx, stride: stride)
                                 tx &+= WinogradTiling.lanes
                             }
                         }
@@ -354,33 +372,6 @@ enum Winograd {
         column(r0.1, r1.1, r2.1, r3.1, 1)
         column(r0.2, r1.2, r2.2, r3.2, 2)
         column(r0.3, r1.3, r2.3, r3.3, 3)
-    }
-
-    /// `dM[ξ][o][t] = (A dY A^T)[ξ]` for the tiles of `rows`: the output gradient's 2x2 tiles (zero
-    /// past the last output row or column).
-    static func transformGradOutput(_ s: WinogradTiling, gradOutput: UnsafePointer<Float>, rows: Range<Int>,
-                                    into m: UnsafeMutablePointer<Float>, threads: Int) {
-        let mStride = s.positionStride(s.outChannels), el = s.evenOddLength, plane = s.outHeight * s.outWidth
-        let scratch = 2 * min(rows.count, s.tilesHigh) * 2 * el
-        split(s.outChannels, threads: threads) { channels in
-            ScratchPool.withBuffer(scratch) { evenOdd in
-                for o in channels {
-                    s.forEachSample(rows) { n, tileRows, column in
-                        splitRows(gradOutput + (n * s.outChannels + o) * plane, height: s.outHeight, width: s.outWidth,
-                                  from: 2 * tileRows.lowerBound, count: 2 * tileRows.count, left: 0, el: el, into: evenOdd)
-                        for ty in tileRows {
-                            let e = evenOdd + 4 * (ty - tileRows.lowerBound) * el
-                            let dst = m + o * s.ld + column + (ty - tileRows.lowerBound) * s.tilesWide
-                            var tx = 0
-                            while tx < s.tilesWide {
-                                gradOutputTile(e + tx, el: el, dst: dst + tx, stride: mStride)
-                                tx &+= WinogradTiling.lanes
-                            }
-                        }
-                    }
-                }
-            }
-        }
     }
 
     /// `A y A^T` for `lanes` 2x2 tiles (row i's even columns at `e + 2i * el`, odd at `+ el`).
@@ -457,5 +448,31 @@ enum Winograd {
         let c0 = column(0), c1 = column(1), c2 = column(2), c3 = column(3)
         // ... then along each row.
         return (c0.0 + c1.0 + c2.0, c1.0 - c2.0 - c3.0, c0.1 + c1.1 + c2.1, c1.1 - c2.1 - c3.1)
+    }
+}
+
+/// A tile transform of `Winograd.transformTiles` (static dispatch: no closure per vector).
+protocol WinogradTiles {
+    /// Padded rows a tile row reads beyond its own two (input tiles are 4 rows high).
+    static var overlap: Int { get }
+    /// Transforms `WinogradTiling.lanes` tiles (see `Winograd.inputTile`).
+    static func transform(_ e: UnsafePointer<Float>, el: Int, dst: UnsafeMutablePointer<Float>, stride: Int)
+}
+
+/// Input tiles: `B^T d B` of 4x4 tiles, overlapping by two rows.
+enum InputTiles: WinogradTiles {
+    static var overlap: Int { 2 }
+    @inline(__always)
+    static func transform(_ e: UnsafePointer<Float>, el: Int, dst: UnsafeMutablePointer<Float>, stride: Int) {
+        Winograd.inputTile(e, el: el, dst: dst, stride: stride)
+    }
+}
+
+/// Output-gradient tiles: `A y A^T` of disjoint 2x2 tiles.
+enum GradOutputTiles: WinogradTiles {
+    static var overlap: Int { 0 }
+    @inline(__always)
+    static func transform(_ e: UnsafePointer<Float>, el: Int, dst: UnsafeMutablePointer<Float>, stride: Int) {
+        Winograd.gradOutputTile(e, el: el, dst: dst, stride: stride)
     }
 }
