@@ -64,11 +64,16 @@ open class Linear: Module, ParameterInitializing {
     }
 }
 
-/// Returns its input unchanged (PyTorch's `nn.Identity`), e.g. to remove a head.
+/// Returns its input unchanged (PyTorch's `nn.Identity`), e.g. to remove a head from a container.
 ///
 /// ```swift
-/// try model.replaceModule(at: "fc", with: Identity())   // drop a ResNet's head
+/// let model = Sequential(backbone, Linear(512, 10))
+/// try model.replaceModule(at: "1", with: Identity())   // the model now returns the backbone's features
 /// ```
+///
+/// A child declared with a concrete type (`ResNet.fc` is a `Linear`) only takes that type:
+/// replacing it with `Identity()` throws `SelectionError.incompatibleReplacement`. For a ResNet's
+/// features, call `resnet.features(x)`.
 public final class Identity: Module {
     /// An identity layer.
     public override init() { super.init() }
