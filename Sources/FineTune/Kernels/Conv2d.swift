@@ -245,7 +245,7 @@ struct ConvPlan {
             && g.outHeight > 0 && g.outWidth > 0
         let channels = min(g.inChannels, g.outChannels)
         func choose(shiftedApplies: Bool, winogradApplies: Bool, width: Int,
-                    winogradPays: Bool = channels >= ConvPlan.minWinogradChannels) -> Method {
+                    winogradPays: Bool = channels >= ConvPlan.minWinogradChannels, forced: Method? = forced) -> Method {
             if depthwise && forced == nil { return .depthwise }
             if pointwise { return .pointwise }
             if let forced {
@@ -263,12 +263,10 @@ struct ConvPlan {
         backwardInputMethod = choose(shiftedApplies: shifted.supportsBackwardInput, winogradApplies: winogradInput,
                                      width: g.width)
         // Without Winograd (a forced Winograd falls back to what the geometry would choose).
-        let exactForced: Method? = forced == .winograd ? nil : forced
         func exact(_ chosen: Method, shiftedApplies: Bool, width: Int) -> Method {
             guard chosen == .winograd else { return chosen }
-            if let exactForced { return exactForced == .shifted && shiftedApplies ? .shifted : .columns }
-            let pays = enoughChannels && waste <= ConvPlan.maxShiftedWaste * Double(width)
-            return shiftedApplies && pays ? .shifted : .columns
+            return choose(shiftedApplies: shiftedApplies, winogradApplies: false, width: width,
+                          forced: forced == .winograd ? nil : forced)
         }
         exactMethods = (exact(forwardMethod, shiftedApplies: shifted.supportsForward, width: g.outWidth),
                         exact(backwardInputMethod, shiftedApplies: shifted.supportsBackwardInput, width: g.width),

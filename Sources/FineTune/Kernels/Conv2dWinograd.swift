@@ -60,6 +60,8 @@ struct WinogradTiling {
         ld = rowsPerChunk * tilesWide + WinogradTiling.lanes
     }
 
+    /// Floats of the convolved input (`batch x channels x height x width`).
+    var inputCount: Int { batch * channels * height * width }
     /// Tile rows of the whole batch (`batch x tilesHigh`).
     var tileRows: Int { batch * tilesHigh }
     /// Floats between consecutive positions ξ of a chunk buffer with `channels` rows.
@@ -98,41 +100,27 @@ extension Kernels {
 
     static func conv2dForwardWinograd(_ g: Conv2dGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                       bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan p: ConvPlan) -> Bool {
-        let weightCount = g.outChannels * g.inChannels * 9
-        guard ConvLoops.allFinite(weight, weightCount),
-              ConvLoops.allFinite(input, g.batch * g.inChannels * g.height * g.width) else { return false }
         let tiling = WinogradTiling(batch: g.batch, channels: g.inChannels, outChannels: g.outChannels,
                                     height: g.height, width: g.width, pad: g.padH, chunkBudget: p.winogradChunkBudget)
-        ScratchPool.withBuffer(16 * g.outChannels * g.inChannels) { u in
-            Winograd.transformWeights(weight, outChannels: g.outChannels, inChannels: g.inChannels, turned: false, into: u,
-                                      threads: p.threads)
-            Winograd.convolve(tiling, input: input, u: u, bias: bias, output: output, threads: p.threads)
-        }
-        return true
+        return Winograd.convolve(tiling, input: input, weight: weight, turned: false, bias: bias, output: output,
+                                 threads: p.threads)
     }
 
     static func conv2dBackwardInputWinograd(_ g: Conv2dGeometry, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                             gradInput: UnsafeMutablePointer<Float>, plan p: ConvPlan) -> Bool {
-        let weightCount = g.outChannels * g.inChannels * 9
-        guard ConvLoops.allFinite(weight, weightCount),
-              ConvLoops.allFinite(gradOutput, g.batch * g.outChannels * g.outHeight * g.outWidth) else { return false }
         // dX = conv(dY padded by 2 - p, W turned 180° with Cin and Cout swapped): H = OH + 2(2 - p) - 2.
         let tiling = WinogradTiling(batch: g.batch, channels: g.outChannels, outChannels: g.inChannels,
                                     height: g.outHeight, width: g.outWidth, pad: 2 - g.padH, chunkBudget: p.winogradChunkBudget)
-        ScratchPool.withBuffer(16 * g.outChannels * g.inChannels) { u in
-            Winograd.transformWeights(weight, outChannels: g.outChannels, inChannels: g.inChannels, turned: true, into: u,
-                                      threads: p.threads)
-            Winograd.convolve(tiling, input: gradOutput, u: u, bias: nil, output: gradInput, threads: p.threads)
-        }
-        return true
+        return Winograd.convolve(tiling, input: gradOutput, weight: weight, turned: true, bias: nil, output: gradInput,
+                                 threads: p.threads)
     }
 
     static func conv2dBackwardWeightWinograd(_ g: Conv2dGeometry, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                                              gradWeight: UnsafeMutablePointer<Float>, plan p: ConvPlan) -> Bool {
-        guard ConvLoops.allFinite(input, g.batch * g.inChannels * g.height * g.width),
-              ConvLoops.allFinite(gradOutput, g.batch * g.outChannels * g.outHeight * g.outWidth) else { return false }
         let tiling = WinogradTiling(batch: g.batch, channels: g.inChannels, outChannels: g.outChannels,
                                     height: g.height, width: g.width, pad: g.padH, chunkBudget: p.winogradChunkBudget)
+        guard ConvLoops.allFinite(input, tiling.inputCount),
+              ConvLoops.allFinite(gradOutput, g.batch * g.outChannels * g.outHeight * g.outWidth) else { return false }
         ScratchPool.withBuffer(16 * g.outChannels * g.inChannels) { du in
             Winograd.weightGradient(tiling, input: input, gradOutput: gradOutput, du: du, threads: p.threads)
             Winograd.untransformWeightGradient(du, outChannels: g.outChannels, inChannels: g.inChannels, into: gradWeight,
@@ -247,24 +235,29 @@ enum Winograd {
 
     // MARK: Convolution
 
-    /// `output = conv(input, weights whose transform is u) + bias`, overwriting `output`.
-    static func convolve(_ s: WinogradTiling, input: UnsafePointer<Float>, u: UnsafePointer<Float>,
-                         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, threads: Int) {
-        let vStride = s.positionStride(s.channels), mStride = s.positionStride(s.outChannels)
+    /// `output = conv(input, weight) + bias` over `s`, overwriting `output`; with `turned`, the
+    /// input gradient's convolution (`weight` turned 180°, channel axes swapped). False, with
+    /// nothing written, when `input` or `weight` holds a value that is not finite.
+    static func convolve(_ s: WinogradTiling, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                         turned: Bool, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, threads: Int) -> Bool {
         let (cin, cout) = (s.channels, s.outChannels)
-        ScratchPool.withBuffer(16 * (vStride + mStride)) { v in
-        let m = v + 16 * vStride
-        s.forEachChunk { rows in
-            transformInput(s, input: input, rows: rows, into: v, threads: threads)
-            let tiles = rows.count * s.tilesWide
-            Kernels.parallelFor(16, threads: threads) { xi in
-                Kernels.sgemm(transA: false, transB: false, m: cout, n: tiles, k: cin, alpha: 1,
-                              a: u + xi * cout * cin, lda: cin, b: v + xi * vStride, ldb: s.ld,
-                              beta: 0, c: m + xi * mStride, ldc: s.ld, threads: 1)
+        guard ConvLoops.allFinite(weight, cin * cout * 9), ConvLoops.allFinite(input, s.inputCount) else { return false }
+        ScratchPool.withBuffer(16 * cin * cout) { u in
+            // The layer's kernels are [Cout, Cin]: the input gradient's convolution runs Cout -> Cin.
+            transformWeights(weight, outChannels: turned ? cin : cout, inChannels: turned ? cout : cin, turned: turned,
+                             into: u, threads: threads)
+            let vStride = s.positionStride(cin), mStride = s.positionStride(cout)
+            forEachChunk(s, input: input, threads: threads) { rows, v, m in
+                let tiles = rows.count * s.tilesWide
+                Kernels.parallelFor(16, threads: threads) { xi in
+                    Kernels.sgemm(transA: false, transB: false, m: cout, n: tiles, k: cin, alpha: 1,
+                                  a: u + xi * cout * cin, lda: cin, b: v + xi * vStride, ldb: s.ld,
+                                  beta: 0, c: m + xi * mStride, ldc: s.ld, threads: 1)
+                }
+                transformOutput(s, m: m, rows: rows, bias: bias, output: output, threads: threads)
             }
-            transformOutput(s, m: m, rows: rows, bias: bias, output: output, threads: threads)
         }
-        }
+        return true
     }
 
     /// `du[ξ] = Σ_tiles dM[ξ] V[ξ]^T` over all chunks (overwrites `du`, `[16, outChannels, channels]`).
@@ -272,10 +265,7 @@ enum Winograd {
                                du: UnsafeMutablePointer<Float>, threads: Int) {
         let vStride = s.positionStride(s.channels), mStride = s.positionStride(s.outChannels)
         let (cin, cout) = (s.channels, s.outChannels)
-        ScratchPool.withBuffer(16 * (vStride + mStride)) { v in
-        let m = v + 16 * vStride
-        s.forEachChunk { rows in
-            transformInput(s, input: input, rows: rows, into: v, threads: threads)
+        forEachChunk(s, input: input, threads: threads) { rows, v, m in
             transformGradOutput(s, gradOutput: gradOutput, rows: rows, into: m, threads: threads)
             let tiles = rows.count * s.tilesWide, first = rows.lowerBound == 0
             Kernels.parallelFor(16, threads: threads) { xi in
@@ -284,6 +274,18 @@ enum Winograd {
                               beta: first ? 0 : 1, c: du + xi * cout * cin, ldc: cin, threads: 1)
             }
         }
+    }
+
+    /// Calls `body(rows, v, m)` for each chunk of tile rows, in order, with the chunk's input tiles
+    /// transformed into `v` (`[16, channels, ld]`) and `m` a buffer of `[16, outChannels, ld]`.
+    static func forEachChunk(_ s: WinogradTiling, input: UnsafePointer<Float>, threads: Int,
+                             _ body: (Range<Int>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+        let vFloats = 16 * s.positionStride(s.channels)
+        ScratchPool.withBuffer(vFloats + 16 * s.positionStride(s.outChannels)) { v in
+            s.forEachChunk { rows in
+                transformInput(s, input: input, rows: rows, into: v, threads: threads)
+                body(rows, v, v + vFloats)
+            }
         }
     }
 
