@@ -301,6 +301,49 @@ struct ConvKernelTests {
                       forwardBody(g, bias: c.bias))
     }
 
+    @Test("forward with an epilogue: bit-identical to batch norm, add and ReLU after the plain forward, every plan",
+          arguments: cases.indices)
+    fileprivate func forwardEpilogue(_ index: Int) {
+        let c = cases[index], g = c.geometry
+        let outCount = g.batch * g.outChannels * g.outHeight * g.outWidth, plane = g.outHeight * g.outWidth
+        let x = values(g.batch * g.inChannels * g.height * g.width, seed: 11)
+        let w = values(g.outChannels * g.inChannelsPerGroup * g.kernelHeight * g.kernelWidth, seed: 12)
+        let b = values(g.outChannels, seed: 13)
+        // Running statistics and affine; a residual; the ReLU and residual choices rotate over the cases.
+        let mean = values(g.outChannels, seed: 14).map { $0 * 0.5 }, variance = values(g.outChannels, seed: 15).map { $0 * $0 + 0.1 }
+        let gamma = values(g.outChannels, seed: 16), beta = values(g.outChannels, seed: 17)
+        let residual = index % 2 == 0 ? values(outCount, seed: 18) : nil, relu = index % 4 < 2
+        let eps: Float = 1e-5
+        var rstd = [Float](repeating: 0, count: g.outChannels)
+        let scale = (0..<g.outChannels).map {
+            Kernels.batchNormScale(rstd: Kernels.batchNormReciprocalDeviation(variance: variance[$0], eps: eps), weight: gamma[$0])
+        }
+        for variant in plans {
+            let plan = variant.plan(g)
+            // The separate kernels: forward, BatchNorm with running statistics, add, ReLU.
+            var expected = run([x, w, b], outputCount: outCount) { p, out in
+                Kernels.conv2dForward(g, input: p[0], weight: p[1], bias: c.bias ? p[2] : nil, output: out, plan: plan)
+            }
+            var meanCopy = mean, varianceCopy = variance
+            expected = expected.withUnsafeBufferPointer { y in
+                [Float](unsafeUninitializedCapacity: outCount) { out, count in
+                    Kernels.batchNormForward(x: y.baseAddress!, weight: gamma, bias: beta, y: out.baseAddress!, mean: &meanCopy,
+                                             variance: &varianceCopy, rstd: &rstd, batch: g.batch, channels: g.outChannels,
+                                             spatial: plane, eps: eps, batchStatistics: false, threads: 1)
+                    count = outCount
+                }
+            }
+            if let residual { expected = zip(expected, residual).map { $0 + $1 } }
+            if relu { expected = expected.map { $0 < 0 ? 0 : $0 } }
+            let fused = run([x, w, b, mean, scale, beta, residual ?? []], outputCount: outCount) { p, out in
+                let e = ConvEpilogue(shift: p[3], scale: p[4], offset: p[5], residual: residual == nil ? nil : p[6], relu: relu)
+                Kernels.conv2dForward(g, input: p[0], weight: p[1], bias: c.bias ? p[2] : nil, output: out, plan: plan, epilogue: e)
+            }
+            let same = sameBits(fused, expected)
+            #expect(same, "\(c) \(variant.methodName) threads \(variant.threads) relu \(relu) residual \(residual != nil)")
+        }
+    }
+
     @Test("backward input matches the reference; same bits with 1 and 2 threads", arguments: cases)
     fileprivate func backwardInput(_ c: ConvCase) {
         let g = c.geometry

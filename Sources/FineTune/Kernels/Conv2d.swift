@@ -96,16 +96,20 @@ extension Kernels {
 
     // MARK: Dispatch (the plan is a parameter so tests can force methods and threading)
 
+    /// With an `epilogue`, each method applies it to each part of the output as it finishes it.
     static func conv2dForward(_ g: Conv2dGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                              bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan: ConvPlan) {
+                              bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan: ConvPlan,
+                              epilogue: ConvEpilogue? = nil) {
+        let e = epilogue
         switch plan.forwardMethod {
         case .winograd:
-            if !conv2dForwardWinograd(g, input: input, weight: weight, bias: bias, output: output, plan: plan) {
-                conv2dForward(g, input: input, weight: weight, bias: bias, output: output, plan: plan.exact)
+            if !conv2dForwardWinograd(g, input: input, weight: weight, bias: bias, output: output, plan: plan, epilogue: e) {
+                conv2dForward(g, input: input, weight: weight, bias: bias, output: output, plan: plan.exact, epilogue: e)
             }
-        case .depthwise: conv2dForwardDepthwise(g, input: input, weight: weight, bias: bias, output: output, plan: plan)
-        case .shifted: conv2dForwardShifted(g, input: input, weight: weight, bias: bias, output: output, plan: plan)
-        case .pointwise, .columns: conv2dForwardColumns(g, input: input, weight: weight, bias: bias, output: output, plan: plan)
+        case .depthwise: conv2dForwardDepthwise(g, input: input, weight: weight, bias: bias, output: output, plan: plan, epilogue: e)
+        case .shifted: conv2dForwardShifted(g, input: input, weight: weight, bias: bias, output: output, plan: plan, epilogue: e)
+        case .pointwise, .columns:
+            conv2dForwardColumns(g, input: input, weight: weight, bias: bias, output: output, plan: plan, epilogue: e)
         }
     }
 

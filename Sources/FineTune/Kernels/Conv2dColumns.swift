@@ -17,7 +17,8 @@
 
 extension Kernels {
     static func conv2dForwardColumns(_ g: Conv2dGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                     bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan p: ConvPlan) {
+                                     bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan p: ConvPlan,
+                                     epilogue: ConvEpilogue?) {
         let buffers = p.allocateColumnBuffers()
         defer { buffers?.deallocate() }
         let opg = g.outChannelsPerGroup, ohw = p.outPlane, ow = g.outWidth
@@ -37,7 +38,13 @@ extension Kernels {
                               a: w, lda: p.colRows, b: col, ldb: n, beta: 0, c: rows, ldc: n, threads: p.gemmThreads)
                         p.scatterRows(rows, count: count, rowCount: opg, plane: ohw, into: y,
                                       sampleStride: g.outChannels * ohw, adding: groupBias)
+                        epilogue?.apply(output, samples: first..<(first + count), channels: (grp * opg)..<((grp + 1) * opg),
+                                        of: g.outChannels, plane: ohw)
                         continue
+                    }
+                    defer {
+                        epilogue?.apply(output, samples: first..<(first + count), channels: (grp * opg)..<((grp + 1) * opg),
+                                        of: g.outChannels, plane: ohw)
                     }
                     var beta: Float = 0
                     if let groupBias {

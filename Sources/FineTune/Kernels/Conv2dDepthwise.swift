@@ -408,7 +408,8 @@ extension Kernels {
     }
 
     static func conv2dForwardDepthwise(_ g: Conv2dGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                       bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan p: ConvPlan) {
+                                       bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan p: ConvPlan,
+                                       epilogue: ConvEpilogue?) {
         let opg = g.outChannelsPerGroup, taps = g.kernelHeight * g.kernelWidth, oh = g.outHeight, ow = g.outWidth
         let pp = PhasePlane(input: g)
         let offsets = tapOffsets(g, pp)
@@ -424,6 +425,7 @@ extension Kernels {
                     let out = output + (n * g.outChannels + co) * p.outPlane, b = bias?[co] ?? 0
                     depthwiseRows(buffer, srcStride: g.strideH * pp.rowStride, planes: 1, planeStride: 0, offsets: offsets,
                                   taps: taps, weights: weight + co * taps, bias: b, out: out, outStride: ow, rows: oh, n: ow)
+                    epilogue?.apply(output, at: (n * g.outChannels + co) * p.outPlane, count: p.outPlane, channel: co)
                 }
             }
         }

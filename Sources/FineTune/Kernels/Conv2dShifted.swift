@@ -136,7 +136,8 @@ extension Kernels {
     }
 
     static func conv2dForwardShifted(_ g: Conv2dGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                     bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan p: ConvPlan) {
+                                     bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan p: ConvPlan,
+                                     epilogue: ConvEpilogue?) {
         let s = ShiftedShape(g), kh = g.kernelHeight, kw = g.kernelWidth
         let cpg = g.inChannelsPerGroup, opg = g.outChannelsPerGroup, oh = g.outHeight, ow = g.outWidth
         let wr = rowMajorWeights(g, weight, flipped: false)
@@ -161,6 +162,8 @@ extension Kernels {
                     }
                     ShiftedShape.copyOut(output + (sample * g.outChannels + grp * opg) * p.outPlane, yw, channels: opg,
                                          h: oh, w: ow, wp: s.wp, bias: bias.map { $0 + grp * opg })
+                    epilogue?.apply(output, samples: sample..<(sample + 1), channels: (grp * opg)..<((grp + 1) * opg),
+                                    of: g.outChannels, plane: p.outPlane)
                 }
             }
         }

@@ -99,11 +99,12 @@ extension Kernels {
     // MARK: The three kernels (false: an operand is not finite, nothing useful was written)
 
     static func conv2dForwardWinograd(_ g: Conv2dGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                      bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan p: ConvPlan) -> Bool {
+                                      bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan p: ConvPlan,
+                                      epilogue: ConvEpilogue?) -> Bool {
         let tiling = WinogradTiling(batch: g.batch, channels: g.inChannels, outChannels: g.outChannels,
                                     height: g.height, width: g.width, pad: g.padH, chunkBudget: p.winogradChunkBudget)
         return Winograd.convolve(tiling, input: input, weight: weight, turned: false, bias: bias, output: output,
-                                 threads: p.threads)
+                                 epilogue: epilogue, threads: p.threads)
     }
 
     static func conv2dBackwardInputWinograd(_ g: Conv2dGeometry, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
@@ -112,7 +113,7 @@ extension Kernels {
         let tiling = WinogradTiling(batch: g.batch, channels: g.outChannels, outChannels: g.inChannels,
                                     height: g.outHeight, width: g.outWidth, pad: 2 - g.padH, chunkBudget: p.winogradChunkBudget)
         return Winograd.convolve(tiling, input: gradOutput, weight: weight, turned: true, bias: nil, output: gradInput,
-                                 threads: p.threads)
+                                 epilogue: nil, threads: p.threads)
     }
 
     static func conv2dBackwardWeightWinograd(_ g: Conv2dGeometry, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
@@ -239,7 +240,8 @@ enum Winograd {
     /// input gradient's convolution (`weight` turned 180°, channel axes swapped). False, with
     /// nothing written, when `input` or `weight` holds a value that is not finite.
     static func convolve(_ s: WinogradTiling, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                         turned: Bool, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, threads: Int) -> Bool {
+                         turned: Bool, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+                         epilogue: ConvEpilogue?, threads: Int) -> Bool {
         let (cin, cout) = (s.channels, s.outChannels)
         guard ConvLoops.allFinite(weight, cin * cout * 9), ConvLoops.allFinite(input, s.inputCount) else { return false }
         ScratchPool.withBuffer(16 * cin * cout) { u in
@@ -254,7 +256,7 @@ enum Winograd {
                                   a: u + xi * cout * cin, lda: cin, b: v + xi * vStride, ldb: s.ld,
                                   beta: 0, c: m + xi * mStride, ldc: s.ld, threads: 1)
                 }
-                transformOutput(s, m: m, rows: rows, bias: bias, output: output, threads: threads)
+                transformOutput(s, m: m, rows: rows, bias: bias, output: output, epilogue: epilogue, threads: threads)
             }
         }
         return true
@@ -397,9 +399,10 @@ enum Winograd {
         column(r0.3, r1.3, 3)
     }
 
-    /// `output[n][o][2ty + a][2tx + b] = (A^T M A)[a][b] + bias[o]` for the tiles of `rows`.
+    /// `output[n][o][2ty + a][2tx + b] = (A^T M A)[a][b] + bias[o]` for the tiles of `rows`, then
+    /// the epilogue on each pair of output rows.
     static func transformOutput(_ s: WinogradTiling, m: UnsafePointer<Float>, rows: Range<Int>, bias: UnsafePointer<Float>?,
-                                output: UnsafeMutablePointer<Float>, threads: Int) {
+                                output: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue?, threads: Int) {
         let mStride = s.positionStride(s.outChannels), plane = s.outHeight * s.outWidth, lanes = WinogradTiling.lanes
         split(s.outChannels, threads: threads) { channels in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 * lanes) { scratch in
@@ -431,6 +434,7 @@ enum Winograd {
                                 if rowsOut == 2 { store(y.2 + b, y.3 + b, row: 1) }
                                 tx &+= lanes
                             }
+                            epilogue?.apply(output, at: top - output, count: rowsOut * s.outWidth, channel: o)
                         }
                     }
                 }

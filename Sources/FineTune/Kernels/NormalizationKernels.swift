@@ -315,10 +315,10 @@ extension Kernels {
         }
         /// y = (x - mean) * rstd * weight + bias on the plane at offset `o` of channel `c`.
         func normalize(_ o: Int, _ c: Int) {
-            VectorMath.centeredAffine(x + o, y + o, spatial, shift: mean[c], rstd[c] * (weight?[c] ?? 1), bias?[c] ?? 0)
+            VectorMath.centeredAffine(x + o, y + o, spatial, shift: mean[c], batchNormScale(rstd: rstd[c], weight: weight?[c]), bias?[c] ?? 0)
         }
         guard batchStatistics else {
-            for c in 0..<channels { rstd[c] = 1 / (variance[c] + eps).squareRoot() }
+            for c in 0..<channels { rstd[c] = batchNormReciprocalDeviation(variance: variance[c], eps: eps) }
             shape.forEachPlaneBlock(threads: threads) { planes in
                 for p in planes { normalize(p &* spatial, p % channels) }
             }
@@ -333,7 +333,7 @@ extension Kernels {
                 for n in 0..<batch { squares += VectorMath.squaredDeviationTotal(x + shape.plane(n, c), spatial, shift: mu) }
                 mean[c] = mu
                 variance[c] = Float(squares / shape.perChannel)
-                rstd[c] = 1 / (variance[c] + eps).squareRoot()
+                rstd[c] = batchNormReciprocalDeviation(variance: variance[c], eps: eps)
                 for n in 0..<batch { normalize(shape.plane(n, c), c) }
             }
         }
@@ -381,7 +381,7 @@ extension Kernels {
                     gradBias?[c] = Float(sumG)
                     gradWeight?[c] = Float(sumGX * Double(r))
                     guard dxNeedsSums, let dx = gradInput else { continue }
-                    let k = r * (weight?[c] ?? 1)
+                    let k = batchNormScale(rstd: r, weight: weight?[c])
                     let (c0, c1) = shape.inputGradientTerms(k: k, rstd: r, sumG: sumG, sumGX: sumGX)
                     for n in 0..<batch {
                         let o = shape.plane(n, c)
@@ -394,7 +394,7 @@ extension Kernels {
             shape.forEachPlaneBlock(threads: threads) { planes in
                 for p in planes {
                     let c = p % channels, o = p &* spatial
-                    VectorMath.scaled(g + o, dx + o, spatial, rstd[c] * (weight?[c] ?? 1))
+                    VectorMath.scaled(g + o, dx + o, spatial, batchNormScale(rstd: rstd[c], weight: weight?[c]))
                 }
             }
         }
@@ -512,9 +512,9 @@ extension VectorMath {
                 for j in 0..<width { variance[c0 + j] = Float(totals[j] / shape.perChannel) }
             }
             for j in 0..<width {
-                let c = c0 + j, inv = 1 / (variance[c] + eps).squareRoot()
+                let c = c0 + j, inv = Kernels.batchNormReciprocalDeviation(variance: variance[c], eps: eps)
                 rstd[c] = inv
-                a[j] = inv * (weight?[c] ?? 1)
+                a[j] = Kernels.batchNormScale(rstd: inv, weight: weight?[c])
                 b[j] = bias?[c] ?? 0
             }
             for r in 0..<shape.batch {
@@ -547,7 +547,7 @@ extension VectorMath {
                 let c = c0 + j
                 gradBias?[c] = Float(sumG[j])
                 gradWeight?[c] = Float(sumGX[j] * Double(rstd[c]))
-                k[j] = rstd[c] * (weight?[c] ?? 1)
+                k[j] = Kernels.batchNormScale(rstd: rstd[c], weight: weight?[c])
                 (t0[j], t1[j]) = batchStatistics ? shape.inputGradientTerms(k: k[j], rstd: rstd[c], sumG: sumG[j], sumGX: sumGX[j]) : (0, 0)
             }
             guard let dx = gradInput else { return }
@@ -620,7 +620,7 @@ extension VectorMath {
 }
 
 /// (x - shift) * a + b, fused.
-private struct CenteredAffineOp: LaneOp {
+struct CenteredAffineOp: LaneOp {
     let shift: Float, a: Float, b: Float
     @inline(__always) func vector(_ x: VectorMath.V) -> VectorMath.V {
         VectorMath.fma(x - shift, VectorMath.V(repeating: a), VectorMath.V(repeating: b))

@@ -76,7 +76,21 @@ public final class Sequential: Module {
         return .placed
     }
 
+    /// The layers in order. A `Conv2d` followed by a `BatchNorm2d` (and a `ReLU`) runs as
+    /// ``Conv2d/callAsFunction(_:then:adding:activation:)``: one op where the batch norm uses
+    /// fixed statistics, the same values either way.
     public override func forward(_ x: Tensor) -> Tensor {
-        layers.reduce(x) { $1($0) }
+        var y = x, i = 0
+        while i < layers.count {
+            if let conv = layers[i] as? Conv2d, i + 1 < layers.count, let norm = layers[i + 1] as? BatchNorm2d {
+                let relu = i + 2 < layers.count ? layers[i + 2] as? ReLU : nil
+                y = conv(y, then: norm, activation: relu)
+                i += relu == nil ? 2 : 3
+            } else {
+                y = layers[i](y)
+                i += 1
+            }
+        }
+        return y
     }
 }

@@ -104,4 +104,44 @@ open class Conv2d: Module, ParameterInitializing {
         return Tensor.conv2d(x, weight: weight.value, bias: bias?.value, stride: stride, padding: padding,
                              dilation: dilation, groups: groups)
     }
+
+    /// `activation(norm(self(x)) + residual)`: the convolution, batch norm, an optional residual
+    /// and an optional ReLU, as in a ResNet block (`relu(bn1(conv1(x)))`, `relu(bn3(conv3(z)) + shortcut)`).
+    ///
+    /// Where `norm` normalises with its running statistics (evaluation mode, or a frozen layer) and
+    /// its weight and bias take no gradient, the four run as one op: the convolution kernel
+    /// applies the batch norm, the residual and ReLU to its output while it is still in cache,
+    /// where the separate modules take three more passes over memory. Values and gradients are
+    /// bit-identical to the separate calls, which run instead in every other case (batch
+    /// statistics, a trainable batch norm, a subclass such as ``LoRAConv2d``, an adapter on any of
+    /// the modules, a residual of another shape, or while ``Module/summary(input:)`` records shapes).
+    ///
+    /// ```swift
+    /// let y = conv1(x, then: bn1, activation: relu)                     // relu(bn1(conv1(x)))
+    /// let z = conv3(y, then: bn3, adding: shortcut, activation: relu)   // relu(bn3(conv3(y)) + shortcut)
+    /// ```
+    public final func callAsFunction(_ x: Tensor, then norm: BatchNorm2d, adding residual: Tensor? = nil,
+                                     activation: ReLU? = nil) -> Tensor {
+        func separately() -> Tensor {
+            var y = norm(self(x))
+            if let residual { y = y + residual }
+            return activation.map { $0(y) } ?? y
+        }
+        guard type(of: self) == Conv2d.self, outputAdapter == nil, norm.outputAdapter == nil,
+              activation?.outputAdapter == nil, ShapeRecorder.current == nil,
+              norm.effectiveStatistics == .running, let mean = norm.runningMean?.value, let variance = norm.runningVar?.value,
+              !Tensor.willRecord(inputs: [norm.weight?.value, norm.bias?.value].compactMap { $0 }),
+              x.rank == 4, x.shape[1] == inChannels else { return separately() }
+        let fused = FixedBatchNormEpilogue(mean: mean, variance: variance, weight: norm.weight?.value, bias: norm.bias?.value,
+                                           eps: norm.eps, residual: residual, relu: activation != nil)
+        let effective = ((kernelSize.0 - 1) * dilation.0 + 1, (kernelSize.1 - 1) * dilation.1 + 1)
+        let outShape = [x.shape[0], outChannels,
+                        Kernels.windowCount(size: x.shape[2], padding: padding.0, window: effective.0, stride: stride.0),
+                        Kernels.windowCount(size: x.shape[3], padding: padding.1, window: effective.1, stride: stride.1)]
+        guard outShape[2] > 0, outShape[3] > 0, residual.map({ $0.shape == outShape }) ?? true,
+              norm.features == outChannels else { return separately() }
+        let y = Tensor.conv2d(x, weight: weight.value, bias: bias?.value, stride: stride, padding: padding,
+                              dilation: dilation, groups: groups, then: fused)
+        return y
+    }
 }

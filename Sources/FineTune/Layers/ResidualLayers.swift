@@ -52,7 +52,7 @@ public final class ResidualBlock: Module {
         Shape.check(x.rank == 4 && x.shape[1] == inChannels, op: "ResidualBlock(\(inChannels), \(outChannels), stride: \(stride))",
                     shapes: [x.shape, conv1.weight.shape], "expected input [N, \(inChannels), H, W]")
         let shortcut = downsample.map { $0(x) } ?? x
-        let y = bn2(conv2(relu(bn1(conv1(x)))))
-        return relu(y + shortcut)
+        let y = conv1(x, then: bn1, activation: relu)
+        return conv2(y, then: bn2, adding: shortcut, activation: relu)
     }
 }

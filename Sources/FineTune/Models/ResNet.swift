@@ -54,9 +54,9 @@ public final class Bottleneck: Module {
         Shape.check(x.rank == 4 && x.shape[1] == inChannels, op: "Bottleneck(\(inChannels), \(outChannels), stride: \(stride))",
                     shapes: [x.shape, conv1.weight.shape], "expected input [N, \(inChannels), H, W]")
         let shortcut = downsample.map { $0(x) } ?? x
-        let y = relu(bn1(conv1(x)))
-        let z = relu(bn2(conv2(y)))
-        return relu(bn3(conv3(z)) + shortcut)
+        let y = conv1(x, then: bn1, activation: relu)
+        let z = conv2(y, then: bn2, activation: relu)
+        return conv3(z, then: bn3, adding: shortcut, activation: relu)
     }
 }
 
@@ -153,7 +153,7 @@ public final class ResNet: Module, LayerGrouped {
     public func features(_ x: Tensor) -> Tensor {
         Shape.check(x.rank == 4 && x.shape[1] == 3, op: "ResNet", shapes: [x.shape, conv1.weight.shape],
                     "expected images [N, 3, H, W]")
-        let stem = maxpool(relu(bn1(conv1(x))))
+        let stem = maxpool(conv1(x, then: bn1, activation: relu))
         return avgpool(layer4(layer3(layer2(layer1(stem)))))
     }
 

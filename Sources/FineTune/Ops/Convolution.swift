@@ -26,19 +26,72 @@ extension Tensor {
         if let bias {
             Shape.check(bias.shape == [g.outChannels], op: "conv2d", shapes: [weight.shape, bias.shape], "bias must be [out]")
         }
+        return convolution(x, weight: weight, bias: bias, geometry: g, epilogue: nil)
+    }
+
+    /// `relu?(batchNorm(conv2d(x, weight, bias)) + residual?)` with the batch norm's fixed
+    /// statistics, in one pass over the convolution's output as the kernel writes it (see
+    /// `Kernels/ConvEpilogue.swift`); values and gradients are bit-identical to the separate ops.
+    /// The batch norm's tensors are constants here: none of them may require a gradient.
+    static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), padding: (Int, Int),
+                       dilation: (Int, Int), groups: Int, then epilogue: FixedBatchNormEpilogue) -> Tensor {
+        let g = Conv2dGeometry(batch: x.shape[0], inChannels: x.shape[1], height: x.shape[2], width: x.shape[3],
+                               outChannels: weight.shape[0], kernelHeight: weight.shape[2], kernelWidth: weight.shape[3],
+                               stride: stride, padding: padding, dilation: dilation, groups: groups)
+        let outShape = [g.batch, g.outChannels, g.outHeight, g.outWidth]
+        for (name, tensor) in [("mean", epilogue.mean), ("variance", epilogue.variance), ("weight", epilogue.weight),
+                               ("bias", epilogue.bias)] {
+            guard let tensor else { continue }
+            Shape.check(tensor.shape == [g.outChannels], op: "conv2d+batchNorm", shapes: [outShape, tensor.shape],
+                        "batch norm \(name) must be [\(g.outChannels)]")
+        }
+        if let residual = epilogue.residual {
+            Shape.check(residual.shape == outShape, op: "conv2d+batchNorm", shapes: [outShape, residual.shape],
+                        "the residual must have the convolution's output shape")
+        }
+        precondition(!willRecord(inputs: [epilogue.weight, epilogue.bias].compactMap { $0 }),
+                     "conv2d+batchNorm: the batch norm's weight and bias are constants here and must not require gradients")
+        return convolution(x, weight: weight, bias: bias, geometry: g, epilogue: epilogue)
+    }
+
+    /// The convolution op, with or without an epilogue.
+    private static func convolution(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: Conv2dGeometry,
+                                    epilogue: FixedBatchNormEpilogue?) -> Tensor {
         let xd = x.contiguousData(), wd = weight.contiguousData(), bd = bias?.contiguousData()
         let out = Tensor(uninitialized: [g.batch, g.outChannels, g.outHeight, g.outWidth])
-        xd.withDataPointer { px in wd.withDataPointer { pw in out.withDataPointer { py in
-            if let bd {
-                bd.withDataPointer { pb in Kernels.conv2dForward(g, input: px, weight: pw, bias: pb, output: py, plan: .current(g)) }
-            } else {
-                Kernels.conv2dForward(g, input: px, weight: pw, bias: nil, output: py, plan: .current(g))
+        // The epilogue's per-channel constants, as BatchNorm's kernel computes them.
+        let coefficients = epilogue.map { $0.coefficients() }
+        let residual = epilogue?.residual?.contiguousData()
+        xd.withDataPointer { px in wd.withDataPointer { pw in out.withDataPointer { py in bd.withOptionalPointer { pb in
+            guard let epilogue, let coefficients else {
+                return Kernels.conv2dForward(g, input: px, weight: pw, bias: pb, output: py, plan: .current(g))
             }
-        }}}
-        let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
-        return Tensor.record(out, op: "conv2d", inputs: inputs) { grad, needs in
-            let gy = grad.contiguousData()
-            var grads: [Tensor?] = [nil, nil, nil]
+            coefficients.shift.withDataPointer { shift in coefficients.scale.withDataPointer { scale in
+            coefficients.offset.withDataPointer { offset in residual.withOptionalPointer { pr in
+                let e = ConvEpilogue(shift: shift, scale: scale, offset: offset, residual: pr.map { UnsafePointer($0) },
+                                     relu: epilogue.relu)
+                Kernels.conv2dForward(g, input: px, weight: pw, bias: pb, output: py, plan: .current(g), epilogue: e)
+            }}}}
+        }}}}
+        var inputs = [x, weight]
+        if let bias { inputs.append(bias) }
+        let residualSlot = epilogue?.residual.map { inputs.append($0); return inputs.count - 1 }
+        return Tensor.record(out, op: epilogue == nil ? "conv2d" : "conv2d+batchNorm", inputs: inputs) { grad, needs in
+            var grads = [Tensor?](repeating: nil, count: needs.count)
+            var gy = grad.contiguousData()
+            if let coefficients, let epilogue {
+                // Back through ReLU, the residual's sum and the batch norm's affine.
+                let gConv = Tensor(uninitialized: out.shape)
+                let gResidual = residualSlot.map { needs[$0] } == true ? Tensor(uninitialized: out.shape) : nil
+                out.withDataPointer { py in gy.withDataPointer { pg in coefficients.scale.withDataPointer { scale in
+                gConv.withDataPointer { pc in gResidual.withOptionalPointer { pr in
+                    Kernels.convEpilogueBackward(output: py, gradOutput: pg, scale: scale, relu: epilogue.relu,
+                                                 planes: g.batch * g.outChannels, channels: g.outChannels,
+                                                 plane: g.outHeight * g.outWidth, gradConvolution: pc, gradResidual: pr)
+                }}}}}
+                if let residualSlot { grads[residualSlot] = gResidual }
+                gy = gConv
+            }
             if needs[0] {
                 let dx = Tensor(uninitialized: xd.shape)
                 gy.withDataPointer { pg in wd.withDataPointer { pw in dx.withDataPointer { pdx in
@@ -53,11 +106,35 @@ extension Tensor {
                 }}}
                 grads[1] = dw
             }
-            if needs.count > 2 && needs[2] {
+            if bias != nil && needs[2] {
                 grads[2] = gy.reduceSum(to: [1, g.outChannels, 1, 1]).reshapedView([g.outChannels])
             }
             return grads
         }
+    }
+}
+
+/// What ``Tensor/conv2d(_:weight:bias:stride:padding:dilation:groups:then:)`` applies to the
+/// convolution's output: batch norm with fixed statistics (`(v - mean) / sqrt(variance + eps) *
+/// weight + bias`), then `residual` added, then ReLU when `relu`.
+struct FixedBatchNormEpilogue {
+    var mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor?, eps: Float
+    var residual: Tensor?
+    var relu: Bool
+
+    /// Per channel: the shift (the mean), the scale `rstd * weight` and the offset (the bias).
+    func coefficients() -> (shift: Tensor, scale: Tensor, offset: Tensor) {
+        let channels = mean.count
+        let shift = mean.contiguousCopy(), scale = Tensor(uninitialized: [channels])
+        let offset = bias?.contiguousCopy() ?? Tensor.zeros([channels])
+        let variance = variance.contiguousData(), weight = weight?.contiguousData()
+        variance.withDataPointer { pv in scale.withDataPointer { ps in weight.withOptionalPointer { pw in
+            for c in 0..<channels {
+                ps[c] = Kernels.batchNormScale(rstd: Kernels.batchNormReciprocalDeviation(variance: pv[c], eps: eps),
+                                               weight: pw?[c])
+            }
+        }}}
+        return (shift, scale, offset)
     }
 }
 

@@ -30,7 +30,7 @@ public enum KernelProfile {
         case convolutionData
         /// Convolutions computed by direct loops (depthwise).
         case directConvolution
-        /// Batch, layer, group and RMS normalization.
+        /// Batch, layer, group and RMS normalization (and a convolution epilogue's batch norm, residual and ReLU).
         case normalization
         /// Element-wise arithmetic and activations, row softmax, reductions and pooling.
         case elementwise

@@ -1,0 +1,183 @@
+import Testing
+@testable import FineTune
+
+// `Conv2d.callAsFunction(_:then:adding:activation:)`: where the batch norm uses fixed statistics
+// the convolution, batch norm, residual and ReLU run as one op ("conv2d+batchNorm"); its values and
+// gradients must be the separate modules' bit for bit, and every other case must run the modules.
+
+private func identical(_ a: Tensor?, _ b: Tensor?) -> Bool {
+    guard let a, let b else { return a == nil && b == nil }
+    return a.shape == b.shape && zip(a.scalars, b.scalars).allSatisfy { $0.bitPattern == $1.bitPattern }
+}
+
+/// One layer pair to fuse.
+private struct FusedCase: CustomStringConvertible, Sendable {
+    var inChannels: Int, outChannels: Int, size: Int, kernel: Int, stride = 1, padding = 0, bias = false
+    var residual = true, relu = true, affine = true
+
+    var description: String {
+        "\(inChannels)->\(outChannels) \(size)x\(size) k\(kernel) s\(stride) p\(padding)" + (bias ? " bias" : "")
+            + (residual ? " +residual" : "") + (relu ? " relu" : "") + (affine ? "" : " no affine")
+    }
+
+    var outSize: Int { (size + 2 * padding - kernel) / stride + 1 }
+
+    /// The layers, with random weights, running statistics and affine parameters.
+    func layers(seed: UInt64) -> (Conv2d, BatchNorm2d) {
+        var rng = RandomGenerator(seed: seed)
+        let conv = Conv2d(inChannels, outChannels, kernelSize: kernel, stride: stride, padding: padding, bias: bias)
+        conv.reinitialize(generator: &rng)
+        let bn = BatchNorm2d(outChannels, affine: affine)
+        bn.runningMean!.value = randomTensor([outChannels], seed: seed + 1) * 0.3
+        bn.runningVar!.value = randomTensor([outChannels], seed: seed + 2, low: 0.2, high: 2)
+        bn.weight?.value = randomTensor([outChannels], seed: seed + 3)
+        bn.bias?.value = randomTensor([outChannels], seed: seed + 4)
+        return (conv, bn)
+    }
+}
+
+// Each convolution method of the forward kernel: pointwise (one sample per sgemm, and sample
+// groups on a small plane), column matrices (stride 2), shifted copies (16 channels), Winograd
+// (32 channels), depthwise-like groups are covered by the kernel test.
+private let fusedCases: [FusedCase] = [
+    FusedCase(inChannels: 5, outChannels: 6, size: 24, kernel: 1, bias: true),
+    FusedCase(inChannels: 6, outChannels: 7, size: 5, kernel: 1, residual: false),
+    FusedCase(inChannels: 3, outChannels: 4, size: 9, kernel: 3, stride: 2, padding: 1, residual: false, affine: false),
+    FusedCase(inChannels: 16, outChannels: 16, size: 10, kernel: 3, padding: 1, relu: false),
+    FusedCase(inChannels: 32, outChannels: 32, size: 6, kernel: 3, padding: 1, bias: true),
+    FusedCase(inChannels: 4, outChannels: 4, size: 7, kernel: 3, padding: 1, residual: false, relu: false),
+]
+
+@Suite("Conv2d then BatchNorm2d, residual and ReLU as one op")
+struct FusedConvBatchNormTests {
+    @Test("fixed statistics: one op, the separate modules' values and gradients bit for bit", arguments: fusedCases)
+    fileprivate func matchesSeparateModules(_ c: FusedCase) {
+        for frozenInTraining in [false, true] {
+            let (conv, bn) = c.layers(seed: 21)
+            let relu = ReLU()
+            // Running statistics and a constant affine either way: a frozen layer in training mode,
+            // or in evaluation mode.
+            bn.freeze()
+            if !frozenInTraining { bn.eval() }
+            #expect(bn.effectiveStatistics == .running)
+            var x = randomTensor([2, c.inChannels, c.size, c.size], seed: 22)
+            x.requiresGrad = true
+            var residual = randomTensor([2, c.outChannels, c.outSize, c.outSize], seed: 23)
+            residual.requiresGrad = true
+            let upstream = randomTensor([2, c.outChannels, c.outSize, c.outSize], seed: 24)
+            let activation = c.relu ? relu : nil
+
+            func run(fused: Bool) -> [Tensor?] {
+                x.grad = nil; residual.grad = nil
+                conv.weight.grad = nil; conv.bias?.grad = nil
+                let y: Tensor
+                if fused {
+                    y = conv(x, then: bn, adding: c.residual ? residual : nil, activation: activation)
+                    #expect(y.node?.op == "conv2d+batchNorm", "\(c): not fused")
+                } else {
+                    var z = bn(conv(x))
+                    if c.residual { z = z + residual }
+                    y = c.relu ? relu(z) : z
+                }
+                (y * upstream).sum().backward()
+                return [y.detached(), x.grad, conv.weight.grad, conv.bias?.grad, c.residual ? residual.grad : nil]
+            }
+            let fused = run(fused: true), separate = run(fused: false)
+            let names = ["output", "input gradient", "weight gradient", "bias gradient", "residual gradient"]
+            for (name, (a, b)) in zip(names, zip(fused, separate)) {
+                #expect(identical(a, b), "\(c) frozen in training \(frozenInTraining): \(name) differs")
+            }
+            #expect(separate[1] != nil && separate[2] != nil, "\(c): gradients missing")
+        }
+    }
+
+    @Test("batch statistics, a trainable batch norm or a LoRA convolution run the separate modules")
+    func fallsBack() throws {
+        let c = FusedCase(inChannels: 4, outChannels: 4, size: 6, kernel: 3, padding: 1)
+        let x = randomTensor([2, 4, 6, 6], seed: 31)
+        // Training mode with batch statistics: the running statistics must move, as the module does.
+        let (conv, bn) = c.layers(seed: 32)
+        let before = bn.runningMean!.value.scalars
+        let y = conv(x, then: bn, activation: ReLU())
+        #expect(y.node?.op == "relu")
+        #expect(bn.runningMean!.value.scalars != before)
+        // Running statistics but a trainable affine: its gradients are needed.
+        let (conv2, bn2) = c.layers(seed: 33)
+        bn2.statistics = .running
+        let z = conv2(x, then: bn2, activation: ReLU())
+        #expect(z.node?.op == "relu")
+        z.sum().backward()
+        #expect(bn2.weight!.grad != nil)
+        // ... which fuses when no graph is recorded.
+        let inference = withoutGradients { conv2(x, then: bn2, activation: ReLU()) }
+        #expect(identical(inference, withoutGradients { ReLU()(bn2(conv2(x))) }))
+        // A LoRA convolution adds its low-rank path before the batch norm.
+        let (conv3, bn3) = c.layers(seed: 34)
+        bn3.eval()
+        let lora = LoRAConv2d(conv3, rank: 2, alpha: 4)
+        lora.loraB.weight.value = randomTensor(lora.loraB.weight.shape, seed: 35)
+        let w = lora(x, then: bn3)
+        #expect(w.node?.op == "batchNorm")
+        #expect(identical(w, bn3(lora(x))))
+        // A residual of another shape broadcasts through the separate add.
+        let (conv4, bn4) = c.layers(seed: 36)
+        bn4.eval()
+        let row = randomTensor([1, 4, 1, 6], seed: 37)
+        let v = conv4(x, then: bn4, adding: row)
+        #expect(v.node?.op != "conv2d+batchNorm")
+        #expect(identical(v, bn4(conv4(x)) + row))
+    }
+
+    @Test("the fused op's gradients against finite differences (input, weight, bias, residual)")
+    func gradientCheck() {
+        let c = FusedCase(inChannels: 3, outChannels: 4, size: 5, kernel: 3, padding: 1, bias: true)
+        let (conv, bn) = c.layers(seed: 41)
+        bn.freeze()
+        // A residual that keeps every pre-activation at least 0.2 from the ReLU kink, so differences
+        // of eps 1e-3 never cross it.
+        let x = randomTensor([2, 3, 5, 5], seed: 42), noise = randomTensor([2, 4, 5, 5], seed: 43)
+        let normalized = withoutGradients { bn(conv(x)) }
+        let residual = Tensor(shape: normalized.shape, scalars: normalized.scalars.map { $0 < 0 ? -0.3 : 0.3 }) + noise * 0.1
+        let pre = withoutGradients { normalized + residual }
+        #expect(pre.scalars.map(abs).min()! > 0.2 && pre.scalars.contains { $0 < 0 })
+        gradCheck([x, conv.weight.value, conv.bias!.value, residual], eps: 1e-3, atol: 2e-3, rtol: 2e-2, layouts: [.contiguous],
+                  "conv2d+batchNorm") { t in
+            conv.weight.value = t[1]; conv.bias!.value = t[2]
+            let y = conv(t[0], then: bn, adding: t[3], activation: ReLU())
+            return y
+        }
+    }
+
+    @Test("ResNet blocks and Sequential(Conv2d, BatchNorm2d, ReLU) in evaluation mode: fused, same values as the modules")
+    func blocksUseTheFusedOp() {
+        RandomGenerator.seed(51)
+        let x = randomTensor([2, 8, 8, 8], seed: 52)
+        for block in [ResidualBlock(8, 16, stride: 2), ResidualBlock(8, 8)] as [ResidualBlock] {
+            block.freeze()
+            var input = x
+            input.requiresGrad = true
+            let y = block(input)
+            #expect(y.node?.op == "conv2d+batchNorm")
+            let shortcut = block.downsample.map { d in d[1](d[0](x)) } ?? x
+            let expected = block.relu(block.bn2(block.conv2(block.relu(block.bn1(block.conv1(x))))) + shortcut)
+            #expect(identical(y, expected), "basic block \(block.stride)")
+        }
+        let bottleneck = Bottleneck(8, planes: 4, stride: 2)
+        bottleneck.eval()   // trainable batch norms in evaluation mode: fused only without a graph
+        let b = withoutGradients { bottleneck(x) }
+        let shortcut = bottleneck.downsample.map { d in d[1](d[0](x)) } ?? x
+        let r = bottleneck.relu
+        let expected = withoutGradients { r(bottleneck.bn3(bottleneck.conv3(r(bottleneck.bn2(bottleneck.conv2(r(bottleneck.bn1(bottleneck.conv1(x))))))))
+                         + shortcut) }
+        #expect(identical(b, expected), "bottleneck")
+        let stack = Sequential(Conv2d(8, 6, kernelSize: 3, padding: 1), BatchNorm2d(6), ReLU(), Conv2d(6, 5, kernelSize: 1),
+                               BatchNorm2d(5))
+        stack.freeze()
+        var manual = x
+        for layer in stack.layers { manual = layer(manual) }
+        #expect(identical(stack(x), manual))
+        var input = x
+        input.requiresGrad = true
+        #expect(stack(input).node?.op == "conv2d+batchNorm")
+    }
+}
