@@ -148,3 +148,90 @@ struct BatchNormOpTests {
         expectClose(y.scalars, expected, atol: 2e-4, rtol: 0, "\(shape) output")
     }
 }
+
+// `Tensor.batchNorm(..., adding:relu:)`: a ResNet block's last batch norm, residual add and ReLU
+// in one op each way; it must give the separate ops' values and gradients bit for bit.
+@Suite("BatchNorm op with a residual and ReLU")
+struct BatchNormResidualReLUTests {
+    private static func identical(_ a: Tensor?, _ b: Tensor?) -> Bool {
+        guard let a, let b else { return a == nil && b == nil }
+        return a.shape == b.shape && zip(a.scalars, b.scalars).allSatisfy { $0.bitPattern == $1.bitPattern }
+    }
+
+    /// (shape, residual wanted and trainable, relu, affine, batch statistics); [2, 3, 40, 40] has
+    /// planes longer than one reduction block, [3, 4, 17] vector tails.
+    static let cases: [([Int], Bool, Bool, Bool, Bool)] = [
+        ([2, 3, 5, 5], true, true, true, true), ([2, 3, 5, 5], false, true, true, true),
+        ([2, 3, 5, 5], true, false, false, true), ([3, 4, 17], true, true, false, true),
+        ([2, 3, 40, 40], true, true, true, true), ([2, 3, 40, 40], false, true, false, false),
+        ([2, 3, 5, 5], true, true, true, false), ([2, 3, 6, 7], false, false, true, true),
+    ]
+
+    @Test("the separate ops' values and gradients bit for bit, on 1 and 2 threads", arguments: cases)
+    func matchesSeparateOps(_ c: ([Int], Bool, Bool, Bool, Bool)) {
+        let (shape, withResidual, relu, affine, batchStatistics) = c
+        let channels = shape[1]
+        var x = randomTensor(shape, seed: 61) * 2 + 0.3
+        x.requiresGrad = true
+        var weight = randomTensor([channels], seed: 62), bias = randomTensor([channels], seed: 63)
+        weight.requiresGrad = true; bias.requiresGrad = true
+        var residual = randomTensor(shape, seed: 64)
+        residual.requiresGrad = true
+        let upstream = randomTensor(shape, seed: 65)
+        for threads in [1, 2] {
+            func run(fused: Bool) -> [Tensor?] {
+                x.grad = nil; weight.grad = nil; bias.grad = nil; residual.grad = nil
+                var mean: Tensor? = Tensor.zeros([channels]) + 0.1, variance: Tensor? = Tensor.ones([channels]) * 1.5
+                let y = Kernels.withMaxThreads(threads, parallelThresholdsDividedBy: 1 << 20) { () -> Tensor in
+                    if fused {
+                        return Tensor.batchNorm(x, runningMean: &mean, runningVar: &variance, weight: affine ? weight : nil,
+                                                bias: affine ? bias : nil, training: batchStatistics,
+                                                adding: withResidual ? residual : nil, relu: relu)
+                    }
+                    var z = Tensor.batchNorm(x, runningMean: &mean, runningVar: &variance, weight: affine ? weight : nil,
+                                             bias: affine ? bias : nil, training: batchStatistics)
+                    if withResidual { z = z + residual }
+                    return relu ? z.relu() : z
+                }
+                _ = Kernels.withMaxThreads(threads, parallelThresholdsDividedBy: 1 << 20) { (y * upstream).sum().backward() }
+                return [y.detached(), x.grad, affine ? weight.grad : nil, affine ? bias.grad : nil,
+                        withResidual ? residual.grad : nil, mean, variance]
+            }
+            let fused = run(fused: true), separate = run(fused: false)
+            let names = ["output", "input gradient", "weight gradient", "bias gradient", "residual gradient", "running mean",
+                         "running variance"]
+            for (name, (a, b)) in zip(names, zip(fused, separate)) {
+                #expect(Self.identical(a, b), "\(c) threads \(threads): \(name) differs")
+            }
+            #expect(separate[1] != nil)
+        }
+    }
+
+    @Test("only the residual or only the statistics' constants need a gradient")
+    func partialGradients() {
+        let x = randomTensor([2, 3, 4, 4], seed: 71)
+        var residual = randomTensor([2, 3, 4, 4], seed: 72)
+        residual.requiresGrad = true
+        let upstream = randomTensor([2, 3, 4, 4], seed: 73)
+        var mean: Tensor? = nil, variance: Tensor? = nil
+        let y = Tensor.batchNorm(x, runningMean: &mean, runningVar: &variance, training: true, adding: residual, relu: true)
+        (y * upstream).sum().backward()
+        let expected = zip(y.scalars, upstream.scalars).map { $0 > 0 ? $1 : 0 }
+        #expect(residual.grad!.scalars == expected)
+    }
+
+    @Test("gradient check: batch statistics, affine, residual and ReLU")
+    func gradientCheck() {
+        // A residual that keeps every pre-activation at least 0.2 from the ReLU kink.
+        let x = randomTensor([2, 3, 3, 4], seed: 81) * 2, weight = randomTensor([3], seed: 82), bias = randomTensor([3], seed: 83)
+        var none: Tensor? = nil, none2: Tensor? = nil
+        let normalized = Tensor.batchNorm(x, runningMean: &none, runningVar: &none2, weight: weight, bias: bias, training: true)
+        let residual = Tensor(shape: x.shape, scalars: normalized.scalars.map { $0 < 0 ? -0.3 : 0.3 })
+            + randomTensor(x.shape, seed: 84) * 0.1
+        gradCheck([x, weight, bias, residual], eps: 1e-3, atol: 2e-3, rtol: 2e-2, "batchNorm+relu") { t in
+            var m: Tensor? = nil, v: Tensor? = nil
+            return Tensor.batchNorm(t[0], runningMean: &m, runningVar: &v, weight: t[1], bias: t[2], training: true,
+                                    adding: t[3], relu: true)
+        }
+    }
+}

@@ -22,8 +22,8 @@ struct ConvEpilogue {
     @inline(__always)
     func apply(_ output: UnsafeMutablePointer<Float>, at start: Int, count: Int, channel: Int) {
         KernelProfile.measure(.normalization) {
-            VectorMath.convEpilogue(output + start, residual: residual.map { $0 + start }, count,
-                                    shift: shift[channel], scale: scale[channel], offset: offset[channel], relu: relu)
+            VectorMath.normalizedAffine(output + start, output + start, residual: residual.map { $0 + start }, count,
+                                        shift: shift[channel], scale: scale[channel], offset: offset[channel], relu: relu)
         }
     }
 
@@ -77,17 +77,24 @@ extension Kernels {
 }
 
 extension VectorMath {
-    /// `y = relu?(fma(y - shift, scale, offset) + residual?)` in place.
+    /// `y = relu?(fma(x - shift, scale, offset) + residual?)` (`y` may be `x`): batch norm's
+    /// element-wise step, with the residual and ReLU that follow it in a ResNet block.
     @inline(never)
-    static func convEpilogue(_ y: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?, _ n: Int,
-                             shift: Float, scale: Float, offset: Float, relu: Bool) {
+    static func normalizedAffine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?,
+                                 _ n: Int, shift: Float, scale: Float, offset: Float, relu: Bool) {
         let affine = CenteredAffineOp(shift: shift, a: scale, b: offset)
         switch (residual, relu) {
-        case (let r?, true): lanes2(y, r, y, n, AffineAddReLUOp(affine: affine))
-        case (let r?, false): lanes2(y, r, y, n, AffineAddOp(affine: affine))
-        case (nil, true): lanes(y, y, n, AffineReLUOp(affine: affine))
-        case (nil, false): lanes(y, y, n, affine)
+        case (let r?, true): lanes2(x, r, y, n, AffineAddReLUOp(affine: affine))
+        case (let r?, false): lanes2(x, r, y, n, AffineAddOp(affine: affine))
+        case (nil, true): lanes(x, y, n, AffineReLUOp(affine: affine))
+        case (nil, false): lanes(x, y, n, affine)
         }
+    }
+
+    /// `masked = output > 0 ? g : 0` (ReLU's gradient from its output).
+    @inline(never)
+    static func reluMasked(_ output: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ masked: UnsafeMutablePointer<Float>, _ n: Int) {
+        lanes2(output, g, masked, n, ReLUGradOp())
     }
 }
 

@@ -300,13 +300,18 @@ extension Kernels {
     /// With `batchStatistics` it first writes each channel's batch `mean` and biased `variance`
     /// (two passes: the mean, then the squared deviations from it; Float SIMD blocks added up in
     /// Double); without, it reads them (running statistics). It writes `rstd` either way.
+    ///
+    /// With `residual` (laid out as `x`) and `relu`, `y = relu(normalized + residual)`: the add and
+    /// ReLU that follow a ResNet block's last batch norm, in the same pass (spatial > 1 only).
     public static func batchNormForward(x: UnsafePointer<Float>, weight: UnsafePointer<Float>?, bias: UnsafePointer<Float>?,
                                         y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>,
                                         variance: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
                                         batch: Int, channels: Int, spatial: Int, eps: Float, batchStatistics: Bool,
+                                        residual: UnsafePointer<Float>? = nil, relu: Bool = false,
                                         threads: Int = Kernels.maxThreads) {
         let shape = BatchNormShape(batch: batch, channels: channels, spatial: spatial)
         if spatial == 1 {
+            precondition(residual == nil && !relu, "batchNormForward: a residual or ReLU needs spatial > 1")
             shape.forEachChannelBlock(threads: threads) { columns in
                 VectorMath.batchNormForwardColumns(shape, columns, x: x, weight: weight, bias: bias, y: y, mean: mean,
                                                    variance: variance, rstd: rstd, eps: eps, batchStatistics: batchStatistics)
@@ -315,7 +320,8 @@ extension Kernels {
         }
         /// y = (x - mean) * rstd * weight + bias on the plane at offset `o` of channel `c`.
         func normalize(_ o: Int, _ c: Int) {
-            VectorMath.centeredAffine(x + o, y + o, spatial, shift: mean[c], batchNormScale(rstd: rstd[c], weight: weight?[c]), bias?[c] ?? 0)
+            VectorMath.normalizedAffine(x + o, y + o, residual: residual.map { $0 + o }, spatial, shift: mean[c],
+                                        scale: batchNormScale(rstd: rstd[c], weight: weight?[c]), offset: bias?[c] ?? 0, relu: relu)
         }
         guard batchStatistics else {
             for c in 0..<channels { rstd[c] = batchNormReciprocalDeviation(variance: variance[c], eps: eps) }
@@ -349,11 +355,16 @@ extension Kernels {
     ///   else `gradInput = rstd * weight * g`.
     ///
     /// `x` may be nil only when it is not read: without `batchStatistics` and `gradWeight`.
+    ///
+    /// After a forward with a residual and ReLU, `reluOutput` is its output `y`: `gradOutput` is
+    /// first masked where ReLU cut (`y > 0 ? g : 0`), as ReLU's own gradient would, and the masked
+    /// gradient, the residual's, is written to `gradResidual` when given (spatial > 1 only).
     public static func batchNormBackward(x: UnsafePointer<Float>?, weight: UnsafePointer<Float>?, mean: UnsafePointer<Float>,
                                          rstd: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                                          gradInput: UnsafeMutablePointer<Float>?, gradWeight: UnsafeMutablePointer<Float>?,
                                          gradBias: UnsafeMutablePointer<Float>?, batch: Int, channels: Int, spatial: Int,
-                                         batchStatistics: Bool, threads: Int = Kernels.maxThreads) {
+                                         batchStatistics: Bool, reluOutput: UnsafePointer<Float>? = nil,
+                                         gradResidual: UnsafeMutablePointer<Float>? = nil, threads: Int = Kernels.maxThreads) {
         let dxNeedsSums = batchStatistics && gradInput != nil
         let sums = (g: gradBias != nil || dxNeedsSums, gx: gradWeight != nil || dxNeedsSums)
         precondition(x != nil || !sums.gx, "batchNormBackward: x is needed for the weight gradient and batch statistics")
@@ -361,6 +372,7 @@ extension Kernels {
         let xp = x ?? gradOutput, g = gradOutput
         let shape = BatchNormShape(batch: batch, channels: channels, spatial: spatial)
         if spatial == 1 {
+            precondition(reluOutput == nil && gradResidual == nil, "batchNormBackward: a residual or ReLU needs spatial > 1")
             shape.forEachChannelBlock(threads: threads) { columns in
                 VectorMath.batchNormBackwardColumns(shape, columns, x: xp, weight: weight, mean: mean, rstd: rstd, gradOutput: g,
                                                     gradInput: gradInput, gradWeight: gradWeight, gradBias: gradBias,
@@ -368,36 +380,86 @@ extension Kernels {
             }
             return
         }
+        let passes = BatchNormGradientPasses(gradOutput: g, reluOutput: reluOutput, gradResidual: gradResidual, spatial: spatial)
         if sums.g || sums.gx {
             shape.forEachChannelBlock(threads: threads) { block in
-                for c in block {
-                    let mu = mean[c], r = rstd[c]
-                    var sumG: Double = 0, sumGX: Double = 0
-                    for n in 0..<batch {
-                        let o = shape.plane(n, c)
-                        if sums.g { sumG += VectorMath.sumTotal(g + o, spatial) }
-                        if sums.gx { sumGX += VectorMath.gradCenteredTotal(g + o, xp + o, spatial, shift: mu) }
-                    }
-                    gradBias?[c] = Float(sumG)
-                    gradWeight?[c] = Float(sumGX * Double(r))
-                    guard dxNeedsSums, let dx = gradInput else { continue }
-                    let k = batchNormScale(rstd: r, weight: weight?[c])
-                    let (c0, c1) = shape.inputGradientTerms(k: k, rstd: r, sumG: sumG, sumGX: sumGX)
-                    for n in 0..<batch {
-                        let o = shape.plane(n, c)
-                        VectorMath.batchNormGradApply(g + o, xp + o, dx + o, spatial, shift: mu, k: k, c0: c0, c1: c1)
+                passes.withScratch { scratch in
+                    for c in block {
+                        let mu = mean[c], r = rstd[c]
+                        var sumG: Double = 0, sumGX: Double = 0
+                        for n in 0..<batch {
+                            let o = shape.plane(n, c), gp = passes.firstRead(o, scratch)
+                            if sums.g { sumG += VectorMath.sumTotal(gp, spatial) }
+                            if sums.gx { sumGX += VectorMath.gradCenteredTotal(gp, xp + o, spatial, shift: mu) }
+                        }
+                        gradBias?[c] = Float(sumG)
+                        gradWeight?[c] = Float(sumGX * Double(r))
+                        guard dxNeedsSums, let dx = gradInput else { continue }
+                        let k = batchNormScale(rstd: r, weight: weight?[c])
+                        let (c0, c1) = shape.inputGradientTerms(k: k, rstd: r, sumG: sumG, sumGX: sumGX)
+                        for n in 0..<batch {
+                            let o = shape.plane(n, c)
+                            VectorMath.batchNormGradApply(passes.laterRead(o, scratch), xp + o, dx + o, spatial, shift: mu,
+                                                          k: k, c0: c0, c1: c1)
+                        }
                     }
                 }
+            }
+        } else if gradResidual != nil {
+            // No per-channel pass ran: the residual's gradient gets one of its own.
+            shape.forEachPlaneBlock(threads: threads) { planes in
+                for p in planes { _ = passes.firstRead(p &* spatial, nil) }
             }
         }
         if !batchStatistics, let dx = gradInput {
             shape.forEachPlaneBlock(threads: threads) { planes in
-                for p in planes {
-                    let c = p % channels, o = p &* spatial
-                    VectorMath.scaled(g + o, dx + o, spatial, batchNormScale(rstd: rstd[c], weight: weight?[c]))
+                passes.withScratch { scratch in
+                    for p in planes {
+                        let c = p % channels, o = p &* spatial
+                        VectorMath.scaled(passes.laterRead(o, scratch), dx + o, spatial,
+                                          batchNormScale(rstd: rstd[c], weight: weight?[c]))
+                    }
                 }
             }
         }
+    }
+}
+
+/// Where `batchNormBackward`'s passes read the gradient after ReLU's mask, plane by plane: the
+/// output gradient itself without ReLU; with ReLU, the residual's gradient once the first pass has
+/// written it there, or else a plane masked into per-thread scratch by each pass.
+struct BatchNormGradientPasses {
+    let gradOutput: UnsafePointer<Float>, reluOutput: UnsafePointer<Float>?
+    let gradResidual: UnsafeMutablePointer<Float>?, spatial: Int
+
+    /// Runs `body` with a plane of scratch where planes are masked per pass (nil otherwise).
+    @inline(__always)
+    func withScratch(_ body: (UnsafeMutablePointer<Float>?) -> Void) {
+        guard reluOutput != nil && gradResidual == nil else { return body(nil) }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: spatial) { body($0.baseAddress!) }
+    }
+
+    /// The plane at offset `o` in the first pass over it: writes the residual's gradient.
+    @inline(__always)
+    func firstRead(_ o: Int, _ scratch: UnsafeMutablePointer<Float>?) -> UnsafePointer<Float> {
+        if let gradResidual {
+            if let reluOutput {
+                VectorMath.reluMasked(reluOutput + o, gradOutput + o, gradResidual + o, spatial)
+            } else {
+                ConvLoops.copy(gradResidual + o, gradOutput + o, spatial)
+            }
+            return UnsafePointer(gradResidual + o)
+        }
+        return laterRead(o, scratch)
+    }
+
+    /// The plane at offset `o` in a later pass.
+    @inline(__always)
+    func laterRead(_ o: Int, _ scratch: UnsafeMutablePointer<Float>?) -> UnsafePointer<Float> {
+        if let gradResidual { return UnsafePointer(gradResidual + o) }
+        guard let reluOutput, let scratch else { return gradOutput + o }
+        VectorMath.reluMasked(reluOutput + o, gradOutput + o, scratch, spatial)
+        return UnsafePointer(scratch)
     }
 }
 
@@ -466,13 +528,6 @@ extension VectorMath {
     @inline(never)
     static func gradCenteredTotal(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int, shift: Float) -> Double {
         blockedTotal(n, GradXhatTerm(g: g, x: x, shift: shift, scale: 1))
-    }
-
-    /// y = (x - shift) * a + b, fused.
-    @inline(never)
-    static func centeredAffine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, shift: Float,
-                               _ a: Float, _ b: Float) {
-        lanes(x, y, n, CenteredAffineOp(shift: shift, a: a, b: b))
     }
 
     /// dx = (g k + c0) + (x - shift) c1, fused.

@@ -111,10 +111,11 @@ open class Conv2d: Module, ParameterInitializing {
     /// Where `norm` normalises with its running statistics (evaluation mode, or a frozen layer) and
     /// its weight and bias take no gradient, the four run as one op: the convolution kernel
     /// applies the batch norm, the residual and ReLU to its output while it is still in cache,
-    /// where the separate modules take three more passes over memory. Values and gradients are
-    /// bit-identical to the separate calls, which run instead in every other case (batch
-    /// statistics, a trainable batch norm, a subclass such as ``LoRAConv2d``, an adapter on any of
-    /// the modules, a residual of another shape, or while ``Module/summary(input:)`` records shapes).
+    /// where the separate modules take three more passes over memory. Otherwise (batch
+    /// statistics, a trainable batch norm, a subclass such as ``LoRAConv2d``, a residual of another
+    /// shape) the convolution runs on its own and the batch norm, residual and ReLU as one op
+    /// after it, each way. Values and gradients are bit-identical to the separate modules, which
+    /// run as such only when one of them has an adapter or ``Module/summary(input:)`` records shapes.
     ///
     /// ```swift
     /// let y = conv1(x, then: bn1, activation: relu)                     // relu(bn1(conv1(x)))
@@ -122,13 +123,17 @@ open class Conv2d: Module, ParameterInitializing {
     /// ```
     public final func callAsFunction(_ x: Tensor, then norm: BatchNorm2d, adding residual: Tensor? = nil,
                                      activation: ReLU? = nil) -> Tensor {
+        let plain = norm.outputAdapter == nil && activation?.outputAdapter == nil && ShapeRecorder.current == nil
         func separately() -> Tensor {
-            var y = norm(self(x))
-            if let residual { y = y + residual }
-            return activation.map { $0(y) } ?? y
+            // The batch norm, residual and ReLU still share one op where no module must see its own call.
+            guard plain else {
+                var y = norm(self(x))
+                if let residual { y = y + residual }
+                return activation.map { $0(y) } ?? y
+            }
+            return norm.normalize(self(x), adding: residual, relu: activation != nil)
         }
-        guard type(of: self) == Conv2d.self, outputAdapter == nil, norm.outputAdapter == nil,
-              activation?.outputAdapter == nil, ShapeRecorder.current == nil,
+        guard plain, type(of: self) == Conv2d.self, outputAdapter == nil,
               norm.effectiveStatistics == .running, let mean = norm.runningMean?.value, let variance = norm.runningVar?.value,
               !Tensor.willRecord(inputs: [norm.weight?.value, norm.bias?.value].compactMap { $0 }),
               x.rank == 4, x.shape[1] == inChannels else { return separately() }

@@ -101,6 +101,12 @@ public class BatchNorm: Module, ParameterInitializing {
     }
 
     public override func forward(_ x: Tensor) -> Tensor {
+        normalize(x, adding: nil, relu: false)
+    }
+
+    /// `relu?(forward(x) + residual?)` in one op each way (``Tensor/batchNorm(_:runningMean:runningVar:weight:bias:training:momentum:eps:adding:relu:)``),
+    /// without this module's output adapter or shape recording (callers check for those).
+    func normalize(_ x: Tensor, adding residual: Tensor?, relu: Bool) -> Tensor {
         let name = "\(layerName)(\(features))"
         Shape.check(acceptedRanks.contains(x.rank) && x.shape[1] == features, op: name,
                     shapes: [x.shape, [features]], "expected input \(layout.replacingOccurrences(of: "C", with: String(features)))")
@@ -109,11 +115,12 @@ public class BatchNorm: Module, ParameterInitializing {
             // A data error (a last batch of one): a training loop records it and drops the batch,
             // so the input passes through unchanged and no statistic moves.
             DataIssueRecorder.report(.singleValuePerChannel(layer: name, shape: x.shape))
-            return x
+            let y = residual.map { x + $0 } ?? x
+            return relu ? y.relu() : y
         }
         return BatchNormCore.forward(x, name: name, weight: weight, bias: bias, runningMean: runningMean,
                                      runningVar: runningVar, numBatchesTracked: numBatchesTracked,
-                                     training: batchStatistics, momentum: momentum, eps: eps)
+                                     training: batchStatistics, momentum: momentum, eps: eps, residual: residual, relu: relu)
     }
 }
 
@@ -173,7 +180,7 @@ enum BatchNormCore {
 
     static func forward(_ x: Tensor, name: String, weight: Parameter?, bias: Parameter?, runningMean: Buffer?,
                         runningVar: Buffer?, numBatchesTracked: Buffer?, training: Bool, momentum: Float?,
-                        eps: Float) -> Tensor {
+                        eps: Float, residual: Tensor? = nil, relu: Bool = false) -> Tensor {
         if training {
             Shape.check(x.count / x.shape[1] > 1, op: name, shapes: [x.shape],
                         "expected more than 1 value per channel when training")
@@ -186,7 +193,7 @@ enum BatchNormCore {
         }
         var mean = runningMean?.value, variance = runningVar?.value
         let y = Tensor.batchNorm(x, runningMean: &mean, runningVar: &variance, weight: weight?.value, bias: bias?.value,
-                                 training: training, momentum: factor, eps: eps)
+                                 training: training, momentum: factor, eps: eps, adding: residual, relu: relu)
         if training, let mean, let variance {
             runningMean?.value = mean
             runningVar?.value = variance

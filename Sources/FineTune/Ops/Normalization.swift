@@ -38,14 +38,27 @@ extension Tensor {
     /// the affine `weight` and `bias` are applied in the same pass, and the backward computes only
     /// the gradients that are needed (a frozen `weight` or `bias` costs nothing).
     ///
+    /// `residual` and `relu` give `relu(batchNorm(x) + residual)`, a ResNet block's end, in the
+    /// same pass each way (bit-identical to the separate ops; `residual` broadcasts as `+` does).
+    ///
     /// ```swift
     /// var mean: Tensor? = Tensor.zeros([16]), variance: Tensor? = Tensor.ones([16])
     /// let y = Tensor.batchNorm(x, runningMean: &mean, runningVar: &variance, weight: gamma, bias: beta, training: true)
+    /// let z = Tensor.batchNorm(x, runningMean: &mean, runningVar: &variance, training: true, adding: shortcut, relu: true)
     /// ```
     public static func batchNorm(_ x: Tensor, runningMean: inout Tensor?, runningVar: inout Tensor?,
                                  weight: Tensor? = nil, bias: Tensor? = nil, training: Bool,
-                                 momentum: Float = 0.1, eps: Float = 1e-5) -> Tensor {
+                                 momentum: Float = 0.1, eps: Float = 1e-5,
+                                 adding residual: Tensor? = nil, relu: Bool = false) -> Tensor {
         Shape.check(x.rank >= 2, op: "batchNorm", shapes: [x.shape], "expected [N, C, ...]")
+        if (residual != nil || relu) && (x.rank < 3 || x.count / Swift.max(x.shape[0] * x.shape[1], 1) <= 1
+                                         || residual.map({ $0.shape != x.shape }) == true) {
+            // [N, C] input or a broadcast residual: the separate ops.
+            var y = batchNorm(x, runningMean: &runningMean, runningVar: &runningVar, weight: weight, bias: bias,
+                              training: training, momentum: momentum, eps: eps)
+            if let residual { y = y + residual }
+            return relu ? y.relu() : y
+        }
         let c = x.shape[1]
         for (name, parameter) in [("weight", weight), ("bias", bias), ("runningMean", runningMean), ("runningVar", runningVar)] {
             guard let parameter else { continue }
@@ -58,12 +71,14 @@ extension Tensor {
         let mean = batchStatistics ? Tensor(uninitialized: [c]) : runningMean!.contiguousCopy()
         let variance = batchStatistics ? Tensor(uninitialized: [c]) : runningVar!.contiguousCopy()
         let rstd = Tensor(uninitialized: [c]), y = Tensor(uninitialized: x.shape)
+        let rd = residual?.contiguousData()
         xd.withDataPointer { px in y.withDataPointer { py in
         mean.withDataPointer { pm in variance.withDataPointer { pv in rstd.withDataPointer { pr in
-            wd.withOptionalPointer { pw in bd.withOptionalPointer { pb in
+            wd.withOptionalPointer { pw in bd.withOptionalPointer { pb in rd.withOptionalPointer { presidual in
                 Kernels.batchNormForward(x: px, weight: pw, bias: pb, y: py, mean: pm, variance: pv, rstd: pr, batch: batch,
-                                         channels: c, spatial: spatial, eps: eps, batchStatistics: batchStatistics)
-            }}
+                                         channels: c, spatial: spatial, eps: eps, batchStatistics: batchStatistics,
+                                         residual: presidual.map { UnsafePointer($0) }, relu: relu)
+            }}}
         }}}}}
         if training, let rm = runningMean, let rv = runningVar {
             let n = x.count / Swift.max(c, 1)
@@ -75,18 +90,25 @@ extension Tensor {
         // The backward reads the input for its own gradient with batch statistics and for the weight's.
         let readsX = (batchStatistics && willRecord(inputs: [x])) || weight.map { willRecord(inputs: [$0]) } == true
         let savedX = readsX ? xd : nil
-        return record(y, op: "batchNorm", inputs: operands.inputs) { g, needs in
+        // ReLU's gradient reads the output; the residual's gradient is the (masked) output gradient.
+        let savedY = relu ? y : nil
+        let inputs = operands.inputs + (residual.map { [$0] } ?? [])
+        return record(y, op: residual != nil || relu ? "batchNorm+relu" : "batchNorm", inputs: inputs) { g, needs in
             let gd = g.contiguousData()
             let grads = operands.gradientBuffers(needs)
             let (dx, dw, db) = grads
+            let dr = residual != nil && needs[inputs.count - 1] ? Tensor(uninitialized: y.shape) : nil
             savedX.withOptionalPointer { px in gd.withDataPointer { pg in mean.withDataPointer { pm in rstd.withDataPointer { pr in
                 wd.withOptionalPointer { pw in dx.withOptionalPointer { pdx in dw.withOptionalPointer { pdw in db.withOptionalPointer { pdb in
+                savedY.withOptionalPointer { py in dr.withOptionalPointer { pdr in
                     Kernels.batchNormBackward(x: px, weight: pw, mean: pm, rstd: pr, gradOutput: pg, gradInput: pdx,
                                               gradWeight: pdw, gradBias: pdb, batch: batch, channels: c, spatial: spatial,
-                                              batchStatistics: batchStatistics)
+                                              batchStatistics: batchStatistics, reluOutput: py.map { UnsafePointer($0) },
+                                              gradResidual: pdr)
+                }}
                 }}}}
             }}}}
-            return operands.gradients(grads)
+            return operands.gradients(grads) + (residual == nil ? [] : [dr])
         }
     }
 }
