@@ -24,10 +24,26 @@ struct ProfileBreakdown {
     var lines: [Line]
     /// Summed CPU time per run: every thread's measured kernels plus the framework time.
     var totalMsPerRun: Double
+    /// How fast the GEMM ran while it ran; `nil` when the case does no GEMM.
+    var gemmRate: GEMMRate?
+
+    /// The GEMM flops over the GEMM time. With several threads that time is summed over them, so
+    /// the rate is per thread and is compared with the 1-thread (one core) peak.
+    struct GEMMRate {
+        /// GFLOP of GEMM per run (`2 m n k` per product).
+        var gflopPerRun: Double
+        /// GFLOP/s during GEMM time (per thread).
+        var gflops: Double
+        /// The machine's 1-thread multiply-add peak, if measured.
+        var corePeakGFLOPS: Double?
+        /// `gflops` over `corePeakGFLOPS`.
+        var peakShare: Double? { corePeakGFLOPS.map { gflops / $0 } }
+    }
 
     /// Profiles `workload` for about `seconds` (at least 3 and at most 50 runs, given the median
-    /// time of one run).
-    static func measure(_ workload: any Workload, threads: Int, median: Double, seconds: Double) -> ProfileBreakdown {
+    /// time of one run); the GEMM rate is given as a share of `corePeakGFLOPS` (the 1-thread peak).
+    static func measure(_ workload: any Workload, threads: Int, median: Double, seconds: Double,
+                        corePeakGFLOPS: Double?) -> ProfileBreakdown {
         let runs = Swift.max(3, Swift.min(50, Int(seconds / Swift.max(median, 1e-9))))
         KernelProfile.start()
         for _ in 0..<runs { workload.run(threads: threads) }
@@ -42,20 +58,42 @@ struct ProfileBreakdown {
         }
         lines.append(Line(key: "framework", label: "framework/other", msPerRun: report.frameworkMilliseconds * perRun,
                           share: report.frameworkMilliseconds / total, callsPerRun: 0))
+        let gemmRate = report.gigaflopsPerSecond(.gemm).map {
+            GEMMRate(gflopPerRun: Double(report.flops[.gemm] ?? 0) / 1e9 * perRun, gflops: $0, corePeakGFLOPS: corePeakGFLOPS)
+        }
         return ProfileBreakdown(runs: runs, threads: threads, wallMsPerRun: report.wallMilliseconds * perRun,
-                                lines: lines, totalMsPerRun: report.totalMilliseconds * perRun)
+                                lines: lines, totalMsPerRun: report.totalMilliseconds * perRun, gemmRate: gemmRate)
     }
 
     /// What the shares are of.
     var basis: String { threads == 1 ? "wall time" : "CPU time summed over \(threads) threads" }
 
+    /// What the GEMM rate is of.
+    var gemmRateBasis: String {
+        threads == 1 ? "GEMM flops over GEMM time, against the 1-thread peak"
+            : "GEMM flops over GEMM time summed over \(threads) threads (a per-thread rate), against the 1-thread peak"
+    }
+
+    /// The GEMM rate line printed under the GEMM row, e.g.
+    /// `GEMM rate 94.20 GFLOPS = 85.6% of the 1-thread peak 110.0 (3.712 GFLOP per run)`.
+    var gemmRateText: String? {
+        guard let rate = gemmRate else { return nil }
+        let perThread = threads == 1 ? "" : " per thread"
+        let share = rate.corePeakGFLOPS.map { String(format: " = %.1f%% of the 1-thread peak ", 100 * rate.gflops / $0) + formatPeak($0) } ?? ""
+        let basis = threads == 1 ? "" : "; time summed over \(threads) threads"
+        return String(format: "GEMM rate %.2f GFLOPS", rate.gflops) + perThread + share
+            + String(format: " (%.3f GFLOP per run", rate.gflopPerRun) + basis + ")"
+    }
+
     /// The indented table printed under the case's row.
     var text: String {
         let width = lines.map(\.label.count).max() ?? 0
-        let rows = lines.map { line in
+        let rows = lines.flatMap { line in
             let calls = line.key == "framework" ? "" : String(format: "  %8.0f calls/run", line.callsPerRun)
-            return "      " + line.label.padding(toLength: width, withPad: " ", startingAt: 0)
+            let row = "      " + line.label.padding(toLength: width, withPad: " ", startingAt: 0)
                 + String(format: "  %10.3f ms  %5.1f%%", line.msPerRun, 100 * line.share) + calls
+            let rate = line.key == "gemm" ? gemmRateText.map { "        " + $0 } : nil
+            return [row] + (rate.map { [$0] } ?? [])
         }
         return (["    profile: \(runs) runs, \(formatMilliseconds(wallMsPerRun)) ms wall per run; shares of \(basis)"] + rows)
             .joined(separator: "\n")
@@ -72,7 +110,19 @@ struct ProfileBreakdown {
         /// What the shares are of: `"wall time"` (1 thread) or `"CPU time summed over N threads"`.
         var basis: String
         var categories: [String: Entry]
-        enum CodingKeys: String, CodingKey { case runs, wallMs = "wall_ms", totalMs = "total_ms", basis, categories }
+        /// Absent when the case does no GEMM.
+        var gemmRate: Rate?
+        /// The GEMM rate: `gflops` is GEMM flops over GEMM time (summed over threads, so per
+        /// thread), `peak_share` that over the 1-thread peak `peak_gflops`.
+        struct Rate: Encodable {
+            var gflopPerRun: Double, gflops: Double, peakGFLOPS: Double?, peakShare: Double?, basis: String
+            enum CodingKeys: String, CodingKey {
+                case gflopPerRun = "gflop_per_run", gflops, peakGFLOPS = "peak_gflops", peakShare = "peak_share", basis
+            }
+        }
+        enum CodingKeys: String, CodingKey {
+            case runs, wallMs = "wall_ms", totalMs = "total_ms", basis, categories, gemmRate = "gemm_rate"
+        }
     }
 
     var json: JSON {
@@ -82,7 +132,11 @@ struct ProfileBreakdown {
             categories[line.key] = JSON.Entry(label: line.label, ms: round(line.msPerRun, 6), share: round(line.share, 4),
                                               callsPerRun: round(line.callsPerRun, 2))
         }
+        let rate = gemmRate.map {
+            JSON.Rate(gflopPerRun: round($0.gflopPerRun, 6), gflops: round($0.gflops, 3), peakGFLOPS: $0.corePeakGFLOPS.map { round($0, 3) },
+                      peakShare: $0.peakShare.map { round($0, 4) }, basis: gemmRateBasis)
+        }
         return JSON(runs: runs, wallMs: round(wallMsPerRun, 6), totalMs: round(totalMsPerRun, 6), basis: basis,
-                    categories: categories)
+                    categories: categories, gemmRate: rate)
     }
 }

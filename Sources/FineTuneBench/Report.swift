@@ -35,10 +35,11 @@ struct BenchEnvironment {
             + " · threads: \(threads) · budget \(budget) s per case"
     }
 
-    /// The line under the headline: the peak that "% peak" divides by.
+    /// The line under the headline: the peaks that "% peak" divides by (and, with `--profile`,
+    /// the 1-thread peak the GEMM rate is compared with).
     var peakLine: String {
-        let peaks = threadCounts.compactMap { n in
-            peakGFLOPS[n].map { "\(threadsText(n)) \(String(format: $0 < 1 ? "%.3f" : "%.1f", $0))" }   // debug builds: < 1
+        let peaks = peakGFLOPS.keys.sorted().compactMap { n in
+            peakGFLOPS[n].map { "\(threadsText(n)) \(formatPeak($0))" }
         }
         return "Machine peak GFLOPS, \(FMAPeak.chains) independent \(FMAPeak.vectorDescription) chains: "
             + peaks.joined(separator: ", ")
@@ -92,6 +93,9 @@ func ratioLines(_ ratios: [Ratio]) -> String {
     return "\nRatios (speedup, from median times):\n"
         + ratios.map { "  \($0.label) = \(String(format: "%.2f", $0.value))x" }.joined(separator: "\n")
 }
+
+/// A peak in GFLOP/s: one decimal, three below 1 (debug builds).
+func formatPeak(_ gflops: Double) -> String { String(format: gflops < 1 ? "%.3f" : "%.1f", gflops) }
 
 /// Four significant digits at most, keeping small times readable: 0.01234, 2.170, 1234.5.
 func formatMilliseconds(_ ms: Double) -> String {

@@ -29,6 +29,8 @@ struct Runner {
     var threadCounts: [Int]
     /// Profile each case after timing it (`--profile`).
     var profile = false
+    /// The 1-thread multiply-add peak the profile's GEMM rate is compared with.
+    var corePeakGFLOPS: Double? = nil
 
     /// Measures `cases` of `suite`, calling `report` after each measurement.
     func run(_ suite: any BenchSuite, cases: [BenchCase], report: (CaseResult) -> Void) throws -> [CaseResult] {
@@ -40,7 +42,8 @@ struct Runner {
                 var result = CaseResult(suite: suite.name, name: benchCase.name, threads: threads, timing: timing,
                                         flops: benchCase.flops, checksum: workload.checksum())
                 if profile {
-                    result.profile = ProfileBreakdown.measure(workload, threads: threads, median: timing.median, seconds: budget / 2)
+                    result.profile = ProfileBreakdown.measure(workload, threads: threads, median: timing.median, seconds: budget / 2,
+                                                              corePeakGFLOPS: corePeakGFLOPS)
                 }
                 report(result)
                 results.append(result)

@@ -52,7 +52,8 @@ if let path = options.compare {
 let cores = ProcessInfo.processInfo.activeProcessorCount
 let threadCounts = options.threads.map { [$0] } ?? (cores > 1 ? [1, cores] : [1])
 var environment = BenchEnvironment(budget: options.budget, threadCounts: threadCounts)
-for threads in threadCounts { environment.peakGFLOPS[threads] = FMAPeak.gflops(threads: threads) }
+// --profile compares the GEMM rate per thread with the 1-thread peak, also when only more threads run.
+for threads in Set(threadCounts + (options.profile ? [1] : [])) { environment.peakGFLOPS[threads] = FMAPeak.gflops(threads: threads) }
 
 // Rows go to stdout as they complete; with --json they are progress on stderr.
 let emit: (String) -> Void = { [json = options.json] text in json ? Console.error(text) : Console.out(text) }
@@ -64,7 +65,8 @@ emit(environment.peakLine)
 emit("")
 emit(table.header)
 
-let runner = Runner(budget: options.budget, threadCounts: threadCounts, profile: options.profile)
+let runner = Runner(budget: options.budget, threadCounts: threadCounts, profile: options.profile,
+                    corePeakGFLOPS: environment.peakGFLOPS[1])
 var results: [CaseResult] = []
 var allRatios: [Ratio] = []
 for (suite, cases) in selection {

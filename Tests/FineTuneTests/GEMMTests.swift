@@ -42,7 +42,7 @@ private func values(_ count: Int, seed: UInt64) -> [Float] {
 }
 
 /// Stored A, B and C for a case (never empty, so base addresses exist).
-private struct Operands {
+struct SGEMMOperands {
     var a: [Float], b: [Float], c: [Float]
 
     init(_ t: SGEMMCase, seed: UInt64 = 1, fillC: Float? = nil) {
@@ -55,8 +55,8 @@ private struct Operands {
 /// Runs the case and returns C. `kernel == nil` goes through the public entry point; otherwise
 /// the internal driver runs with that micro-kernel (`direct: false` forces packing,
 /// `splitAlways` splits across threads whatever the size).
-private func run(_ t: SGEMMCase, _ ops: Operands, threads: Int = 1,
-                 kernel: GEMMKernelKind? = nil, direct: Bool = true, splitAlways: Bool = false) -> [Float] {
+func runSGEMM(_ t: SGEMMCase, _ ops: SGEMMOperands, threads: Int = 1,
+              kernel: GEMMKernelKind? = nil, direct: Bool = true, splitAlways: Bool = false) -> [Float] {
     var c = ops.c
     ops.a.withUnsafeBufferPointer { a in
         ops.b.withUnsafeBufferPointer { b in
@@ -82,8 +82,8 @@ private func run(_ t: SGEMMCase, _ ops: Operands, threads: Int = 1,
 /// Checks `c` against a Double-accumulation reference: each element within
 /// `(k + 2) * ulp * (|alpha| * sum_p |a_ip * b_pj| + |beta * c_ij|)`, and the padding columns
 /// of C untouched (bit for bit).
-private func expectMatchesReference(_ c: [Float], _ t: SGEMMCase, _ ops: Operands,
-                                    _ comment: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+private func expectMatchesReference(_ c: [Float], _ t: SGEMMCase, _ ops: SGEMMOperands,
+                                   _ comment: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
     for i in 0..<t.m {
         for j in 0..<t.ldc {
             let index = i * t.ldc + j
@@ -141,8 +141,8 @@ struct GEMMTests {
         for shape in packedShapes {
             for (transA, transB) in transposes {
                 let t = shape.with(transA: transA, transB: transB)
-                let ops = Operands(t)
-                expectMatchesReference(run(t, ops, kernel: kernel, direct: false), t, ops, "\(kernel)")
+                let ops = SGEMMOperands(t)
+                expectMatchesReference(runSGEMM(t, ops, kernel: kernel, direct: false), t, ops, "\(kernel)")
             }
         }
     }
@@ -165,8 +165,8 @@ struct GEMMTests {
     func publicEntryMatchesReference(shape: SGEMMCase) {
         for (transA, transB) in transposes {
             let t = shape.with(transA: transA, transB: transB)
-            let ops = Operands(t)
-            expectMatchesReference(run(t, ops), t, ops)
+            let ops = SGEMMOperands(t)
+            expectMatchesReference(runSGEMM(t, ops), t, ops)
         }
     }
 
@@ -179,8 +179,8 @@ struct GEMMTests {
                     var t = shape.with(transA: transA, transB: transB)
                     t.alpha = alpha
                     t.beta = beta
-                    let ops = Operands(t, seed: 7)
-                    expectMatchesReference(run(t, ops), t, ops)
+                    let ops = SGEMMOperands(t, seed: 7)
+                    expectMatchesReference(runSGEMM(t, ops), t, ops)
                 }
             }
         }
@@ -193,8 +193,8 @@ struct GEMMTests {
     func betaZeroIgnoresNaNInC(shape: SGEMMCase) {
         for (transA, transB) in transposes {
             let t = shape.with(transA: transA, transB: transB)
-            let ops = Operands(t, fillC: .nan)
-            let c = run(t, ops)
+            let ops = SGEMMOperands(t, fillC: .nan)
+            let c = runSGEMM(t, ops)
             expectMatchesReference(c, t, ops)
             #expect((0..<t.m).allSatisfy { i in (0..<t.n).allSatisfy { !c[i * t.ldc + $0].isNaN } })
         }
@@ -207,12 +207,12 @@ struct GEMMTests {
     func infinityStaysInfinite(shape: SGEMMCase) {
         for (transA, transB) in transposes {
             let t = shape.with(transA: transA, transB: transB)
-            var ops = Operands(t)
+            var ops = SGEMMOperands(t)
             ops.a = ops.a.map { abs($0) + 0.5 }
             ops.b = ops.b.map { abs($0) + 0.5 }
             let column = t.n - 1, depth = t.k - 1
             ops.b[t.transB ? column * t.ldb + depth : depth * t.ldb + column] = .infinity
-            let c = run(t, ops)
+            let c = runSGEMM(t, ops)
             for i in 0..<t.m {
                 for j in 0..<t.n {
                     let value = c[i * t.ldc + j]
@@ -226,24 +226,24 @@ struct GEMMTests {
     @Test func degenerateShapes() {
         for beta: Float in [0, 1, 0.5] {
             var t = SGEMMCase(m: 9, n: 21, k: 0, beta: beta, pad: 1)
-            let ops = Operands(t, fillC: beta == 0 ? .nan : 3)
-            let c = run(t, ops)
+            let ops = SGEMMOperands(t, fillC: beta == 0 ? .nan : 3)
+            let c = runSGEMM(t, ops)
             #expect((0..<t.m).allSatisfy { i in (0..<t.n).allSatisfy { c[i * t.ldc + $0] == 3 * beta } })
             expectMatchesReference(c, t, ops)
 
             // alpha == 0: NaNs in A and B are not read.
             t.k = 13
             t.alpha = 0
-            var nanOps = Operands(t, fillC: 3)
+            var nanOps = SGEMMOperands(t, fillC: 3)
             nanOps.a = nanOps.a.map { _ in .nan }
             nanOps.b = nanOps.b.map { _ in .nan }
-            let scaled = run(t, nanOps)
+            let scaled = runSGEMM(t, nanOps)
             #expect((0..<t.m).allSatisfy { i in (0..<t.n).allSatisfy { scaled[i * t.ldc + $0] == 3 * beta } })
         }
         for (m, n) in [(0, 5), (5, 0), (0, 0)] {
             let t = SGEMMCase(m: m, n: n, k: 4, beta: 1, pad: 2)
-            let ops = Operands(t)
-            #expect(run(t, ops) == ops.c)
+            let ops = SGEMMOperands(t)
+            #expect(runSGEMM(t, ops) == ops.c)
         }
     }
 
@@ -261,11 +261,11 @@ struct GEMMTests {
         #expect(large.rows * large.columns == 2)
         for (transA, transB) in transposes {
             let t = shape.with(transA: transA, transB: transB)
-            let ops = Operands(t, seed: 3)
-            let single = run(t, ops, threads: 1, kernel: kernel)
+            let ops = SGEMMOperands(t, seed: 3)
+            let single = runSGEMM(t, ops, threads: 1, kernel: kernel)
             expectMatchesReference(single, t, ops)
             for threads in 2...4 {
-                let multi = run(t, ops, threads: threads, kernel: kernel, splitAlways: true)
+                let multi = runSGEMM(t, ops, threads: threads, kernel: kernel, splitAlways: true)
                 #expect(multi.map(\.bitPattern) == single.map(\.bitPattern), "\(t.testDescription), \(threads) threads")
             }
         }

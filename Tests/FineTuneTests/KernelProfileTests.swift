@@ -6,7 +6,8 @@ import Testing
 // outer one), the calling thread's unmeasured time is the framework time, nothing is recorded while
 // it is off, and a training step splits into the categories its kernels belong to. The profile is
 // process-wide, so the suite runs serialized, and the tests that need exact counts record only their
-// own thread (`callingThreadOnly`), which other suites' kernels never run on.
+// own thread (`callingThreadOnly`), which other suites' kernels never run on. GEMM regions also
+// count their flops, 2 m n k per product on every sgemm path.
 
 /// Busy-waits `milliseconds` on the calling thread.
 private func spin(milliseconds: Double) {
@@ -99,5 +100,75 @@ struct KernelProfileTests {
         Kernels.withMaxThreads(1) { _ = Tensor.scaledDotProductAttention(query: q, key: k, value: v) }
         let report = KernelProfile.stop()
         #expect(report.calls[.attention]! > 0 && report.calls[.gemm]! > 0)
+    }
+
+    // MARK: GEMM flops
+
+    /// `2 m n k` summed over `cases`.
+    private static func flops(_ cases: [SGEMMCase]) -> Int { cases.reduce(0) { $0 + 2 * $1.m * $1.n * $1.k } }
+
+    @Test("GEMM flops are 2 m n k per product on every path: packed (blocks of depth and rows, edge tiles) and direct")
+    func gemmFlopsPerProduct() {
+        // Packed with edge tiles; packed over several depth blocks (k > KC) and row blocks (m > MC);
+        // direct by rows, by columns and tiny; degenerate shapes (no products).
+        let packed = [SGEMMCase(m: 37, n: 53, k: 29), SGEMMCase(m: 250, n: 13, k: 400, transA: true, transB: true)]
+        let direct = [SGEMMCase(m: 3, n: 40, k: 17, transA: true), SGEMMCase(m: 40, n: 2, k: 9, transB: true),
+                      SGEMMCase(m: 6, n: 6, k: 6)]
+        let degenerate = [SGEMMCase(m: 5, n: 7, k: 0, beta: 2), SGEMMCase(m: 0, n: 7, k: 5)]
+        // The direct shapes forced through packing too, as convolutions call it (tiles mostly edge).
+        let forcedPacked = direct
+        #expect(packed.allSatisfy { !GEMMDirect.handles(m: $0.m, n: $0.n, k: $0.k) })
+        #expect(direct.allSatisfy { GEMMDirect.handles(m: $0.m, n: $0.n, k: $0.k) })
+
+        KernelProfile.start(callingThreadOnly: true)
+        for t in packed + direct + degenerate { _ = runSGEMM(t, SGEMMOperands(t)) }
+        for t in forcedPacked { _ = runSGEMM(t, SGEMMOperands(t), kernel: .active, direct: false) }
+        let report = KernelProfile.stop()
+
+        #expect(report.flops[.gemm] == Self.flops(packed + direct + degenerate + forcedPacked))
+        for category in KernelProfile.Category.allCases where category != .gemm { #expect(report.flops[category] == 0) }
+        let rate = report.gigaflopsPerSecond(.gemm)
+        #expect(rate != nil && abs(rate! - Double(report.flops[.gemm]!) / Double(report.nanoseconds[.gemm]!)) < 1e-9)
+        #expect(report.gigaflopsPerSecond(.packing) == nil)
+    }
+
+    @Test("a Linear layer's forward and backward count their three GEMMs")
+    func linearFlops() {
+        // rows 3: forward and input gradient take the direct path, the weight gradient the packed one.
+        let rows = 3, inFeatures = 20, outFeatures = 24
+        let layer = RandomGenerator.withSeed(11) { Linear(inFeatures, outFeatures) }
+        var x = randomTensor([rows, inFeatures], seed: 12)
+        x.requiresGrad = true
+        KernelProfile.start(callingThreadOnly: true)
+        Kernels.withMaxThreads(1) { layer(x).sum().backward() }
+        let report = KernelProfile.stop()
+        #expect(report.flops[.gemm] == Self.flops([SGEMMCase(m: rows, n: outFeatures, k: inFeatures),      // y = x W^T
+                                                   SGEMMCase(m: rows, n: inFeatures, k: outFeatures),      // dx = g W
+                                                   SGEMMCase(m: outFeatures, n: inFeatures, k: rows)]))    // dW = g^T x
+    }
+
+    @Test("the attention kernel's products count as GEMM flops")
+    func attentionFlops() {
+        let q = randomTensor([2, 3, 9, 5], seed: 13), k = randomTensor([2, 3, 11, 5], seed: 14)
+        let v = randomTensor([2, 3, 11, 7], seed: 15)
+        KernelProfile.start(callingThreadOnly: true)
+        Kernels.withMaxThreads(1) { _ = Tensor.scaledDotProductAttention(query: q, key: k, value: v) }
+        let report = KernelProfile.stop()
+        let geometry = AttentionGeometry(batch: 2, queryHeads: 3, keyValueHeads: 3, queryLength: 9, keyLength: 11,
+                                         headDim: 5, valueDim: 7, scale: 1, isCausal: false)
+        #expect(report.flops[.gemm] == Int(geometry.forwardFlops))
+        #expect(report.flops[.gemm] == 2 * 6 * 9 * 11 * (5 + 7))
+    }
+
+    @Test("a product split across threads counts every block (helper threads included)")
+    func threadedGEMMFlops() {
+        let t = SGEMMCase(m: 64, n: 96, k: 33)
+        KernelProfile.start()
+        _ = runSGEMM(t, SGEMMOperands(t), threads: 2, kernel: .active, splitAlways: true)
+        let report = KernelProfile.stop()
+        // Other suites' products may add to the count meanwhile (never subtract).
+        #expect(report.flops[.gemm]! >= Self.flops([t]))
+        #expect(GEMM.threadGrid(m: t.m, n: t.n, k: t.k, threads: 2, tile: GEMMKernelKind.active.shape,
+                                parallelThreshold: 0) != (1, 1))
     }
 }

@@ -75,7 +75,7 @@ enum GEMMBlocked<Kernel: GEMMMicroKernel> {
                     macroKernel(mc: mc, nc: nc, kc: kc, a: aPacked, b: bPacked,
                                 alpha: problem.alpha, beta: beta,
                                 c: problem.c + ic * problem.ldc + jc, ldc: problem.ldc, edgeTile: edgeTile)
-                    KernelProfile.end(multiplying, .gemm)
+                    KernelProfile.endProduct(multiplying, m: mc, n: nc, k: kc)
                 }
             }
         }

@@ -26,7 +26,7 @@ enum GEMMDirect {
     /// Computes `problem` (m, n, k > 0) one row (or one column) of C at a time.
     static func run(_ p: GEMMProblem) {
         let region = KernelProfile.begin()
-        defer { KernelProfile.end(region, .gemm) }
+        defer { KernelProfile.endProduct(region, m: p.m, n: p.n, k: p.k) }
         let byRows = p.m <= p.n
         withUnsafeTemporaryAllocation(of: Float.self, capacity: p.k + max(p.m, p.n)) { scratch in
             let vector = scratch.baseAddress!, out = vector + p.k

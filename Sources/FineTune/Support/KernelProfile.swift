@@ -14,6 +14,7 @@ import Synchronization
 /// for _ in 0..<5 { trainingStep() }
 /// let report = KernelProfile.stop()
 /// print(report.milliseconds(.gemm) / 5, report.frameworkMilliseconds / 5)
+/// print(report.gigaflopsPerSecond(.gemm) ?? 0)   // how fast the GEMM ran while it ran
 /// ```
 ///
 /// The kernels are timed where they run, so work split across threads adds up CPU time: with
@@ -22,7 +23,7 @@ import Synchronization
 public enum KernelProfile {
     /// The kinds of work a step is split into.
     public enum Category: Int, CaseIterable, Sendable, Hashable {
-        /// The GEMM micro- and macro-kernels and the direct matrix-vector path.
+        /// The GEMM micro- and macro-kernels and the direct matrix-vector path (with their flops).
         case gemm
         /// Copying GEMM operands into the micro-kernel's panel layout.
         case packing
@@ -68,6 +69,10 @@ public enum KernelProfile {
         public var nanoseconds: [Category: Int]
         /// Measured regions per category.
         public var calls: [Category: Int]
+        /// Floating-point operations done in the measured regions per category: `2 m n k` per
+        /// `m x n x k` product for ``Category/gemm`` (every sgemm path: the blocked kernels, the
+        /// direct matrix-vector path, the attention kernel's products), 0 for the other categories.
+        public var flops: [Category: Int]
         /// The measured time on the thread that called ``KernelProfile/start()`` (its share of
         /// parallel kernels and its waits for helpers included).
         public var callingThreadNanoseconds: Int
@@ -78,6 +83,14 @@ public enum KernelProfile {
 
         /// Every category plus the framework time: CPU time of all threads (the wall time on one thread).
         public var totalNanoseconds: Int { nanoseconds.values.reduce(0, +) + frameworkNanoseconds }
+
+        /// The rate of `category` while it ran: ``flops`` over ``nanoseconds`` in GFLOP/s, `nil`
+        /// without flops or time. With several threads the time is summed over them, so this is
+        /// the rate per thread (compare it with one core's peak).
+        public func gigaflopsPerSecond(_ category: Category) -> Double? {
+            guard let flops = flops[category], flops > 0, let time = nanoseconds[category], time > 0 else { return nil }
+            return Double(flops) / Double(time)
+        }
 
         /// Measured time of `category` in milliseconds.
         public func milliseconds(_ category: Category) -> Double { Double(nanoseconds[category] ?? 0) / 1e6 }
@@ -106,12 +119,13 @@ public enum KernelProfile {
         let wall = Int(clamping: now() &- startTime.load(ordering: .relaxed))
         ThreadFlags.current &= ~ThreadFlags.profilingThread
         let totals = Totals.ring[generation.load(ordering: .relaxed) % Totals.ring.count]
-        var nanoseconds: [Category: Int] = [:], calls: [Category: Int] = [:]
+        var nanoseconds: [Category: Int] = [:], calls: [Category: Int] = [:], flops: [Category: Int] = [:]
         for category in Category.allCases {
             nanoseconds[category] = totals.nanoseconds[category.rawValue].load()
             calls[category] = totals.calls[category.rawValue].load()
+            flops[category] = totals.flops[category.rawValue].load()
         }
-        return Report(wallNanoseconds: wall, nanoseconds: nanoseconds, calls: calls,
+        return Report(wallNanoseconds: wall, nanoseconds: nanoseconds, calls: calls, flops: flops,
                       callingThreadNanoseconds: totals.callingThread.load())
     }
 
@@ -157,7 +171,15 @@ public enum KernelProfile {
     /// Closes `region`, adding its time to `category` (nothing when `begin()` recorded nothing).
     @inline(__always)
     static func end(_ region: Region, _ category: Category) {
-        if region.start != 0 { endMeasuring(region, category) }
+        if region.start != 0 { endMeasuring(region, category, flops: 0) }
+    }
+
+    /// Closes a ``Category/gemm`` region that computed an `m x n x k` product: its time and
+    /// `2 m n k` flops (nothing when `begin()` recorded nothing, like ``end(_:_:)``). Every GEMM
+    /// kernel region ends here, so ``Report/flops`` counts each product once.
+    @inline(__always)
+    static func endProduct(_ region: Region, m: Int, n: Int, k: Int) {
+        if region.start != 0 { endMeasuring(region, .gemm, flops: 2 &* m &* n &* k) }
     }
 
     /// Runs `body` as one measured region of `category`: ``begin()`` before, ``end(_:_:)`` after.
@@ -186,13 +208,14 @@ public enum KernelProfile {
     }
 
     @inline(never)
-    private static func endMeasuring(_ region: Region, _ category: Category) {
+    private static func endMeasuring(_ region: Region, _ category: Category, flops: Int) {
         let elapsed = Int(clamping: now() &- region.start)
         let flags = ThreadFlags.current
         ThreadFlags.current = flags & ~ThreadFlags.inRegion
         let totals = Totals.ring[region.generation % Totals.ring.count]
         totals.nanoseconds[category.rawValue].add(elapsed)
         totals.calls[category.rawValue].add(1)
+        if flops != 0 { totals.flops[category.rawValue].add(flops) }
         if flags & ThreadFlags.profilingThread != 0 { totals.callingThread.add(elapsed) }
     }
 
@@ -216,14 +239,15 @@ public enum KernelProfile {
             func reset() { value.store(0, ordering: .relaxed) }
         }
         /// Per category.
-        let nanoseconds = Category.allCases.map { _ in Counter() }, calls = Category.allCases.map { _ in Counter() }
+        let nanoseconds = Category.allCases.map { _ in Counter() }, calls = Category.allCases.map { _ in Counter() },
+            flops = Category.allCases.map { _ in Counter() }
         /// Measured time on the thread that called `start()`.
         let callingThread = Counter()
 
         static let ring = (0..<4).map { _ in Totals() }
 
         func reset() {
-            for counter in nanoseconds + calls + [callingThread] { counter.reset() }
+            for counter in nanoseconds + calls + flops + [callingThread] { counter.reset() }
         }
     }
 
