@@ -193,7 +193,7 @@ struct BatchNormResidualReLUTests {
                     if withResidual { z = z + residual }
                     return relu ? z.relu() : z
                 }
-                _ = Kernels.withMaxThreads(threads, parallelThresholdsDividedBy: 1 << 20) { (y * upstream).sum().backward() }
+                Kernels.withMaxThreads(threads, parallelThresholdsDividedBy: 1 << 20) { (y * upstream).sum().backward() }
                 return [y.detached(), x.grad, affine ? weight.grad : nil, affine ? bias.grad : nil,
                         withResidual ? residual.grad : nil, mean, variance]
             }

@@ -182,3 +182,63 @@ struct FusedConvBatchNormTests {
         #expect(stack(input).node?.op == "conv2d+batchNorm")
     }
 }
+
+@Suite("A frozen convolution keeps its Winograd weights")
+struct WinogradWeightCacheTests {
+    private static func identical(_ a: Tensor?, _ b: Tensor?) -> Bool {
+        guard let a, let b else { return a == nil && b == nil }
+        return a.shape == b.shape && zip(a.scalars, b.scalars).allSatisfy { $0.bitPattern == $1.bitPattern }
+    }
+
+    /// The op without a cache, on the layer's current weight.
+    private static func uncached(_ conv: Conv2d, _ x: Tensor) -> Tensor {
+        Tensor.conv2d(x, weight: conv.weight.value, bias: conv.bias?.value, padding: conv.padding)
+    }
+
+    @Test("transformed once, results bit-identical, and never stale after the weight changes")
+    func cachedTransforms() {
+        var rng = RandomGenerator(seed: 91)
+        let conv = Conv2d(32, 32, kernelSize: 3, padding: 1)
+        conv.reinitialize(generator: &rng)
+        let geometry = Conv2dGeometry(batch: 2, inChannels: 32, height: 8, width: 8, outChannels: 32, kernelHeight: 3,
+                                      kernelWidth: 3, padding: (1, 1))
+        #expect(ConvPlan(geometry, threads: 1).forwardMethod == .winograd && ConvPlan(geometry, threads: 1).backwardInputMethod == .winograd)
+        var x = randomTensor([2, 32, 8, 8], seed: 92)
+        // Trainable: nothing is kept (the optimizer would have to copy a weight the cache holds).
+        _ = conv(x)
+        #expect(conv.winogradWeights.transforms == 0)
+        conv.freeze()
+        for _ in 0..<3 { #expect(Self.identical(conv(x), Self.uncached(conv, x))) }
+        #expect(conv.winogradWeights.transforms == 1)
+        // A gradient through the frozen layer: the turned weights are kept too.
+        x.requiresGrad = true
+        let upstream = randomTensor([2, 32, 8, 8], seed: 93)
+        for _ in 0..<2 {
+            x.grad = nil
+            (conv(x) * upstream).sum().backward()
+            let cachedGrad = x.grad
+            x.grad = nil
+            (Self.uncached(conv, x) * upstream).sum().backward()
+            #expect(Self.identical(cachedGrad, x.grad))
+        }
+        #expect(conv.winogradWeights.transforms == 2)
+        x.requiresGrad = false
+        // A new weight tensor, then a write into the weight in place: both seen at once.
+        conv.weight.value = randomTensor([32, 32, 3, 3], seed: 94) * 0.1
+        #expect(Self.identical(conv(x), Self.uncached(conv, x)))
+        conv.weight.value.withUnsafeMutableBufferPointer { $0[5] += 1 }
+        let afterWrite = conv(x)
+        #expect(Self.identical(afterWrite, Self.uncached(conv, x)))
+        #expect(conv.winogradWeights.transforms == 4)
+        // The fused conv + batch norm path uses the same weights.
+        let bn = BatchNorm2d(32)
+        bn.freeze()
+        #expect(Self.identical(conv(x, then: bn), bn(Self.uncached(conv, x))))
+        #expect(conv.winogradWeights.transforms == 4)
+        // A weight that is not finite: the exact method, as without the cache.
+        conv.weight.value.withUnsafeMutableBufferPointer { $0[7] = .infinity }
+        let infinite = conv(x), reference = Self.uncached(conv, x)
+        #expect(infinite.scalars.map(\.bitPattern) == reference.scalars.map(\.bitPattern))
+        #expect(infinite.scalars.contains { !$0.isFinite })
+    }
+}

@@ -96,14 +96,17 @@ extension Kernels {
 
     // MARK: Dispatch (the plan is a parameter so tests can force methods and threading)
 
-    /// With an `epilogue`, each method applies it to each part of the output as it finishes it.
+    /// With an `epilogue`, each method applies it to each part of the output as it finishes it. A
+    /// `transformedWeight` (``transformWinogradWeights(_:weight:turned:into:threads:)``) spares the
+    /// Winograd method its weight transform; other methods ignore it.
     static func conv2dForward(_ g: Conv2dGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                               bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan: ConvPlan,
-                              epilogue: ConvEpilogue? = nil) {
+                              epilogue: ConvEpilogue? = nil, transformedWeight: UnsafePointer<Float>? = nil) {
         let e = epilogue
         switch plan.forwardMethod {
         case .winograd:
-            if !conv2dForwardWinograd(g, input: input, weight: weight, bias: bias, output: output, plan: plan, epilogue: e) {
+            if !conv2dForwardWinograd(g, input: input, weight: weight, bias: bias, output: output, plan: plan, epilogue: e,
+                                      transformedWeight: transformedWeight) {
                 conv2dForward(g, input: input, weight: weight, bias: bias, output: output, plan: plan.exact, epilogue: e)
             }
         case .depthwise: conv2dForwardDepthwise(g, input: input, weight: weight, bias: bias, output: output, plan: plan, epilogue: e)
@@ -114,10 +117,12 @@ extension Kernels {
     }
 
     static func conv2dBackwardInput(_ g: Conv2dGeometry, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                    gradInput: UnsafeMutablePointer<Float>, plan: ConvPlan) {
+                                    gradInput: UnsafeMutablePointer<Float>, plan: ConvPlan,
+                                    transformedWeight: UnsafePointer<Float>? = nil) {
         switch plan.backwardInputMethod {
         case .winograd:
-            if !conv2dBackwardInputWinograd(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan) {
+            if !conv2dBackwardInputWinograd(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan,
+                                            transformedWeight: transformedWeight) {
                 conv2dBackwardInput(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan.exact)
             }
         case .depthwise: conv2dBackwardInputDepthwise(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan)

@@ -100,20 +100,35 @@ extension Kernels {
 
     static func conv2dForwardWinograd(_ g: Conv2dGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                       bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan p: ConvPlan,
-                                      epilogue: ConvEpilogue?) -> Bool {
+                                      epilogue: ConvEpilogue?, transformedWeight: UnsafePointer<Float>? = nil) -> Bool {
         let tiling = WinogradTiling(batch: g.batch, channels: g.inChannels, outChannels: g.outChannels,
                                     height: g.height, width: g.width, pad: g.padH, chunkBudget: p.winogradChunkBudget)
-        return Winograd.convolve(tiling, input: input, weight: weight, turned: false, bias: bias, output: output,
-                                 epilogue: epilogue, threads: p.threads)
+        return Winograd.convolve(tiling, input: input, weight: weight, turned: false, transformed: transformedWeight,
+                                 bias: bias, output: output, epilogue: epilogue, threads: p.threads)
     }
 
     static func conv2dBackwardInputWinograd(_ g: Conv2dGeometry, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                            gradInput: UnsafeMutablePointer<Float>, plan p: ConvPlan) -> Bool {
+                                            gradInput: UnsafeMutablePointer<Float>, plan p: ConvPlan,
+                                            transformedWeight: UnsafePointer<Float>? = nil) -> Bool {
         // dX = conv(dY padded by 2 - p, W turned 180° with Cin and Cout swapped): H = OH + 2(2 - p) - 2.
         let tiling = WinogradTiling(batch: g.batch, channels: g.outChannels, outChannels: g.inChannels,
                                     height: g.outHeight, width: g.outWidth, pad: 2 - g.padH, chunkBudget: p.winogradChunkBudget)
-        return Winograd.convolve(tiling, input: gradOutput, weight: weight, turned: true, bias: nil, output: gradInput,
-                                 epilogue: nil, threads: p.threads)
+        return Winograd.convolve(tiling, input: gradOutput, weight: weight, turned: true, transformed: transformedWeight,
+                                 bias: nil, output: gradInput, epilogue: nil, threads: p.threads)
+    }
+
+    /// Floats of a Winograd-transformed weight of `g` (`16 x Cout x Cin`).
+    static func winogradWeightCount(_ g: Conv2dGeometry) -> Int { 16 * g.outChannels * g.inChannels }
+
+    /// The weights the Winograd forward (or, `turned`, input gradient) of `g` multiplies by, into
+    /// `transformed` (``winogradWeightCount(_:)`` floats), for calls that pass them as
+    /// `transformedWeight`; false, with nothing useful written, when `weight` is not finite.
+    static func transformWinogradWeights(_ g: Conv2dGeometry, weight: UnsafePointer<Float>, turned: Bool,
+                                         into transformed: UnsafeMutablePointer<Float>, threads: Int = Kernels.maxThreads) -> Bool {
+        guard ConvLoops.allFinite(weight, g.outChannels * g.inChannels * 9) else { return false }
+        Winograd.transformWeights(weight, outChannels: g.outChannels, inChannels: g.inChannels, turned: turned,
+                                  into: transformed, threads: threads)
+        return true
     }
 
     static func conv2dBackwardWeightWinograd(_ g: Conv2dGeometry, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
@@ -239,15 +254,21 @@ enum Winograd {
     /// `output = conv(input, weight) + bias` over `s`, overwriting `output`; with `turned`, the
     /// input gradient's convolution (`weight` turned 180°, channel axes swapped). False, with
     /// nothing written, when `input` or `weight` holds a value that is not finite.
+    /// `transformed`, when given, holds the weights already transformed (by
+    /// ``Kernels/transformWinogradWeights(_:weight:turned:into:threads:)``, which checked them).
     static func convolve(_ s: WinogradTiling, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                         turned: Bool, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-                         epilogue: ConvEpilogue?, threads: Int) -> Bool {
+                         turned: Bool, transformed: UnsafePointer<Float>?, bias: UnsafePointer<Float>?,
+                         output: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue?, threads: Int) -> Bool {
         let (cin, cout) = (s.channels, s.outChannels)
-        guard ConvLoops.allFinite(weight, cin * cout * 9), ConvLoops.allFinite(input, s.inputCount) else { return false }
-        ScratchPool.withBuffer(16 * cin * cout) { u in
+        guard transformed != nil || ConvLoops.allFinite(weight, cin * cout * 9),
+              ConvLoops.allFinite(input, s.inputCount) else { return false }
+        ScratchPool.withBuffer(transformed == nil ? 16 * cin * cout : 0) { scratch in
             // The layer's kernels are [Cout, Cin]: the input gradient's convolution runs Cout -> Cin.
-            transformWeights(weight, outChannels: turned ? cin : cout, inChannels: turned ? cout : cin, turned: turned,
-                             into: u, threads: threads)
+            if transformed == nil {
+                transformWeights(weight, outChannels: turned ? cin : cout, inChannels: turned ? cout : cin, turned: turned,
+                                 into: scratch, threads: threads)
+            }
+            let u = transformed ?? UnsafePointer(scratch)
             let vStride = s.positionStride(cin), mStride = s.positionStride(cout)
             forEachChunk(s, input: input, threads: threads) { rows, v, m in
                 let tiles = rows.count * s.tilesWide

@@ -40,6 +40,7 @@ public enum Kernels {
     /// stays on one thread is divided by it (``parallelThresholdDivisor``), so small test shapes
     /// split as large ones do. Only kernels called from this task see the scope (helper threads
     /// read the process-wide settings).
+    @discardableResult
     static func withMaxThreads<R>(_ threads: Int, parallelThresholdsDividedBy divisor: Int = 1,
                                   _ body: () throws -> R) rethrows -> R {
         openScopes.add(1, ordering: .relaxed)

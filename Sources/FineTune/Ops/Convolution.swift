@@ -26,7 +26,21 @@ extension Tensor {
         if let bias {
             Shape.check(bias.shape == [g.outChannels], op: "conv2d", shapes: [weight.shape, bias.shape], "bias must be [out]")
         }
-        return convolution(x, weight: weight, bias: bias, geometry: g, epilogue: nil)
+        return convolution(x, weight: weight, bias: bias, geometry: g, epilogue: nil, weightCache: nil)
+    }
+
+    /// ``conv2d(_:weight:bias:stride:padding:dilation:groups:)`` for a layer that keeps
+    /// `weightCache` (a frozen weight's Winograd transform, see ``WinogradWeightCache``).
+    static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), padding: (Int, Int),
+                       dilation: (Int, Int), groups: Int, weightCache: WinogradWeightCache) -> Tensor {
+        let g = Conv2dGeometry(batch: x.shape[0], inChannels: x.shape[1], height: x.shape[2], width: x.shape[3],
+                               outChannels: weight.shape[0], kernelHeight: weight.shape[2], kernelWidth: weight.shape[3],
+                               stride: stride, padding: padding, dilation: dilation, groups: groups)
+        guard x.rank == 4, weight.rank == 4, g.outHeight > 0, g.outWidth > 0, g.groups >= 1,
+              x.shape[1] == weight.shape[1] * groups, bias.map({ $0.shape == [g.outChannels] }) ?? true else {
+            return conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: groups)
+        }
+        return convolution(x, weight: weight, bias: bias, geometry: g, epilogue: nil, weightCache: weightCache)
     }
 
     /// `relu?(batchNorm(conv2d(x, weight, bias)) + residual?)` with the batch norm's fixed
@@ -34,7 +48,8 @@ extension Tensor {
     /// `Kernels/ConvEpilogue.swift`); values and gradients are bit-identical to the separate ops.
     /// The batch norm's tensors are constants here: none of them may require a gradient.
     static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), padding: (Int, Int),
-                       dilation: (Int, Int), groups: Int, then epilogue: FixedBatchNormEpilogue) -> Tensor {
+                       dilation: (Int, Int), groups: Int, then epilogue: FixedBatchNormEpilogue,
+                       weightCache: WinogradWeightCache? = nil) -> Tensor {
         let g = Conv2dGeometry(batch: x.shape[0], inChannels: x.shape[1], height: x.shape[2], width: x.shape[3],
                                outChannels: weight.shape[0], kernelHeight: weight.shape[2], kernelWidth: weight.shape[3],
                                stride: stride, padding: padding, dilation: dilation, groups: groups)
@@ -51,27 +66,35 @@ extension Tensor {
         }
         precondition(!willRecord(inputs: [epilogue.weight, epilogue.bias].compactMap { $0 }),
                      "conv2d+batchNorm: the batch norm's weight and bias are constants here and must not require gradients")
-        return convolution(x, weight: weight, bias: bias, geometry: g, epilogue: epilogue)
+        return convolution(x, weight: weight, bias: bias, geometry: g, epilogue: epilogue, weightCache: weightCache)
     }
 
     /// The convolution op, with or without an epilogue.
     private static func convolution(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: Conv2dGeometry,
-                                    epilogue: FixedBatchNormEpilogue?) -> Tensor {
+                                    epilogue: FixedBatchNormEpilogue?, weightCache: WinogradWeightCache?) -> Tensor {
         let xd = x.contiguousData(), wd = weight.contiguousData(), bd = bias?.contiguousData()
+        // A frozen weight's Winograd transform, kept by its layer.
+        let cache = weight.requiresGrad ? nil : weightCache
+        let plan = ConvPlan.current(g)
+        let transformed = plan.forwardMethod == .winograd ? cache?.transformed(wd, geometry: g, turned: false) : nil
         let out = Tensor(uninitialized: [g.batch, g.outChannels, g.outHeight, g.outWidth])
         // The epilogue's per-channel constants, as BatchNorm's kernel computes them.
         let coefficients = epilogue.map { $0.coefficients() }
         let residual = epilogue?.residual?.contiguousData()
         xd.withDataPointer { px in wd.withDataPointer { pw in out.withDataPointer { py in bd.withOptionalPointer { pb in
+            transformed.withOptionalPointer { pu in
             guard let epilogue, let coefficients else {
-                return Kernels.conv2dForward(g, input: px, weight: pw, bias: pb, output: py, plan: .current(g))
+                return Kernels.conv2dForward(g, input: px, weight: pw, bias: pb, output: py, plan: plan,
+                                             transformedWeight: pu.map { UnsafePointer($0) })
             }
             coefficients.shift.withDataPointer { shift in coefficients.scale.withDataPointer { scale in
             coefficients.offset.withDataPointer { offset in residual.withOptionalPointer { pr in
                 let e = ConvEpilogue(shift: shift, scale: scale, offset: offset, residual: pr.map { UnsafePointer($0) },
                                      relu: epilogue.relu)
-                Kernels.conv2dForward(g, input: px, weight: pw, bias: pb, output: py, plan: .current(g), epilogue: e)
+                Kernels.conv2dForward(g, input: px, weight: pw, bias: pb, output: py, plan: plan, epilogue: e,
+                                      transformedWeight: pu.map { UnsafePointer($0) })
             }}}}
+            }
         }}}}
         var inputs = [x, weight]
         if let bias { inputs.append(bias) }
@@ -93,10 +116,12 @@ extension Tensor {
                 gy = gConv
             }
             if needs[0] {
-                let dx = Tensor(uninitialized: xd.shape)
-                gy.withDataPointer { pg in wd.withDataPointer { pw in dx.withDataPointer { pdx in
-                    Kernels.conv2dBackwardInput(g, gradOutput: pg, weight: pw, gradInput: pdx, plan: .current(g))
-                }}}
+                let dx = Tensor(uninitialized: xd.shape), plan = ConvPlan.current(g)
+                let turned = plan.backwardInputMethod == .winograd ? cache?.transformed(wd, geometry: g, turned: true) : nil
+                gy.withDataPointer { pg in wd.withDataPointer { pw in dx.withDataPointer { pdx in turned.withOptionalPointer { pu in
+                    Kernels.conv2dBackwardInput(g, gradOutput: pg, weight: pw, gradInput: pdx, plan: plan,
+                                                transformedWeight: pu.map { UnsafePointer($0) })
+                }}}}
                 grads[0] = dx
             }
             if needs[1] {
@@ -145,5 +170,47 @@ extension ConvPlan {
     static func current(_ g: Conv2dGeometry) -> ConvPlan {
         ConvPlan(g, threads: Kernels.maxThreads,
                  minParallelFlops: ConvPlan.minParallelFlops / Double(Kernels.parallelThresholdDivisor))
+    }
+}
+
+/// The Winograd transforms of one frozen convolution weight, kept between calls by the layer that
+/// owns the weight (``Conv2d``): a frozen backbone's 3x3 convolutions skip the weight transform
+/// (16/9 of the weight's size, kept for the forward and, once a gradient passes through, the input
+/// gradient). An entry holds the weight tensor it was made from, so its storage can neither change
+/// (tensors copy on write) nor be reused while the entry lives: it is valid exactly while the layer
+/// convolves with that same tensor, and replaced on the first call with another one.
+final class WinogradWeightCache: @unchecked Sendable {
+    private struct Entry {
+        let weight: Tensor, turned: Bool
+        /// nil: the weight is not finite (the kernels then run the exact method).
+        let transformed: Tensor?
+    }
+    private let entries = Locked<[Entry]>([])
+    /// Transforms computed (tests read it).
+    private(set) var transforms = 0
+
+    /// The transformed `weight` (contiguous, `[Cout, Cin, 3, 3]`) for `g`'s forward, or the input
+    /// gradient's when `turned`; nil when it is not finite.
+    func transformed(_ weight: Tensor, geometry g: Conv2dGeometry, turned: Bool) -> Tensor? {
+        entries.withLock { entries in
+            if let hit = entries.first(where: { $0.turned == turned && $0.weight.isSameTensor(as: weight) }) {
+                return hit.transformed
+            }
+            let u = Tensor(uninitialized: [Kernels.winogradWeightCount(g)])
+            let finite = weight.withDataPointer { pw in
+                u.withDataPointer { pu in Kernels.transformWinogradWeights(g, weight: pw, turned: turned, into: pu) }
+            }
+            transforms += 1
+            entries.removeAll { $0.turned == turned || !$0.weight.isSameTensor(as: weight) }
+            entries.append(Entry(weight: weight, turned: turned, transformed: finite ? u : nil))
+            return finite ? u : nil
+        }
+    }
+}
+
+extension Tensor {
+    /// The same elements of the same storage: `other` is this tensor or a copy of it.
+    func isSameTensor(as other: Tensor) -> Bool {
+        storage === other.storage && offset == other.offset && shape == other.shape && strides == other.strides
     }
 }
