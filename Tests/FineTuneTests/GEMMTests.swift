@@ -128,6 +128,7 @@ private let packedShapes: [SGEMMCase] = [
     SGEMMCase(m: 257, n: 3, k: 1),
     SGEMMCase(m: 150, n: 37, k: 300, alpha: -2, beta: 0.5, pad: 5),
     SGEMMCase(m: 13, n: 3100, k: 2, alpha: 0.5, beta: 1),
+    SGEMMCase(m: 14, n: 35, k: 800, beta: 0.5, pad: 1),
 ]
 
 // MARK: - Tests
@@ -145,6 +146,16 @@ struct GEMMTests {
                 expectMatchesReference(runSGEMM(t, ops, kernel: kernel, direct: false), t, ops, "\(kernel)")
             }
         }
+    }
+
+    /// The shapes above reach past every kernel's cache blocks, so each kernel runs several MC,
+    /// KC and NC blocks (later KC passes accumulate into C) whatever its block sizes.
+    @Test(arguments: GEMMKernelKind.allCases)
+    func packedShapesSpanSeveralBlocks(kernel: GEMMKernelKind) {
+        let blocking = kernel.blocking
+        #expect(packedShapes.contains { $0.m > blocking.mc })
+        #expect(packedShapes.contains { $0.k > blocking.kc })
+        #expect(packedShapes.contains { $0.n > blocking.nc })
     }
 
     /// The public entry point on shapes that pick each path: direct (a few rows or columns,

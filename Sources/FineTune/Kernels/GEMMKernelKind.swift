@@ -36,6 +36,15 @@ enum GEMMKernelKind: CaseIterable, Sendable {
         }
     }
 
+    /// Cache block sizes of the blocked algorithm with this kernel.
+    var blocking: GEMMBlocking {
+        switch self {
+        case .tile6x16: GEMMKernel6x16.blocking
+        case .tile12x32: GEMMKernel12x32.blocking
+        case .tile6x8: GEMMKernel6x8.blocking
+        }
+    }
+
     /// Runs the blocked algorithm with this kernel on one thread.
     func runBlocked(_ problem: GEMMProblem) {
         switch self {
