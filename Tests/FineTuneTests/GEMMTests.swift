@@ -45,6 +45,8 @@ private func values(_ count: Int, seed: UInt64) -> [Float] {
 struct SGEMMOperands {
     var a: [Float], b: [Float], c: [Float]
 
+    init(a: [Float], b: [Float], c: [Float]) { self.a = a; self.b = b; self.c = c }
+
     init(_ t: SGEMMCase, seed: UInt64 = 1, fillC: Float? = nil) {
         a = values(max(1, (t.transA ? t.k : t.m) * t.lda), seed: seed)
         b = values(max(1, (t.transB ? t.n : t.k) * t.ldb), seed: seed &+ 1)
@@ -129,6 +131,11 @@ private let packedShapes: [SGEMMCase] = [
     SGEMMCase(m: 150, n: 37, k: 300, alpha: -2, beta: 0.5, pad: 5),
     SGEMMCase(m: 13, n: 3100, k: 2, alpha: 0.5, beta: 1),
     SGEMMCase(m: 14, n: 35, k: 800, beta: 0.5, pad: 1),
+    // Last row tiles of 4 and 8 rows (64 = 5 x 12 + 4; 128 in MC blocks of 72 and 56 = 4 x 12 + 8;
+    // 44 = 3 x 12 + 8), which the 12 x 32 kernel multiplies with its own row kernels.
+    SGEMMCase(m: 64, n: 70, k: 33, alpha: 0.5, beta: 1),
+    SGEMMCase(m: 128, n: 96, k: 50, pad: 2),
+    SGEMMCase(m: 44, n: 64, k: 19, beta: -1),
 ]
 
 // MARK: - Tests
@@ -144,6 +151,28 @@ struct GEMMTests {
                 let t = shape.with(transA: transA, transB: transB)
                 let ops = SGEMMOperands(t)
                 expectMatchesReference(runSGEMM(t, ops, kernel: kernel, direct: false), t, ops, "\(kernel)")
+            }
+        }
+    }
+
+    /// Rows in a last tile of 4 or 8 get the same bits as in a full tile: the first 64 (or 44)
+    /// rows of a 72-row (48-row) product, whose tiles are all full, equal the 64-row (44-row) product.
+    @Test(arguments: GEMMKernelKind.allCases)
+    func partialRowTilesRoundAsFullTiles(kernel: GEMMKernelKind) {
+        for (rows, padded) in [(64, 72), (44, 48)] {
+            for (transA, transB) in transposes {
+                let full = SGEMMCase(m: padded, n: 70, k: 29, alpha: 0.5, beta: 1).with(transA: transA, transB: transB)
+                let ops = SGEMMOperands(full)
+                var cut = full
+                cut.m = rows
+                // The first rows of op(A): a prefix of A, or of each stored row of A transposed.
+                let cutA = transA ? (0..<full.k).flatMap { p in ops.a[(p * full.lda)..<(p * full.lda + rows)] }
+                                  : Array(ops.a.prefix(rows * full.lda))
+                let cutOps = SGEMMOperands(a: cutA, b: ops.b, c: Array(ops.c.prefix(rows * cut.ldc)))
+                let whole = runSGEMM(full, ops, kernel: kernel, direct: false)
+                let part = runSGEMM(cut, cutOps, kernel: kernel, direct: false)
+                let same = zip(part, whole.prefix(rows * full.ldc)).allSatisfy { $0.bitPattern == $1.bitPattern }
+                #expect(same, "\(kernel) \(rows) of \(padded) rows, transA \(transA) transB \(transB)")
             }
         }
     }

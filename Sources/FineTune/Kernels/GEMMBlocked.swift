@@ -9,7 +9,8 @@
 //
 // The first KC pass applies the caller's beta, later passes accumulate (beta = 1). Tiles cut
 // by the edge of C run the same kernel into a small buffer and copy the valid part out, with
-// the same rounding as full tiles.
+// the same rounding as full tiles; a kernel may instead take a few whole rows itself
+// (`multiplyRows`, the same operations per row).
 //
 // Every element of C is computed by the same sequence of operations whatever the block sizes
 // MC and NC, so splitting C across threads (GEMM.swift) does not change the result. KC
@@ -98,6 +99,9 @@ enum GEMMBlocked<Kernel: GEMMMicroKernel> {
                 let cTile = c + (ir &* ldc &+ jr)
                 if rows == mr && columns == nr {
                     Kernel.multiply(depth: kc, a: aPanel, b: bPanel, alpha: alpha, beta: beta, c: cTile, ldc: ldc)
+                } else if columns == nr,
+                          Kernel.multiplyRows(rows, depth: kc, a: aPanel, b: bPanel, alpha: alpha, beta: beta, c: cTile, ldc: ldc) {
+                    // The last rows of C with a kernel of their own.
                 } else {
                     // Edge of C: the raw products go to the buffer, then the valid part is
                     // combined into C exactly as `GEMMSIMD.update` does for full tiles.

@@ -31,6 +31,16 @@ protocol GEMMMicroKernel {
     /// Multiplies the packed micro-panels over `depth` steps and updates the full tile at `c`.
     static func multiply(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
                          alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int)
+
+    /// The same for only the first `rows < MR` rows of the tile (all NR columns), with the same
+    /// operations per row; false, with nothing done, where the kernel has no such variant.
+    static func multiplyRows(_ rows: Int, depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                             alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool
+}
+
+extension GEMMMicroKernel {
+    static func multiplyRows(_ rows: Int, depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                             alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool { false }
 }
 
 /// 6 x 16 tile: the AVX2 + FMA kernel (16 ymm registers), also used on arm64 NEON.
@@ -67,6 +77,19 @@ enum GEMMKernel12x32: GEMMMicroKernel {
     static func multiply(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
                          alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         GEMMTile.twelveRows(depth: depth, a: a, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
+    }
+
+    /// 4 or 8 rows (the last tile of a 64-, 128- or 256-row product, every convolution's output
+    /// channels) as one or two 4-row passes, where the full-tile kernel would compute 12 rows
+    /// into a buffer: 8 accumulators still keep the FMA units busy on Zen 4.
+    @inline(never)
+    static func multiplyRows(_ rows: Int, depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                             alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool {
+        guard rows == 4 || rows == 8 else { return false }
+        for first in stride(from: 0, to: rows, by: 4) {
+            GEMMTile.fourOfTwelveRows(depth: depth, a: a + first, b: b, alpha: alpha, beta: beta, c: c + first &* ldc, ldc: ldc)
+        }
+        return true
     }
 }
 
@@ -183,5 +206,39 @@ enum GEMMTile {
         updateRow(c9a, c9b, c + 9 &* ldc)
         updateRow(c10a, c10b, c + 10 &* ldc)
         updateRow(c11a, c11b, c + 11 &* ldc)
+    }
+
+    /// Rows 0-3 of a 12-row packed A panel (`a` may point at any row of it; the panel's stride
+    /// stays 12) times a 32-column B panel: the same operations per row as ``twelveRows``.
+    @inline(__always)
+    static func fourOfTwelveRows(
+        depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+        alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        typealias V = SIMD16<Float>
+        var c0a = V(), c0b = V()
+        var c1a = V(), c1b = V()
+        var c2a = V(), c2b = V()
+        var c3a = V(), c3b = V()
+        var pa = a, pb = b
+        for _ in 0..<depth {
+            let b0 = VectorMath.load(pb, as: V.self), b1 = VectorMath.load(pb + 16, as: V.self)
+            c0a = GEMMSIMD.multiplyAdd(V(repeating: pa[0]), b0, c0a)
+            c0b = GEMMSIMD.multiplyAdd(V(repeating: pa[0]), b1, c0b)
+            c1a = GEMMSIMD.multiplyAdd(V(repeating: pa[1]), b0, c1a)
+            c1b = GEMMSIMD.multiplyAdd(V(repeating: pa[1]), b1, c1b)
+            c2a = GEMMSIMD.multiplyAdd(V(repeating: pa[2]), b0, c2a)
+            c2b = GEMMSIMD.multiplyAdd(V(repeating: pa[2]), b1, c2b)
+            c3a = GEMMSIMD.multiplyAdd(V(repeating: pa[3]), b0, c3a)
+            c3b = GEMMSIMD.multiplyAdd(V(repeating: pa[3]), b1, c3b)
+            pa += 12
+            pb += 32
+        }
+        GEMMSIMD.update(c0a, c, alpha: alpha, beta: beta); GEMMSIMD.update(c0b, c + 16, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c1a, c + ldc, alpha: alpha, beta: beta); GEMMSIMD.update(c1b, c + ldc + 16, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c2a, c + 2 &* ldc, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c2b, c + 2 &* ldc + 16, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c3a, c + 3 &* ldc, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c3b, c + 3 &* ldc + 16, alpha: alpha, beta: beta)
     }
 }
