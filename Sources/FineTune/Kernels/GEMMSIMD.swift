@@ -43,6 +43,17 @@ enum GEMMSIMD {
         #endif
     }
 
+    /// The scalar `acc + a * b` with the same rounding as a lane of the vector one, for loop
+    /// tails whose elements must round as the vector body's would (wherever a call splits its rows).
+    @inline(__always)
+    static func multiplyAdd(_ a: Float, _ b: Float, _ acc: Float) -> Float {
+        #if FINETUNE_NATIVE || arch(arm64)
+        return acc.addingProduct(a, b)
+        #else
+        return acc + a * b
+        #endif
+    }
+
     /// `c = alpha * acc + beta * c` on `acc.scalarCount` floats at `c`; with `beta == 0`, `c` is
     /// only written. Rounds exactly like the scalar `GEMMSIMD.combine`.
     @inline(__always)

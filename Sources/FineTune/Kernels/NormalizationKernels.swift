@@ -680,7 +680,9 @@ struct CenteredAffineOp: LaneOp {
     @inline(__always) func vector(_ x: VectorMath.V) -> VectorMath.V {
         VectorMath.fma(x - shift, VectorMath.V(repeating: a), VectorMath.V(repeating: b))
     }
-    @inline(__always) func scalar(_ x: Float) -> Float { b.addingProduct(x - shift, a) }
+    // Rounds as a vector lane does: the convolution epilogue splits planes into rows, so an
+    // element may take the tail here that the batch-norm kernel's whole-plane pass vectorises.
+    @inline(__always) func scalar(_ x: Float) -> Float { GEMMSIMD.multiplyAdd(x - shift, a, b) }
 }
 
 /// Batch norm's input gradient with batch statistics: (g k + c0) + (x - shift) c1, fused.
