@@ -235,6 +235,13 @@ struct WinogradWeightCacheTests {
         bn.freeze()
         #expect(Self.identical(conv(x, then: bn), bn(Self.uncached(conv, x))))
         #expect(conv.winogradWeights.transforms == 4)
+        // Switched off: what was kept is freed and nothing more is kept.
+        #expect(conv.winogradWeights.count == 1)
+        conv.keepsTransformedWeights = false
+        #expect(conv.winogradWeights.count == 0)
+        #expect(Self.identical(conv(x), Self.uncached(conv, x)))
+        #expect(conv.winogradWeights.count == 0 && conv.winogradWeights.transforms == 4)
+        conv.keepsTransformedWeights = true
         // A weight that is not finite: the exact method, as without the cache.
         conv.weight.value.withUnsafeMutableBufferPointer { $0[7] = .infinity }
         let infinite = conv(x), reference = Self.uncached(conv, x)

@@ -30,6 +30,17 @@ open class Conv2d: Module, ParameterInitializing {
     /// method takes: 16/9 of the weight's memory, twice once a gradient passes through).
     let winogradWeights = WinogradWeightCache()
 
+    /// Whether this layer keeps its frozen weight's Winograd transform between calls (default
+    /// true): 16/9 of a 3x3 weight's memory, twice once a gradient passes through, for skipping
+    /// the transform on every call. Setting it to false frees what is kept.
+    ///
+    /// ```swift
+    /// for case let (_, conv as Conv2d) in model.namedModules() { conv.keepsTransformedWeights = false }
+    /// ```
+    public var keepsTransformedWeights = true {
+        didSet { if !keepsTransformedWeights { winogradWeights.removeAll() } }
+    }
+
     /// A convolution with `(height, width)` kernel, stride, padding and dilation.
     public convenience init(_ inChannels: Int, _ outChannels: Int, kernelSize: (Int, Int), stride: (Int, Int) = (1, 1),
                             padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1), groups: Int = 1, bias: Bool = true) {
@@ -105,7 +116,8 @@ open class Conv2d: Module, ParameterInitializing {
                     op: name, shapes: [x.shape, weight.shape],
                     "the input (\(x.shape[2])x\(x.shape[3]) padded by \(LayerFormat.size(padding))) is smaller than the kernel")
         return Tensor.conv2d(x, weight: weight.value, bias: bias?.value, stride: stride, padding: padding,
-                             dilation: dilation, groups: groups, weightCache: winogradWeights)
+                             dilation: dilation, groups: groups,
+                             weightCache: keepsTransformedWeights ? winogradWeights : nil)
     }
 
     /// `activation(norm(self(x)) + residual)`: the convolution, batch norm, an optional residual
@@ -149,7 +161,8 @@ open class Conv2d: Module, ParameterInitializing {
         guard outShape[2] > 0, outShape[3] > 0, residual.map({ $0.shape == outShape }) ?? true,
               norm.features == outChannels else { return separately() }
         let y = Tensor.conv2d(x, weight: weight.value, bias: bias?.value, stride: stride, padding: padding,
-                              dilation: dilation, groups: groups, then: fused, weightCache: winogradWeights)
+                              dilation: dilation, groups: groups, then: fused,
+                              weightCache: keepsTransformedWeights ? winogradWeights : nil)
         return y
     }
 }

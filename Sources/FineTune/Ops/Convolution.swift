@@ -32,7 +32,7 @@ extension Tensor {
     /// ``conv2d(_:weight:bias:stride:padding:dilation:groups:)`` for a layer that keeps
     /// `weightCache` (a frozen weight's Winograd transform, see ``WinogradWeightCache``).
     static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), padding: (Int, Int),
-                       dilation: (Int, Int), groups: Int, weightCache: WinogradWeightCache) -> Tensor {
+                       dilation: (Int, Int), groups: Int, weightCache: WinogradWeightCache?) -> Tensor {
         let g = Conv2dGeometry(batch: x.shape[0], inChannels: x.shape[1], height: x.shape[2], width: x.shape[3],
                                outChannels: weight.shape[0], kernelHeight: weight.shape[2], kernelWidth: weight.shape[3],
                                stride: stride, padding: padding, dilation: dilation, groups: groups)
@@ -188,6 +188,12 @@ final class WinogradWeightCache: @unchecked Sendable {
     private let entries = Locked<[Entry]>([])
     /// Transforms computed (tests read it).
     private(set) var transforms = 0
+
+    /// Drops every entry (and the weights they hold).
+    func removeAll() { entries.withLock { $0.removeAll() } }
+
+    /// Entries kept (tests read it).
+    var count: Int { entries.withLock { $0.count } }
 
     /// The transformed `weight` (contiguous, `[Cout, Cin, 3, 3]`) for `g`'s forward, or the input
     /// gradient's when `turned`; nil when it is not finite.
