@@ -154,15 +154,13 @@ open class Conv2d: Module, ParameterInitializing {
               x.rank == 4, x.shape[1] == inChannels else { return separately() }
         let fused = FixedBatchNormEpilogue(mean: mean, variance: variance, weight: norm.weight?.value, bias: norm.bias?.value,
                                            eps: norm.eps, residual: residual, relu: activation != nil)
-        let effective = ((kernelSize.0 - 1) * dilation.0 + 1, (kernelSize.1 - 1) * dilation.1 + 1)
-        let outShape = [x.shape[0], outChannels,
-                        Kernels.windowCount(size: x.shape[2], padding: padding.0, window: effective.0, stride: stride.0),
-                        Kernels.windowCount(size: x.shape[3], padding: padding.1, window: effective.1, stride: stride.1)]
+        let g = Conv2dGeometry(input: x.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation,
+                               groups: groups)
+        let outShape = [g.batch, g.outChannels, g.outHeight, g.outWidth]
         guard outShape[2] > 0, outShape[3] > 0, residual.map({ $0.shape == outShape }) ?? true,
               norm.features == outChannels else { return separately() }
-        let y = Tensor.conv2d(x, weight: weight.value, bias: bias?.value, stride: stride, padding: padding,
-                              dilation: dilation, groups: groups, then: fused,
-                              weightCache: keepsTransformedWeights ? winogradWeights : nil)
-        return y
+        return Tensor.conv2d(x, weight: weight.value, bias: bias?.value, stride: stride, padding: padding,
+                             dilation: dilation, groups: groups, then: fused,
+                             weightCache: keepsTransformedWeights ? winogradWeights : nil)
     }
 }

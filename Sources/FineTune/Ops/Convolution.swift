@@ -7,6 +7,14 @@ extension Tensor {
     public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
                               stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
                               dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
+        conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: groups,
+               weightCache: nil)
+    }
+
+    /// ``conv2d(_:weight:bias:stride:padding:dilation:groups:)`` for a layer that keeps
+    /// `weightCache` (a frozen weight's Winograd transform, see ``WinogradWeightCache``).
+    static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), padding: (Int, Int),
+                       dilation: (Int, Int), groups: Int, weightCache: WinogradWeightCache?) -> Tensor {
         Shape.check(x.rank == 4 && weight.rank == 4, op: "conv2d", shapes: [x.shape, weight.shape],
                     "expected input [N, C, H, W] and weight [out, in/groups, kh, kw]")
         Shape.check(stride.0 >= 1 && stride.1 >= 1, op: "conv2d", shapes: [x.shape, weight.shape],
@@ -18,27 +26,12 @@ extension Tensor {
         Shape.check(groups >= 1 && x.shape[1] % groups == 0 && weight.shape[0] % groups == 0 && weight.shape[1] * groups == x.shape[1],
                     op: "conv2d", shapes: [x.shape, weight.shape],
                     "input channels \(x.shape[1]) do not match weight [*, \(weight.shape[1]), *, *] with groups \(groups)")
-        let g = Conv2dGeometry(batch: x.shape[0], inChannels: x.shape[1], height: x.shape[2], width: x.shape[3],
-                               outChannels: weight.shape[0], kernelHeight: weight.shape[2], kernelWidth: weight.shape[3],
-                               stride: stride, padding: padding, dilation: dilation, groups: groups)
+        let g = Conv2dGeometry(input: x.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation,
+                               groups: groups)
         Shape.check(g.outHeight > 0 && g.outWidth > 0, op: "conv2d", shapes: [x.shape, weight.shape],
                     "the kernel (with dilation and padding) is larger than the input")
         if let bias {
             Shape.check(bias.shape == [g.outChannels], op: "conv2d", shapes: [weight.shape, bias.shape], "bias must be [out]")
-        }
-        return convolution(x, weight: weight, bias: bias, geometry: g, epilogue: nil, weightCache: nil)
-    }
-
-    /// ``conv2d(_:weight:bias:stride:padding:dilation:groups:)`` for a layer that keeps
-    /// `weightCache` (a frozen weight's Winograd transform, see ``WinogradWeightCache``).
-    static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), padding: (Int, Int),
-                       dilation: (Int, Int), groups: Int, weightCache: WinogradWeightCache?) -> Tensor {
-        let g = Conv2dGeometry(batch: x.shape[0], inChannels: x.shape[1], height: x.shape[2], width: x.shape[3],
-                               outChannels: weight.shape[0], kernelHeight: weight.shape[2], kernelWidth: weight.shape[3],
-                               stride: stride, padding: padding, dilation: dilation, groups: groups)
-        guard x.rank == 4, weight.rank == 4, g.outHeight > 0, g.outWidth > 0, g.groups >= 1,
-              x.shape[1] == weight.shape[1] * groups, bias.map({ $0.shape == [g.outChannels] }) ?? true else {
-            return conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: groups)
         }
         return convolution(x, weight: weight, bias: bias, geometry: g, epilogue: nil, weightCache: weightCache)
     }
@@ -50,9 +43,8 @@ extension Tensor {
     static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), padding: (Int, Int),
                        dilation: (Int, Int), groups: Int, then epilogue: FixedBatchNormEpilogue,
                        weightCache: WinogradWeightCache? = nil) -> Tensor {
-        let g = Conv2dGeometry(batch: x.shape[0], inChannels: x.shape[1], height: x.shape[2], width: x.shape[3],
-                               outChannels: weight.shape[0], kernelHeight: weight.shape[2], kernelWidth: weight.shape[3],
-                               stride: stride, padding: padding, dilation: dilation, groups: groups)
+        let g = Conv2dGeometry(input: x.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation,
+                               groups: groups)
         let outShape = [g.batch, g.outChannels, g.outHeight, g.outWidth]
         for (name, tensor) in [("mean", epilogue.mean), ("variance", epilogue.variance), ("weight", epilogue.weight),
                                ("bias", epilogue.bias)] {
@@ -218,5 +210,14 @@ extension Tensor {
     /// The same elements of the same storage: `other` is this tensor or a copy of it.
     func isSameTensor(as other: Tensor) -> Bool {
         storage === other.storage && offset == other.offset && shape == other.shape && strides == other.strides
+    }
+}
+
+extension Conv2dGeometry {
+    /// The geometry of a convolution of `input` (`[N, C, H, W]`) by `weight` (`[out, in / groups, kh, kw]`).
+    init(input: [Int], weight: [Int], stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int), groups: Int) {
+        self.init(batch: input[0], inChannels: input[1], height: input[2], width: input[3],
+                  outChannels: weight[0], kernelHeight: weight[2], kernelWidth: weight[3],
+                  stride: stride, padding: padding, dilation: dilation, groups: groups)
     }
 }
