@@ -175,6 +175,14 @@ private let cases: [ConvCase] = [
     ConvCase(batch: 1, inChannels: 2, outChannels: 3, height: 4, width: 5, kernel: (3, 3), padding: (3, 3)),
     ConvCase(batch: 2, inChannels: 3, outChannels: 2, height: 5, width: 70, kernel: (3, 3), padding: (1, 1)),
     ConvCase(batch: 2, inChannels: 17, outChannels: 19, height: 9, width: 11, kernel: (3, 3), padding: (1, 1)),
+    // Column matrices of stride-2 rows long enough for the 8-wide vector gather and scatter
+    // (im2col, col2im): 21 and 19 outputs per row with padding, and exactly 9 (one vector and
+    // the last element) reading to the end of the row.
+    ConvCase(batch: 2, inChannels: 5, outChannels: 7, height: 9, width: 41, kernel: (3, 3), stride: (2, 2),
+             padding: (1, 1)),
+    ConvCase(batch: 1, inChannels: 3, outChannels: 4, height: 11, width: 37, kernel: (7, 7), stride: (2, 2),
+             padding: (3, 3), bias: false),
+    ConvCase(batch: 2, inChannels: 3, outChannels: 5, height: 4, width: 17, kernel: (1, 1), stride: (2, 2)),
     // Five samples: groups of 2 (forced) leave a short last group; automatic plans group all five.
     ConvCase(batch: 5, inChannels: 4, outChannels: 6, height: 5, width: 7, kernel: (3, 3), stride: (2, 2),
              padding: (1, 1), dilation: (1, 2), groups: 2),
@@ -420,6 +428,29 @@ struct ConvKernelTests {
         }
     }
 
+    @Test("stride-2 row loops: gather and scatter-add equal element loops for every length; other entries keep their bits")
+    func strideTwoRowLoops() {
+        for n in 0...41 {
+            // The source holds exactly the elements read, so the vector body must stop in time
+            // (the last one at 2 * (n - 1)).
+            let extent = max(1, 2 * n - 1)
+            let src = UnsafeMutablePointer<Float>.allocate(capacity: extent)
+            let gathered = UnsafeMutablePointer<Float>.allocate(capacity: max(1, n))
+            defer { src.deallocate(); gathered.deallocate() }
+            for i in 0..<extent { src[i] = Float(i) * 0.5 - 7 }
+            ConvLoops.gather(gathered, src, n, stride: 2)
+            #expect((0..<n).allSatisfy { gathered[$0] == src[2 * $0] }, "gather n = \(n)")
+
+            // Odd entries hold -0 and a NaN payload; adding must leave their bits alone.
+            let dst = UnsafeMutablePointer<Float>.allocate(capacity: extent)
+            defer { dst.deallocate() }
+            for i in 0..<extent { dst[i] = i % 2 == 1 ? (i % 4 == 1 ? -0.0 : Float(nan: 0x1234, signaling: false)) : Float(i) }
+            let expected = (0..<extent).map { i in i % 2 == 0 && i / 2 < n ? dst[i] + gathered[i / 2] : dst[i] }
+            ConvLoops.scatterAdd(dst, gathered, n, stride: 2)
+            #expect((0..<extent).allSatisfy { dst[$0].bitPattern == expected[$0].bitPattern }, "scatterAdd n = \(n)")
+        }
+    }
+
     @Test("plans: methods by geometry; whole samples per thread for large batches, threaded GEMMs otherwise")
     func planChoice() {
         let big = Conv2dGeometry(batch: 32, inChannels: 64, height: 32, width: 32, outChannels: 64,
@@ -499,7 +530,7 @@ struct ConvKernelTests {
             return (one.samplesPerGroup, one.weightSlots)
         }
         // ResNet's late stages: 7x7 planes group the whole batch of 8 (392 columns, one weight slot),
-        // 14x14 planes pairs (392 columns), the 1x1 pointwise ones too; 56x56 planes run per sample in bands.
+        // 14x14 planes pairs (392 columns), the 1x1 pointwise ones too; 56x56 planes run per sample, whole; larger column matrices in bands.
         #expect(groups(geometry(channels: 512, size: 7, kernel: 3)).size == 1)
         #expect(ConvPlan(geometry(channels: 512, size: 7, kernel: 3), threads: 1).forwardMethod == .winograd)
         #expect(groups(geometry(channels: 512, size: 7, kernel: 3), .columns) == (8, 1))
@@ -508,7 +539,10 @@ struct ConvKernelTests {
         #expect(groups(geometry(channels: 1024, size: 14, kernel: 1)) == (2, 4))
         #expect(ConvPlan(geometry(channels: 1024, size: 14, kernel: 1), threads: 1).forwardMethod == .pointwise)
         let large = ConvPlan(geometry(channels: 64, size: 56, kernel: 3, stride: 2), threads: 1)
-        #expect(large.samplesPerGroup == 1 && large.bandRows < large.g.outHeight)
+        #expect(large.samplesPerGroup == 1 && large.bandRows == large.g.outHeight)
+        let larger = ConvPlan(geometry(channels: 256, size: 224, kernel: 3, stride: 2), threads: 1)
+        #expect(larger.samplesPerGroup == 1 && larger.bandRows < larger.g.outHeight)
+        #expect(larger.bandRows * larger.g.outWidth * larger.colRows <= ConvPlan.columnBudget)
         // Groups as equal as they can be: 20 samples of 7x7 at most 10 per group are two groups of 10;
         // 5 samples of 14x14 are groups of 2, 2, 1.
         #expect(groups(geometry(batch: 20, channels: 256, size: 7, kernel: 3), .columns).size == 10)

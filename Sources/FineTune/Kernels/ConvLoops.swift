@@ -129,6 +129,14 @@ enum ConvLoops {
     @inline(__always)
     static func gather(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int, stride: Int) {
         var i = 0, j = 0
+        if stride == 2 {
+            // The even lanes of 16 consecutive floats. While another element follows, the last
+            // lane read (2i + 15) lies before the next element read (2i + 16).
+            while i &+ 8 < n {
+                VectorMath.store(VectorMath.load(src + j, as: SIMD16<Float>.self).evenHalf, dst + i)
+                i &+= 8; j &+= 16
+            }
+        }
         while i < n { dst[i] = src[j]; i &+= 1; j &+= stride }
     }
 
@@ -156,6 +164,19 @@ enum ConvLoops {
     @inline(__always)
     static func scatterAdd(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int, stride: Int) {
         var i = 0, j = 0
+        if stride == 2 {
+            // 16 consecutive floats, the even lanes added to and the odd ones stored back as
+            // they were (lane 2i + 15 lies before the next element written while one follows).
+            let even = SIMD16<Int32>(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1) .== 0
+            while i &+ 8 < n {
+                let d = VectorMath.load(dst + j, as: SIMD16<Float>.self)
+                let s = VectorMath.load(src + i, as: SIMD8<Float>.self)
+                var wide = SIMD16<Float>()
+                wide.evenHalf = s
+                VectorMath.store(d.replacing(with: d + wide, where: even), dst + j)
+                i &+= 8; j &+= 16
+            }
+        }
         while i < n { dst[j] += src[i]; i &+= 1; j &+= stride }
     }
 }
