@@ -183,6 +183,12 @@ private let cases: [ConvCase] = [
     ConvCase(batch: 1, inChannels: 3, outChannels: 4, height: 11, width: 37, kernel: (7, 7), stride: (2, 2),
              padding: (3, 3), bias: false),
     ConvCase(batch: 2, inChannels: 3, outChannels: 5, height: 4, width: 17, kernel: (1, 1), stride: (2, 2)),
+    // The indirect product: two input-channel blocks, a partial second panel of output channels and
+    // more tiles than a tile group (98 positions); planes of 400 positions, one sample per chunk.
+    ConvCase(batch: 2, inChannels: 70, outChannels: 40, height: 13, width: 13, kernel: (3, 3), stride: (2, 2),
+             padding: (1, 1), bias: false),
+    ConvCase(batch: 3, inChannels: 3, outChannels: 4, height: 40, width: 40, kernel: (3, 3), stride: (2, 2),
+             padding: (1, 1)),
     // Five samples: groups of 2 (forced) leave a short last group; automatic plans group all five.
     ConvCase(batch: 5, inChannels: 4, outChannels: 6, height: 5, width: 7, kernel: (3, 3), stride: (2, 2),
              padding: (1, 1), dilation: (1, 2), groups: 2),
@@ -226,6 +232,8 @@ private let plans: [PlanVariant] = [(1, nil), (2, true), (2, false)].flatMap { (
      PlanVariant(threads: t, splitSamples: split, method: .columns, samplesPerGroup: 2),
      PlanVariant(threads: t, splitSamples: split, method: .columns, columnBudget: 1, groupColumnBudget: 0),
      PlanVariant(threads: t, splitSamples: split, method: .winograd),
+     // The indirect product (AVX-512 builds; the column method elsewhere).
+     PlanVariant(threads: t, splitSamples: split, method: .indirect),
      // One tile row per chunk: the weight gradient accumulates over many chunks.
      PlanVariant(threads: t, splitSamples: split, method: .winograd, winogradChunkBudget: 1)]
 }
@@ -498,7 +506,14 @@ struct ConvKernelTests {
         #expect(ConvPlan(firstLayer, threads: 1).forwardMethod == .columns)
         var strided = big
         (strided.strideH, strided.strideW) = (2, 2)
-        #expect(ConvPlan(strided, threads: 1).forwardMethod == .columns)
+        // Strided: the indirect product forward on AVX-512 builds (column matrices elsewhere, and
+        // with fewer than 16 input channels); column matrices backward.
+        let stridedPlan = ConvPlan(strided, threads: 1)
+        #expect(stridedPlan.forwardMethod == (GEMMKernelKind.active == .tile12x32 ? .indirect : .columns))
+        #expect(stridedPlan.backwardInputMethod == .columns && stridedPlan.backwardWeightMethod == .columns)
+        var stridedFew = strided
+        stridedFew.inChannels = 8
+        #expect(ConvPlan(stridedFew, threads: 1).forwardMethod == .columns)
         // Padding beyond the kernel's reach: shifted forward, but column matrices for the input gradient.
         var padded = big
         (padded.kernelHeight, padded.kernelWidth, padded.padH, padded.padW) = (1, 1, 1, 1)

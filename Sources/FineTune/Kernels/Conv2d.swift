@@ -111,6 +111,7 @@ extension Kernels {
             }
         case .depthwise: conv2dForwardDepthwise(g, input: input, weight: weight, bias: bias, output: output, plan: plan, epilogue: e)
         case .shifted: conv2dForwardShifted(g, input: input, weight: weight, bias: bias, output: output, plan: plan, epilogue: e)
+        case .indirect: conv2dForwardIndirect(g, input: input, weight: weight, bias: bias, output: output, plan: plan, epilogue: e)
         case .pointwise, .columns:
             conv2dForwardColumns(g, input: input, weight: weight, bias: bias, output: output, plan: plan, epilogue: e)
         }
@@ -127,7 +128,7 @@ extension Kernels {
             }
         case .depthwise: conv2dBackwardInputDepthwise(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan)
         case .shifted: conv2dBackwardInputShifted(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan)
-        case .pointwise, .columns:
+        case .pointwise, .columns, .indirect:
             conv2dBackwardInputColumns(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan)
         }
     }
@@ -142,7 +143,7 @@ extension Kernels {
         case .depthwise:
             conv2dBackwardWeightDepthwise(g, input: input, gradOutput: gradOutput, gradWeight: gradWeight, plan: plan)
         case .shifted: conv2dBackwardWeightShifted(g, input: input, gradOutput: gradOutput, gradWeight: gradWeight, plan: plan)
-        case .pointwise, .columns:
+        case .pointwise, .columns, .indirect:
             conv2dBackwardWeightColumns(g, input: input, gradOutput: gradOutput, gradWeight: gradWeight, plan: plan)
         }
     }
@@ -162,6 +163,9 @@ struct ConvPlan {
         case depthwise
         /// Winograd F(2x2, 3x3): 3x3, stride 1, no dilation, one group (Conv2dWinograd.swift).
         case winograd
+        /// Forward only: an indirect matrix product over the channels-last input, 12 x 32 tiles
+        /// (Conv2dIndirect.swift); AVX-512 builds, one group.
+        case indirect
     }
 
     /// Floats in one column buffer (a band of whole output rows, 4 MB). Each band's sgemm packs
@@ -190,6 +194,9 @@ struct ConvPlan {
     /// Zen 4: at 32 channels forward and input gradient are level with the shifted method, the
     /// weight gradient 1.5x slower; at 64 channels all three are 1.1-1.4x faster.)
     static let minWinogradChannels = 32, minWinogradWeightChannels = 64
+    /// The indirect product reads each tap's input channels as one run; with fewer (the 3-channel
+    /// stem) the column matrix is faster.
+    static let minIndirectChannels = 16
     /// The column and pointwise methods group samples whose output planes are smaller than this
     /// many columns, so that a group's sgemm has up to this many. Measured on Zen 4 (12 x 32
     /// tile), batch 8, one thread, forward + backward: 3x3 512 -> 512 at 7x7 takes 0.55x the time
@@ -249,7 +256,7 @@ struct ConvPlan {
         let waste = Double((g.kernelWidth - 1) * g.dilationW)
         let enoughChannels = min(g.inChannelsPerGroup, g.outChannelsPerGroup) >= ConvPlan.minShiftedChannels
         let depthwise = g.groups > 1 && g.inChannelsPerGroup == 1
-        let forced = method == .columns || method == .shifted || method == .winograd ? method : nil
+        let forced = method == .columns || method == .shifted || method == .winograd || method == .indirect ? method : nil
         // Winograd's tiles: 3x3, stride 1, no dilation, one group, the same padding on both axes
         // (at most 2 for the input gradient, whose convolution pads by 2 - p).
         let winograd = g.kernelHeight == 3 && g.kernelWidth == 3 && g.strideH == 1 && g.strideW == 1
@@ -270,6 +277,14 @@ struct ConvPlan {
         }
         let winogradInput = winograd && g.padH <= 2
         forwardMethod = choose(shiftedApplies: shifted.supportsForward, winogradApplies: winograd, width: g.outWidth)
+        // The indirect product (forward only) where the column method would run a strided convolution.
+        let indirect = GEMMKernelKind.active == .tile12x32 && g.groups == 1 && !pointwise && g.batch > 0
+            && g.outHeight > 0 && g.outWidth > 0
+        if indirect && (forced == .indirect
+            || (forced == nil && forwardMethod == .columns && (g.strideH > 1 || g.strideW > 1)
+                && g.inChannels >= ConvPlan.minIndirectChannels)) {
+            forwardMethod = .indirect
+        }
         backwardWeightMethod = choose(shiftedApplies: shifted.supportsForward, winogradApplies: winograd, width: g.outWidth,
                                       winogradPays: channels >= ConvPlan.minWinogradWeightChannels)
         backwardInputMethod = choose(shiftedApplies: shifted.supportsBackwardInput, winogradApplies: winogradInput,
@@ -288,7 +303,8 @@ struct ConvPlan {
         // Whole planes of several samples per sgemm where a plane is narrow and the group's
         // column matrix fits its budget; the groups of a batch are as equal as they can be.
         let sampleColumns = colRows * outPlane
-        let groupable = (forwardMethod == .pointwise || forwardMethod == .columns) && g.batch > 0
+        // (The indirect forward chunks samples itself; the column method's backward groups them.)
+        let groupable = (forwardMethod == .pointwise || forwardMethod == .columns || forwardMethod == .indirect) && g.batch > 0
         if groupable, let samplesPerGroup {
             self.samplesPerGroup = max(1, min(samplesPerGroup, g.batch))
             bandRows = g.outHeight

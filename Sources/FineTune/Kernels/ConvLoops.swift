@@ -125,6 +125,37 @@ enum ConvLoops {
         return sum
     }
 
+    /// `dst[j * ldd + i] = src[i * lds + j]` for `i < rows`, `j < columns`: 8 x 8 blocks through
+    /// SIMD registers, the edges element by element.
+    static func transpose(rows: Int, columns: Int, _ src: UnsafePointer<Float>, lds: Int,
+                          _ dst: UnsafeMutablePointer<Float>, ldd: Int) {
+        var i = 0
+        while i &+ 8 <= rows {
+            var j = 0
+            while j &+ 8 <= columns {
+                let from = src + (i &* lds &+ j)
+                var r0 = VectorMath.load(from, as: V.self), r1 = VectorMath.load(from + lds, as: V.self)
+                var r2 = VectorMath.load(from + 2 &* lds, as: V.self), r3 = VectorMath.load(from + 3 &* lds, as: V.self)
+                var r4 = VectorMath.load(from + 4 &* lds, as: V.self), r5 = VectorMath.load(from + 5 &* lds, as: V.self)
+                var r6 = VectorMath.load(from + 6 &* lds, as: V.self), r7 = VectorMath.load(from + 7 &* lds, as: V.self)
+                GEMMSIMD.transpose(&r0, &r1, &r2, &r3, &r4, &r5, &r6, &r7)
+                let to = dst + (j &* ldd &+ i)
+                VectorMath.store(r0, to); VectorMath.store(r1, to + ldd)
+                VectorMath.store(r2, to + 2 &* ldd); VectorMath.store(r3, to + 3 &* ldd)
+                VectorMath.store(r4, to + 4 &* ldd); VectorMath.store(r5, to + 5 &* ldd)
+                VectorMath.store(r6, to + 6 &* ldd); VectorMath.store(r7, to + 7 &* ldd)
+                j &+= 8
+            }
+            for jj in j..<columns {
+                for ii in i..<(i &+ 8) { dst[jj &* ldd &+ ii] = src[ii &* lds &+ jj] }
+            }
+            i &+= 8
+        }
+        for ii in i..<rows {
+            for jj in 0..<columns { dst[jj &* ldd &+ ii] = src[ii &* lds &+ jj] }
+        }
+    }
+
     /// `dst[i] = src[i * stride]` for `i < n`.
     @inline(__always)
     static func gather(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int, stride: Int) {

@@ -1,0 +1,270 @@
+// Forward convolution as an indirect matrix product (XNNPACK's "IGEMM"): no column matrix and
+// no packing of the image.
+//
+// The input is copied once to channels-last (NHWC), so each (position, tap) reads Cin
+// consecutive floats. The output, channels-last too (`[positions, Cout]`, `Cout` rounded up to a
+// whole panel), is computed in 12 x 32 register tiles: 12 output positions by 32 output
+// channels, summing over every tap and input channel
+//
+//     Y[p, co] = sum_t sum_c X[pointer(p, t) + c] * W[co, c, t]
+//
+// where `pointer(p, t)` is the NHWC address of the input that tap `t` of position `p` reads, or a
+// block of zeros in the padding (the "indirection" table: 12 pointers per tile and tap). The
+// weights are packed once per call into 32-channel panels, `[channel block][cout panel][tap][c][32]`.
+// Positions of several samples run together (a tile may span two samples: its pointers say
+// where each position reads), so small planes still fill the tiles; any stride, padding and
+// dilation is only a different table.
+//
+// Blocking: input channels in blocks of at most `channelBlock` (a panel, taps x block x 32 floats,
+// stays in L2 while every tile of positions passes over it); the first block writes the tile of Y,
+// later ones add to it. Every element of Y is summed in the same order (channel blocks, then taps,
+// then channels) whatever the thread count: threads take different output-channel panels.
+//
+// Then Y is written to NCHW with the bias, and the epilogue runs on each chunk of samples.
+// The 12 x 32 tile is the AVX-512 kernel's (GEMMMicroKernel.swift); other builds keep the column
+// method (`ConvPlan`).
+
+/// Sizes of the indirect method's buffers for one geometry (internal).
+struct IndirectConvShape {
+    static let mr = 12, nr = 32
+    /// Input channels per block at most: a weight panel of 3x3 taps is then 72 KiB.
+    static let channelBlock = 64
+    /// A chunk of samples holds at least this many output positions (or the whole batch).
+    static let chunkPositions = 384
+
+    let g: Conv2dGeometry
+    let taps: Int, outPlane: Int, inPlane: Int
+    /// Output-channel panels of 32, and `Cout` rounded up to them (the row length of Y).
+    let coutPanels: Int, ldy: Int
+    /// Input-channel blocks, as equal as they can be.
+    let channelBlocks: Int
+    /// Samples per chunk.
+    let chunkSamples: Int
+
+    init(_ g: Conv2dGeometry) {
+        self.g = g
+        taps = g.kernelHeight * g.kernelWidth
+        outPlane = g.outHeight * g.outWidth
+        inPlane = g.height * g.width
+        coutPanels = (g.outChannels + IndirectConvShape.nr - 1) / IndirectConvShape.nr
+        ldy = coutPanels * IndirectConvShape.nr
+        channelBlocks = (g.inChannels + IndirectConvShape.channelBlock - 1) / IndirectConvShape.channelBlock
+        chunkSamples = max(1, min(g.batch, (IndirectConvShape.chunkPositions + outPlane - 1) / max(1, outPlane)))
+    }
+
+    /// Input channels of block `b`.
+    func channels(ofBlock b: Int) -> Range<Int> {
+        (b * g.inChannels / channelBlocks)..<((b + 1) * g.inChannels / channelBlocks)
+    }
+
+    /// Packs `weight` (`[Cout, Cin, KH, KW]`) into the panels at `dst` (`ldy * taps * Cin` floats):
+    /// block `b` (channels `c0..<c1`) from `c0 * taps * ldy`, then panel `q` of `taps * (c1 - c0) * 32`
+    /// floats, element `(t, c, j)` at `(t * (c1 - c0) + c - c0) * 32 + j`; zero past `Cout`.
+    func packWeights(_ weight: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>) {
+        let nr = IndirectConvShape.nr, cin = g.inChannels
+        for b in 0..<channelBlocks {
+            let block = channels(ofBlock: b), width = block.count
+            var panel = dst + block.lowerBound * taps * ldy
+            for q in 0..<coutPanels {
+                for c in block {
+                    // Rows of 8 output channels: their `taps` weights of channel c, turned into
+                    // the taps' rows of the panel 8 x 8 at a time.
+                    for j in stride(from: 0, to: nr, by: 8) {
+                        let first = q * nr + j, rows = max(0, min(8, g.outChannels - first))
+                        let src = weight + (first * cin + c) * taps
+                        let to = panel + (c - block.lowerBound) * nr + j
+                        ConvLoops.transpose(rows: rows, columns: taps, src, lds: cin * taps, to, ldd: width * nr)
+                        for t in 0..<taps { ConvLoops.zero(to + t * width * nr + rows, 8 - rows) }
+                    }
+                }
+                panel += taps * width * nr
+            }
+        }
+    }
+}
+
+extension Kernels {
+    static func conv2dForwardIndirect(_ g: Conv2dGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                      bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan p: ConvPlan,
+                                      epilogue: ConvEpilogue?) {
+        let s = IndirectConvShape(g)
+        let mr = IndirectConvShape.mr, cin = g.inChannels
+        let tiles = (s.chunkSamples * s.outPlane + mr - 1) / mr
+        // One pooled buffer: the packed weights, the chunk's input (NHWC) followed by Cin zeros
+        // that the padding reads, and Y.
+        let packedCount = ConvPlan.rounded(s.ldy * s.taps * cin)
+        let nhwcCount = ConvPlan.rounded(s.chunkSamples * s.inPlane * cin + cin)
+        ScratchPool.withBuffer(packedCount + nhwcCount + tiles * mr * s.ldy) { scratch in
+            let packed = scratch, nhwc = scratch + packedCount, y = nhwc + nhwcCount
+            let pointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: tiles * s.taps * mr)
+            defer { pointers.deallocate() }
+            let packing = KernelProfile.begin()
+            s.packWeights(weight, into: packed)
+            KernelProfile.end(packing, .packing)
+            let zeros = nhwc + s.chunkSamples * s.inPlane * cin
+            zeros.update(repeating: 0, count: cin)
+            var first = 0
+            while first < g.batch {
+                let count = min(s.chunkSamples, g.batch - first)
+                s.prepareChunk(input + first * cin * s.inPlane, samples: count, nhwc: nhwc, zeros: zeros,
+                               pointers: pointers, threads: p.threads)
+                s.multiply(packed, pointers: pointers, tiles: (count * s.outPlane + mr - 1) / mr, into: y, threads: p.threads)
+                s.writeOutput(y, samples: count, bias: bias, into: output + first * g.outChannels * s.outPlane,
+                              threads: p.threads)
+                epilogue?.apply(output, samples: first..<(first + count), channels: 0..<g.outChannels,
+                                of: g.outChannels, plane: s.outPlane)
+                first += count
+            }
+        }
+    }
+}
+
+extension IndirectConvShape {
+    /// Tiles of positions that pass over one weight panel before the next: their inputs (12
+    /// positions x taps x a channel block each) stay in L2 while the panels stream past.
+    static let tileGroup = 8
+
+    /// Copies `samples` NCHW samples at `input` to channels-last at `nhwc` and writes the
+    /// indirection table of their output positions at `pointers` (tile, tap, then the tile's 12
+    /// positions; positions past the end and padding read `zeros`).
+    func prepareChunk(_ input: UnsafePointer<Float>, samples: Int, nhwc: UnsafeMutablePointer<Float>,
+                      zeros: UnsafePointer<Float>, pointers: UnsafeMutablePointer<UnsafePointer<Float>>, threads: Int) {
+        let region = KernelProfile.begin()
+        defer { KernelProfile.end(region, .convolutionData) }
+        let mr = IndirectConvShape.mr, cin = g.inChannels
+        // Each sample's [Cin, H * W] transposed, split by input rows.
+        Kernels.parallelFor(threads, threads: threads) { t in
+            let bands = samples * g.height
+            for band in (t * bands / threads)..<((t + 1) * bands / threads) {
+                let sample = band / g.height, start = (band - sample * g.height) * g.width
+                ConvLoops.transpose(rows: cin, columns: g.width, input + sample * cin * inPlane + start, lds: inPlane,
+                                    nhwc + (sample * inPlane + start) * cin, ldd: cin)
+            }
+        }
+        let positions = samples * outPlane
+        for tile in 0..<((positions + mr - 1) / mr) {
+            for t in 0..<taps {
+                let ky = t / g.kernelWidth, kx = t - ky * g.kernelWidth
+                let entry = pointers + (tile * taps + t) * mr
+                for r in 0..<mr {
+                    let position = tile * mr + r
+                    guard position < positions else { entry[r] = zeros; continue }
+                    let sample = position / outPlane, q = position - sample * outPlane
+                    let oy = q / g.outWidth, ox = q - oy * g.outWidth
+                    let iy = oy * g.strideH - g.padH + ky * g.dilationH
+                    let ix = ox * g.strideW - g.padW + kx * g.dilationW
+                    let inside = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width
+                    entry[r] = inside ? UnsafePointer(nhwc + ((sample * g.height + iy) * g.width + ix) * cin) : zeros
+                }
+            }
+        }
+    }
+
+    /// `Y = X * W` for `tiles` tiles of positions: channel blocks in order, then groups of tiles,
+    /// each passing over the thread's output-channel panels. Threads take different panels.
+    func multiply(_ packed: UnsafePointer<Float>, pointers: UnsafePointer<UnsafePointer<Float>>, tiles: Int,
+                  into y: UnsafeMutablePointer<Float>, threads: Int) {
+        let mr = IndirectConvShape.mr, nr = IndirectConvShape.nr
+        let parts = min(threads, coutPanels)
+        Kernels.parallelFor(parts, threads: parts) { part in
+            let panels = (part * coutPanels / parts)..<((part + 1) * coutPanels / parts)
+            let multiplying = KernelProfile.begin()
+            for b in 0..<channelBlocks {
+                let block = channels(ofBlock: b), width = block.count
+                let blockPanels = packed + block.lowerBound * taps * ldy
+                for group in stride(from: 0, to: tiles, by: IndirectConvShape.tileGroup) {
+                    for q in panels {
+                        let panel = blockPanels + q * taps * width * nr
+                        for tile in group..<min(tiles, group + IndirectConvShape.tileGroup) {
+                            IndirectTile.multiply(taps: taps, channels: width, pointers: pointers + tile * taps * mr,
+                                                  channelOffset: block.lowerBound, b: panel, beta: b == 0 ? 0 : 1,
+                                                  c: y + tile * mr * ldy + q * nr, ldc: ldy)
+                        }
+                    }
+                }
+            }
+            KernelProfile.endProduct(multiplying, m: tiles * mr, n: panels.count * nr, k: taps * g.inChannels)
+        }
+    }
+
+    /// Writes Y's first `samples * OH * OW` rows to NCHW planes at `output` with the bias, split by
+    /// output channel.
+    func writeOutput(_ y: UnsafePointer<Float>, samples: Int, bias: UnsafePointer<Float>?,
+                     into output: UnsafeMutablePointer<Float>, threads: Int) {
+        let region = KernelProfile.begin()
+        defer { KernelProfile.end(region, .convolutionData) }
+        Kernels.parallelFor(threads, threads: threads) { t in
+            let channels = (t * g.outChannels / threads)..<((t + 1) * g.outChannels / threads)
+            for sample in 0..<samples {
+                let planes = output + (sample * g.outChannels + channels.lowerBound) * outPlane
+                ConvLoops.transpose(rows: outPlane, columns: channels.count, y + sample * outPlane * ldy + channels.lowerBound,
+                                    lds: ldy, planes, ldd: outPlane)
+                guard let bias else { continue }
+                for co in channels {
+                    let plane = output + (sample * g.outChannels + co) * outPlane
+                    ConvLoops.copyAdding(plane, plane, bias[co], outPlane)
+                }
+            }
+        }
+    }
+}
+
+/// The 12 x 32 register tile of the indirect method: the AVX-512 SGEMM kernel's tile with its A
+/// operand read through 12 row pointers per tap instead of a packed panel.
+enum IndirectTile {
+    /// `C[12 x 32] = sum_t sum_c pointers[t * 12 + r][channelOffset + c] * b[(t * channels + c) * 32 + j]
+    /// (+ C when beta is 1)`.
+    @inline(never)
+    static func multiply(taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
+                         b: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        typealias V = SIMD16<Float>
+        var c0a = V(), c0b = V(), c1a = V(), c1b = V(), c2a = V(), c2b = V()
+        var c3a = V(), c3b = V(), c4a = V(), c4b = V(), c5a = V(), c5b = V()
+        var c6a = V(), c6b = V(), c7a = V(), c7b = V(), c8a = V(), c8b = V()
+        var c9a = V(), c9b = V(), c10a = V(), c10b = V(), c11a = V(), c11b = V()
+        var pb = b
+        for t in 0..<taps {
+            let row = pointers + t &* 12
+            let a0 = row[0] + channelOffset, a1 = row[1] + channelOffset, a2 = row[2] + channelOffset
+            let a3 = row[3] + channelOffset, a4 = row[4] + channelOffset, a5 = row[5] + channelOffset
+            let a6 = row[6] + channelOffset, a7 = row[7] + channelOffset, a8 = row[8] + channelOffset
+            let a9 = row[9] + channelOffset, a10 = row[10] + channelOffset, a11 = row[11] + channelOffset
+            for k in 0..<channels {
+                let b0 = VectorMath.load(pb, as: V.self), b1 = VectorMath.load(pb + 16, as: V.self)
+                var x = V(repeating: a0[k])
+                c0a = GEMMSIMD.multiplyAdd(x, b0, c0a); c0b = GEMMSIMD.multiplyAdd(x, b1, c0b)
+                x = V(repeating: a1[k])
+                c1a = GEMMSIMD.multiplyAdd(x, b0, c1a); c1b = GEMMSIMD.multiplyAdd(x, b1, c1b)
+                x = V(repeating: a2[k])
+                c2a = GEMMSIMD.multiplyAdd(x, b0, c2a); c2b = GEMMSIMD.multiplyAdd(x, b1, c2b)
+                x = V(repeating: a3[k])
+                c3a = GEMMSIMD.multiplyAdd(x, b0, c3a); c3b = GEMMSIMD.multiplyAdd(x, b1, c3b)
+                x = V(repeating: a4[k])
+                c4a = GEMMSIMD.multiplyAdd(x, b0, c4a); c4b = GEMMSIMD.multiplyAdd(x, b1, c4b)
+                x = V(repeating: a5[k])
+                c5a = GEMMSIMD.multiplyAdd(x, b0, c5a); c5b = GEMMSIMD.multiplyAdd(x, b1, c5b)
+                x = V(repeating: a6[k])
+                c6a = GEMMSIMD.multiplyAdd(x, b0, c6a); c6b = GEMMSIMD.multiplyAdd(x, b1, c6b)
+                x = V(repeating: a7[k])
+                c7a = GEMMSIMD.multiplyAdd(x, b0, c7a); c7b = GEMMSIMD.multiplyAdd(x, b1, c7b)
+                x = V(repeating: a8[k])
+                c8a = GEMMSIMD.multiplyAdd(x, b0, c8a); c8b = GEMMSIMD.multiplyAdd(x, b1, c8b)
+                x = V(repeating: a9[k])
+                c9a = GEMMSIMD.multiplyAdd(x, b0, c9a); c9b = GEMMSIMD.multiplyAdd(x, b1, c9b)
+                x = V(repeating: a10[k])
+                c10a = GEMMSIMD.multiplyAdd(x, b0, c10a); c10b = GEMMSIMD.multiplyAdd(x, b1, c10b)
+                x = V(repeating: a11[k])
+                c11a = GEMMSIMD.multiplyAdd(x, b0, c11a); c11b = GEMMSIMD.multiplyAdd(x, b1, c11b)
+                pb += 32
+            }
+        }
+        @inline(__always) func updateRow(_ low: V, _ high: V, _ row: UnsafeMutablePointer<Float>) {
+            GEMMSIMD.update(low, row, alpha: 1, beta: beta)
+            GEMMSIMD.update(high, row + 16, alpha: 1, beta: beta)
+        }
+        updateRow(c0a, c0b, c); updateRow(c1a, c1b, c + ldc); updateRow(c2a, c2b, c + 2 &* ldc)
+        updateRow(c3a, c3b, c + 3 &* ldc); updateRow(c4a, c4b, c + 4 &* ldc); updateRow(c5a, c5b, c + 5 &* ldc)
+        updateRow(c6a, c6b, c + 6 &* ldc); updateRow(c7a, c7b, c + 7 &* ldc); updateRow(c8a, c8b, c + 8 &* ldc)
+        updateRow(c9a, c9b, c + 9 &* ldc); updateRow(c10a, c10b, c + 10 &* ldc); updateRow(c11a, c11b, c + 11 &* ldc)
+    }
+}
