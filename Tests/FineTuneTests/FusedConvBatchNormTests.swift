@@ -183,8 +183,8 @@ struct FusedConvBatchNormTests {
     }
 }
 
-@Suite("A frozen convolution keeps its Winograd weights")
-struct WinogradWeightCacheTests {
+@Suite("A frozen convolution keeps its transformed weights")
+struct TransformedWeightCacheTests {
     private static func identical(_ a: Tensor?, _ b: Tensor?) -> Bool {
         guard let a, let b else { return a == nil && b == nil }
         return a.shape == b.shape && zip(a.scalars, b.scalars).allSatisfy { $0.bitPattern == $1.bitPattern }
@@ -192,7 +192,33 @@ struct WinogradWeightCacheTests {
 
     /// The op without a cache, on the layer's current weight.
     private static func uncached(_ conv: Conv2d, _ x: Tensor) -> Tensor {
-        Tensor.conv2d(x, weight: conv.weight.value, bias: conv.bias?.value, padding: conv.padding)
+        Tensor.conv2d(x, weight: conv.weight.value, bias: conv.bias?.value, stride: conv.stride, padding: conv.padding)
+    }
+
+    @Test("a strided convolution keeps its indirect panels: bit-identical, never stale")
+    func cachedIndirectPanels() {
+        var rng = RandomGenerator(seed: 81)
+        let conv = Conv2d(24, 40, kernelSize: 3, stride: 2, padding: 1)
+        conv.reinitialize(generator: &rng)
+        let geometry = Conv2dGeometry(batch: 2, inChannels: 24, height: 9, width: 9, outChannels: 40, kernelHeight: 3,
+                                      kernelWidth: 3, stride: (2, 2), padding: (1, 1))
+        let indirect = ConvPlan(geometry, threads: 1).forwardMethod == .indirect
+        let x = randomTensor([2, 24, 9, 9], seed: 82)
+        _ = conv(x)
+        #expect(conv.transformedWeights.transforms == 0)
+        conv.freeze()
+        for _ in 0..<3 { #expect(Self.identical(conv(x), Self.uncached(conv, x))) }
+        // Kept only where the indirect method runs (AVX-512 builds).
+        #expect(conv.transformedWeights.transforms == (indirect ? 1 : 0))
+        conv.weight.value = randomTensor([40, 24, 3, 3], seed: 83) * 0.1
+        #expect(Self.identical(conv(x), Self.uncached(conv, x)))
+        conv.weight.value.withUnsafeMutableBufferPointer { $0[3] -= 1 }
+        #expect(Self.identical(conv(x), Self.uncached(conv, x)))
+        #expect(conv.transformedWeights.transforms == (indirect ? 3 : 0))
+        let bn = BatchNorm2d(40)
+        bn.freeze()
+        #expect(Self.identical(conv(x, then: bn), bn(Self.uncached(conv, x))))
+        #expect(conv.transformedWeights.transforms == (indirect ? 3 : 0))
     }
 
     @Test("transformed once, results bit-identical, and never stale after the weight changes")
@@ -206,10 +232,10 @@ struct WinogradWeightCacheTests {
         var x = randomTensor([2, 32, 8, 8], seed: 92)
         // Trainable: nothing is kept (the optimizer would have to copy a weight the cache holds).
         _ = conv(x)
-        #expect(conv.winogradWeights.transforms == 0)
+        #expect(conv.transformedWeights.transforms == 0)
         conv.freeze()
         for _ in 0..<3 { #expect(Self.identical(conv(x), Self.uncached(conv, x))) }
-        #expect(conv.winogradWeights.transforms == 1)
+        #expect(conv.transformedWeights.transforms == 1)
         // A gradient through the frozen layer: the turned weights are kept too.
         x.requiresGrad = true
         let upstream = randomTensor([2, 32, 8, 8], seed: 93)
@@ -221,7 +247,7 @@ struct WinogradWeightCacheTests {
             (Self.uncached(conv, x) * upstream).sum().backward()
             #expect(Self.identical(cachedGrad, x.grad))
         }
-        #expect(conv.winogradWeights.transforms == 2)
+        #expect(conv.transformedWeights.transforms == 2)
         x.requiresGrad = false
         // A new weight tensor, then a write into the weight in place: both seen at once.
         conv.weight.value = randomTensor([32, 32, 3, 3], seed: 94) * 0.1
@@ -229,18 +255,18 @@ struct WinogradWeightCacheTests {
         conv.weight.value.withUnsafeMutableBufferPointer { $0[5] += 1 }
         let afterWrite = conv(x)
         #expect(Self.identical(afterWrite, Self.uncached(conv, x)))
-        #expect(conv.winogradWeights.transforms == 4)
+        #expect(conv.transformedWeights.transforms == 4)
         // The fused conv + batch norm path uses the same weights.
         let bn = BatchNorm2d(32)
         bn.freeze()
         #expect(Self.identical(conv(x, then: bn), bn(Self.uncached(conv, x))))
-        #expect(conv.winogradWeights.transforms == 4)
+        #expect(conv.transformedWeights.transforms == 4)
         // Switched off: what was kept is freed and nothing more is kept.
-        #expect(conv.winogradWeights.count == 1)
+        #expect(conv.transformedWeights.count == 1)
         conv.keepsTransformedWeights = false
-        #expect(conv.winogradWeights.count == 0)
+        #expect(conv.transformedWeights.count == 0)
         #expect(Self.identical(conv(x), Self.uncached(conv, x)))
-        #expect(conv.winogradWeights.count == 0 && conv.winogradWeights.transforms == 4)
+        #expect(conv.transformedWeights.count == 0 && conv.transformedWeights.transforms == 4)
         conv.keepsTransformedWeights = true
         // A weight that is not finite: the exact method, as without the cache.
         conv.weight.value.withUnsafeMutableBufferPointer { $0[7] = .infinity }

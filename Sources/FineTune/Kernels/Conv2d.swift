@@ -97,8 +97,9 @@ extension Kernels {
     // MARK: Dispatch (the plan is a parameter so tests can force methods and threading)
 
     /// With an `epilogue`, each method applies it to each part of the output as it finishes it. A
-    /// `transformedWeight` (``transformWinogradWeights(_:weight:turned:into:threads:)``) spares the
-    /// Winograd method its weight transform; other methods ignore it.
+    /// `transformedWeight` spares the Winograd method its weight transform
+    /// (``transformWinogradWeights(_:weight:turned:into:threads:)``) and the indirect method its
+    /// weight panels (``packIndirectWeights(_:weight:into:)``); other methods ignore it.
     static func conv2dForward(_ g: Conv2dGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                               bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan: ConvPlan,
                               epilogue: ConvEpilogue? = nil, transformedWeight: UnsafePointer<Float>? = nil) {
@@ -111,7 +112,9 @@ extension Kernels {
             }
         case .depthwise: conv2dForwardDepthwise(g, input: input, weight: weight, bias: bias, output: output, plan: plan, epilogue: e)
         case .shifted: conv2dForwardShifted(g, input: input, weight: weight, bias: bias, output: output, plan: plan, epilogue: e)
-        case .indirect: conv2dForwardIndirect(g, input: input, weight: weight, bias: bias, output: output, plan: plan, epilogue: e)
+        case .indirect:
+            conv2dForwardIndirect(g, input: input, weight: weight, bias: bias, output: output, plan: plan, epilogue: e,
+                                  packedWeight: transformedWeight)
         case .pointwise, .columns:
             conv2dForwardColumns(g, input: input, weight: weight, bias: bias, output: output, plan: plan, epilogue: e)
         }

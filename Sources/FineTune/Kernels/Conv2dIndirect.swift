@@ -84,23 +84,39 @@ struct IndirectConvShape {
 }
 
 extension Kernels {
+    /// Floats of the indirect method's weight panels for `g`.
+    static func indirectWeightCount(_ g: Conv2dGeometry) -> Int {
+        let s = IndirectConvShape(g)
+        return s.ldy * s.taps * g.inChannels
+    }
+
+    /// Packs `weight` (`[Cout, Cin, KH, KW]`) into the indirect method's panels at `dst`
+    /// (``indirectWeightCount(_:)`` floats), for ``conv2dForward`` to use as `transformedWeight`.
+    static func packIndirectWeights(_ g: Conv2dGeometry, weight: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>) {
+        IndirectConvShape(g).packWeights(weight, into: dst)
+    }
+
+    /// With `packedWeight` (``packIndirectWeights(_:weight:into:)``), `weight` is not read.
     static func conv2dForwardIndirect(_ g: Conv2dGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                       bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan p: ConvPlan,
-                                      epilogue: ConvEpilogue?) {
+                                      epilogue: ConvEpilogue?, packedWeight: UnsafePointer<Float>? = nil) {
         let s = IndirectConvShape(g)
         let mr = IndirectConvShape.mr, cin = g.inChannels
         let tiles = (s.chunkSamples * s.outPlane + mr - 1) / mr
         // One pooled buffer: the packed weights, the chunk's input (NHWC) followed by Cin zeros
         // that the padding reads, and Y.
-        let packedCount = ConvPlan.rounded(s.ldy * s.taps * cin)
+        let packedCount = packedWeight == nil ? ConvPlan.rounded(s.ldy * s.taps * cin) : 0
         let nhwcCount = ConvPlan.rounded(s.chunkSamples * s.inPlane * cin + cin)
         ScratchPool.withBuffer(packedCount + nhwcCount + tiles * mr * s.ldy) { scratch in
-            let packed = scratch, nhwc = scratch + packedCount, y = nhwc + nhwcCount
+            let nhwc = scratch + packedCount, y = nhwc + nhwcCount
             let pointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: tiles * s.taps * mr)
             defer { pointers.deallocate() }
-            let packing = KernelProfile.begin()
-            s.packWeights(weight, into: packed)
-            KernelProfile.end(packing, .packing)
+            let packed = packedWeight ?? {
+                let packing = KernelProfile.begin()
+                s.packWeights(weight, into: scratch)
+                KernelProfile.end(packing, .packing)
+                return UnsafePointer(scratch)
+            }()
             let zeros = nhwc + s.chunkSamples * s.inPlane * cin
             zeros.update(repeating: 0, count: cin)
             var first = 0

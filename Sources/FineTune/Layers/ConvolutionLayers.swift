@@ -26,19 +26,21 @@ open class Conv2d: Module, ParameterInitializing {
     public let dilation: (Int, Int)
     /// Channel groups: each output channel sees `inChannels / groups` inputs.
     public let groups: Int
-    /// A frozen weight's Winograd transforms, kept between calls (3x3 convolutions the Winograd
-    /// method takes: 16/9 of the weight's memory, twice once a gradient passes through).
-    let winogradWeights = WinogradWeightCache()
+    /// A frozen weight's transformed forms, kept between calls (3x3 convolutions the Winograd
+    /// method takes: 16/9 of the weight's memory, twice once a gradient passes through; strided
+    /// ones the indirect method takes: the weight's memory).
+    let transformedWeights = TransformedWeightCache()
 
-    /// Whether this layer keeps its frozen weight's Winograd transform between calls (default
-    /// true): 16/9 of a 3x3 weight's memory, twice once a gradient passes through, for skipping
-    /// the transform on every call. Setting it to false frees what is kept.
+    /// Whether this layer keeps its frozen weight's transformed form between calls (default
+    /// true): 16/9 of a 3x3 weight's memory for the Winograd method (twice once a gradient passes
+    /// through), the weight's memory for a strided convolution's panels, for skipping the
+    /// transform on every call. Setting it to false frees what is kept.
     ///
     /// ```swift
     /// for case let (_, conv as Conv2d) in model.namedModules() { conv.keepsTransformedWeights = false }
     /// ```
     public var keepsTransformedWeights = true {
-        didSet { if !keepsTransformedWeights { winogradWeights.removeAll() } }
+        didSet { if !keepsTransformedWeights { transformedWeights.removeAll() } }
     }
 
     /// A convolution with `(height, width)` kernel, stride, padding and dilation.
@@ -117,7 +119,7 @@ open class Conv2d: Module, ParameterInitializing {
                     "the input (\(x.shape[2])x\(x.shape[3]) padded by \(LayerFormat.size(padding))) is smaller than the kernel")
         return Tensor.conv2d(x, weight: weight.value, bias: bias?.value, stride: stride, padding: padding,
                              dilation: dilation, groups: groups,
-                             weightCache: keepsTransformedWeights ? winogradWeights : nil)
+                             weightCache: keepsTransformedWeights ? transformedWeights : nil)
     }
 
     /// `activation(norm(self(x)) + residual)`: the convolution, batch norm, an optional residual
@@ -161,6 +163,6 @@ open class Conv2d: Module, ParameterInitializing {
               norm.features == outChannels else { return separately() }
         return Tensor.conv2d(x, weight: weight.value, bias: bias?.value, stride: stride, padding: padding,
                              dilation: dilation, groups: groups, then: fused,
-                             weightCache: keepsTransformedWeights ? winogradWeights : nil)
+                             weightCache: keepsTransformedWeights ? transformedWeights : nil)
     }
 }

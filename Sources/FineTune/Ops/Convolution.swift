@@ -12,9 +12,9 @@ extension Tensor {
     }
 
     /// ``conv2d(_:weight:bias:stride:padding:dilation:groups:)`` for a layer that keeps
-    /// `weightCache` (a frozen weight's Winograd transform, see ``WinogradWeightCache``).
+    /// `weightCache` (a frozen weight's transformed forms, see ``TransformedWeightCache``).
     static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), padding: (Int, Int),
-                       dilation: (Int, Int), groups: Int, weightCache: WinogradWeightCache?) -> Tensor {
+                       dilation: (Int, Int), groups: Int, weightCache: TransformedWeightCache?) -> Tensor {
         Shape.check(x.rank == 4 && weight.rank == 4, op: "conv2d", shapes: [x.shape, weight.shape],
                     "expected input [N, C, H, W] and weight [out, in/groups, kh, kw]")
         Shape.check(stride.0 >= 1 && stride.1 >= 1, op: "conv2d", shapes: [x.shape, weight.shape],
@@ -42,7 +42,7 @@ extension Tensor {
     /// The batch norm's tensors are constants here: none of them may require a gradient.
     static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), padding: (Int, Int),
                        dilation: (Int, Int), groups: Int, then epilogue: FixedBatchNormEpilogue,
-                       weightCache: WinogradWeightCache? = nil) -> Tensor {
+                       weightCache: TransformedWeightCache? = nil) -> Tensor {
         let g = Conv2dGeometry(input: x.shape, weight: weight.shape, stride: stride, padding: padding, dilation: dilation,
                                groups: groups)
         let outShape = [g.batch, g.outChannels, g.outHeight, g.outWidth]
@@ -63,12 +63,16 @@ extension Tensor {
 
     /// The convolution op, with or without an epilogue.
     private static func convolution(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: Conv2dGeometry,
-                                    epilogue: FixedBatchNormEpilogue?, weightCache: WinogradWeightCache?) -> Tensor {
+                                    epilogue: FixedBatchNormEpilogue?, weightCache: TransformedWeightCache?) -> Tensor {
         let xd = x.contiguousData(), wd = weight.contiguousData(), bd = bias?.contiguousData()
-        // A frozen weight's Winograd transform, kept by its layer.
+        // A frozen weight's transformed forms, kept by its layer.
         let cache = weight.requiresGrad ? nil : weightCache
         let plan = ConvPlan.current(g)
-        let transformed = plan.forwardMethod == .winograd ? cache?.transformed(wd, geometry: g, turned: false) : nil
+        let transformed: Tensor? = switch plan.forwardMethod {
+        case .winograd: cache?.transformed(wd, geometry: g, form: .winograd)
+        case .indirect: cache?.transformed(wd, geometry: g, form: .indirectPanels)
+        default: nil
+        }
         let out = Tensor(uninitialized: [g.batch, g.outChannels, g.outHeight, g.outWidth])
         // The epilogue's per-channel constants, as BatchNorm's kernel computes them.
         let coefficients = epilogue.map { $0.coefficients() }
@@ -109,7 +113,7 @@ extension Tensor {
             }
             if needs[0] {
                 let dx = Tensor(uninitialized: xd.shape), plan = ConvPlan.current(g)
-                let turned = plan.backwardInputMethod == .winograd ? cache?.transformed(wd, geometry: g, turned: true) : nil
+                let turned = plan.backwardInputMethod == .winograd ? cache?.transformed(wd, geometry: g, form: .winogradTurned) : nil
                 gy.withDataPointer { pg in wd.withDataPointer { pw in dx.withDataPointer { pdx in turned.withOptionalPointer { pu in
                     Kernels.conv2dBackwardInput(g, gradOutput: pg, weight: pw, gradInput: pdx, plan: plan,
                                                 transformedWeight: pu.map { UnsafePointer($0) })
@@ -165,16 +169,27 @@ extension ConvPlan {
     }
 }
 
-/// The Winograd transforms of one frozen convolution weight, kept between calls by the layer that
-/// owns the weight (``Conv2d``): a frozen backbone's 3x3 convolutions skip the weight transform
-/// (16/9 of the weight's size, kept for the forward and, once a gradient passes through, the input
-/// gradient). An entry holds the weight tensor it was made from, so its storage can neither change
-/// (tensors copy on write) nor be reused while the entry lives: it is valid exactly while the layer
-/// convolves with that same tensor, and replaced on the first call with another one.
-final class WinogradWeightCache: @unchecked Sendable {
+/// The transformed forms of one frozen convolution weight, kept between calls by the layer that
+/// owns the weight (``Conv2d``): a frozen backbone's convolutions skip the weight transform of
+/// the method they run (Winograd's for 3x3, 16/9 of the weight's size, kept for the forward and,
+/// once a gradient passes through, the input gradient; the indirect product's panels for strided
+/// ones, the weight's size). An entry holds the weight tensor it was made from, so its storage can
+/// neither change (tensors copy on write) nor be reused while the entry lives: it is valid exactly
+/// while the layer convolves with that same tensor, and replaced on the first call with another one.
+final class TransformedWeightCache: @unchecked Sendable {
+    /// What is kept of the weight.
+    enum Form: Equatable {
+        /// Winograd's transform for the forward.
+        case winograd
+        /// Winograd's transform of the turned weight, for the input gradient.
+        case winogradTurned
+        /// The indirect product's weight panels.
+        case indirectPanels
+    }
+
     private struct Entry {
-        let weight: Tensor, turned: Bool
-        /// nil: the weight is not finite (the kernels then run the exact method).
+        let weight: Tensor, form: Form
+        /// nil: the weight is not finite (the Winograd kernels then run the exact method).
         let transformed: Tensor?
     }
     private let entries = Locked<[Entry]>([])
@@ -187,21 +202,31 @@ final class WinogradWeightCache: @unchecked Sendable {
     /// Entries kept (tests read it).
     var count: Int { entries.withLock { $0.count } }
 
-    /// The transformed `weight` (contiguous, `[Cout, Cin, 3, 3]`) for `g`'s forward, or the input
-    /// gradient's when `turned`; nil when it is not finite.
-    func transformed(_ weight: Tensor, geometry g: Conv2dGeometry, turned: Bool) -> Tensor? {
+    /// `weight` (contiguous, `[Cout, Cin / groups, KH, KW]`) in `form` for `g`; nil when a
+    /// Winograd form is not finite.
+    func transformed(_ weight: Tensor, geometry g: Conv2dGeometry, form: Form) -> Tensor? {
         entries.withLock { entries in
-            if let hit = entries.first(where: { $0.turned == turned && $0.weight.isSameTensor(as: weight) }) {
+            if let hit = entries.first(where: { $0.form == form && $0.weight.isSameTensor(as: weight) }) {
                 return hit.transformed
             }
-            let u = Tensor(uninitialized: [Kernels.winogradWeightCount(g)])
-            let finite = weight.withDataPointer { pw in
-                u.withDataPointer { pu in Kernels.transformWinogradWeights(g, weight: pw, turned: turned, into: pu) }
+            let u: Tensor, usable: Bool
+            switch form {
+            case .winograd, .winogradTurned:
+                u = Tensor(uninitialized: [Kernels.winogradWeightCount(g)])
+                usable = weight.withDataPointer { pw in
+                    u.withDataPointer { pu in
+                        Kernels.transformWinogradWeights(g, weight: pw, turned: form == .winogradTurned, into: pu)
+                    }
+                }
+            case .indirectPanels:
+                u = Tensor(uninitialized: [Kernels.indirectWeightCount(g)])
+                weight.withDataPointer { pw in u.withDataPointer { pu in Kernels.packIndirectWeights(g, weight: pw, into: pu) } }
+                usable = true
             }
             transforms += 1
-            entries.removeAll { $0.turned == turned || !$0.weight.isSameTensor(as: weight) }
-            entries.append(Entry(weight: weight, turned: turned, transformed: finite ? u : nil))
-            return finite ? u : nil
+            entries.removeAll { $0.form == form || !$0.weight.isSameTensor(as: weight) }
+            entries.append(Entry(weight: weight, form: form, transformed: usable ? u : nil))
+            return usable ? u : nil
         }
     }
 }
