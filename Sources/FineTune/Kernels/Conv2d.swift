@@ -146,7 +146,8 @@ extension Kernels {
         case .depthwise:
             conv2dBackwardWeightDepthwise(g, input: input, gradOutput: gradOutput, gradWeight: gradWeight, plan: plan)
         case .shifted: conv2dBackwardWeightShifted(g, input: input, gradOutput: gradOutput, gradWeight: gradWeight, plan: plan)
-        case .pointwise, .columns, .indirect:
+        case .indirect: conv2dBackwardWeightIndirect(g, input: input, gradOutput: gradOutput, gradWeight: gradWeight, plan: plan)
+        case .pointwise, .columns:
             conv2dBackwardWeightColumns(g, input: input, gradOutput: gradOutput, gradWeight: gradWeight, plan: plan)
         }
     }
@@ -166,8 +167,8 @@ struct ConvPlan {
         case depthwise
         /// Winograd F(2x2, 3x3): 3x3, stride 1, no dilation, one group (Conv2dWinograd.swift).
         case winograd
-        /// Forward only: an indirect matrix product over the channels-last input, 12 x 32 tiles
-        /// (Conv2dIndirect.swift); AVX-512 builds, one group.
+        /// Forward and weight gradient: indirect matrix products over the channels-last input,
+        /// 12 x 32 tiles (Conv2dIndirect.swift); AVX-512 builds, one group.
         case indirect
     }
 
@@ -280,18 +281,20 @@ struct ConvPlan {
         }
         let winogradInput = winograd && g.padH <= 2
         forwardMethod = choose(shiftedApplies: shifted.supportsForward, winogradApplies: winograd, width: g.outWidth)
-        // The indirect product (forward only) where the column method would run a strided convolution.
+        backwardWeightMethod = choose(shiftedApplies: shifted.supportsForward, winogradApplies: winograd, width: g.outWidth,
+                                      winogradPays: channels >= ConvPlan.minWinogradWeightChannels)
+        backwardInputMethod = choose(shiftedApplies: shifted.supportsBackwardInput, winogradApplies: winogradInput,
+                                     width: g.width)
+        // The indirect products (forward and weight gradient) where the column method would run a
+        // strided convolution.
         let indirect = GEMMKernelKind.active == .tile12x32 && g.groups == 1 && !pointwise && g.batch > 0
             && g.outHeight > 0 && g.outWidth > 0
         if indirect && (forced == .indirect
             || (forced == nil && forwardMethod == .columns && (g.strideH > 1 || g.strideW > 1)
                 && g.inChannels >= ConvPlan.minIndirectChannels)) {
             forwardMethod = .indirect
+            backwardWeightMethod = .indirect
         }
-        backwardWeightMethod = choose(shiftedApplies: shifted.supportsForward, winogradApplies: winograd, width: g.outWidth,
-                                      winogradPays: channels >= ConvPlan.minWinogradWeightChannels)
-        backwardInputMethod = choose(shiftedApplies: shifted.supportsBackwardInput, winogradApplies: winogradInput,
-                                     width: g.width)
         // Without Winograd (a forced Winograd falls back to what the geometry would choose).
         func exact(_ chosen: Method, shiftedApplies: Bool, width: Int) -> Method {
             guard chosen == .winograd else { return chosen }

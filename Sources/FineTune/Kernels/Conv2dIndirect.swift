@@ -147,8 +147,23 @@ extension IndirectConvShape {
                       zeros: UnsafePointer<Float>, pointers: UnsafeMutablePointer<UnsafePointer<Float>>, threads: Int) {
         let region = KernelProfile.begin()
         defer { KernelProfile.end(region, .convolutionData) }
-        let mr = IndirectConvShape.mr, cin = g.inChannels
-        // Each sample's [Cin, H * W] transposed, split by input rows.
+        let mr = IndirectConvShape.mr
+        copyChannelsLast(input, samples: samples, into: nhwc, threads: threads)
+        let positions = samples * outPlane
+        for tile in 0..<((positions + mr - 1) / mr) {
+            for t in 0..<taps {
+                let entry = pointers + (tile * taps + t) * mr
+                for r in 0..<mr {
+                    let position = tile * mr + r
+                    entry[r] = position < positions ? inputRow(position: position, tap: t, nhwc: nhwc, zeros: zeros) : zeros
+                }
+            }
+        }
+    }
+
+    /// Each sample's `[Cin, H * W]` planes transposed to `[H * W, Cin]`, split by input rows.
+    func copyChannelsLast(_ input: UnsafePointer<Float>, samples: Int, into nhwc: UnsafeMutablePointer<Float>, threads: Int) {
+        let cin = g.inChannels
         Kernels.parallelFor(threads, threads: threads) { t in
             let bands = samples * g.height
             for band in (t * bands / threads)..<((t + 1) * bands / threads) {
@@ -157,23 +172,19 @@ extension IndirectConvShape {
                                     nhwc + (sample * inPlane + start) * cin, ldd: cin)
             }
         }
-        let positions = samples * outPlane
-        for tile in 0..<((positions + mr - 1) / mr) {
-            for t in 0..<taps {
-                let ky = t / g.kernelWidth, kx = t - ky * g.kernelWidth
-                let entry = pointers + (tile * taps + t) * mr
-                for r in 0..<mr {
-                    let position = tile * mr + r
-                    guard position < positions else { entry[r] = zeros; continue }
-                    let sample = position / outPlane, q = position - sample * outPlane
-                    let oy = q / g.outWidth, ox = q - oy * g.outWidth
-                    let iy = oy * g.strideH - g.padH + ky * g.dilationH
-                    let ix = ox * g.strideW - g.padW + kx * g.dilationW
-                    let inside = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width
-                    entry[r] = inside ? UnsafePointer(nhwc + ((sample * g.height + iy) * g.width + ix) * cin) : zeros
-                }
-            }
-        }
+    }
+
+    /// The channels-last input row that tap `t` of output `position` (counted across the chunk's
+    /// samples) reads, or `zeros` in the padding.
+    @inline(__always)
+    func inputRow(position: Int, tap t: Int, nhwc: UnsafePointer<Float>, zeros: UnsafePointer<Float>) -> UnsafePointer<Float> {
+        let ky = t / g.kernelWidth, kx = t - ky * g.kernelWidth
+        let sample = position / outPlane, q = position - sample * outPlane
+        let oy = q / g.outWidth, ox = q - oy * g.outWidth
+        let iy = oy * g.strideH - g.padH + ky * g.dilationH
+        let ix = ox * g.strideW - g.padW + kx * g.dilationW
+        let inside = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width
+        return inside ? nhwc + ((sample * g.height + iy) * g.width + ix) * g.inChannels : zeros
     }
 
     /// `Y = X * W` for `tiles` tiles of positions: channel blocks in order, then groups of tiles,
@@ -221,6 +232,80 @@ extension IndirectConvShape {
                     ConvLoops.copyAdding(plane, plane, bias[co], outPlane)
                 }
             }
+        }
+    }
+}
+
+extension Kernels {
+    /// The weight gradient as indirect products: for each tap `t`,
+    /// `dW_t^T[c, co] = sum_p X[inputRow(p, t) + c] * dY[p, co]`, in 12 x 32 tiles (12 input
+    /// channels, 32 output channels) whose depth runs over the output positions, reading the
+    /// channels-last input through one pointer per position and the channels-last output gradient.
+    /// Chunks of samples accumulate in order; threads take different tiles, so the result does
+    /// not depend on their number.
+    static func conv2dBackwardWeightIndirect(_ g: Conv2dGeometry, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+                                             gradWeight: UnsafeMutablePointer<Float>, plan p: ConvPlan) {
+        let s = IndirectConvShape(g)
+        let mr = IndirectConvShape.mr, nr = IndirectConvShape.nr, cin = g.inChannels
+        // Input channels rounded up to whole tiles: the last tile's extra rows read past a row's
+        // channels (into the next row, or the zeros) and are dropped.
+        let cpad = (cin + mr - 1) / mr * mr, chunkPositions = s.chunkSamples * s.outPlane
+        let nhwcCount = ConvPlan.rounded(s.chunkSamples * s.inPlane * cin + cpad)
+        let dyCount = ConvPlan.rounded(chunkPositions * s.ldy), dwCount = s.taps * cpad * s.ldy
+        ScratchPool.withBuffer(nhwcCount + dyCount + dwCount) { scratch in
+            let nhwc = scratch, dy = scratch + nhwcCount, dwt = dy + dyCount
+            let zeros = nhwc + s.chunkSamples * s.inPlane * cin
+            zeros.update(repeating: 0, count: cpad)
+            let pointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: s.taps * chunkPositions)
+            defer { pointers.deallocate() }
+            let channelTiles = cpad / mr, tileCount = s.taps * channelTiles * s.coutPanels
+            var first = 0
+            while first < g.batch {
+                let count = min(s.chunkSamples, g.batch - first), positions = count * s.outPlane
+                let region = KernelProfile.begin()
+                s.copyChannelsLast(input + first * cin * s.inPlane, samples: count, into: nhwc, threads: p.threads)
+                // dY of each sample, [Cout, OH * OW] -> [OH * OW, ldy], zero past Cout.
+                for sample in 0..<count {
+                    let rows = dy + sample * s.outPlane * s.ldy
+                    if s.ldy > g.outChannels {
+                        for q in 0..<s.outPlane { ConvLoops.zero(rows + q * s.ldy + g.outChannels, s.ldy - g.outChannels) }
+                    }
+                    ConvLoops.transpose(rows: g.outChannels, columns: s.outPlane,
+                                        gradOutput + (first + sample) * g.outChannels * s.outPlane, lds: s.outPlane,
+                                        rows, ldd: s.ldy)
+                }
+                for t in 0..<s.taps {
+                    for position in 0..<positions {
+                        pointers[t * chunkPositions + position] = s.inputRow(position: position, tap: t, nhwc: nhwc, zeros: zeros)
+                    }
+                }
+                KernelProfile.end(region, .convolutionData)
+                let beta: Float = first == 0 ? 0 : 1
+                let parts = min(p.threads, tileCount)
+                Kernels.parallelFor(parts, threads: parts) { part in
+                    let multiplying = KernelProfile.begin()
+                    let tiles = (part * tileCount / parts)..<((part + 1) * tileCount / parts)
+                    for tile in tiles {
+                        let q = tile % s.coutPanels, rest = tile / s.coutPanels
+                        let channelTile = rest % channelTiles, t = rest / channelTiles
+                        IndirectTile.multiplyOverPositions(positions, pointers: pointers + t * chunkPositions,
+                                                           channelOffset: channelTile * mr, b: dy + q * nr, ldb: s.ldy,
+                                                           beta: beta, c: dwt + (t * cpad + channelTile * mr) * s.ldy + q * nr,
+                                                           ldc: s.ldy)
+                    }
+                    KernelProfile.endProduct(multiplying, m: tiles.count * mr, n: nr, k: positions)
+                }
+                first += count
+            }
+            // dW[co, c, t] = dW_t^T[c, co].
+            let region = KernelProfile.begin()
+            for t in 0..<s.taps {
+                for c in 0..<cin {
+                    let row = dwt + (t * cpad + c) * s.ldy
+                    for co in 0..<g.outChannels { gradWeight[(co * cin + c) * s.taps + t] = row[co] }
+                }
+            }
+            KernelProfile.end(region, .convolutionData)
         }
     }
 }
@@ -273,6 +358,56 @@ enum IndirectTile {
                 c11a = GEMMSIMD.multiplyAdd(x, b0, c11a); c11b = GEMMSIMD.multiplyAdd(x, b1, c11b)
                 pb += 32
             }
+        }
+        @inline(__always) func updateRow(_ low: V, _ high: V, _ row: UnsafeMutablePointer<Float>) {
+            GEMMSIMD.update(low, row, alpha: 1, beta: beta)
+            GEMMSIMD.update(high, row + 16, alpha: 1, beta: beta)
+        }
+        updateRow(c0a, c0b, c); updateRow(c1a, c1b, c + ldc); updateRow(c2a, c2b, c + 2 &* ldc)
+        updateRow(c3a, c3b, c + 3 &* ldc); updateRow(c4a, c4b, c + 4 &* ldc); updateRow(c5a, c5b, c + 5 &* ldc)
+        updateRow(c6a, c6b, c + 6 &* ldc); updateRow(c7a, c7b, c + 7 &* ldc); updateRow(c8a, c8b, c + 8 &* ldc)
+        updateRow(c9a, c9b, c + 9 &* ldc); updateRow(c10a, c10b, c + 10 &* ldc); updateRow(c11a, c11b, c + 11 &* ldc)
+    }
+
+    /// `C[12 x 32] = sum_p pointers[p][channelOffset + r] * b[p * ldb + j] (+ C when beta is 1)`:
+    /// the weight gradient's tile, its depth over output positions.
+    @inline(never)
+    static func multiplyOverPositions(_ positions: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
+                                      b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        typealias V = SIMD16<Float>
+        var c0a = V(), c0b = V(), c1a = V(), c1b = V(), c2a = V(), c2b = V()
+        var c3a = V(), c3b = V(), c4a = V(), c4b = V(), c5a = V(), c5b = V()
+        var c6a = V(), c6b = V(), c7a = V(), c7b = V(), c8a = V(), c8b = V()
+        var c9a = V(), c9b = V(), c10a = V(), c10b = V(), c11a = V(), c11b = V()
+        var pb = b
+        for p in 0..<positions {
+            let a = pointers[p] + channelOffset
+            let b0 = VectorMath.load(pb, as: V.self), b1 = VectorMath.load(pb + 16, as: V.self)
+            var x = V(repeating: a[0])
+            c0a = GEMMSIMD.multiplyAdd(x, b0, c0a); c0b = GEMMSIMD.multiplyAdd(x, b1, c0b)
+            x = V(repeating: a[1])
+            c1a = GEMMSIMD.multiplyAdd(x, b0, c1a); c1b = GEMMSIMD.multiplyAdd(x, b1, c1b)
+            x = V(repeating: a[2])
+            c2a = GEMMSIMD.multiplyAdd(x, b0, c2a); c2b = GEMMSIMD.multiplyAdd(x, b1, c2b)
+            x = V(repeating: a[3])
+            c3a = GEMMSIMD.multiplyAdd(x, b0, c3a); c3b = GEMMSIMD.multiplyAdd(x, b1, c3b)
+            x = V(repeating: a[4])
+            c4a = GEMMSIMD.multiplyAdd(x, b0, c4a); c4b = GEMMSIMD.multiplyAdd(x, b1, c4b)
+            x = V(repeating: a[5])
+            c5a = GEMMSIMD.multiplyAdd(x, b0, c5a); c5b = GEMMSIMD.multiplyAdd(x, b1, c5b)
+            x = V(repeating: a[6])
+            c6a = GEMMSIMD.multiplyAdd(x, b0, c6a); c6b = GEMMSIMD.multiplyAdd(x, b1, c6b)
+            x = V(repeating: a[7])
+            c7a = GEMMSIMD.multiplyAdd(x, b0, c7a); c7b = GEMMSIMD.multiplyAdd(x, b1, c7b)
+            x = V(repeating: a[8])
+            c8a = GEMMSIMD.multiplyAdd(x, b0, c8a); c8b = GEMMSIMD.multiplyAdd(x, b1, c8b)
+            x = V(repeating: a[9])
+            c9a = GEMMSIMD.multiplyAdd(x, b0, c9a); c9b = GEMMSIMD.multiplyAdd(x, b1, c9b)
+            x = V(repeating: a[10])
+            c10a = GEMMSIMD.multiplyAdd(x, b0, c10a); c10b = GEMMSIMD.multiplyAdd(x, b1, c10b)
+            x = V(repeating: a[11])
+            c11a = GEMMSIMD.multiplyAdd(x, b0, c11a); c11b = GEMMSIMD.multiplyAdd(x, b1, c11b)
+            pb += ldb
         }
         @inline(__always) func updateRow(_ low: V, _ high: V, _ row: UnsafeMutablePointer<Float>) {
             GEMMSIMD.update(low, row, alpha: 1, beta: beta)
