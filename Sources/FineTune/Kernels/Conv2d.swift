@@ -199,7 +199,8 @@ struct ConvPlan {
     /// weight gradient 1.5x slower; at 64 channels all three are 1.1-1.4x faster.)
     static let minWinogradChannels = 32, minWinogradWeightChannels = 64
     /// The indirect product reads each tap's input channels as one run; with fewer (the 3-channel
-    /// stem) the column matrix is faster.
+    /// stem) the column matrix is faster. (Strided 1x1 convolutions keep the column method too: it
+    /// gathers only the inputs they read, where the indirect one copies every input.)
     static let minIndirectChannels = 16
     /// The column and pointwise methods group samples whose output planes are smaller than this
     /// many columns, so that a group's sgemm has up to this many. Measured on Zen 4 (12 x 32
@@ -291,7 +292,7 @@ struct ConvPlan {
             && g.outHeight > 0 && g.outWidth > 0
         if indirect && (forced == .indirect
             || (forced == nil && forwardMethod == .columns && (g.strideH > 1 || g.strideW > 1)
-                && g.inChannels >= ConvPlan.minIndirectChannels)) {
+                && g.kernelHeight * g.kernelWidth > 1 && g.inChannels >= ConvPlan.minIndirectChannels)) {
             forwardMethod = .indirect
             backwardWeightMethod = .indirect
         }

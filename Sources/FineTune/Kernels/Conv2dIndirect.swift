@@ -15,9 +15,9 @@
 // where each position reads), so small planes still fill the tiles; any stride, padding and
 // dilation is only a different table.
 //
-// Blocking: input channels in blocks of at most `channelBlock` (a panel, taps x block x 32 floats,
-// stays in L2 while every tile of positions passes over it); the first block writes the tile of Y,
-// later ones add to it. Every element of Y is summed in the same order (channel blocks, then taps,
+// Blocking: input channels in blocks of at most `blockDepth / taps` (a panel, taps x block x 32
+// floats, stays in L2 while a group of tiles of positions passes over it); the first block writes
+// the tile of Y, later ones add to it. Every element of Y is summed in the same order (channel blocks, then taps,
 // then channels) whatever the thread count: threads take different output-channel panels.
 //
 // Then Y is written to NCHW with the bias, and the epilogue runs on each chunk of samples.
@@ -27,8 +27,9 @@
 /// Sizes of the indirect method's buffers for one geometry (internal).
 struct IndirectConvShape {
     static let mr = 12, nr = 32
-    /// Input channels per block at most: a weight panel of 3x3 taps is then 72 KiB.
-    static let channelBlock = 64
+    /// Depth (taps x input channels) per block at most: 64 channels of a 3x3 kernel, a 72 KiB
+    /// weight panel. Y is read and written once per block.
+    static let blockDepth = 576
     /// A chunk of samples holds at least this many output positions (or the whole batch).
     static let chunkPositions = 384
 
@@ -52,7 +53,8 @@ struct IndirectConvShape {
         inPlane = g.height * g.width
         coutPanels = (g.outChannels + IndirectConvShape.nr - 1) / IndirectConvShape.nr
         ldy = coutPanels * IndirectConvShape.nr
-        channelBlocks = (g.inChannels + IndirectConvShape.channelBlock - 1) / IndirectConvShape.channelBlock
+        let channelBlock = max(1, IndirectConvShape.blockDepth / max(1, taps))
+        channelBlocks = (g.inChannels + channelBlock - 1) / channelBlock
         chunkSamples = max(1, min(g.batch, (IndirectConvShape.chunkPositions + outPlane - 1) / max(1, outPlane)))
         pitch = g.inChannels + 16
     }
