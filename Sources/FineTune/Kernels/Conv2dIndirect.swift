@@ -67,24 +67,26 @@ struct IndirectConvShape {
     /// Packs `weight` (`[Cout, Cin, KH, KW]`) into the panels at `dst` (`ldy * taps * Cin` floats):
     /// block `b` (channels `c0..<c1`) from `c0 * taps * ldy`, then panel `q` of `taps * (c1 - c0) * 32`
     /// floats, element `(t, c, j)` at `(t * (c1 - c0) + c - c0) * 32 + j`; zero past `Cout`.
-    func packWeights(_ weight: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>) {
+    func packWeights(_ weight: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, threads: Int = 1) {
         let nr = IndirectConvShape.nr, cin = g.inChannels
-        for b in 0..<channelBlocks {
-            let block = channels(ofBlock: b), width = block.count
-            var panel = dst + block.lowerBound * taps * ldy
-            for q in 0..<coutPanels {
-                for c in block {
-                    // Rows of 8 output channels: their `taps` weights of channel c, turned into
-                    // the taps' rows of the panel 8 x 8 at a time.
-                    for j in stride(from: 0, to: nr, by: 8) {
-                        let first = q * nr + j, rows = max(0, min(8, g.outChannels - first))
-                        let src = weight + (first * cin + c) * taps
-                        let to = panel + (c - block.lowerBound) * nr + j
-                        ConvLoops.transpose(rows: rows, columns: taps, src, lds: cin * taps, to, ldd: width * nr)
-                        for t in 0..<taps { ConvLoops.zero(to + t * width * nr + rows, 8 - rows) }
+        Kernels.parallelFor(min(threads, coutPanels), threads: threads) { part in
+            let parts = min(threads, coutPanels)
+            for b in 0..<channelBlocks {
+                let block = channels(ofBlock: b), width = block.count
+                for q in (part * coutPanels / parts)..<((part + 1) * coutPanels / parts) {
+                    let panel = dst + block.lowerBound * taps * ldy + q * taps * width * nr
+                    for c in block {
+                        // Rows of 8 output channels: their `taps` weights of channel c, turned into
+                        // the taps' rows of the panel 8 x 8 at a time.
+                        for j in stride(from: 0, to: nr, by: 8) {
+                            let first = q * nr + j, rows = max(0, min(8, g.outChannels - first))
+                            let src = weight + (first * cin + c) * taps
+                            let to = panel + (c - block.lowerBound) * nr + j
+                            ConvLoops.transpose(rows: rows, columns: taps, src, lds: cin * taps, to, ldd: width * nr)
+                            for t in 0..<taps { ConvLoops.zero(to + t * width * nr + rows, 8 - rows) }
+                        }
                     }
                 }
-                panel += taps * width * nr
             }
         }
     }
@@ -120,7 +122,7 @@ extension Kernels {
             defer { pointers.deallocate() }
             let packed = packedWeight ?? {
                 let packing = KernelProfile.begin()
-                s.packWeights(weight, into: scratch)
+                s.packWeights(weight, into: scratch, threads: p.threads)
                 KernelProfile.end(packing, .packing)
                 return UnsafePointer(scratch)
             }()
