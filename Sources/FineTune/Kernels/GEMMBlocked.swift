@@ -1,4 +1,5 @@
-// The blocked SGEMM on one thread: the five loops of BLIS around a micro-kernel.
+// The blocked SGEMM: the five loops of BLIS around a micro-kernel, on one thread or on a team
+// of threads sharing the packed B block.
 //
 //   loop 5  jc: NC columns of C and op(B)          (B block lives in L3)
 //   loop 4  pc: KC steps of the depth              -> pack op(B)[pc, jc] into NR-wide panels
@@ -15,6 +16,12 @@
 // Every element of C is computed by the same sequence of operations whatever the block sizes
 // MC and NC, so splitting C across threads (GEMM.swift) does not change the result. KC
 // depends only on k.
+//
+// On a team (runShared), loop 4's packing of op(B) is split into shares of NR panels, one per
+// thread, followed by a barrier; loop 3 is split into one range of MR-row tiles per thread,
+// each packing its own A blocks; a second barrier keeps the B block until every thread is
+// done with it. The threads together pack what one thread packs (with one block of C per
+// thread, every thread packs all of op(A) or all of op(B)).
 
 /// Cache block sizes of the blocked algorithm.
 struct GEMMBlocking {
