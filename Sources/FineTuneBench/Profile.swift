@@ -28,22 +28,27 @@ struct ProfileBreakdown {
     var gemmRate: GEMMRate?
 
     /// The GEMM flops over the GEMM time. With several threads that time is summed over them, so
-    /// the rate is per thread and is compared with the 1-thread (one core) peak.
+    /// the rate is per thread and is compared with the per-thread peak with as many threads
+    /// running (the N-thread peak over N). The micro-kernel time excludes packing and the waits
+    /// for other threads, so the rate with packing is given too.
     struct GEMMRate {
         /// GFLOP of GEMM per run (`2 m n k` per product).
         var gflopPerRun: Double
         /// GFLOP/s during GEMM time (per thread).
         var gflops: Double
-        /// The machine's 1-thread multiply-add peak, if measured.
-        var corePeakGFLOPS: Double?
-        /// `gflops` over `corePeakGFLOPS`.
-        var peakShare: Double? { corePeakGFLOPS.map { gflops / $0 } }
+        /// GFLOP/s during GEMM and GEMM packing time (per thread).
+        var gflopsWithPacking: Double
+        /// The machine's multiply-add peak per thread at this thread count, if measured.
+        var threadPeakGFLOPS: Double?
+        /// `gflops` over `threadPeakGFLOPS`.
+        var peakShare: Double? { threadPeakGFLOPS.map { gflops / $0 } }
     }
 
     /// Profiles `workload` for about `seconds` (at least 3 and at most 50 runs, given the median
-    /// time of one run); the GEMM rate is given as a share of `corePeakGFLOPS` (the 1-thread peak).
+    /// time of one run); the GEMM rate is given as a share of `threadPeakGFLOPS` (the peak per
+    /// thread with `threads` threads running).
     static func measure(_ workload: any Workload, threads: Int, median: Double, seconds: Double,
-                        corePeakGFLOPS: Double?) -> ProfileBreakdown {
+                        threadPeakGFLOPS: Double?) -> ProfileBreakdown {
         let runs = Swift.max(3, Swift.min(50, Int(seconds / Swift.max(median, 1e-9))))
         KernelProfile.start()
         for _ in 0..<runs { workload.run(threads: threads) }
@@ -58,8 +63,11 @@ struct ProfileBreakdown {
         }
         lines.append(Line(key: "framework", label: "framework/other", msPerRun: report.frameworkMilliseconds * perRun,
                           share: report.frameworkMilliseconds / total, callsPerRun: 0))
+        let gemmFlops = Double(report.flops[.gemm] ?? 0)
+        let withPacking = gemmFlops / Swift.max(1, Double((report.nanoseconds[.gemm] ?? 0) + (report.nanoseconds[.packing] ?? 0)))
         let gemmRate = report.gigaflopsPerSecond(.gemm).map {
-            GEMMRate(gflopPerRun: Double(report.flops[.gemm] ?? 0) / 1e9 * perRun, gflops: $0, corePeakGFLOPS: corePeakGFLOPS)
+            GEMMRate(gflopPerRun: gemmFlops / 1e9 * perRun, gflops: $0, gflopsWithPacking: withPacking,
+                     threadPeakGFLOPS: threadPeakGFLOPS)
         }
         return ProfileBreakdown(runs: runs, threads: threads, wallMsPerRun: report.wallMilliseconds * perRun,
                                 lines: lines, totalMsPerRun: report.totalMilliseconds * perRun, gemmRate: gemmRate)
@@ -71,15 +79,21 @@ struct ProfileBreakdown {
     /// What the GEMM rate is of.
     var gemmRateBasis: String {
         threads == 1 ? "GEMM flops over GEMM time, against the 1-thread peak"
-            : "GEMM flops over GEMM time summed over \(threads) threads (a per-thread rate), against the 1-thread peak"
+            : "GEMM flops over GEMM time summed over \(threads) threads (a per-thread rate), against the \(threads)-thread peak / \(threads)"
     }
 
+    /// The peak the GEMM rate is compared with, e.g. `1-thread peak` or `per-thread peak at 2 threads`.
+    private var peakName: String { threads == 1 ? "1-thread peak" : "per-thread peak at \(threads) threads" }
+
     /// The GEMM rate line printed under the GEMM row, e.g.
-    /// `GEMM rate 94.20 GFLOPS = 85.6% of the 1-thread peak 110.0 (3.712 GFLOP per run)`.
+    /// `GEMM rate 94.20 GFLOPS = 85.6% of the 1-thread peak 110.0, 80.1% with packing (3.712 GFLOP per run)`.
     var gemmRateText: String? {
         guard let rate = gemmRate else { return nil }
         let perThread = threads == 1 ? "" : " per thread"
-        let share = rate.corePeakGFLOPS.map { String(format: " = %.1f%% of the 1-thread peak ", 100 * rate.gflops / $0) + formatPeak($0) } ?? ""
+        let share = rate.threadPeakGFLOPS.map {
+            String(format: " = %.1f%% of the ", 100 * rate.gflops / $0) + peakName + " " + formatPeak($0)
+                + String(format: ", %.1f%% with packing", 100 * rate.gflopsWithPacking / $0)
+        } ?? ""
         let basis = threads == 1 ? "" : "; time summed over \(threads) threads"
         return String(format: "GEMM rate %.2f GFLOPS", rate.gflops) + perThread + share
             + String(format: " (%.3f GFLOP per run", rate.gflopPerRun) + basis + ")"
@@ -113,11 +127,14 @@ struct ProfileBreakdown {
         /// Absent when the case does no GEMM.
         var gemmRate: Rate?
         /// The GEMM rate: `gflops` is GEMM flops over GEMM time (summed over threads, so per
-        /// thread), `peak_share` that over the 1-thread peak `peak_gflops`.
+        /// thread), `peak_share` that over the per-thread peak `peak_gflops` (the N-thread peak
+        /// over N); `gflops_with_packing` counts the packing time too.
         struct Rate: Encodable {
-            var gflopPerRun: Double, gflops: Double, peakGFLOPS: Double?, peakShare: Double?, basis: String
+            var gflopPerRun: Double, gflops: Double, gflopsWithPacking: Double, peakGFLOPS: Double?, peakShare: Double?,
+                basis: String
             enum CodingKeys: String, CodingKey {
-                case gflopPerRun = "gflop_per_run", gflops, peakGFLOPS = "peak_gflops", peakShare = "peak_share", basis
+                case gflopPerRun = "gflop_per_run", gflops, gflopsWithPacking = "gflops_with_packing", peakGFLOPS = "peak_gflops",
+                     peakShare = "peak_share", basis
             }
         }
         enum CodingKeys: String, CodingKey {
@@ -133,7 +150,8 @@ struct ProfileBreakdown {
                                               callsPerRun: round(line.callsPerRun, 2))
         }
         let rate = gemmRate.map {
-            JSON.Rate(gflopPerRun: round($0.gflopPerRun, 6), gflops: round($0.gflops, 3), peakGFLOPS: $0.corePeakGFLOPS.map { round($0, 3) },
+            JSON.Rate(gflopPerRun: round($0.gflopPerRun, 6), gflops: round($0.gflops, 3),
+                      gflopsWithPacking: round($0.gflopsWithPacking, 3), peakGFLOPS: $0.threadPeakGFLOPS.map { round($0, 3) },
                       peakShare: $0.peakShare.map { round($0, 4) }, basis: gemmRateBasis)
         }
         return JSON(runs: runs, wallMs: round(wallMsPerRun, 6), totalMs: round(totalMsPerRun, 6), basis: basis,

@@ -29,8 +29,9 @@ struct Runner {
     var threadCounts: [Int]
     /// Profile each case after timing it (`--profile`).
     var profile = false
-    /// The 1-thread multiply-add peak the profile's GEMM rate is compared with.
-    var corePeakGFLOPS: Double? = nil
+    /// The multiply-add peak per thread count; the profile compares its per-thread GEMM rate with
+    /// the peak at the same thread count divided by the threads (all cores busy can clock lower).
+    var peakGFLOPS: [Int: Double] = [:]
 
     /// Measures `cases` of `suite`, calling `report` after each measurement.
     func run(_ suite: any BenchSuite, cases: [BenchCase], report: (CaseResult) -> Void) throws -> [CaseResult] {
@@ -43,7 +44,7 @@ struct Runner {
                                         flops: benchCase.flops, checksum: workload.checksum())
                 if profile {
                     result.profile = ProfileBreakdown.measure(workload, threads: threads, median: timing.median, seconds: budget / 2,
-                                                              corePeakGFLOPS: corePeakGFLOPS)
+                                                              threadPeakGFLOPS: peakGFLOPS[threads].map { $0 / Double(threads) })
                 }
                 report(result)
                 results.append(result)

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import FineTune
 
@@ -58,7 +59,8 @@ struct SGEMMOperands {
 /// the internal driver runs with that micro-kernel (`direct: false` forces packing,
 /// `splitAlways` splits across threads whatever the size).
 func runSGEMM(_ t: SGEMMCase, _ ops: SGEMMOperands, threads: Int = 1,
-              kernel: GEMMKernelKind? = nil, direct: Bool = true, splitAlways: Bool = false) -> [Float] {
+              kernel: GEMMKernelKind? = nil, direct: Bool = true, splitAlways: Bool = false,
+              sharedRowTiles: Int = GEMM.minimumSharedRowTiles) -> [Float] {
     var c = ops.c
     ops.a.withUnsafeBufferPointer { a in
         ops.b.withUnsafeBufferPointer { b in
@@ -69,7 +71,8 @@ func runSGEMM(_ t: SGEMMCase, _ ops: SGEMMOperands, threads: Int = 1,
                                               b: b.baseAddress!, ldb: t.ldb, transB: t.transB,
                                               c: c.baseAddress!, ldc: t.ldc)
                     GEMM.run(problem, kernel: kernel, threads: threads, direct: direct,
-                             parallelThreshold: splitAlways ? 0 : GEMM.parallelThreshold)
+                             parallelThreshold: splitAlways ? 0 : GEMM.parallelThreshold,
+                             minimumSharedRowTiles: sharedRowTiles)
                 } else {
                     Kernels.sgemm(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k,
                                   alpha: t.alpha, a: a.baseAddress!, lda: t.lda, b: b.baseAddress!, ldb: t.ldb,
@@ -311,6 +314,49 @@ struct GEMMTests {
         }
     }
 
+    /// Threads sharing the packed B blocks (GEMMBlocked.runShared) give the bits of one thread
+    /// and of one block of C per thread, on 2 and 3 threads: edges in every dimension, a member
+    /// with no rows (5 rows on 3 threads), several KC passes and several NC blocks (the barrier
+    /// reused), every transpose combination and micro-kernel. The team path is run directly
+    /// (retried while other tests hold the worker pool), so a fallback cannot hide it.
+    @Test(arguments: GEMMKernelKind.allCases)
+    func sharedPackingMatchesOneThread(kernel: GEMMKernelKind) {
+        let blocking = kernel.blocking
+        let shapes = [SGEMMCase(m: 61, n: 90, k: 50, alpha: 0.5, beta: -2, pad: 3),
+                      SGEMMCase(m: 5, n: 70, k: 40, beta: 1),
+                      SGEMMCase(m: 40, n: 37, k: blocking.kc + 37, alpha: -1, beta: 0.5, pad: 1),
+                      SGEMMCase(m: 13, n: blocking.nc + 37, k: 9)]
+        for shape in shapes {
+            for (transA, transB) in transposes {
+                let t = shape.with(transA: transA, transB: transB)
+                let ops = SGEMMOperands(t, seed: 5)
+                let single = runSGEMM(t, ops, threads: 1, kernel: kernel)
+                expectMatchesReference(single, t, ops)
+                for threads in 2...3 {
+                    let label = "\(t.testDescription), \(threads) threads"
+                    let shared = runShared(t, ops, threads: threads, kernel: kernel)
+                    #expect(shared != nil, "the worker pool stayed busy: \(label)")
+                    #expect(shared.map { sameBits($0, single) } ?? true, "team: \(label)")
+                    let viaRun = runSGEMM(t, ops, threads: threads, kernel: kernel, splitAlways: true, sharedRowTiles: 0)
+                    #expect(sameBits(viaRun, single), "GEMM.run sharing: \(label)")
+                    let blocks = runSGEMM(t, ops, threads: threads, kernel: kernel, splitAlways: true, sharedRowTiles: .max)
+                    #expect(sameBits(blocks, single), "GEMM.run blocks: \(label)")
+                }
+            }
+        }
+    }
+
+    /// Tall products share packing, short ones keep one block of C per thread; BERT-base's
+    /// 1024-token products on 2 threads share.
+    @Test func sharedPackingNeedsRowsForEveryThread() {
+        let tile = (mr: 12, nr: 32)
+        #expect(GEMM.sharesPacking(m: 1024, threads: 2, tile: tile))
+        #expect(GEMM.sharesPacking(m: 16 * 12, threads: 2, tile: tile))
+        #expect(!GEMM.sharesPacking(m: 15 * 12, threads: 2, tile: tile))
+        #expect(!GEMM.sharesPacking(m: 64, threads: 2, tile: tile))
+        #expect(GEMM.sharesPacking(m: 1, threads: 3, tile: tile, minimumRowTiles: 0))
+    }
+
     /// Thread blocks cover C exactly, cut on tile boundaries.
     @Test func threadPartsCoverC() {
         for (total, parts, granule) in [(131, 2, 6), (150, 3, 16), (5, 4, 6), (1024, 2, 16)] {
@@ -329,4 +375,30 @@ struct GEMMTests {
         #expect(Kernels.simdPath.contains("\(mr)x\(nr)"))
         #expect(GEMMKernelKind.allCases.contains { $0.shape == (mr, nr) })
     }
+}
+
+/// Whether two results are the same bit for bit.
+private func sameBits(_ lhs: [Float], _ rhs: [Float]) -> Bool { lhs.map(\.bitPattern) == rhs.map(\.bitPattern) }
+
+/// `C` from `kernel.runShared` on `threads` threads, retried while the worker pool is busy (other
+/// tests running) for up to a minute; nil if it never got the pool.
+private func runShared(_ t: SGEMMCase, _ ops: SGEMMOperands, threads: Int, kernel: GEMMKernelKind) -> [Float]? {
+    var c = ops.c
+    let ran = ops.a.withUnsafeBufferPointer { a in
+        ops.b.withUnsafeBufferPointer { b in
+            c.withUnsafeMutableBufferPointer { c in
+                let problem = GEMMProblem(m: t.m, n: t.n, k: t.k, alpha: t.alpha, beta: t.beta,
+                                          a: a.baseAddress!, lda: t.lda, transA: t.transA,
+                                          b: b.baseAddress!, ldb: t.ldb, transB: t.transB,
+                                          c: c.baseAddress!, ldc: t.ldc)
+                let clock = ContinuousClock(), deadline = clock.now + .seconds(60)
+                while clock.now < deadline {
+                    if kernel.runShared(problem, threads: threads) { return true }
+                    Thread.sleep(forTimeInterval: 0.0002)
+                }
+                return false
+            }
+        }
+    }
+    return ran ? c : nil
 }

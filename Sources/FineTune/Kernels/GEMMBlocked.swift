@@ -1,4 +1,5 @@
-// The blocked SGEMM on one thread: the five loops of BLIS around a micro-kernel.
+// The blocked SGEMM: the five loops of BLIS around a micro-kernel, on one thread or on a team
+// of threads sharing the packed B block.
 //
 //   loop 5  jc: NC columns of C and op(B)          (B block lives in L3)
 //   loop 4  pc: KC steps of the depth              -> pack op(B)[pc, jc] into NR-wide panels
@@ -15,6 +16,12 @@
 // Every element of C is computed by the same sequence of operations whatever the block sizes
 // MC and NC, so splitting C across threads (GEMM.swift) does not change the result. KC
 // depends only on k.
+//
+// On a team (runShared), loop 4's packing of op(B) is split into shares of NR panels, one per
+// thread, followed by a barrier; loop 3 is split into one range of MR-row tiles per thread,
+// each packing its own A blocks; a second barrier keeps the B block until every thread is
+// done with it. The threads together pack what one thread packs (with one block of C per
+// thread, every thread packs all of op(A) or all of op(B)).
 
 /// Cache block sizes of the blocked algorithm.
 struct GEMMBlocking {
@@ -38,46 +45,122 @@ struct GEMMBlocking {
     }
 }
 
-/// The five-loop blocked SGEMM with micro-kernel `Kernel`, single-threaded.
+/// The five-loop blocked SGEMM with micro-kernel `Kernel`: on one thread (``run(_:)``), or on a
+/// team of threads that share each packed block of op(B) (``runShared(_:threads:)``).
 enum GEMMBlocked<Kernel: GEMMMicroKernel> {
+    /// The block sizes for `problem`: KC, MC and NC balanced over k, m and n.
+    static func blocks(_ problem: GEMMProblem) -> (kc: Int, mc: Int, nc: Int) {
+        let blocking = Kernel.blocking
+        return (GEMMBlocking.balanced(problem.k, limit: blocking.kc, granule: 1),
+                GEMMBlocking.balanced(problem.m, limit: blocking.mc, granule: Kernel.mr),
+                GEMMBlocking.balanced(problem.n, limit: blocking.nc, granule: Kernel.nr))
+    }
+
     /// Computes `problem` (m, n, k > 0) on the calling thread.
     static func run(_ problem: GEMMProblem) {
-        let mr = Kernel.mr, nr = Kernel.nr
-        let (m, n, k) = (problem.m, problem.n, problem.k)
-        let blocking = Kernel.blocking
-        let kcMax = GEMMBlocking.balanced(k, limit: blocking.kc, granule: 1)
-        let mcMax = GEMMBlocking.balanced(m, limit: blocking.mc, granule: mr)
-        let ncMax = GEMMBlocking.balanced(n, limit: blocking.nc, granule: nr)
+        let (kcMax, mcMax, ncMax) = blocks(problem)
+        let bPacked = GEMMScratch(floats: ncMax * kcMax)
+        defer { bPacked.deallocate() }
+        let rows = RowBlockWorker(mcMax: mcMax, kcMax: kcMax)
+        defer { rows.deallocate() }
+        for jc in stride(from: 0, to: problem.n, by: ncMax) {                 // loop 5
+            let nc = min(ncMax, problem.n - jc)
+            for pc in stride(from: 0, to: problem.k, by: kcMax) {             // loop 4
+                let kc = min(kcMax, problem.k - pc)
+                packB(problem, panels: 0..<(nc + Kernel.nr - 1) / Kernel.nr, jc: jc, nc: nc, pc: pc, kc: kc,
+                      into: bPacked.floats)
+                rows.multiply(problem, rows: 0..<problem.m, jc: jc, nc: nc, pc: pc, kc: kc, bPacked: bPacked.floats)
+            }
+        }
+    }
 
-        // Scratch for the whole call, one allocation with each part 64-byte aligned: the packed
-        // A block, the packed B block, and a tile for the edges of C.
-        let aFloats = GEMMBlocking.roundUp(mcMax * kcMax, to: 16), bFloats = GEMMBlocking.roundUp(ncMax * kcMax, to: 16)
-        let floats = aFloats + bFloats + mr * nr
-        let scratch = UnsafeMutableRawPointer.allocate(byteCount: floats * MemoryLayout<Float>.stride, alignment: 64)
-        defer { scratch.deallocate() }
-        let aPacked = scratch.bindMemory(to: Float.self, capacity: floats)
-        let bPacked = aPacked + aFloats, edgeTile = bPacked + bFloats
-        for jc in stride(from: 0, to: n, by: ncMax) {                         // loop 5
-            let nc = min(ncMax, n - jc)
-            for pc in stride(from: 0, to: k, by: kcMax) {                     // loop 4
-                let kc = min(kcMax, k - pc)
-                let packingB = KernelProfile.begin()
-                GEMMPacking.packB(Kernel.self, kc: kc, nc: nc, b: problem.bPointer(depth: pc, column: jc),
-                                  ldb: problem.ldb, transB: problem.transB, into: bPacked)
-                KernelProfile.end(packingB, .packing)
-                let beta = pc == 0 ? problem.beta : 1
-                for ic in stride(from: 0, to: m, by: mcMax) {                 // loop 3
-                    let mc = min(mcMax, m - ic)
-                    let packingA = KernelProfile.begin()
-                    GEMMPacking.packA(Kernel.self, mc: mc, kc: kc, a: problem.aPointer(row: ic, depth: pc),
-                                      lda: problem.lda, transA: problem.transA, into: aPacked)
-                    KernelProfile.end(packingA, .packing)
-                    let multiplying = KernelProfile.begin()
-                    macroKernel(mc: mc, nc: nc, kc: kc, a: aPacked, b: bPacked,
-                                alpha: problem.alpha, beta: beta,
-                                c: problem.c + ic * problem.ldc + jc, ldc: problem.ldc, edgeTile: edgeTile)
-                    KernelProfile.endProduct(multiplying, m: mc, n: nc, k: kc)
+    /// Computes `problem` (m, n, k > 0) on `threads` threads at once that share the packed
+    /// blocks of op(B) (``runMember(_:team:member:)``). Returns false, having done nothing, when
+    /// the worker pool cannot give it `threads` threads together (it is busy).
+    static func runShared(_ problem: GEMMProblem, threads: Int) -> Bool {
+        let (kcMax, _, ncMax) = blocks(problem)
+        let bPacked = GEMMScratch(floats: ncMax * kcMax)
+        defer { bPacked.deallocate() }
+        let team = GEMMTeam(size: threads, bPacked: bPacked.floats)
+        return WorkerPool.shared.runTogether(threads) { member in runMember(problem, team: team, member: member) }
+    }
+
+    /// Computes `problem` as thread `member` of `team`: runs on `team.size` threads at once
+    /// (a barrier waits for all of them), each with its own `member` index.
+    ///
+    /// For every (jc, pc) block the members pack one share each of the NR panels of op(B) into
+    /// the team's buffer, wait for each other, then each runs loop 3 over its own rows of C
+    /// (cut on MR boundaries) with its own packed A blocks. Nothing is packed twice and every
+    /// element of C goes through the same kernel calls as in ``run(_:)``.
+    static func runMember(_ problem: GEMMProblem, team: GEMMTeam, member: Int) {
+        let (kcMax, _, ncMax) = blocks(problem)
+        let myRows = GEMM.part(problem.m, parts: team.size, index: member, granule: Kernel.mr)
+        let mcMax = GEMMBlocking.balanced(Swift.max(1, myRows.count), limit: Kernel.blocking.mc, granule: Kernel.mr)
+        let rows = RowBlockWorker(mcMax: mcMax, kcMax: kcMax)
+        defer { rows.deallocate() }
+        var first = true
+        for jc in stride(from: 0, to: problem.n, by: ncMax) {                 // loop 5
+            let nc = min(ncMax, problem.n - jc)
+            let panels = (nc + Kernel.nr - 1) / Kernel.nr
+            for pc in stride(from: 0, to: problem.k, by: kcMax) {             // loop 4
+                let kc = min(kcMax, problem.k - pc)
+                if !first { team.barrier() }          // everyone is done with the previous B block
+                first = false
+                packB(problem, panels: GEMM.part(panels, parts: team.size, index: member, granule: 1),
+                      jc: jc, nc: nc, pc: pc, kc: kc, into: team.bPacked)
+                team.barrier()                        // the B block is complete
+                if !myRows.isEmpty {
+                    rows.multiply(problem, rows: myRows, jc: jc, nc: nc, pc: pc, kc: kc, bPacked: team.bPacked)
                 }
+            }
+        }
+    }
+
+    /// Packs NR panels `panels` of op(B)[pc ..< pc + kc, jc ..< jc + nc] to their place in the
+    /// block at `bPacked` (panel `q` at `q * NR * kc`, as packing the whole block puts it).
+    static func packB(_ problem: GEMMProblem, panels: Range<Int>, jc: Int, nc: Int, pc: Int, kc: Int,
+                      into bPacked: UnsafeMutablePointer<Float>) {
+        let first = panels.lowerBound &* Kernel.nr, columns = Swift.min(nc, panels.upperBound &* Kernel.nr) - first
+        guard columns > 0 else { return }
+        let packing = KernelProfile.begin()
+        GEMMPacking.packB(Kernel.self, kc: kc, nc: columns, b: problem.bPointer(depth: pc, column: jc + first),
+                          ldb: problem.ldb, transB: problem.transB, into: bPacked + first &* kc)
+        KernelProfile.end(packing, .packing)
+    }
+
+    /// One thread's loop 3: packs MC-row blocks of op(A) into its own buffer and multiplies them
+    /// by a packed B block.
+    struct RowBlockWorker {
+        let mcMax: Int
+        /// The packed A block, then a tile for the edges of C (one 64-byte aligned allocation).
+        let aPacked: UnsafeMutablePointer<Float>, edgeTile: UnsafeMutablePointer<Float>
+        private let scratch: GEMMScratch
+
+        init(mcMax: Int, kcMax: Int) {
+            self.mcMax = mcMax
+            let aFloats = GEMMBlocking.roundUp(mcMax * kcMax, to: 16)
+            scratch = GEMMScratch(floats: aFloats + Kernel.mr * Kernel.nr)
+            aPacked = scratch.floats
+            edgeTile = scratch.floats + aFloats
+        }
+
+        func deallocate() { scratch.deallocate() }
+
+        /// `C[rows, jc ..< jc + nc] (+)= op(A)[rows, pc ..< pc + kc] · Bblock`; the first KC pass
+        /// applies the caller's beta, later ones accumulate.
+        func multiply(_ problem: GEMMProblem, rows: Range<Int>, jc: Int, nc: Int, pc: Int, kc: Int,
+                      bPacked: UnsafeMutablePointer<Float>) {
+            let beta = pc == 0 ? problem.beta : 1
+            for ic in stride(from: rows.lowerBound, to: rows.upperBound, by: mcMax) {   // loop 3
+                let mc = Swift.min(mcMax, rows.upperBound - ic)
+                let packingA = KernelProfile.begin()
+                GEMMPacking.packA(Kernel.self, mc: mc, kc: kc, a: problem.aPointer(row: ic, depth: pc),
+                                  lda: problem.lda, transA: problem.transA, into: aPacked)
+                KernelProfile.end(packingA, .packing)
+                let multiplying = KernelProfile.begin()
+                macroKernel(mc: mc, nc: nc, kc: kc, a: aPacked, b: bPacked, alpha: problem.alpha, beta: beta,
+                            c: problem.c + ic * problem.ldc + jc, ldc: problem.ldc, edgeTile: edgeTile)
+                KernelProfile.endProduct(multiplying, m: mc, n: nc, k: kc)
             }
         }
     }
@@ -115,5 +198,38 @@ enum GEMMBlocked<Kernel: GEMMMicroKernel> {
                 }
             }
         }
+    }
+}
+
+/// A 64-byte aligned float buffer for packed blocks.
+struct GEMMScratch {
+    let floats: UnsafeMutablePointer<Float>
+
+    init(floats count: Int) {
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(1, count) * MemoryLayout<Float>.stride, alignment: 64)
+        floats = raw.bindMemory(to: Float.self, capacity: count)
+    }
+
+    func deallocate() { UnsafeMutableRawPointer(floats).deallocate() }
+}
+
+/// The threads of one shared-packing product (``GEMMBlocked/runShared(_:threads:)``): how many,
+/// the packed B block they share, and the barrier between packing it and using it.
+final class GEMMTeam: Sendable {
+    let size: Int
+    nonisolated(unsafe) let bPacked: UnsafeMutablePointer<Float>
+    private let barrierState: SpinBarrier
+
+    init(size: Int, bPacked: UnsafeMutablePointer<Float>) {
+        self.size = size
+        self.bPacked = bPacked
+        barrierState = SpinBarrier(count: size)
+    }
+
+    /// Waits until all `size` members have called it (the wait counts as `.threadWait`).
+    func barrier() {
+        let waiting = KernelProfile.begin()
+        barrierState.wait()
+        KernelProfile.end(waiting, .threadWait)
     }
 }

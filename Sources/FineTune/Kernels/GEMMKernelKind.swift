@@ -53,4 +53,14 @@ enum GEMMKernelKind: CaseIterable, Sendable {
         case .tile6x8: GEMMBlocked<GEMMKernel6x8>.run(problem)
         }
     }
+
+    /// Runs the blocked algorithm with this kernel on `threads` threads sharing the packed
+    /// blocks of op(B); false, having done nothing, when the worker pool is busy.
+    func runShared(_ problem: GEMMProblem, threads: Int) -> Bool {
+        switch self {
+        case .tile6x16: GEMMBlocked<GEMMKernel6x16>.runShared(problem, threads: threads)
+        case .tile12x32: GEMMBlocked<GEMMKernel12x32>.runShared(problem, threads: threads)
+        case .tile6x8: GEMMBlocked<GEMMKernel6x8>.runShared(problem, threads: threads)
+        }
+    }
 }

@@ -73,6 +73,18 @@ final class WorkerPool: @unchecked Sendable {
         return true
     }
 
+    /// Runs `body(member)` for `member` in `0..<threads` on `threads` different threads at once
+    /// (the caller and `threads - 1` workers), so the members may wait for each other (a
+    /// ``SpinBarrier``). Returns false, having done nothing, when the pool is busy.
+    ///
+    /// Each of the `threads` iterations of ``run(_:threads:_:)`` is taken by the caller or a
+    /// participating worker, and a thread takes its next iteration only after its body returns:
+    /// while every body waits for all the others, each must have been taken by another thread.
+    /// (Dispatch's fallback gives no such promise, so there is none here.)
+    func runTogether(_ threads: Int, _ body: (Int) -> Void) -> Bool {
+        run(threads, threads: threads, body)
+    }
+
     /// Takes iterations until none is left.
     private func work() {
         guard let body else { return }
@@ -85,12 +97,16 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     private func ensureWorkers(_ n: Int) {
+        // A new worker starts from the generation before the caller's bump, so it joins the job
+        // being started even if its thread runs only after the bump (``runTogether(_:_:)``
+        // needs every participant).
+        let current = generation.load(ordering: .acquiring)
         workerLock.withLock { started in
             while started < n {
                 let worker = Worker()
                 workers.append(worker)
                 let index = started
-                let thread = Thread { [unowned self] in self.loop(worker, index: index) }
+                let thread = Thread { [unowned self] in self.loop(worker, index: index, seen: current) }
                 thread.stackSize = 1 << 20
                 thread.start()
                 started += 1
@@ -98,8 +114,8 @@ final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    private func loop(_ worker: Worker, index: Int) {
-        var seen = generation.load(ordering: .acquiring)
+    private func loop(_ worker: Worker, index: Int, seen initialGeneration: Int) {
+        var seen = initialGeneration
         while true {
             // Poll for a new job for a short while, then sleep until a caller wakes us.
             let start = DispatchTime.now().uptimeNanoseconds
@@ -123,6 +139,35 @@ final class WorkerPool: @unchecked Sendable {
                 if open.load(ordering: .sequentiallyConsistent) && index < participants { work() }
             }
             active.subtract(1, ordering: .releasing)
+        }
+    }
+}
+
+/// A reusable barrier for the threads of a ``WorkerPool/runTogether(_:_:)`` job: each call of
+/// ``wait()`` returns once `count` threads have called it. Waiters spin (the phases between
+/// barriers are short), yielding the core now and then in case there are more threads than cores.
+final class SpinBarrier: Sendable {
+    private let count: Int
+    private let arrived = Atomic<Int>(0)
+    private let phase = Atomic<Int>(0)
+
+    init(count: Int) { self.count = count }
+
+    /// Waits for the other threads. Everything a thread wrote before its call is visible to all
+    /// of them after theirs.
+    func wait() {
+        let current = phase.load(ordering: .acquiring)
+        if arrived.add(1, ordering: .acquiringAndReleasing).newValue == count {
+            // The last one: reset for the next use before releasing the others (who can only
+            // arrive again after they see the new phase).
+            arrived.store(0, ordering: .relaxed)
+            phase.store(current &+ 1, ordering: .releasing)
+            return
+        }
+        var spins = 0
+        while phase.load(ordering: .acquiring) == current {
+            spins &+= 1
+            if spins & 1023 == 0 { sched_yield() }
         }
     }
 }
