@@ -28,9 +28,9 @@ struct ProfileBreakdown {
     var gemmRate: GEMMRate?
 
     /// The GEMM flops over the GEMM time. With several threads that time is summed over them, so
-    /// the rate is per thread and is compared with the per-thread peak with as many threads
-    /// running (the N-thread peak over N). The micro-kernel time excludes packing and the waits
-    /// for other threads, so the rate with packing is given too.
+    /// the rate is per thread and is compared with one core's (the 1-thread) peak. The
+    /// micro-kernel time excludes packing and the waits for other threads, so the rate with
+    /// packing is given too.
     struct GEMMRate {
         /// GFLOP of GEMM per run (`2 m n k` per product).
         var gflopPerRun: Double
@@ -38,15 +38,14 @@ struct ProfileBreakdown {
         var gflops: Double
         /// GFLOP/s during GEMM and GEMM packing time (per thread).
         var gflopsWithPacking: Double
-        /// The machine's multiply-add peak per thread at this thread count, if measured.
+        /// One core's multiply-add peak (the 1-thread peak), if measured.
         var threadPeakGFLOPS: Double?
         /// `gflops` over `threadPeakGFLOPS`.
         var peakShare: Double? { threadPeakGFLOPS.map { gflops / $0 } }
     }
 
     /// Profiles `workload` for about `seconds` (at least 3 and at most 50 runs, given the median
-    /// time of one run); the GEMM rate is given as a share of `threadPeakGFLOPS` (the peak per
-    /// thread with `threads` threads running).
+    /// time of one run); the GEMM rate is given as a share of `threadPeakGFLOPS` (one core's peak).
     static func measure(_ workload: any Workload, threads: Int, median: Double, seconds: Double,
                         threadPeakGFLOPS: Double?) -> ProfileBreakdown {
         let runs = Swift.max(3, Swift.min(50, Int(seconds / Swift.max(median, 1e-9))))
@@ -79,11 +78,11 @@ struct ProfileBreakdown {
     /// What the GEMM rate is of.
     var gemmRateBasis: String {
         threads == 1 ? "GEMM flops over GEMM time, against the 1-thread peak"
-            : "GEMM flops over GEMM time summed over \(threads) threads (a per-thread rate), against the \(threads)-thread peak / \(threads)"
+            : "GEMM flops over GEMM time summed over \(threads) threads (a per-thread rate), against the 1-thread peak"
     }
 
-    /// The peak the GEMM rate is compared with, e.g. `1-thread peak` or `per-thread peak at 2 threads`.
-    private var peakName: String { threads == 1 ? "1-thread peak" : "per-thread peak at \(threads) threads" }
+    /// The peak the GEMM rate is compared with.
+    private var peakName: String { "1-thread peak" }
 
     /// The GEMM rate line printed under the GEMM row, e.g.
     /// `GEMM rate 94.20 GFLOPS = 85.6% of the 1-thread peak 110.0, 80.1% with packing (3.712 GFLOP per run)`.
@@ -127,8 +126,8 @@ struct ProfileBreakdown {
         /// Absent when the case does no GEMM.
         var gemmRate: Rate?
         /// The GEMM rate: `gflops` is GEMM flops over GEMM time (summed over threads, so per
-        /// thread), `peak_share` that over the per-thread peak `peak_gflops` (the N-thread peak
-        /// over N); `gflops_with_packing` counts the packing time too.
+        /// thread), `peak_share` that over the 1-thread peak `peak_gflops`; `gflops_with_packing`
+        /// counts the packing time too.
         struct Rate: Encodable {
             var gflopPerRun: Double, gflops: Double, gflopsWithPacking: Double, peakGFLOPS: Double?, peakShare: Double?,
                 basis: String

@@ -36,7 +36,7 @@ struct BenchEnvironment {
     }
 
     /// The line under the headline: the peaks that "% peak" divides by (and, with `--profile`,
-    /// the per-thread peak the GEMM rate is compared with: the peak at its thread count over the threads).
+    /// the 1-thread peak the GEMM rate is compared with).
     var peakLine: String {
         let peaks = peakGFLOPS.keys.sorted().compactMap { n in
             peakGFLOPS[n].map { "\(threadsText(n)) \(formatPeak($0))" }

@@ -30,7 +30,9 @@ struct Runner {
     /// Profile each case after timing it (`--profile`).
     var profile = false
     /// The multiply-add peak per thread count; the profile compares its per-thread GEMM rate with
-    /// the peak at the same thread count divided by the threads (all cores busy can clock lower).
+    /// the 1-thread (one core's) peak. (With every core busy a core peaks ~2% lower, but the
+    /// N-thread peak of a shared machine is what the threads got, often far less: a yardstick
+    /// that moves with the load would put a loaded run above 100%.)
     var peakGFLOPS: [Int: Double] = [:]
 
     /// Measures `cases` of `suite`, calling `report` after each measurement.
@@ -44,7 +46,7 @@ struct Runner {
                                         flops: benchCase.flops, checksum: workload.checksum())
                 if profile {
                     result.profile = ProfileBreakdown.measure(workload, threads: threads, median: timing.median, seconds: budget / 2,
-                                                              threadPeakGFLOPS: peakGFLOPS[threads].map { $0 / Double(threads) })
+                                                              threadPeakGFLOPS: peakGFLOPS[1])
                 }
                 report(result)
                 results.append(result)

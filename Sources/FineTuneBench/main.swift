@@ -52,8 +52,8 @@ if let path = options.compare {
 let cores = ProcessInfo.processInfo.activeProcessorCount
 let threadCounts = options.threads.map { [$0] } ?? (cores > 1 ? [1, cores] : [1])
 var environment = BenchEnvironment(budget: options.budget, threadCounts: threadCounts)
-// --profile compares the GEMM rate per thread with the per-thread peak at the same thread count.
-for threads in Set(threadCounts) { environment.peakGFLOPS[threads] = FMAPeak.gflops(threads: threads) }
+// --profile compares the GEMM rate per thread with the 1-thread peak, also when only more threads run.
+for threads in Set(threadCounts + (options.profile ? [1] : [])) { environment.peakGFLOPS[threads] = FMAPeak.gflops(threads: threads) }
 
 // Rows go to stdout as they complete; with --json they are progress on stderr.
 let emit: (String) -> Void = { [json = options.json] text in json ? Console.error(text) : Console.out(text) }
