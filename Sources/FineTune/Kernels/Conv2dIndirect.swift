@@ -321,18 +321,14 @@ extension Kernels {
 }
 
 /// The 12 x 32 register tile of the indirect method: the AVX-512 SGEMM kernel's tile with its A
-/// operand read through 12 row pointers per tap instead of a packed panel.
+/// operand read through row pointers instead of a packed panel.
 enum IndirectTile {
     /// `C[12 x 32] = sum_t sum_c pointers[t * 12 + r][channelOffset + c] * b[(t * channels + c) * 32 + j]
     /// (+ C when beta is 1)`.
     @inline(never)
     static func multiply(taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
                          b: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        typealias V = SIMD16<Float>
-        var c0a = V(), c0b = V(), c1a = V(), c1b = V(), c2a = V(), c2b = V()
-        var c3a = V(), c3b = V(), c4a = V(), c4b = V(), c5a = V(), c5b = V()
-        var c6a = V(), c6b = V(), c7a = V(), c7b = V(), c8a = V(), c8b = V()
-        var c9a = V(), c9b = V(), c10a = V(), c10b = V(), c11a = V(), c11b = V()
+        var acc = Accumulators()
         var pb = b
         for t in 0..<taps {
             let row = pointers + t &* 12
@@ -341,42 +337,11 @@ enum IndirectTile {
             let a6 = row[6] + channelOffset, a7 = row[7] + channelOffset, a8 = row[8] + channelOffset
             let a9 = row[9] + channelOffset, a10 = row[10] + channelOffset, a11 = row[11] + channelOffset
             for k in 0..<channels {
-                let b0 = VectorMath.load(pb, as: V.self), b1 = VectorMath.load(pb + 16, as: V.self)
-                var x = V(repeating: a0[k])
-                c0a = GEMMSIMD.multiplyAdd(x, b0, c0a); c0b = GEMMSIMD.multiplyAdd(x, b1, c0b)
-                x = V(repeating: a1[k])
-                c1a = GEMMSIMD.multiplyAdd(x, b0, c1a); c1b = GEMMSIMD.multiplyAdd(x, b1, c1b)
-                x = V(repeating: a2[k])
-                c2a = GEMMSIMD.multiplyAdd(x, b0, c2a); c2b = GEMMSIMD.multiplyAdd(x, b1, c2b)
-                x = V(repeating: a3[k])
-                c3a = GEMMSIMD.multiplyAdd(x, b0, c3a); c3b = GEMMSIMD.multiplyAdd(x, b1, c3b)
-                x = V(repeating: a4[k])
-                c4a = GEMMSIMD.multiplyAdd(x, b0, c4a); c4b = GEMMSIMD.multiplyAdd(x, b1, c4b)
-                x = V(repeating: a5[k])
-                c5a = GEMMSIMD.multiplyAdd(x, b0, c5a); c5b = GEMMSIMD.multiplyAdd(x, b1, c5b)
-                x = V(repeating: a6[k])
-                c6a = GEMMSIMD.multiplyAdd(x, b0, c6a); c6b = GEMMSIMD.multiplyAdd(x, b1, c6b)
-                x = V(repeating: a7[k])
-                c7a = GEMMSIMD.multiplyAdd(x, b0, c7a); c7b = GEMMSIMD.multiplyAdd(x, b1, c7b)
-                x = V(repeating: a8[k])
-                c8a = GEMMSIMD.multiplyAdd(x, b0, c8a); c8b = GEMMSIMD.multiplyAdd(x, b1, c8b)
-                x = V(repeating: a9[k])
-                c9a = GEMMSIMD.multiplyAdd(x, b0, c9a); c9b = GEMMSIMD.multiplyAdd(x, b1, c9b)
-                x = V(repeating: a10[k])
-                c10a = GEMMSIMD.multiplyAdd(x, b0, c10a); c10b = GEMMSIMD.multiplyAdd(x, b1, c10b)
-                x = V(repeating: a11[k])
-                c11a = GEMMSIMD.multiplyAdd(x, b0, c11a); c11b = GEMMSIMD.multiplyAdd(x, b1, c11b)
+                acc.add(a0[k], a1[k], a2[k], a3[k], a4[k], a5[k], a6[k], a7[k], a8[k], a9[k], a10[k], a11[k], times: pb)
                 pb += 32
             }
         }
-        @inline(__always) func updateRow(_ low: V, _ high: V, _ row: UnsafeMutablePointer<Float>) {
-            GEMMSIMD.update(low, row, alpha: 1, beta: beta)
-            GEMMSIMD.update(high, row + 16, alpha: 1, beta: beta)
-        }
-        updateRow(c0a, c0b, c); updateRow(c1a, c1b, c + ldc); updateRow(c2a, c2b, c + 2 &* ldc)
-        updateRow(c3a, c3b, c + 3 &* ldc); updateRow(c4a, c4b, c + 4 &* ldc); updateRow(c5a, c5b, c + 5 &* ldc)
-        updateRow(c6a, c6b, c + 6 &* ldc); updateRow(c7a, c7b, c + 7 &* ldc); updateRow(c8a, c8b, c + 8 &* ldc)
-        updateRow(c9a, c9b, c + 9 &* ldc); updateRow(c10a, c10b, c + 10 &* ldc); updateRow(c11a, c11b, c + 11 &* ldc)
+        acc.write(c, ldc: ldc, beta: beta)
     }
 
     /// `C[12 x 32] = sum_p pointers[p][channelOffset + r] * b[p * ldb + j] (+ C when beta is 1)`:
@@ -384,48 +349,66 @@ enum IndirectTile {
     @inline(never)
     static func multiplyOverPositions(_ positions: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
                                       b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        var acc = Accumulators()
+        var pb = b
+        for p in 0..<positions {
+            let a = pointers[p] + channelOffset
+            acc.add(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], times: pb)
+            pb += ldb
+        }
+        acc.write(c, ldc: ldc, beta: beta)
+    }
+
+    /// The 24 zmm accumulators of a 12 x 32 tile (kept in registers once inlined).
+    struct Accumulators {
         typealias V = SIMD16<Float>
         var c0a = V(), c0b = V(), c1a = V(), c1b = V(), c2a = V(), c2b = V()
         var c3a = V(), c3b = V(), c4a = V(), c4b = V(), c5a = V(), c5b = V()
         var c6a = V(), c6b = V(), c7a = V(), c7b = V(), c8a = V(), c8b = V()
         var c9a = V(), c9b = V(), c10a = V(), c10b = V(), c11a = V(), c11b = V()
-        var pb = b
-        for p in 0..<positions {
-            let a = pointers[p] + channelOffset
-            let b0 = VectorMath.load(pb, as: V.self), b1 = VectorMath.load(pb + 16, as: V.self)
-            var x = V(repeating: a[0])
+
+        /// Row `r` += `a_r` times the 32 floats at `b`.
+        @inline(__always)
+        mutating func add(_ a0: Float, _ a1: Float, _ a2: Float, _ a3: Float, _ a4: Float, _ a5: Float, _ a6: Float,
+                          _ a7: Float, _ a8: Float, _ a9: Float, _ a10: Float, _ a11: Float, times b: UnsafePointer<Float>) {
+            let b0 = VectorMath.load(b, as: V.self), b1 = VectorMath.load(b + 16, as: V.self)
+            var x = V(repeating: a0)
             c0a = GEMMSIMD.multiplyAdd(x, b0, c0a); c0b = GEMMSIMD.multiplyAdd(x, b1, c0b)
-            x = V(repeating: a[1])
+            x = V(repeating: a1)
             c1a = GEMMSIMD.multiplyAdd(x, b0, c1a); c1b = GEMMSIMD.multiplyAdd(x, b1, c1b)
-            x = V(repeating: a[2])
+            x = V(repeating: a2)
             c2a = GEMMSIMD.multiplyAdd(x, b0, c2a); c2b = GEMMSIMD.multiplyAdd(x, b1, c2b)
-            x = V(repeating: a[3])
+            x = V(repeating: a3)
             c3a = GEMMSIMD.multiplyAdd(x, b0, c3a); c3b = GEMMSIMD.multiplyAdd(x, b1, c3b)
-            x = V(repeating: a[4])
+            x = V(repeating: a4)
             c4a = GEMMSIMD.multiplyAdd(x, b0, c4a); c4b = GEMMSIMD.multiplyAdd(x, b1, c4b)
-            x = V(repeating: a[5])
+            x = V(repeating: a5)
             c5a = GEMMSIMD.multiplyAdd(x, b0, c5a); c5b = GEMMSIMD.multiplyAdd(x, b1, c5b)
-            x = V(repeating: a[6])
+            x = V(repeating: a6)
             c6a = GEMMSIMD.multiplyAdd(x, b0, c6a); c6b = GEMMSIMD.multiplyAdd(x, b1, c6b)
-            x = V(repeating: a[7])
+            x = V(repeating: a7)
             c7a = GEMMSIMD.multiplyAdd(x, b0, c7a); c7b = GEMMSIMD.multiplyAdd(x, b1, c7b)
-            x = V(repeating: a[8])
+            x = V(repeating: a8)
             c8a = GEMMSIMD.multiplyAdd(x, b0, c8a); c8b = GEMMSIMD.multiplyAdd(x, b1, c8b)
-            x = V(repeating: a[9])
+            x = V(repeating: a9)
             c9a = GEMMSIMD.multiplyAdd(x, b0, c9a); c9b = GEMMSIMD.multiplyAdd(x, b1, c9b)
-            x = V(repeating: a[10])
+            x = V(repeating: a10)
             c10a = GEMMSIMD.multiplyAdd(x, b0, c10a); c10b = GEMMSIMD.multiplyAdd(x, b1, c10b)
-            x = V(repeating: a[11])
+            x = V(repeating: a11)
             c11a = GEMMSIMD.multiplyAdd(x, b0, c11a); c11b = GEMMSIMD.multiplyAdd(x, b1, c11b)
-            pb += ldb
         }
-        @inline(__always) func updateRow(_ low: V, _ high: V, _ row: UnsafeMutablePointer<Float>) {
-            GEMMSIMD.update(low, row, alpha: 1, beta: beta)
-            GEMMSIMD.update(high, row + 16, alpha: 1, beta: beta)
+
+        /// `C = acc` (`beta` 0) or `C = acc + C` (`beta` 1), row `r` at `c + r * ldc`.
+        @inline(__always)
+        func write(_ c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float) {
+            @inline(__always) func row(_ low: V, _ high: V, _ row: UnsafeMutablePointer<Float>) {
+                GEMMSIMD.update(low, row, alpha: 1, beta: beta)
+                GEMMSIMD.update(high, row + 16, alpha: 1, beta: beta)
+            }
+            row(c0a, c0b, c); row(c1a, c1b, c + ldc); row(c2a, c2b, c + 2 &* ldc)
+            row(c3a, c3b, c + 3 &* ldc); row(c4a, c4b, c + 4 &* ldc); row(c5a, c5b, c + 5 &* ldc)
+            row(c6a, c6b, c + 6 &* ldc); row(c7a, c7b, c + 7 &* ldc); row(c8a, c8b, c + 8 &* ldc)
+            row(c9a, c9b, c + 9 &* ldc); row(c10a, c10b, c + 10 &* ldc); row(c11a, c11b, c + 11 &* ldc)
         }
-        updateRow(c0a, c0b, c); updateRow(c1a, c1b, c + ldc); updateRow(c2a, c2b, c + 2 &* ldc)
-        updateRow(c3a, c3b, c + 3 &* ldc); updateRow(c4a, c4b, c + 4 &* ldc); updateRow(c5a, c5b, c + 5 &* ldc)
-        updateRow(c6a, c6b, c + 6 &* ldc); updateRow(c7a, c7b, c + 7 &* ldc); updateRow(c8a, c8b, c + 8 &* ldc)
-        updateRow(c9a, c9b, c + 9 &* ldc); updateRow(c10a, c10b, c + 10 &* ldc); updateRow(c11a, c11b, c + 11 &* ldc)
     }
 }
