@@ -189,6 +189,13 @@ private let cases: [ConvCase] = [
              padding: (1, 1), bias: false),
     ConvCase(batch: 3, inChannels: 3, outChannels: 4, height: 40, width: 40, kernel: (3, 3), stride: (2, 2),
              padding: (1, 1)),
+    // Row taps (fewer than 16 input channels): a stem-like 7x7 stride 2 (7 taps of 21 floats, a
+    // partial second panel, tile groups across three samples of one chunk), and an 11x11 whose
+    // 132-float kernel rows take three depth blocks.
+    ConvCase(batch: 3, inChannels: 3, outChannels: 40, height: 23, width: 29, kernel: (7, 7), stride: (2, 2),
+             padding: (3, 3)),
+    ConvCase(batch: 2, inChannels: 12, outChannels: 8, height: 15, width: 15, kernel: (11, 11), stride: (2, 2),
+             padding: (5, 5), bias: false),
     // Five samples: groups of 2 (forced) leave a short last group; automatic plans group all five.
     ConvCase(batch: 5, inChannels: 4, outChannels: 6, height: 5, width: 7, kernel: (3, 3), stride: (2, 2),
              padding: (1, 1), dilation: (1, 2), groups: 2),
@@ -513,9 +520,27 @@ struct ConvKernelTests {
         #expect(stridedPlan.forwardMethod == (avx512 ? .indirect : .columns))
         #expect(stridedPlan.backwardWeightMethod == (avx512 ? .indirect : .columns))
         #expect(stridedPlan.backwardInputMethod == .columns)
+        // Fewer channels: the forward reads kernel rows (row taps), the weight gradient keeps column
+        // matrices; dilated rows are not contiguous, so columns.
         var stridedFew = strided
         stridedFew.inChannels = 8
-        #expect(ConvPlan(stridedFew, threads: 1).forwardMethod == .columns)
+        let fewPlan = ConvPlan(stridedFew, threads: 1)
+        #expect(fewPlan.forwardMethod == (avx512 ? .indirect : .columns))
+        #expect(fewPlan.backwardWeightMethod == .columns)
+        let fewShape = IndirectConvShape.forward(stridedFew)
+        #expect(fewShape.rowTaps && fewShape.taps == stridedFew.kernelHeight)
+        #expect(fewShape.tapDepth == stridedFew.kernelWidth * 8 && fewShape.pitch == 8)
+        #expect(!IndirectConvShape.forward(strided).rowTaps)
+        var dilatedFew = stridedFew
+        dilatedFew.dilationW = 2
+        #expect(ConvPlan(dilatedFew, threads: 1).forwardMethod == .columns)
+        let stem = Conv2dGeometry(batch: 8, inChannels: 3, height: 224, width: 224, outChannels: 64, kernelHeight: 7,
+                                  kernelWidth: 7, stride: (2, 2), padding: (3, 3))
+        #expect(ConvPlan(stem, threads: 1).forwardMethod == (avx512 ? .indirect : .columns))
+        #expect(IndirectConvShape.forward(stem).channelBlocks == 1)
+        let wide = Conv2dGeometry(batch: 2, inChannels: 12, height: 15, width: 15, outChannels: 8, kernelHeight: 11,
+                                  kernelWidth: 11, stride: (2, 2), padding: (5, 5))
+        #expect(IndirectConvShape.forward(wide).channelBlocks == 3)
         // Padding beyond the kernel's reach: shifted forward, but column matrices for the input gradient.
         var padded = big
         (padded.kernelHeight, padded.kernelWidth, padded.padH, padded.padW) = (1, 1, 1, 1)

@@ -199,8 +199,9 @@ struct ConvPlan {
     /// weight gradient 1.5x slower; at 64 channels all three are 1.1-1.4x faster.)
     static let minWinogradChannels = 32, minWinogradWeightChannels = 64
     /// The indirect product reads each tap's input channels as one run; with fewer (the 3-channel
-    /// stem) the column matrix is faster. (Strided 1x1 convolutions keep the column method too: it
-    /// gathers only the inputs they read, where the indirect one copies every input.)
+    /// stem) its forward reads whole kernel rows instead (row taps), and the weight gradient keeps
+    /// the column method. (Strided 1x1 convolutions keep the column method too: it gathers only
+    /// the inputs they read, where the indirect one copies every input.)
     static let minIndirectChannels = 16
     /// The column and pointwise methods group samples whose output planes are smaller than this
     /// many columns, so that a group's sgemm has up to this many. Measured on Zen 4 (12 x 32
@@ -290,11 +291,14 @@ struct ConvPlan {
         // strided convolution.
         let indirect = GEMMKernelKind.active == .tile12x32 && g.groups == 1 && !pointwise && g.batch > 0
             && g.outHeight > 0 && g.outWidth > 0
+        // With fewer input channels, the forward reads kernel rows (row taps) where it can, and
+        // the weight gradient keeps the column method (its tiles are 12 input channels).
         if indirect && (forced == .indirect
             || (forced == nil && forwardMethod == .columns && (g.strideH > 1 || g.strideW > 1)
-                && g.kernelHeight * g.kernelWidth > 1 && g.inChannels >= ConvPlan.minIndirectChannels)) {
-            forwardMethod = .indirect
-            backwardWeightMethod = .indirect
+                && g.kernelHeight * g.kernelWidth > 1)) {
+            let manyChannels = forced == .indirect || g.inChannels >= ConvPlan.minIndirectChannels
+            if manyChannels || IndirectConvShape.forward(g).rowTaps { forwardMethod = .indirect }
+            if manyChannels { backwardWeightMethod = .indirect }
         }
         // Without Winograd (a forced Winograd falls back to what the geometry would choose).
         func exact(_ chosen: Method, shiftedApplies: Bool, width: Int) -> Method {
