@@ -117,23 +117,56 @@ struct IndirectConvShape {
         }
         Kernels.parallelFor(min(threads, coutPanels), threads: threads) { part in
             let parts = min(threads, coutPanels)
-            for b in 0..<channelBlocks {
-                let block = channels(ofBlock: b), width = block.count
-                for q in (part * coutPanels / parts)..<((part + 1) * coutPanels / parts) {
-                    let panel = dst + block.lowerBound * taps * ldy + q * taps * width * nr
-                    for c in block {
-                        // Rows of 8 output channels: their `taps` weights of channel c, turned into
-                        // the taps' rows of the panel 8 x 8 at a time.
-                        for j in stride(from: 0, to: nr, by: 8) {
-                            let first = q * nr + j, rows = max(0, min(8, g.outChannels - first))
-                            let src = weight + (first * cin + c) * taps
-                            let to = panel + (c - block.lowerBound) * nr + j
-                            ConvLoops.transpose(rows: rows, columns: taps, src, lds: cin * taps, to, ldd: width * nr)
-                            for t in 0..<taps { ConvLoops.zero(to + t * width * nr + rows, 8 - rows) }
-                        }
+            for q in (part * coutPanels / parts)..<((part + 1) * coutPanels / parts) {
+                for b in 0..<channelBlocks {
+                    let block = channels(ofBlock: b)
+                    let panel = dst + block.lowerBound * taps * ldy + q * taps * block.count * nr
+                    for j in stride(from: 0, to: nr, by: 8) {
+                        packRows(weight, outChannel: q * nr + j, block: block, into: panel + j)
                     }
                 }
             }
+        }
+    }
+
+    /// Eight output channels' weights of the input channels `block` into their columns of a
+    /// panel (`to`: column 0 of tap 0, channel `block.lowerBound`). Their weights are consecutive
+    /// runs of `block.count * taps` floats, `(c, t)` in order, `Cin * taps` apart: 8 x 8 blocks are
+    /// transposed in registers and each row stored where its `(t, c)` goes; missing channels
+    /// (past `Cout`) are zeros.
+    private func packRows(_ weight: UnsafePointer<Float>, outChannel first: Int, block: Range<Int>,
+                          into to: UnsafeMutablePointer<Float>) {
+        typealias V = SIMD8<Float>
+        let nr = IndirectConvShape.nr, cin = g.inChannels, width = block.count, depth = width * taps
+        let rows = max(0, min(8, g.outChannels - first)), lds = cin * taps
+        let src = weight + (first * cin + block.lowerBound) * taps
+        @inline(__always) func destination(_ column: Int) -> UnsafeMutablePointer<Float> {
+            let c = column / taps
+            return to + ((column - c * taps) * width + c) * nr
+        }
+        var column = 0
+        if rows == 8 {
+            var c = 0, t = 0
+            while column + 8 <= depth {
+                let from = src + column
+                var r0 = VectorMath.load(from, as: V.self), r1 = VectorMath.load(from + lds, as: V.self)
+                var r2 = VectorMath.load(from + 2 * lds, as: V.self), r3 = VectorMath.load(from + 3 * lds, as: V.self)
+                var r4 = VectorMath.load(from + 4 * lds, as: V.self), r5 = VectorMath.load(from + 5 * lds, as: V.self)
+                var r6 = VectorMath.load(from + 6 * lds, as: V.self), r7 = VectorMath.load(from + 7 * lds, as: V.self)
+                GEMMSIMD.transpose(&r0, &r1, &r2, &r3, &r4, &r5, &r6, &r7)
+                // Row i holds column `column + i`, which is (c, t) stepped i times.
+                @inline(__always) func store(_ v: V) {
+                    VectorMath.store(v, to + (t * width + c) * nr)
+                    t += 1
+                    if t == taps { t = 0; c += 1 }
+                }
+                store(r0); store(r1); store(r2); store(r3); store(r4); store(r5); store(r6); store(r7)
+                column += 8
+            }
+        }
+        for column in column..<depth {
+            let row = destination(column)
+            for r in 0..<8 { row[r] = r < rows ? src[r * lds + column] : 0 }
         }
     }
 }
