@@ -513,20 +513,19 @@ struct ConvKernelTests {
         #expect(ConvPlan(firstLayer, threads: 1).forwardMethod == .columns)
         var strided = big
         (strided.strideH, strided.strideW) = (2, 2)
-        // Strided: indirect products forward and for the weight gradient on AVX-512 builds (column
-        // matrices elsewhere, and with fewer than 16 input channels); column matrices for the input
-        // gradient.
+        // Strided: indirect products forward and for both gradients on AVX-512 builds (column
+        // matrices elsewhere).
         let stridedPlan = ConvPlan(strided, threads: 1), avx512 = GEMMKernelKind.active == .tile12x32
         #expect(stridedPlan.forwardMethod == (avx512 ? .indirect : .columns))
         #expect(stridedPlan.backwardWeightMethod == (avx512 ? .indirect : .columns))
-        #expect(stridedPlan.backwardInputMethod == .columns)
+        #expect(stridedPlan.backwardInputMethod == (avx512 ? .indirect : .columns))
         // Fewer channels: the forward reads kernel rows (row taps), the weight gradient keeps column
         // matrices; dilated rows are not contiguous, so columns.
         var stridedFew = strided
         stridedFew.inChannels = 8
         let fewPlan = ConvPlan(stridedFew, threads: 1)
         #expect(fewPlan.forwardMethod == (avx512 ? .indirect : .columns))
-        #expect(fewPlan.backwardWeightMethod == .columns)
+        #expect(fewPlan.backwardWeightMethod == .columns && fewPlan.backwardInputMethod == .columns)
         let fewShape = IndirectConvShape.forward(stridedFew)
         #expect(fewShape.rowTaps && fewShape.taps == stridedFew.kernelHeight)
         #expect(fewShape.tapDepth == stridedFew.kernelWidth * 8 && fewShape.pitch == 8)

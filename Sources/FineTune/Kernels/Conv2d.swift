@@ -131,7 +131,9 @@ extension Kernels {
             }
         case .depthwise: conv2dBackwardInputDepthwise(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan)
         case .shifted: conv2dBackwardInputShifted(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan)
-        case .pointwise, .columns, .indirect:
+        case .indirect:
+            conv2dBackwardInputIndirect(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan)
+        case .pointwise, .columns:
             conv2dBackwardInputColumns(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan)
         }
     }
@@ -298,7 +300,7 @@ struct ConvPlan {
                 && g.kernelHeight * g.kernelWidth > 1)) {
             let manyChannels = forced == .indirect || g.inChannels >= ConvPlan.minIndirectChannels
             if manyChannels || IndirectConvShape.forward(g).rowTaps { forwardMethod = .indirect }
-            if manyChannels { backwardWeightMethod = .indirect }
+            if manyChannels { backwardWeightMethod = .indirect; backwardInputMethod = .indirect }
         }
         // Without Winograd (a forced Winograd falls back to what the geometry would choose).
         func exact(_ chosen: Method, shiftedApplies: Bool, width: Int) -> Method {

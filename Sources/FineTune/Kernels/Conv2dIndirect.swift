@@ -230,7 +230,7 @@ extension IndirectConvShape {
     /// indirection table of their output positions at `pointers` (tile, tap, then the tile's 12
     /// positions; positions past the end and padding read `zeros`).
     func prepareChunk(_ input: UnsafePointer<Float>, samples: Int, nhwc: UnsafeMutablePointer<Float>,
-                      zeros: UnsafePointer<Float>, pointers: UnsafeMutablePointer<UnsafePointer<Float>>, threads: Int) {
+                      zeros: UnsafeMutablePointer<Float>, pointers: UnsafeMutablePointer<UnsafePointer<Float>>, threads: Int) {
         let region = KernelProfile.begin()
         defer { KernelProfile.end(region, .convolutionData) }
         let mr = IndirectConvShape.mr, taps = taps
@@ -238,15 +238,15 @@ extension IndirectConvShape {
         let positions = samples * outPlane, tiles = (positions + mr - 1) / mr
         Kernels.parallelFor(threads, threads: threads) { part in
             let first = part * tiles / threads * mr, end = min(positions, (part + 1) * tiles / threads * mr)
-            forEachPosition(first..<end, nhwc: nhwc, zeros: zeros) { position, tap, row in
+            forEachPosition(first..<end, nhwc: nhwc, pitch: pitch, zeros: zeros) { position, tap, row in
                 let tile = position / mr
-                pointers[(tile * taps + tap) * mr + position - tile * mr] = row
+                pointers[(tile * taps + tap) * mr + position - tile * mr] = UnsafePointer(row)
             }
             // The last tile's positions past the end.
             if part == threads - 1 {
                 for position in positions..<(tiles * mr) {
                     let tile = position / mr
-                    for t in 0..<taps { pointers[(tile * taps + t) * mr + position - tile * mr] = zeros }
+                    for t in 0..<taps { pointers[(tile * taps + t) * mr + position - tile * mr] = UnsafePointer(zeros) }
                 }
             }
         }
@@ -273,10 +273,11 @@ extension IndirectConvShape {
 
     /// Calls `body(position, tap, row)` for each output position in `positions` (counted across
     /// the chunk's samples) and each tap, with the channels-last input `row` it reads (`zeros` in
-    /// the padding). Positions are walked in order, without divisions per position.
+    /// the padding) in a buffer of rows `pitch` apart. Positions are walked in order, without
+    /// divisions per position.
     @inline(__always)
-    func forEachPosition(_ positions: Range<Int>, nhwc: UnsafePointer<Float>, zeros: UnsafePointer<Float>,
-                         _ body: (Int, Int, UnsafePointer<Float>) -> Void) {
+    func forEachPosition(_ positions: Range<Int>, nhwc: UnsafeMutablePointer<Float>, pitch: Int,
+                         zeros: UnsafeMutablePointer<Float>, _ body: (Int, Int, UnsafeMutablePointer<Float>) -> Void) {
         guard !positions.isEmpty else { return }
         var sample = positions.lowerBound / outPlane
         var oy = (positions.lowerBound - sample * outPlane) / g.outWidth
@@ -422,8 +423,8 @@ extension Kernels {
                                         gradOutput + (first + sample) * g.outChannels * s.outPlane, lds: s.outPlane,
                                         rows, ldd: s.ldy)
                 }
-                s.forEachPosition(0..<positions, nhwc: nhwc, zeros: zeros) { position, tap, row in
-                    pointers[tap * chunkPositions + position] = row
+                s.forEachPosition(0..<positions, nhwc: nhwc, pitch: s.pitch, zeros: zeros) { position, tap, row in
+                    pointers[tap * chunkPositions + position] = UnsafePointer(row)
                 }
                 KernelProfile.end(region, .convolutionData)
                 let beta: Float = first == 0 ? 0 : 1
@@ -452,6 +453,129 @@ extension Kernels {
                 }
             }
             KernelProfile.end(region, .convolutionData)
+        }
+    }
+}
+
+extension Kernels {
+    /// The input gradient as indirect products, without col2im: for each tap `t` and output
+    /// position `p`, `dX[row(p, t), c] += sum_co dY[p, co] * W[co, c, t]`, in 12 x 32 tiles (12
+    /// positions, 32 input channels) whose depth runs over the output channels, each tile added
+    /// to the 12 channels-last rows its positions read in the forward (the padding's go to a
+    /// discarded row). Within a tap no two positions read the same input, threads take different
+    /// input-channel panels, and every element's terms are added in one order (tile groups, taps,
+    /// tiles), so the result does not depend on the thread count.
+    static func conv2dBackwardInputIndirect(_ g: Conv2dGeometry, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                            gradInput: UnsafeMutablePointer<Float>, plan p: ConvPlan) {
+        let s = IndirectConvShape(g)
+        let mr = IndirectConvShape.mr, nr = IndirectConvShape.nr, cin = g.inChannels, cout = g.outChannels
+        let taps = s.taps, inPlane = g.height * g.width
+        // Input-channel panels; rows of dX and dY 16 floats longer than their channels (as the
+        // forward's `pitch`: the 12 rows a tile adds to are then not all in one L1 set).
+        let cinPanels = (cin + nr - 1) / nr, ldx = cinPanels * nr + 16, ldo = cout + 16
+        let tiles = (s.chunkSamples * s.outPlane + mr - 1) / mr
+        let packedCount = ConvPlan.rounded(taps * cinPanels * cout * nr)
+        let dyCount = ConvPlan.rounded(tiles * mr * ldo), dxCount = ConvPlan.rounded((s.chunkSamples * inPlane + 1) * ldx)
+        ScratchPool.withBuffer(packedCount + dyCount + dxCount) { scratch in
+            let packed = scratch, dy = scratch + packedCount, dx = dy + dyCount
+            let sink = dx + s.chunkSamples * inPlane * ldx
+            let rows = UnsafeMutablePointer<UnsafeMutablePointer<Float>>.allocate(capacity: tiles * taps * mr)
+            defer { rows.deallocate() }
+            // The tiles' dY rows, as the forward's tile reads its input.
+            let dyRows = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: tiles * mr)
+            defer { dyRows.deallocate() }
+            for position in 0..<(tiles * mr) { dyRows[position] = UnsafePointer(dy + position * ldo) }
+            let packing = KernelProfile.begin()
+            s.packTransposedWeights(weight, into: packed, threads: p.threads)
+            KernelProfile.end(packing, .packing)
+            let parts = min(p.threads, cinPanels)
+            var first = 0
+            while first < g.batch {
+                let count = min(s.chunkSamples, g.batch - first), positions = count * s.outPlane
+                let chunkTiles = (positions + mr - 1) / mr
+                let region = KernelProfile.begin()
+                // dY to channels-last rows (zero past the last position), and the rows of dX that
+                // each tile and tap adds to.
+                Kernels.parallelFor(p.threads, threads: p.threads) { part in
+                    for sample in (part * count / p.threads)..<((part + 1) * count / p.threads) {
+                        ConvLoops.transpose(rows: cout, columns: s.outPlane,
+                                            gradOutput + (first + sample) * cout * s.outPlane, lds: s.outPlane,
+                                            dy + sample * s.outPlane * ldo, ldd: ldo)
+                    }
+                    let start = part * chunkTiles / p.threads * mr, end = min(positions, (part + 1) * chunkTiles / p.threads * mr)
+                    s.forEachPosition(start..<end, nhwc: dx, pitch: ldx, zeros: sink) { position, tap, row in
+                        let tile = position / mr
+                        rows[(tile * taps + tap) * mr + position - tile * mr] = row
+                    }
+                    if part == p.threads - 1 {
+                        for position in positions..<(chunkTiles * mr) {
+                            ConvLoops.zero(dy + position * ldo, cout)
+                            let tile = position / mr
+                            for t in 0..<taps { rows[(tile * taps + t) * mr + position - tile * mr] = sink }
+                        }
+                    }
+                }
+                KernelProfile.end(region, .convolutionData)
+                Kernels.parallelFor(parts, threads: parts) { part in
+                    let product = ConvPlan.allocate(mr * nr)
+                    defer { product.deallocate() }
+                    let panels = (part * cinPanels / parts)..<((part + 1) * cinPanels / parts)
+                    let columns = (panels.lowerBound * nr)..<(panels.upperBound * nr)
+                    let zeroing = KernelProfile.begin()
+                    for row in 0..<(count * inPlane) { ConvLoops.zero(dx + row * ldx + columns.lowerBound, columns.count) }
+                    KernelProfile.end(zeroing, .convolutionData)
+                    let multiplying = KernelProfile.begin()
+                    for group in stride(from: 0, to: chunkTiles, by: IndirectConvShape.tileGroup) {
+                        let groupTiles = group..<min(chunkTiles, group + IndirectConvShape.tileGroup)
+                        for q in panels {
+                            for t in 0..<taps {
+                                let panel = packed + (t * cinPanels + q) * cout * nr
+                                for tile in groupTiles {
+                                    IndirectTile.multiply(taps: 1, channels: cout, pointers: dyRows + tile * mr, channelOffset: 0,
+                                                          b: panel, beta: 0, c: product, ldc: nr)
+                                    let targets = rows + (tile * taps + t) * mr
+                                    for r in 0..<mr { ConvLoops.accumulate(targets[r] + q * nr, product + r * nr, nr) }
+                                }
+                            }
+                        }
+                    }
+                    KernelProfile.endProduct(multiplying, m: chunkTiles * mr * taps, n: columns.count, k: cout)
+                    let writing = KernelProfile.begin()
+                    let channels = columns.lowerBound..<min(cin, columns.upperBound)
+                    for sample in 0..<count {
+                        ConvLoops.transpose(rows: inPlane, columns: channels.count, dx + sample * inPlane * ldx + channels.lowerBound,
+                                            lds: ldx, gradInput + ((first + sample) * cin + channels.lowerBound) * inPlane,
+                                            ldd: inPlane)
+                    }
+                    KernelProfile.end(writing, .convolutionData)
+                }
+                first += count
+            }
+        }
+    }
+}
+
+extension IndirectConvShape {
+    /// The input gradient's weight panels: tap `t`, input-channel panel `q` at
+    /// `(t * cinPanels + q) * Cout * 32`, element `(co, j)` at `co * 32 + j` = `W[co, 32q + j, t]`
+    /// (zero past `Cin`).
+    func packTransposedWeights(_ weight: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, threads: Int) {
+        let nr = IndirectConvShape.nr, cin = g.inChannels, cout = g.outChannels
+        let cinPanels = (cin + nr - 1) / nr, ldt = cinPanels * nr
+        Kernels.parallelFor(threads, threads: threads) { part in
+            // One output channel's [Cin, taps] weights turned to [taps, Cin] (zero past Cin), then
+            // its 32-float runs copied to the panels.
+            let turned = ConvPlan.allocate(taps * ldt)
+            defer { turned.deallocate() }
+            for t in 0..<taps { ConvLoops.zero(turned + t * ldt + cin, ldt - cin) }
+            for co in (part * cout / threads)..<((part + 1) * cout / threads) {
+                ConvLoops.transpose(rows: cin, columns: taps, weight + co * cin * taps, lds: taps, turned, ldd: ldt)
+                for t in 0..<taps {
+                    for q in 0..<cinPanels {
+                        (dst + ((t * cinPanels + q) * cout + co) * nr).update(from: turned + t * ldt + q * nr, count: nr)
+                    }
+                }
+            }
         }
     }
 }
