@@ -561,18 +561,17 @@ extension IndirectConvShape {
     /// (zero past `Cin`).
     func packTransposedWeights(_ weight: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, threads: Int) {
         let nr = IndirectConvShape.nr, cin = g.inChannels, cout = g.outChannels
-        let cinPanels = (cin + nr - 1) / nr, ldt = cinPanels * nr
+        let cinPanels = (cin + nr - 1) / nr
+        // For each panel of 32 input channels and output channel: their `[32, taps]` weights turned
+        // to `[taps, 32]`, one row into each tap's panel (the taps' panels fill in step).
         Kernels.parallelFor(threads, threads: threads) { part in
-            // One output channel's [Cin, taps] weights turned to [taps, Cin] (zero past Cin), then
-            // its 32-float runs copied to the panels.
-            let turned = ConvPlan.allocate(taps * ldt)
-            defer { turned.deallocate() }
-            for t in 0..<taps { ConvLoops.zero(turned + t * ldt + cin, ldt - cin) }
-            for co in (part * cout / threads)..<((part + 1) * cout / threads) {
-                ConvLoops.transpose(rows: cin, columns: taps, weight + co * cin * taps, lds: taps, turned, ldd: ldt)
-                for t in 0..<taps {
-                    for q in 0..<cinPanels {
-                        (dst + ((t * cinPanels + q) * cout + co) * nr).update(from: turned + t * ldt + q * nr, count: nr)
+            for q in 0..<cinPanels {
+                for co in (part * cout / threads)..<((part + 1) * cout / threads) {
+                    let rows = min(nr, cin - q * nr), to = dst + (q * cout + co) * nr
+                    ConvLoops.transpose(rows: rows, columns: taps, weight + (co * cin + q * nr) * taps, lds: taps,
+                                        to, ldd: cinPanels * cout * nr)
+                    if rows < nr {
+                        for t in 0..<taps { ConvLoops.zero(to + t * cinPanels * cout * nr + rows, nr - rows) }
                     }
                 }
             }
