@@ -219,6 +219,27 @@ struct TransformedWeightCacheTests {
         bn.freeze()
         #expect(Self.identical(conv(x, then: bn), bn(Self.uncached(conv, x))))
         #expect(conv.transformedWeights.transforms == (indirect ? 3 : 0))
+        // A gradient through the frozen layer: the input gradient's panels are kept too.
+        var input = x
+        input.requiresGrad = true
+        let upstream = randomTensor([2, 40, 5, 5], seed: 84)
+        for _ in 0..<2 {
+            input.grad = nil
+            (conv(input) * upstream).sum().backward()
+            let cachedGrad = input.grad
+            input.grad = nil
+            (Self.uncached(conv, input) * upstream).sum().backward()
+            #expect(cachedGrad != nil && Self.identical(cachedGrad, input.grad))
+        }
+        #expect(conv.transformedWeights.transforms == (indirect ? 4 : 0))
+        conv.weight.value.withUnsafeMutableBufferPointer { $0[9] += 1 }
+        input.grad = nil
+        (conv(input) * upstream).sum().backward()
+        let afterWrite = input.grad
+        input.grad = nil
+        (Self.uncached(conv, input) * upstream).sum().backward()
+        #expect(Self.identical(afterWrite, input.grad))
+        #expect(conv.transformedWeights.transforms == (indirect ? 6 : 0))
     }
 
     @Test("transformed once, results bit-identical, and never stale after the weight changes")

@@ -132,7 +132,8 @@ extension Kernels {
         case .depthwise: conv2dBackwardInputDepthwise(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan)
         case .shifted: conv2dBackwardInputShifted(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan)
         case .indirect:
-            conv2dBackwardInputIndirect(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan)
+            conv2dBackwardInputIndirect(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan,
+                                        packedWeight: transformedWeight)
         case .pointwise, .columns:
             conv2dBackwardInputColumns(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan)
         }

@@ -465,8 +465,10 @@ extension Kernels {
     /// discarded row). Within a tap no two positions read the same input, threads take different
     /// input-channel panels, and every element's terms are added in one order (tile groups, taps,
     /// tiles), so the result does not depend on the thread count.
+    /// With `packedWeight` (``packIndirectTransposedWeights(_:weight:into:)``), `weight` is not read.
     static func conv2dBackwardInputIndirect(_ g: Conv2dGeometry, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                            gradInput: UnsafeMutablePointer<Float>, plan p: ConvPlan) {
+                                            gradInput: UnsafeMutablePointer<Float>, plan p: ConvPlan,
+                                            packedWeight: UnsafePointer<Float>? = nil) {
         let s = IndirectConvShape(g)
         let mr = IndirectConvShape.mr, nr = IndirectConvShape.nr, cin = g.inChannels, cout = g.outChannels
         let taps = s.taps, inPlane = g.height * g.width
@@ -474,10 +476,10 @@ extension Kernels {
         // forward's `pitch`: the 12 rows a tile adds to are then not all in one L1 set).
         let cinPanels = (cin + nr - 1) / nr, ldx = cinPanels * nr + 16, ldo = cout + 16
         let tiles = (s.chunkSamples * s.outPlane + mr - 1) / mr
-        let packedCount = ConvPlan.rounded(taps * cinPanels * cout * nr)
+        let packedCount = packedWeight == nil ? ConvPlan.rounded(s.transposedPackedCount) : 0
         let dyCount = ConvPlan.rounded(tiles * mr * ldo), dxCount = ConvPlan.rounded((s.chunkSamples * inPlane + 1) * ldx)
         ScratchPool.withBuffer(packedCount + dyCount + dxCount) { scratch in
-            let packed = scratch, dy = scratch + packedCount, dx = dy + dyCount
+            let dy = scratch + packedCount, dx = dy + dyCount
             let sink = dx + s.chunkSamples * inPlane * ldx
             let rows = UnsafeMutablePointer<UnsafeMutablePointer<Float>>.allocate(capacity: tiles * taps * mr)
             defer { rows.deallocate() }
@@ -485,9 +487,12 @@ extension Kernels {
             let dyRows = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: tiles * mr)
             defer { dyRows.deallocate() }
             for position in 0..<(tiles * mr) { dyRows[position] = UnsafePointer(dy + position * ldo) }
-            let packing = KernelProfile.begin()
-            s.packTransposedWeights(weight, into: packed, threads: p.threads)
-            KernelProfile.end(packing, .packing)
+            let packed = packedWeight ?? {
+                let packing = KernelProfile.begin()
+                s.packTransposedWeights(weight, into: scratch, threads: p.threads)
+                KernelProfile.end(packing, .packing)
+                return UnsafePointer(scratch)
+            }()
             let parts = min(p.threads, cinPanels)
             var first = 0
             while first < g.batch {
@@ -555,7 +560,27 @@ extension Kernels {
     }
 }
 
+extension Kernels {
+    /// Floats of the indirect input gradient's weight panels for `g`.
+    static func indirectTransposedWeightCount(_ g: Conv2dGeometry) -> Int {
+        IndirectConvShape(g).transposedPackedCount
+    }
+
+    /// Packs `weight` (`[Cout, Cin, KH, KW]`) into the indirect input gradient's panels at `dst`
+    /// (``indirectTransposedWeightCount(_:)`` floats), for ``conv2dBackwardInput`` to use as
+    /// `transformedWeight`.
+    static func packIndirectTransposedWeights(_ g: Conv2dGeometry, weight: UnsafePointer<Float>,
+                                              into dst: UnsafeMutablePointer<Float>) {
+        IndirectConvShape(g).packTransposedWeights(weight, into: dst, threads: 1)
+    }
+}
+
 extension IndirectConvShape {
+    /// Floats of the input gradient's weight panels: `taps` x input-channel panels x `Cout` x 32.
+    var transposedPackedCount: Int {
+        taps * (g.inChannels + IndirectConvShape.nr - 1) / IndirectConvShape.nr * g.outChannels * IndirectConvShape.nr
+    }
+
     /// The input gradient's weight panels: tap `t`, input-channel panel `q` at
     /// `(t * cinPanels + q) * Cout * 32`, element `(co, j)` at `co * 32 + j` = `W[co, 32q + j, t]`
     /// (zero past `Cin`).

@@ -113,7 +113,11 @@ extension Tensor {
             }
             if needs[0] {
                 let dx = Tensor(uninitialized: xd.shape), plan = ConvPlan.current(g)
-                let turned = plan.backwardInputMethod == .winograd ? cache?.transformed(wd, geometry: g, form: .winogradTurned) : nil
+                let turned: Tensor? = switch plan.backwardInputMethod {
+                case .winograd: cache?.transformed(wd, geometry: g, form: .winogradTurned)
+                case .indirect: cache?.transformed(wd, geometry: g, form: .indirectTransposedPanels)
+                default: nil
+                }
                 gy.withDataPointer { pg in wd.withDataPointer { pw in dx.withDataPointer { pdx in turned.withOptionalPointer { pu in
                     Kernels.conv2dBackwardInput(g, gradOutput: pg, weight: pw, gradInput: pdx, plan: plan,
                                                 transformedWeight: pu.map { UnsafePointer($0) })
@@ -185,6 +189,8 @@ final class TransformedWeightCache: @unchecked Sendable {
         case winogradTurned
         /// The indirect product's weight panels.
         case indirectPanels
+        /// The indirect input gradient's weight panels.
+        case indirectTransposedPanels
     }
 
     private struct Entry {
@@ -221,6 +227,12 @@ final class TransformedWeightCache: @unchecked Sendable {
             case .indirectPanels:
                 u = Tensor(uninitialized: [Kernels.indirectWeightCount(g)])
                 weight.withDataPointer { pw in u.withDataPointer { pu in Kernels.packIndirectWeights(g, weight: pw, into: pu) } }
+                usable = true
+            case .indirectTransposedPanels:
+                u = Tensor(uninitialized: [Kernels.indirectTransposedWeightCount(g)])
+                weight.withDataPointer { pw in
+                    u.withDataPointer { pu in Kernels.packIndirectTransposedWeights(g, weight: pw, into: pu) }
+                }
                 usable = true
             }
             transforms += 1
