@@ -413,18 +413,23 @@ extension Kernels {
                 let count = min(s.chunkSamples, g.batch - first), positions = count * s.outPlane
                 let region = KernelProfile.begin()
                 s.copyChannelsLast(input + first * cin * s.inPlane, samples: count, into: nhwc, threads: p.threads)
-                // dY of each sample, [Cout, OH * OW] -> [OH * OW, ldy], zero past Cout.
-                for sample in 0..<count {
-                    let rows = dy + sample * s.outPlane * s.ldy
-                    if s.ldy > g.outChannels {
-                        for q in 0..<s.outPlane { ConvLoops.zero(rows + q * s.ldy + g.outChannels, s.ldy - g.outChannels) }
+                // dY of each sample, [Cout, OH * OW] -> [OH * OW, ldy], zero past Cout (threads take
+                // output channels), and the table (threads take positions).
+                Kernels.parallelFor(p.threads, threads: p.threads) { part in
+                    let channels = (part * g.outChannels / p.threads)..<((part + 1) * g.outChannels / p.threads)
+                    for sample in 0..<count {
+                        let rows = dy + sample * s.outPlane * s.ldy
+                        if part == p.threads - 1 && s.ldy > g.outChannels {
+                            for q in 0..<s.outPlane { ConvLoops.zero(rows + q * s.ldy + g.outChannels, s.ldy - g.outChannels) }
+                        }
+                        ConvLoops.transpose(rows: channels.count, columns: s.outPlane,
+                                            gradOutput + ((first + sample) * g.outChannels + channels.lowerBound) * s.outPlane,
+                                            lds: s.outPlane, rows + channels.lowerBound, ldd: s.ldy)
                     }
-                    ConvLoops.transpose(rows: g.outChannels, columns: s.outPlane,
-                                        gradOutput + (first + sample) * g.outChannels * s.outPlane, lds: s.outPlane,
-                                        rows, ldd: s.ldy)
-                }
-                s.forEachPosition(0..<positions, nhwc: nhwc, pitch: s.pitch, zeros: zeros) { position, tap, row in
-                    pointers[tap * chunkPositions + position] = UnsafePointer(row)
+                    let own = (part * positions / p.threads)..<((part + 1) * positions / p.threads)
+                    s.forEachPosition(own, nhwc: nhwc, pitch: s.pitch, zeros: zeros) { position, tap, row in
+                        pointers[tap * chunkPositions + position] = UnsafePointer(row)
+                    }
                 }
                 KernelProfile.end(region, .convolutionData)
                 let beta: Float = first == 0 ? 0 : 1
