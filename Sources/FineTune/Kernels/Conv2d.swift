@@ -38,7 +38,7 @@ extension Kernels {
 
 // MARK: - Convolution as matrix products
 //
-// Every convolution runs per sample (or sample group, below) and group by one of four methods,
+// Every convolution runs per sample (or sample group, below) and group by one of these methods,
 // chosen from the geometry alone (`ConvPlan`):
 //
 //   * pointwise (1x1, stride 1, no padding): sgemm on the input planes, which are already the
@@ -49,6 +49,10 @@ extension Kernels {
 //     output rows into an L2-sized buffer (or of a sample group's whole planes), then one sgemm;
 //     col2im for the input gradient.
 //   * depthwise (one input channel per group; Conv2dDepthwise.swift): direct vector loops.
+//   * Winograd F(2x2, 3x3) (3x3 stride 1 from 32 channels; Conv2dWinograd.swift).
+//   * indirect products (strided, AVX-512 builds; Conv2dIndirect.swift): 12 x 32 register tiles
+//     reading a channels-last copy of the input through a table of row pointers, for the forward
+//     and both gradients (the forward alone, reading kernel rows, below 16 input channels).
 //
 // Sample groups: where a sample's output plane is small (14x14, 7x7), one sample's sgemm is too
 // narrow for the micro-kernel's tiles and repacks the whole weight matrix for a few dozen
@@ -170,8 +174,8 @@ struct ConvPlan {
         case depthwise
         /// Winograd F(2x2, 3x3): 3x3, stride 1, no dilation, one group (Conv2dWinograd.swift).
         case winograd
-        /// Forward and weight gradient: indirect matrix products over the channels-last input,
-        /// 12 x 32 tiles (Conv2dIndirect.swift); AVX-512 builds, one group.
+        /// Indirect matrix products over the channels-last input, 12 x 32 tiles
+        /// (Conv2dIndirect.swift); AVX-512 builds, one group.
         case indirect
     }
 

@@ -252,21 +252,37 @@ extension IndirectConvShape {
         }
     }
 
-    /// Each sample's `[Cin, H * W]` planes transposed to `[H * W, Cin]` (rows `pitch` apart), split
-    /// by input rows; with row taps, each row padded by `padW` zero positions on both sides.
+    /// Each sample's `[Cin, H * W]` planes transposed to `[H * W, Cin]` (rows `pitch` apart); with
+    /// row taps, each row padded by `padW` zero positions on both sides. Threads take runs of
+    /// positions (whole rows with row taps), as long as they can be: the transposes' 8 x 8 blocks
+    /// run along them, and only a run's last few positions go one by one.
     func copyChannelsLast(_ input: UnsafePointer<Float>, samples: Int, into nhwc: UnsafeMutablePointer<Float>, threads: Int) {
         let cin = g.inChannels, plane = g.height * g.width, pad = (rowWidth - g.width) / 2
         Kernels.parallelFor(threads, threads: threads) { t in
-            let bands = samples * g.height
-            for band in (t * bands / threads)..<((t + 1) * bands / threads) {
-                let sample = band / g.height, row = band - sample * g.height
-                let to = nhwc + (sample * inPlane + row * rowWidth) * pitch
-                if pad > 0 {
-                    ConvLoops.zero(to, pad * pitch)
-                    ConvLoops.zero(to + (pad + g.width) * pitch, pad * pitch)
+            if rowTaps {
+                let bands = samples * g.height
+                for band in (t * bands / threads)..<((t + 1) * bands / threads) {
+                    let sample = band / g.height, row = band - sample * g.height
+                    let to = nhwc + (sample * inPlane + row * rowWidth) * pitch
+                    if pad > 0 {
+                        ConvLoops.zero(to, pad * pitch)
+                        ConvLoops.zero(to + (pad + g.width) * pitch, pad * pitch)
+                    }
+                    ConvLoops.transpose(rows: cin, columns: g.width, input + sample * cin * plane + row * g.width, lds: plane,
+                                        to + pad * pitch, ldd: pitch)
                 }
-                ConvLoops.transpose(rows: cin, columns: g.width, input + sample * cin * plane + row * g.width, lds: plane,
-                                    to + pad * pitch, ldd: pitch)
+                return
+            }
+            // Positions of all samples, cut at multiples of 8 between threads and at samples.
+            let total = samples * plane, units = (total + 7) / 8
+            var position = min(total, units * t / threads * 8)
+            let end = min(total, units * (t + 1) / threads * 8)
+            while position < end {
+                let sample = position / plane, q = position - sample * plane
+                let count = min(end - position, plane - q)
+                ConvLoops.transpose(rows: cin, columns: count, input + sample * cin * plane + q, lds: plane,
+                                    nhwc + position * pitch, ldd: pitch)
+                position += count
             }
         }
     }
@@ -449,12 +465,12 @@ extension Kernels {
                 }
                 first += count
             }
-            // dW[co, c, t] = dW_t^T[c, co].
+            // dW[co, c, t] = dW_t^T[c, co]: for each input channel, its [taps, Cout] block turned.
             let region = KernelProfile.begin()
-            for t in 0..<s.taps {
-                for c in 0..<cin {
-                    let row = dwt + (t * cpad + c) * s.ldy
-                    for co in 0..<g.outChannels { gradWeight[(co * cin + c) * s.taps + t] = row[co] }
+            Kernels.parallelFor(p.threads, threads: p.threads) { part in
+                for c in (part * cin / p.threads)..<((part + 1) * cin / p.threads) {
+                    ConvLoops.transpose(rows: s.taps, columns: g.outChannels, dwt + c * s.ldy, lds: cpad * s.ldy,
+                                        gradWeight + c * s.taps, ldd: cin * s.taps)
                 }
             }
             KernelProfile.end(region, .convolutionData)
