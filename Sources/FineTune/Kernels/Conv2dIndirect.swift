@@ -233,22 +233,30 @@ extension IndirectConvShape {
                       zeros: UnsafeMutablePointer<Float>, pointers: UnsafeMutablePointer<UnsafePointer<Float>>, threads: Int) {
         let region = KernelProfile.begin()
         defer { KernelProfile.end(region, .convolutionData) }
-        let mr = IndirectConvShape.mr, taps = taps
         copyChannelsLast(input, samples: samples, into: nhwc, threads: threads)
-        let positions = samples * outPlane, tiles = (positions + mr - 1) / mr
         Kernels.parallelFor(threads, threads: threads) { part in
-            let first = part * tiles / threads * mr, end = min(positions, (part + 1) * tiles / threads * mr)
-            forEachPosition(first..<end, nhwc: nhwc, pitch: pitch, zeros: zeros) { position, tap, row in
-                let tile = position / mr
-                pointers[(tile * taps + tap) * mr + position - tile * mr] = UnsafePointer(row)
-            }
-            // The last tile's positions past the end.
-            if part == threads - 1 {
-                for position in positions..<(tiles * mr) {
-                    let tile = position / mr
-                    for t in 0..<taps { pointers[(tile * taps + t) * mr + position - tile * mr] = UnsafePointer(zeros) }
-                }
-            }
+            forEachTableEntry(positions: samples * outPlane, part: part, threads: threads, nhwc: nhwc, pitch: pitch,
+                              zeros: zeros) { entry, row in pointers[entry] = UnsafePointer(row) }
+        }
+    }
+
+    /// Calls `body(entry, row)` for the table entries of share `part` of `threads` of the tiles
+    /// of `positions` output positions: entry `(tile * taps + tap) * 12 + r` is the row that
+    /// position `tile * 12 + r` reads for `tap` in a buffer of rows `pitch` apart (`zeros` in the
+    /// padding and, in the last share, past the last position).
+    @inline(__always)
+    func forEachTableEntry(positions: Int, part: Int, threads: Int, nhwc: UnsafeMutablePointer<Float>, pitch: Int,
+                           zeros: UnsafeMutablePointer<Float>, _ body: (Int, UnsafeMutablePointer<Float>) -> Void) {
+        let mr = IndirectConvShape.mr, tiles = (positions + mr - 1) / mr
+        let first = part * tiles / threads * mr, end = min(positions, (part + 1) * tiles / threads * mr)
+        forEachPosition(first..<end, nhwc: nhwc, pitch: pitch, zeros: zeros) { position, tap, row in
+            let tile = position / mr
+            body((tile * taps + tap) * mr + position - tile * mr, row)
+        }
+        guard part == threads - 1 else { return }
+        for position in positions..<(tiles * mr) {
+            let tile = position / mr
+            for t in 0..<taps { body((tile * taps + t) * mr + position - tile * mr, zeros) }
         }
     }
 
@@ -528,17 +536,10 @@ extension Kernels {
                                             gradOutput + (first + sample) * cout * s.outPlane, lds: s.outPlane,
                                             dy + sample * s.outPlane * ldo, ldd: ldo)
                     }
-                    let start = part * chunkTiles / p.threads * mr, end = min(positions, (part + 1) * chunkTiles / p.threads * mr)
-                    s.forEachPosition(start..<end, nhwc: dx, pitch: ldx, zeros: sink) { position, tap, row in
-                        let tile = position / mr
-                        rows[(tile * taps + tap) * mr + position - tile * mr] = row
-                    }
+                    s.forEachTableEntry(positions: positions, part: part, threads: p.threads, nhwc: dx, pitch: ldx,
+                                        zeros: sink) { entry, row in rows[entry] = row }
                     if part == p.threads - 1 {
-                        for position in positions..<(chunkTiles * mr) {
-                            ConvLoops.zero(dy + position * ldo, cout)
-                            let tile = position / mr
-                            for t in 0..<taps { rows[(tile * taps + t) * mr + position - tile * mr] = sink }
-                        }
+                        for position in positions..<(chunkTiles * mr) { ConvLoops.zero(dy + position * ldo, cout) }
                     }
                 }
                 KernelProfile.end(region, .convolutionData)
