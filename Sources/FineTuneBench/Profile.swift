@@ -81,16 +81,13 @@ struct ProfileBreakdown {
             : "GEMM flops over GEMM time summed over \(threads) threads (a per-thread rate), against the 1-thread peak"
     }
 
-    /// The peak the GEMM rate is compared with.
-    private var peakName: String { "1-thread peak" }
-
     /// The GEMM rate line printed under the GEMM row, e.g.
     /// `GEMM rate 94.20 GFLOPS = 85.6% of the 1-thread peak 110.0, 80.1% with packing (3.712 GFLOP per run)`.
     var gemmRateText: String? {
         guard let rate = gemmRate else { return nil }
         let perThread = threads == 1 ? "" : " per thread"
         let share = rate.threadPeakGFLOPS.map {
-            String(format: " = %.1f%% of the ", 100 * rate.gflops / $0) + peakName + " " + formatPeak($0)
+            String(format: " = %.1f%% of the 1-thread peak ", 100 * rate.gflops / $0) + formatPeak($0)
                 + String(format: ", %.1f%% with packing", 100 * rate.gflopsWithPacking / $0)
         } ?? ""
         let basis = threads == 1 ? "" : "; time summed over \(threads) threads"

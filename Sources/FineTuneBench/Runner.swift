@@ -29,11 +29,11 @@ struct Runner {
     var threadCounts: [Int]
     /// Profile each case after timing it (`--profile`).
     var profile = false
-    /// The multiply-add peak per thread count; the profile compares its per-thread GEMM rate with
-    /// the 1-thread (one core's) peak. (With every core busy a core peaks ~2% lower, but the
-    /// N-thread peak of a shared machine is what the threads got, often far less: a yardstick
-    /// that moves with the load would put a loaded run above 100%.)
-    var peakGFLOPS: [Int: Double] = [:]
+    /// The 1-thread (one core's) multiply-add peak the profile compares its per-thread GEMM rate
+    /// with. (With every core busy a core peaks ~2% lower, but the N-thread peak of a shared
+    /// machine is what the threads got, often far less: a yardstick that moves with the load
+    /// would put a loaded run above 100%.)
+    var threadPeakGFLOPS: Double? = nil
 
     /// Measures `cases` of `suite`, calling `report` after each measurement.
     func run(_ suite: any BenchSuite, cases: [BenchCase], report: (CaseResult) -> Void) throws -> [CaseResult] {
@@ -46,7 +46,7 @@ struct Runner {
                                         flops: benchCase.flops, checksum: workload.checksum())
                 if profile {
                     result.profile = ProfileBreakdown.measure(workload, threads: threads, median: timing.median, seconds: budget / 2,
-                                                              threadPeakGFLOPS: peakGFLOPS[1])
+                                                              threadPeakGFLOPS: threadPeakGFLOPS)
                 }
                 report(result)
                 results.append(result)

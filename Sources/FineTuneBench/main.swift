@@ -66,7 +66,7 @@ emit("")
 emit(table.header)
 
 let runner = Runner(budget: options.budget, threadCounts: threadCounts, profile: options.profile,
-                    peakGFLOPS: environment.peakGFLOPS)
+                    threadPeakGFLOPS: environment.peakGFLOPS[1])
 var results: [CaseResult] = []
 var allRatios: [Ratio] = []
 for (suite, cases) in selection {
