@@ -122,6 +122,19 @@ private func expectMatchesReference(_ c: [Float], _ t: SGEMMCase, _ ops: SGEMMOp
 
 private let transposes = [(false, false), (false, true), (true, false), (true, true)]
 
+/// For every transpose combination of `shape`: `body(case, operands, one-thread result)`, the
+/// one-thread result checked against the reference first (what thread-count tests compare with).
+private func forEachTransposeOnOneThread(_ shape: SGEMMCase, seed: UInt64, kernel: GEMMKernelKind,
+                                         _ body: (SGEMMCase, SGEMMOperands, [Float]) -> Void) {
+    for (transA, transB) in transposes {
+        let t = shape.with(transA: transA, transB: transB)
+        let ops = SGEMMOperands(t, seed: seed)
+        let single = runSGEMM(t, ops, threads: 1, kernel: kernel)
+        expectMatchesReference(single, t, ops)
+        body(t, ops, single)
+    }
+}
+
 /// Odd shapes: edges in every dimension, skinny, and more than one MC, KC and NC block.
 private let packedShapes: [SGEMMCase] = [
     SGEMMCase(m: 1, n: 1, k: 1),
@@ -302,11 +315,7 @@ struct GEMMTests {
         #expect(grid.rows * grid.columns == 2)
         let large = GEMM.threadGrid(m: 1024, n: 1024, k: 1024, threads: 2, tile: kernel.shape)
         #expect(large.rows * large.columns == 2)
-        for (transA, transB) in transposes {
-            let t = shape.with(transA: transA, transB: transB)
-            let ops = SGEMMOperands(t, seed: 3)
-            let single = runSGEMM(t, ops, threads: 1, kernel: kernel)
-            expectMatchesReference(single, t, ops)
+        forEachTransposeOnOneThread(shape, seed: 3, kernel: kernel) { t, ops, single in
             for threads in 2...4 {
                 let multi = runSGEMM(t, ops, threads: threads, kernel: kernel, splitAlways: true)
                 #expect(multi.map(\.bitPattern) == single.map(\.bitPattern), "\(t.testDescription), \(threads) threads")
@@ -327,11 +336,7 @@ struct GEMMTests {
                       SGEMMCase(m: 40, n: 37, k: blocking.kc + 37, alpha: -1, beta: 0.5, pad: 1),
                       SGEMMCase(m: 13, n: blocking.nc + 37, k: 9)]
         for shape in shapes {
-            for (transA, transB) in transposes {
-                let t = shape.with(transA: transA, transB: transB)
-                let ops = SGEMMOperands(t, seed: 5)
-                let single = runSGEMM(t, ops, threads: 1, kernel: kernel)
-                expectMatchesReference(single, t, ops)
+            forEachTransposeOnOneThread(shape, seed: 5, kernel: kernel) { t, ops, single in
                 for threads in 2...3 {
                     let label = "\(t.testDescription), \(threads) threads"
                     let shared = runShared(t, ops, threads: threads, kernel: kernel)
