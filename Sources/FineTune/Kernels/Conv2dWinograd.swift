@@ -13,17 +13,26 @@
 // the 2x2 output tile is  Y = A^T [ (G g G^T) ⊙ (B^T d B) ] A.  For every one of the 16 positions
 // ξ of the 4x4 transformed tiles, summing over input channels is a matrix product:
 //
-//     forward:          M[ξ] = U[ξ] · V[ξ]          U[ξ] = [Cout, Cin]   V[ξ] = [Cin, tiles]
+//     forward:          M[ξ] = V[ξ] · U[ξ]          V[ξ] = [tiles, Cin]   U[ξ] = [Cin, Cout]
 //                       Y    = A^T M A per tile (+ bias)
 //     backward input:   the forward of dY (padding 2 - p) with each kernel turned 180° and the
 //                       channel axes swapped (the same sums as the direct input gradient)
-//     backward weight:  dM = A dY A^T per tile,  dU[ξ] = dM[ξ] · V[ξ]^T,  dW = G^T dU G
+//     backward weight:  dM = A dY A^T per tile,  dU[ξ] = dM[ξ]^T · V[ξ],  dW = G^T dU G
 //
 // (Y is linear in g, so dW from the last line is the exact gradient of the direct convolution.)
+//
+// Layout: everything between the transforms is channels-last, so the transforms run 16 channels
+// per vector whatever the plane size (a 7x7 plane has only 4 tiles per row), and the products
+// need no packing. Each tile row's input rows are copied to channels-last (zero padded) by 8 x 8
+// transposes, transformed into V (`[ξ][tile][channel]`), multiplied by the weights, already
+// transformed into 32-channel panels (`[ξ][panel][Cin][32]`), in the indirect method's 12 x 32
+// register tiles (rows of V read in place; AVX-512 builds; other builds run sgemm per panel), and
+// M (`[ξ][tile][Cout]`) is transformed back a tile row at a time and transposed to NCHW.
+//
 // Tiles of all samples are numbered row by row and processed in chunks whose buffers stay within
-// `WinogradTiling.chunkBudget`; every chunk's 16 products run as independent single-threaded
-// sgemm calls spread over the threads, and the transforms split channels. Chunks are set by the
-// geometry alone, so the result does not depend on the thread count.
+// `WinogradTiling.chunkBudget`; every chunk's 16 products run on their own threads (all of a
+// product's sums on one), and the transforms split tile rows. Chunks are set by the geometry
+// alone, so the result does not depend on the thread count.
 //
 // Rounding: the transforms add and subtract (and halve, exactly) a few values, so results differ
 // from the direct sums by a few units in the last place of the summed magnitudes, as with any
@@ -40,14 +49,29 @@ struct WinogradTiling {
     let outHeight: Int, outWidth: Int
     /// 2x2 tiles per output column and row: `ceil(outHeight / 2)`, `ceil(outWidth / 2)`.
     let tilesHigh: Int, tilesWide: Int
-    /// Tile rows per chunk, and the floats between rows of the chunk buffers (the chunk's tiles
-    /// plus `lanes` of slack that the last vector of a row may write).
-    let rowsPerChunk: Int, ld: Int
+    /// Tile rows per chunk, and the tiles a chunk's buffers hold (rounded up to whole 12-tile
+    /// rows of the register tile).
+    let rowsPerChunk: Int, chunkTiles: Int
+    /// Floats between tiles (rows) of V and of M: see ``pitch(_:)``.
+    let inPitch: Int, outPitch: Int
 
-    /// Transforms run on this many tiles at a time.
-    static let lanes = 16
-    /// Floats in each of a chunk's transformed buffers (`16 x channels x tiles`): 8 MB.
+    /// Floats in each of a chunk's transformed buffers (`16 x tiles x channels`) at most: 8 MB.
     static let chunkBudget = 1 << 21
+    /// Floats in each of a chunk's buffers when the weights are small: 512 KiB, so that both
+    /// buffers of a chunk stay in a Zen 4 L2 (1 MiB) between the transforms and the products.
+    /// Every chunk reads all the transformed weights (`16 x Cin x Cout`; the weight gradient
+    /// adds into all of them), so chunks grow with the weights: half their floats, up to
+    /// `chunkBudget`. (Measured on Zen 4, one thread, batch 8: 64 channels at 56x56 ran 1.4x
+    /// faster forward and 1.7x forward + backward than in one 8 MB chunk; 512 channels at 7x7
+    /// ran its weight gradient 1.5x slower in L2-sized chunks than in one.)
+    static let cacheBudget = 1 << 17
+    /// Tile rows whose channels-last input one thread copies at a time.
+    static let runRows = 4
+    /// Floats of V that a group of register tiles of the forward product reads (512 KiB, half of
+    /// a Zen 4 L2): a 3x3 512-channel layer on 7x7 planes of 8 samples takes all its tiles at once.
+    static let groupFloats = 1 << 17
+    /// Tiles per depth block of the weight gradient's sums.
+    static let depthTiles = 256
 
     init(batch: Int, channels: Int, outChannels: Int, height: Int, width: Int, pad: Int,
          chunkBudget: Int = WinogradTiling.chunkBudget) {
@@ -55,42 +79,51 @@ struct WinogradTiling {
         self.height = height; self.width = width; self.pad = pad
         outHeight = height + 2 * pad - 2; outWidth = width + 2 * pad - 2
         tilesHigh = (outHeight + 1) / 2; tilesWide = (outWidth + 1) / 2
-        let tiles = max(1, chunkBudget / (16 * max(channels, outChannels)))
+        inPitch = WinogradTiling.pitch(channels); outPitch = WinogradTiling.pitch(outChannels)
+        let budget = min(chunkBudget, max(WinogradTiling.cacheBudget, 8 * channels * outChannels))
+        let tiles = max(1, budget / (16 * max(inPitch, outPitch)))
         rowsPerChunk = max(1, min(batch * tilesHigh, tiles / max(1, tilesWide)))
-        ld = rowsPerChunk * tilesWide + WinogradTiling.lanes
+        chunkTiles = (rowsPerChunk * tilesWide + 11) / 12 * 12
     }
+
+    /// Floats between the tiles of a transformed buffer of `channels`: whole 32-channel panels
+    /// (the register tile's width) and 16 more, so that the 12 rows a tile reads do not fall into
+    /// one L1 set when `channels` is a power of two.
+    static func pitch(_ channels: Int) -> Int { (channels + 31) / 32 * 32 + 16 }
+    /// `channels` rounded up to whole vectors: the channels-last copies' pitch.
+    static func vectors(_ channels: Int) -> Int { (channels + 15) / 16 * 16 }
 
     /// Floats of the convolved input (`batch x channels x height x width`).
     var inputCount: Int { batch * channels * height * width }
     /// Tile rows of the whole batch (`batch x tilesHigh`).
     var tileRows: Int { batch * tilesHigh }
-    /// Floats between consecutive positions ξ of a chunk buffer with `channels` rows.
-    func positionStride(_ channels: Int) -> Int { channels * ld }
-    /// Floats per even/odd row of the input transform's scratch (a whole number of vectors, plus
-    /// the one more tile each vector reads).
-    var evenOddLength: Int { (tilesWide + WinogradTiling.lanes - 1) / WinogradTiling.lanes * WinogradTiling.lanes + WinogradTiling.lanes }
+    /// Floats between consecutive positions ξ of V and of M.
+    var inStride: Int { chunkTiles * inPitch }
+    var outStride: Int { chunkTiles * outPitch }
 
-    /// Calls `body(n, tileRows, column)` for each sample `n` with tile rows in the global range
-    /// `rows`: its tile rows `tileRows` (within the sample), whose first tile is column `column`
-    /// of the chunk buffers.
-    @inline(__always)
-    func forEachSample(_ rows: Range<Int>, _ body: (Int, Range<Int>, Int) -> Void) {
-        var r = rows.lowerBound
-        while r < rows.upperBound {
-            let n = r / tilesHigh, ty = r - n * tilesHigh
-            let end = min(rows.upperBound, (n + 1) * tilesHigh)
-            body(n, ty..<(ty + end - r), (r - rows.lowerBound) * tilesWide)
-            r = end
-        }
-    }
-
-    /// Calls `body(tileRows)` for the chunks, in order.
+    /// Calls `body(rows)` for the chunks, in order.
     func forEachChunk(_ body: (Range<Int>) -> Void) {
         var r0 = 0
         while r0 < tileRows {
             let r1 = min(tileRows, r0 + rowsPerChunk)
             body(r0..<r1)
             r0 = r1
+        }
+    }
+
+    /// Splits the chunk's tile rows `rows` (global) between `threads` and calls
+    /// `body(n, tileRows, firstTile)` on each thread for its runs of at most `runRows` tile rows
+    /// of one sample `n`, `firstTile` the run's first tile in the chunk's buffers.
+    func forEachRun(_ rows: Range<Int>, threads: Int, _ body: (Int, Range<Int>, Int) -> Void) {
+        Winograd.split(rows.count, threads: threads) { part in
+            var r = rows.lowerBound + part.lowerBound
+            let end = rows.lowerBound + part.upperBound
+            while r < end {
+                let n = r / tilesHigh, ty = r - n * tilesHigh
+                let count = min(end - r, tilesHigh - ty, WinogradTiling.runRows)
+                body(n, ty..<(ty + count), (r - rows.lowerBound) * tilesWide)
+                r += count
+            }
         }
     }
 }
@@ -117,11 +150,14 @@ extension Kernels {
                                  bias: nil, output: gradInput, epilogue: nil, threads: p.threads)
     }
 
-    /// Floats of a Winograd-transformed weight of `g` (`16 x Cout x Cin`).
-    static func winogradWeightCount(_ g: Conv2dGeometry) -> Int { 16 * g.outChannels * g.inChannels }
+    /// Floats of the Winograd-transformed weights of `g`'s forward (or, `turned`, input gradient).
+    static func winogradWeightCount(_ g: Conv2dGeometry, turned: Bool) -> Int {
+        turned ? Winograd.weightCount(depth: g.outChannels, columns: g.inChannels)
+            : Winograd.weightCount(depth: g.inChannels, columns: g.outChannels)
+    }
 
     /// The weights the Winograd forward (or, `turned`, input gradient) of `g` multiplies by, into
-    /// `transformed` (``winogradWeightCount(_:)`` floats), for calls that pass them as
+    /// `transformed` (``winogradWeightCount(_:turned:)`` floats), for calls that pass them as
     /// `transformedWeight`; false, with nothing useful written, when `weight` is not finite.
     static func transformWinogradWeights(_ g: Conv2dGeometry, weight: UnsafePointer<Float>, turned: Bool,
                                          into transformed: UnsafeMutablePointer<Float>, threads: Int = Kernels.maxThreads) -> Bool {
@@ -137,10 +173,13 @@ extension Kernels {
                                     height: g.height, width: g.width, pad: g.padH, chunkBudget: p.winogradChunkBudget)
         guard ConvLoops.allFinite(input, tiling.inputCount),
               ConvLoops.allFinite(gradOutput, g.batch * g.outChannels * g.outHeight * g.outWidth) else { return false }
-        ScratchPool.withBuffer(16 * g.outChannels * g.inChannels) { du in
-            Winograd.weightGradient(tiling, input: input, gradOutput: gradOutput, du: du, threads: p.threads)
-            Winograd.untransformWeightGradient(du, outChannels: g.outChannels, inChannels: g.inChannels, into: gradWeight,
-                                               threads: p.threads)
+        // dU[ξ] in 12 x 32 tiles: output channels rounded up to 12 rows, input channels to panels.
+        let ldu = (g.inChannels + 31) / 32 * 32, duStride = (g.outChannels + 11) / 12 * 12 * ldu
+        ScratchPool.withBuffer(16 * duStride) { du in
+            Winograd.weightGradient(tiling, input: input, gradOutput: gradOutput, du: du, ldu: ldu, duStride: duStride,
+                                    threads: p.threads)
+            Winograd.untransformWeightGradient(du, outChannels: g.outChannels, inChannels: g.inChannels, ldu: ldu,
+                                               duStride: duStride, into: gradWeight, threads: p.threads)
         }
         return true
     }
@@ -160,70 +199,73 @@ enum Winograd {
         }
     }
 
+    /// Whether the products run in the indirect method's 12 x 32 register tiles (else sgemm).
+    static var registerTiles: Bool { GEMMKernelKind.active == .tile12x32 }
+
     // MARK: Weights
 
-    /// `u[ξ][o][i] = (G g G^T)[ξ]` for every kernel `g = weight[o][i]` (`[outChannels, inChannels,
-    /// 3, 3]`). With `turned`, the kernels are turned 180° and the result is `u[ξ][i][o]`: the
-    /// weights of the input gradient's convolution.
+    /// Floats of transformed weights: 16 positions of `[panels][depth][32]`, the panels covering
+    /// `columns` (the convolution's output channels) 32 at a time.
+    static func weightCount(depth: Int, columns: Int) -> Int { 16 * (columns + 31) / 32 * 32 * depth }
+
+    /// `u[ξ][q][i][j] = (G g G^T)[ξ]` for every kernel `g = weight[32q + j][i]` (`weight` is
+    /// `[outChannels, inChannels, 3, 3]`; zero past the last output channel). With `turned`, the
+    /// kernels are turned 180° and the roles of the channel axes swapped: `g = weight[i][32q + j]`
+    /// turned, the weights of the input gradient's convolution.
     static func transformWeights(_ weight: UnsafePointer<Float>, outChannels: Int, inChannels: Int, turned: Bool,
                                  into u: UnsafeMutablePointer<Float>, threads: Int) {
-        let pairs = outChannels * inChannels
-        // Vectors run along the contiguous axis of u: input channels, or output channels when turned.
-        let rows = turned ? inChannels : outChannels, columns = turned ? outChannels : inChannels
-        let rowStride = turned ? 9 : inChannels * 9, columnStride = turned ? inChannels * 9 : 9
-        split(rows, threads: threads) { range in
-            for r in range {
-                var c = 0
-                while c < columns {
-                    let count = min(WinogradTiling.lanes, columns - c), src = weight + (r * rowStride + c * columnStride)
-                    // Tap (a, b) of the lanes' (possibly turned) kernels.
-                    @inline(__always) func tap(_ a: Int, _ b: Int) -> V {
-                        let t = turned ? (2 - a) * 3 + 2 - b : a * 3 + b
-                        var v = V()
-                        for l in 0..<count { v[l] = src[l &* columnStride &+ t] }
-                        return v
+        // The convolution's depth (summed channels) and columns (produced channels).
+        let depth = turned ? outChannels : inChannels, columns = turned ? inChannels : outChannels
+        let panels = (columns + 31) / 32, stride = panels * 32 * depth
+        // Kernel j of a panel row starts `lds` floats after kernel j - 1.
+        let lds = turned ? 9 : depth * 9
+        split(panels * depth, threads: threads) { range in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 9 * 32) { buffer in
+                let taps = buffer.baseAddress!
+                for index in range {
+                    let q = index / depth, i = index - q * depth, valid = min(32, columns - 32 * q)
+                    let src = weight + (turned ? (i * columns + 32 * q) * 9 : (32 * q * depth + i) * 9)
+                    // The 32 kernels' taps, tap-major: taps[t * 32 + j].
+                    ConvLoops.transpose(rows: valid, columns: 9, src, lds: lds, taps, ldd: 32)
+                    if valid < 32 { for t in 0..<9 { ConvLoops.zero(taps + t * 32 + valid, 32 - valid) } }
+                    let dst = u + (q * depth + i) * 32
+                    for half in 0..<2 {
+                        let lanes = taps + 16 * half
+                        // Tap (a, b) of the lanes' (possibly turned) kernels.
+                        @inline(__always) func tap(_ a: Int, _ b: Int) -> V {
+                            VectorMath.load(lanes + (turned ? (2 - a) * 3 + 2 - b : a * 3 + b) * 32, as: V.self)
+                        }
+                        // G g, column by column: rows (g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2).
+                        @inline(__always) func column(_ b: Int) -> (V, V, V, V) {
+                            let g0 = tap(0, b), g1 = tap(1, b), g2 = tap(2, b)
+                            return (g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2)
+                        }
+                        let t0 = column(0), t1 = column(1), t2 = column(2)
+                        @inline(__always) func store(_ v: V, _ xi: Int) { VectorMath.store(v, dst + (xi &* stride &+ 16 &* half)) }
+                        // (G g) G^T: the same combination along each row.
+                        @inline(__always) func row(_ a: V, _ b: V, _ c: V, _ i: Int) {
+                            store(a, 4 * i); store(0.5 * (a + b + c), 4 * i + 1); store(0.5 * (a - b + c), 4 * i + 2); store(c, 4 * i + 3)
+                        }
+                        row(t0.0, t1.0, t2.0, 0)
+                        row(t0.1, t1.1, t2.1, 1)
+                        row(t0.2, t1.2, t2.2, 2)
+                        row(t0.3, t1.3, t2.3, 3)
                     }
-                    // G g, column by column: rows (g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2).
-                    @inline(__always) func column(_ b: Int) -> (V, V, V, V) {
-                        let g0 = tap(0, b), g1 = tap(1, b), g2 = tap(2, b)
-                        return (g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2)
-                    }
-                    let t0 = column(0), t1 = column(1), t2 = column(2)
-                    let dst = u + (r * columns + c)
-                    @inline(__always) func store(_ v: V, _ xi: Int) {
-                        let at = dst + xi &* pairs
-                        if count == WinogradTiling.lanes { VectorMath.store(v, at) } else { for l in 0..<count { at[l] = v[l] } }
-                    }
-                    // (G g) G^T: the same combination along each row.
-                    @inline(__always) func row(_ a: V, _ b: V, _ c: V, _ i: Int) {
-                        store(a, 4 * i); store(0.5 * (a + b + c), 4 * i + 1); store(0.5 * (a - b + c), 4 * i + 2); store(c, 4 * i + 3)
-                    }
-                    row(t0.0, t1.0, t2.0, 0)
-                    row(t0.1, t1.1, t2.1, 1)
-                    row(t0.2, t1.2, t2.2, 2)
-                    row(t0.3, t1.3, t2.3, 3)
-                    c += count
                 }
             }
         }
     }
 
-    /// `gradWeight[o][i] = G^T du[·][o][i] G` (`du` is `[16, outChannels, inChannels]`).
-    static func untransformWeightGradient(_ du: UnsafePointer<Float>, outChannels: Int, inChannels: Int,
-                                          into gradWeight: UnsafeMutablePointer<Float>, threads: Int) {
-        let pairs = outChannels * inChannels
+    /// `gradWeight[o][i] = G^T du[·][o][i] G` (`du[ξ][o][i]` at `ξ * duStride + o * ldu + i`).
+    static func untransformWeightGradient(_ du: UnsafePointer<Float>, outChannels: Int, inChannels: Int, ldu: Int,
+                                          duStride: Int, into gradWeight: UnsafeMutablePointer<Float>, threads: Int) {
         split(outChannels, threads: threads) { range in
             for o in range {
                 var i = 0
                 while i < inChannels {
-                    let count = min(WinogradTiling.lanes, inChannels - i), src = du + (o * inChannels + i)
-                    @inline(__always) func at(_ xi: Int) -> V {
-                        let p = src + xi &* pairs
-                        if count == WinogradTiling.lanes { return VectorMath.load(p, as: V.self) }
-                        var v = V()
-                        for l in 0..<count { v[l] = p[l] }
-                        return v
-                    }
+                    let count = min(16, inChannels - i), src = du + (o * ldu + i)
+                    // The rows are padded to whole panels: a full vector is always there to load.
+                    @inline(__always) func at(_ xi: Int) -> V { VectorMath.load(src + xi &* duStride, as: V.self) }
                     // G^T down column j: (D0 + (D1 + D2)/2, (D1 - D2)/2, (D1 + D2)/2 + D3).
                     @inline(__always) func column(_ j: Int) -> (V, V, V) {
                         let d0 = at(j), d1 = at(4 + j), d2 = at(8 + j), d3 = at(12 + j), half = 0.5 * (d1 + d2)
@@ -262,49 +304,116 @@ enum Winograd {
         let (cin, cout) = (s.channels, s.outChannels)
         guard transformed != nil || ConvLoops.allFinite(weight, cin * cout * 9),
               ConvLoops.allFinite(input, s.inputCount) else { return false }
-        ScratchPool.withBuffer(transformed == nil ? 16 * cin * cout : 0) { scratch in
+        let uCount = transformed == nil ? ConvPlan.rounded(weightCount(depth: cin, columns: cout)) : 0
+        let biasCount = WinogradTiling.vectors(cout)
+        ScratchPool.withBuffer(uCount + biasCount) { scratch in
             // The layer's kernels are [Cout, Cin]: the input gradient's convolution runs Cout -> Cin.
             if transformed == nil {
                 transformWeights(weight, outChannels: turned ? cin : cout, inChannels: turned ? cout : cin, turned: turned,
                                  into: scratch, threads: threads)
             }
             let u = transformed ?? UnsafePointer(scratch)
-            let vStride = s.positionStride(cin), mStride = s.positionStride(cout)
+            // The bias (or zeros) in whole vectors.
+            let paddedBias = scratch + uCount
+            ConvLoops.zero(paddedBias, biasCount)
+            if let bias { ConvLoops.copy(paddedBias, bias, cout) }
             forEachChunk(s, input: input, threads: threads) { rows, v, m in
-                let tiles = rows.count * s.tilesWide
-                Kernels.parallelFor(16, threads: threads) { xi in
-                    Kernels.sgemm(transA: false, transB: false, m: cout, n: tiles, k: cin, alpha: 1,
-                                  a: u + xi * cout * cin, lda: cin, b: v + xi * vStride, ldb: s.ld,
-                                  beta: 0, c: m + xi * mStride, ldc: s.ld, threads: 1)
-                }
-                transformOutput(s, m: m, rows: rows, bias: bias, output: output, epilogue: epilogue, threads: threads)
+                multiply(s, v: v, u: u, tiles: rows.count * s.tilesWide, m: m, threads: threads)
+                transformOutput(s, m: m, rows: rows, bias: paddedBias, output: output, epilogue: epilogue, threads: threads)
             }
         }
         return true
     }
 
-    /// `du[ξ] = Σ_tiles dM[ξ] V[ξ]^T` over all chunks (overwrites `du`, `[16, outChannels, channels]`).
-    static func weightGradient(_ s: WinogradTiling, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
-                               du: UnsafeMutablePointer<Float>, threads: Int) {
-        let vStride = s.positionStride(s.channels), mStride = s.positionStride(s.outChannels)
-        let (cin, cout) = (s.channels, s.outChannels)
-        forEachChunk(s, input: input, threads: threads) { rows, v, m in
-            transformGradOutput(s, gradOutput: gradOutput, rows: rows, into: m, threads: threads)
-            let tiles = rows.count * s.tilesWide, first = rows.lowerBound == 0
+    /// `M[ξ] = V[ξ] · U[ξ]` for the chunk's first `tiles` tiles, each position on one thread.
+    static func multiply(_ s: WinogradTiling, v: UnsafeMutablePointer<Float>, u: UnsafePointer<Float>, tiles: Int,
+                         m: UnsafeMutablePointer<Float>, threads: Int) {
+        let cin = s.channels, cout = s.outChannels, panels = (cout + 31) / 32, uStride = panels * 32 * cin
+        let rowTiles = (tiles + 11) / 12
+        guard registerTiles else {
             Kernels.parallelFor(16, threads: threads) { xi in
-                Kernels.sgemm(transA: false, transB: true, m: cout, n: cin, k: tiles, alpha: 1,
-                              a: m + xi * mStride, lda: s.ld, b: v + xi * vStride, ldb: s.ld,
-                              beta: first ? 0 : 1, c: du + xi * cout * cin, ldc: cin, threads: 1)
+                for q in 0..<panels {
+                    Kernels.sgemm(transA: false, transB: false, m: tiles, n: min(32, cout - 32 * q), k: cin, alpha: 1,
+                                  a: v + xi * s.inStride, lda: s.inPitch, b: u + xi * uStride + q * cin * 32, ldb: 32,
+                                  beta: 0, c: m + xi * s.outStride + q * 32, ldc: s.outPitch, threads: 1)
+                }
+            }
+            return
+        }
+        // The rows the last register tile reads past the last tile: zeros.
+        for xi in 0..<16 {
+            for t in tiles..<(rowTiles * 12) { ConvLoops.zero(v + xi * s.inStride + t * s.inPitch, cin) }
+        }
+        let rows = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: rowTiles * 12)
+        defer { rows.deallocate() }
+        for t in 0..<(rowTiles * 12) { rows[t] = UnsafePointer(v + t * s.inPitch) }
+        // Groups of register tiles whose rows of V stay in L2 while the panels pass over them.
+        let group = max(1, WinogradTiling.groupFloats / (12 * cin))
+        Kernels.parallelFor(16, threads: threads) { xi in
+            let multiplying = KernelProfile.begin()
+            for first in stride(from: 0, to: rowTiles, by: group) {
+                for q in 0..<panels {
+                    let panel = u + xi * uStride + q * cin * 32
+                    for tile in first..<min(rowTiles, first + group) {
+                        IndirectTile.multiply(taps: 1, channels: cin, pointers: rows + tile * 12, channelOffset: xi * s.inStride,
+                                              b: panel, beta: 0, c: m + xi * s.outStride + tile * 12 * s.outPitch + q * 32,
+                                              ldc: s.outPitch)
+                    }
+                }
+            }
+            KernelProfile.endProduct(multiplying, m: rowTiles * 12, n: panels * 32, k: cin)
+        }
+    }
+
+    /// `du[ξ] = Σ_tiles dM[ξ]^T V[ξ]` over all chunks (overwrites `du`: `du[ξ][o][i]` at
+    /// `ξ * duStride + o * ldu + i`, output channels rounded up to 12 rows, `ldu` >= whole panels
+    /// of input channels), each position on one thread.
+    static func weightGradient(_ s: WinogradTiling, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
+                               du: UnsafeMutablePointer<Float>, ldu: Int, duStride: Int, threads: Int) {
+        let (cin, cout) = (s.channels, s.outChannels)
+        let rowTiles = (cout + 11) / 12, panels = (cin + 31) / 32
+        let rows = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: s.chunkTiles)
+        defer { rows.deallocate() }
+        forEachChunk(s, input: input, threads: threads) { chunk, v, m in
+            transformGradOutput(s, gradOutput: gradOutput, rows: chunk, into: m, threads: threads)
+            let tiles = chunk.count * s.tilesWide, beta: Float = chunk.lowerBound == 0 ? 0 : 1
+            guard registerTiles else {
+                Kernels.parallelFor(16, threads: threads) { xi in
+                    Kernels.sgemm(transA: true, transB: false, m: cout, n: cin, k: tiles, alpha: 1,
+                                  a: m + xi * s.outStride, lda: s.outPitch, b: v + xi * s.inStride, ldb: s.inPitch,
+                                  beta: beta, c: du + xi * duStride, ldc: ldu, threads: 1)
+                }
+                return
+            }
+            for t in 0..<tiles { rows[t] = UnsafePointer(m + t * s.outPitch) }
+            // Blocks of tiles whose rows of V and dM stay in L2 while every register tile passes
+            // over them (the depth of each sum in blocks of `depthTiles`, added in order).
+            let block = WinogradTiling.depthTiles
+            Kernels.parallelFor(16, threads: threads) { xi in
+                let multiplying = KernelProfile.begin()
+                for first in stride(from: 0, to: tiles, by: block) {
+                    let count = min(block, tiles - first), blockBeta: Float = first == 0 ? beta : 1
+                    for q in 0..<panels {
+                        for tile in 0..<rowTiles {
+                            IndirectTile.multiplyOverPositions(count, pointers: rows + first,
+                                                               channelOffset: xi * s.outStride + tile * 12,
+                                                               b: v + xi * s.inStride + first * s.inPitch + q * 32, ldb: s.inPitch,
+                                                               beta: blockBeta, c: du + xi * duStride + tile * 12 * ldu + q * 32,
+                                                               ldc: ldu)
+                        }
+                    }
+                }
+                KernelProfile.endProduct(multiplying, m: rowTiles * 12, n: panels * 32, k: tiles)
             }
         }
     }
 
     /// Calls `body(rows, v, m)` for each chunk of tile rows, in order, with the chunk's input tiles
-    /// transformed into `v` (`[16, channels, ld]`) and `m` a buffer of `[16, outChannels, ld]`.
+    /// transformed into `v` (`[16, chunkTiles, inPitch]`) and `m` a buffer of `[16, chunkTiles, outPitch]`.
     static func forEachChunk(_ s: WinogradTiling, input: UnsafePointer<Float>, threads: Int,
                              _ body: (Range<Int>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
-        let vFloats = 16 * s.positionStride(s.channels)
-        ScratchPool.withBuffer(vFloats + 16 * s.positionStride(s.outChannels)) { v in
+        let vFloats = 16 * s.inStride
+        ScratchPool.withBuffer(vFloats + 16 * s.outStride) { v in
             s.forEachChunk { rows in
                 transformInput(s, input: input, rows: rows, into: v, threads: threads)
                 body(rows, v, v + vFloats)
@@ -314,45 +423,49 @@ enum Winograd {
 
     // MARK: Tile transforms
 
-    /// `V[ξ][c][t] = (B^T d B)[ξ]` for the tiles of `rows` (global tile rows), every channel.
+    /// `V[ξ][t][c] = (B^T d B)[ξ]` for the tiles of `rows` (global tile rows), every channel.
     static func transformInput(_ s: WinogradTiling, input: UnsafePointer<Float>, rows: Range<Int>,
                                into v: UnsafeMutablePointer<Float>, threads: Int) {
         transformTiles(InputTiles.self, s, source: input, channels: s.channels, height: s.height, width: s.width,
-                       pad: s.pad, rows: rows, into: v, threads: threads)
+                       pad: s.pad, pitch: s.inPitch, rows: rows, into: v, threads: threads)
     }
 
-    /// `dM[ξ][o][t] = (A dY A^T)[ξ]` for the tiles of `rows`: the output gradient's 2x2 tiles (zero
+    /// `dM[ξ][t][o] = (A dY A^T)[ξ]` for the tiles of `rows`: the output gradient's 2x2 tiles (zero
     /// past the last output row or column).
     static func transformGradOutput(_ s: WinogradTiling, gradOutput: UnsafePointer<Float>, rows: Range<Int>,
                                     into m: UnsafeMutablePointer<Float>, threads: Int) {
         transformTiles(GradOutputTiles.self, s, source: gradOutput, channels: s.outChannels, height: s.outHeight,
-                       width: s.outWidth, pad: 0, rows: rows, into: m, threads: threads)
+                       width: s.outWidth, pad: 0, pitch: s.outPitch, rows: rows, into: m, threads: threads)
     }
 
-    /// Transforms the tiles of `rows` of every one of `channels` planes (`height x width`, padded by
-    /// `pad`) with `Tiles`: tile row `ty` reads padded rows `2ty ..< 2ty + 2 + Tiles.overlap`, each
-    /// split once into even and odd columns; the 16 values of tile `t` go to
-    /// `dst[ξ * positionStride + channel * ld + t]`.
+    /// Transforms the tiles of `rows` of the NCHW `source` (`channels` planes of `height x width`
+    /// per sample, padded by `pad`) with `Tiles`: tile row `ty` reads padded rows
+    /// `2ty ..< 2ty + Tiles.size`, copied to channels-last first; the 16 values of chunk tile `t`
+    /// go to `dst[ξ * chunkTiles * pitch + t * pitch + channel]`, zeros from `channels` to `pitch`.
     static func transformTiles<Tiles: WinogradTiles>(_: Tiles.Type, _ s: WinogradTiling, source: UnsafePointer<Float>,
-                                                     channels: Int, height: Int, width: Int, pad: Int, rows: Range<Int>,
-                                                     into dst: UnsafeMutablePointer<Float>, threads: Int) {
-        let stride = s.positionStride(channels), el = s.evenOddLength, plane = height * width
-        let scratch = (2 * min(rows.count, s.tilesHigh) + Tiles.overlap) * 2 * el
-        split(channels, threads: threads) { part in
-            ScratchPool.withBuffer(scratch) { evenOdd in
-                for c in part {
-                    s.forEachSample(rows) { n, tileRows, column in
-                        splitRows(source + (n * channels + c) * plane, height: height, width: width,
-                                  from: 2 * tileRows.lowerBound - pad, count: 2 * tileRows.count + Tiles.overlap, left: pad,
-                                  el: el, into: evenOdd)
-                        for ty in tileRows {
-                            let e = evenOdd + 4 * (ty - tileRows.lowerBound) * el
-                            let to = dst + c * s.ld + column + (ty - tileRows.lowerBound) * s.tilesWide
-                            var tx = 0
-                            while tx < s.tilesWide {
-                                Tiles.transform(e + tx, el: el, dst: to + tx, stride: stride)
-                                tx &+= WinogradTiling.lanes
-                            }
+                                                     channels: Int, height: Int, width: Int, pad: Int, pitch: Int,
+                                                     rows: Range<Int>, into dst: UnsafeMutablePointer<Float>, threads: Int) {
+        let vectors = WinogradTiling.vectors(channels), plane = height * width, stride = s.chunkTiles * pitch
+        let rowWidth = 2 * s.tilesWide + Tiles.size - 2, rowFloats = rowWidth * vectors
+        s.forEachRun(rows, threads: threads) { n, tileRows, first in
+            let count = 2 * tileRows.count + Tiles.size - 2
+            ScratchPool.withBuffer(count * rowFloats) { copy in
+                channelsLastRows(source + n * channels * plane, channels: channels, height: height, width: width,
+                                 from: 2 * tileRows.lowerBound - pad, count: count, left: pad, rowWidth: rowWidth,
+                                 pitch: vectors, into: copy)
+                for ty in tileRows {
+                    let top = copy + 2 * (ty - tileRows.lowerBound) * rowFloats
+                    let firstTile = first + (ty - tileRows.lowerBound) * s.tilesWide
+                    for tx in 0..<s.tilesWide {
+                        let from = top + 2 * tx * vectors, to = dst + (firstTile + tx) * pitch
+                        var c = 0
+                        while c < vectors {
+                            Tiles.transform(from + c, rowStride: rowFloats, step: vectors, dst: to + c, stride: stride)
+                            c &+= 16
+                        }
+                        while c < pitch {
+                            for xi in 0..<16 { VectorMath.store(V(), to + (xi &* stride &+ c)) }
+                            c &+= 16
                         }
                     }
                 }
@@ -360,110 +473,62 @@ enum Winograd {
         }
     }
 
-    /// Rows `from ..< from + count` of the `height x width` plane `image` (zero outside it), each
-    /// zero-padded by `left` columns and split into even and odd columns: row `j`'s even part
-    /// (`padded[2k]` at `k`) at `into + 2j * el`, its odd part at `into + (2j + 1) * el`.
-    @inline(__always)
-    static func splitRows(_ image: UnsafePointer<Float>, height: Int, width: Int, from: Int, count: Int, left: Int,
-                          el: Int, into dst: UnsafeMutablePointer<Float>) {
-        ConvLoops.zero(dst, count * 2 * el)
-        let y0 = max(0, from), y1 = min(height, from + count)
-        guard y0 < y1 else { return }
-        PhaseRows.split(image + y0 * width, srcStride: width, into: dst + (y0 - from) * 2 * el, dstStride: 2 * el,
-                        rows: y1 - y0, width: width, left: left, phases: 2, phaseLength: el)
+    /// Rows `from ..< from + count` of one sample's `channels` planes (`height x width`, zero
+    /// outside them), channels-last: position `x` of row `r` (`left` zero positions first, zeros
+    /// after the image to `rowWidth`) at `dst + (r * rowWidth + x) * pitch`, channels past
+    /// `channels` zero.
+    static func channelsLastRows(_ image: UnsafePointer<Float>, channels: Int, height: Int, width: Int, from: Int,
+                                 count: Int, left: Int, rowWidth: Int, pitch: Int, into dst: UnsafeMutablePointer<Float>) {
+        let plane = height * width
+        for r in 0..<count {
+            let y = from + r, row = dst + r * rowWidth * pitch
+            guard y >= 0 && y < height else { ConvLoops.zero(row, rowWidth * pitch); continue }
+            ConvLoops.zero(row, left * pitch)
+            ConvLoops.transpose(rows: channels, columns: width, image + y * width, lds: plane, row + left * pitch, ldd: pitch)
+            if pitch > channels {
+                for x in left..<(left + width) { ConvLoops.zero(row + x * pitch + channels, pitch - channels) }
+            }
+            ConvLoops.zero(row + (left + width) * pitch, (rowWidth - left - width) * pitch)
+        }
     }
 
-    /// `lanes` tiles from the even/odd rows at `e` (row i's even part at `e + 2i * el`, odd at
-    /// `e + (2i + 1) * el`): the 16 transformed values of tile `k` go to `dst[ξ * stride + k]`.
-    @inline(__always)
-    static func inputTile(_ e: UnsafePointer<Float>, el: Int, dst: UnsafeMutablePointer<Float>, stride: Int) {
-        // d B for each of the four rows: (d0 - d2, d1 + d2, d2 - d1, d1 - d3), where the row's
-        // columns are d0 = even[k], d1 = odd[k], d2 = even[k + 1], d3 = odd[k + 1].
-        @inline(__always) func row(_ i: Int) -> (V, V, V, V) {
-            let even = e + 2 &* i &* el, odd = even + el
-            let d0 = VectorMath.load(even, as: V.self), d1 = VectorMath.load(odd, as: V.self)
-            let d2 = VectorMath.load(even + 1, as: V.self), d3 = VectorMath.load(odd + 1, as: V.self)
-            return (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
-        }
-        let r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3)
-        // B^T (d B): the same combination down each column.
-        @inline(__always) func column(_ a: V, _ b: V, _ c: V, _ d: V, _ j: Int) {
-            VectorMath.store(a - c, dst + j &* stride)
-            VectorMath.store(b + c, dst + (4 &+ j) &* stride)
-            VectorMath.store(c - b, dst + (8 &+ j) &* stride)
-            VectorMath.store(b - d, dst + (12 &+ j) &* stride)
-        }
-        column(r0.0, r1.0, r2.0, r3.0, 0)
-        column(r0.1, r1.1, r2.1, r3.1, 1)
-        column(r0.2, r1.2, r2.2, r3.2, 2)
-        column(r0.3, r1.3, r2.3, r3.3, 3)
-    }
-
-    /// `A y A^T` for `lanes` 2x2 tiles (row i's even columns at `e + 2i * el`, odd at `+ el`).
-    @inline(__always)
-    static func gradOutputTile(_ e: UnsafePointer<Float>, el: Int, dst: UnsafeMutablePointer<Float>, stride: Int) {
-        // A (a, b) = (a, a + b, a - b, -b), first along each row, then down each column.
-        @inline(__always) func row(_ i: Int) -> (V, V, V, V) {
-            let a = VectorMath.load(e + 2 &* i &* el, as: V.self), b = VectorMath.load(e + (2 &* i &+ 1) &* el, as: V.self)
-            return (a, a + b, a - b, -b)
-        }
-        let r0 = row(0), r1 = row(1)
-        @inline(__always) func column(_ a: V, _ b: V, _ j: Int) {
-            VectorMath.store(a, dst + j &* stride)
-            VectorMath.store(a + b, dst + (4 &+ j) &* stride)
-            VectorMath.store(a - b, dst + (8 &+ j) &* stride)
-            VectorMath.store(-b, dst + (12 &+ j) &* stride)
-        }
-        column(r0.0, r1.0, 0)
-        column(r0.1, r1.1, 1)
-        column(r0.2, r1.2, 2)
-        column(r0.3, r1.3, 3)
-    }
-
-    /// `output[n][o][2ty + a][2tx + b] = (A^T M A)[a][b] + bias[o]` for the tiles of `rows`, then
-    /// the epilogue on each pair of output rows.
-    static func transformOutput(_ s: WinogradTiling, m: UnsafePointer<Float>, rows: Range<Int>, bias: UnsafePointer<Float>?,
+    /// `output[n][o][2ty + a][2tx + b] = (A^T M A)[a][b] + bias[o]` for the tiles of `rows` (`bias`
+    /// padded to whole vectors), then the epilogue on each pair of output rows.
+    static func transformOutput(_ s: WinogradTiling, m: UnsafePointer<Float>, rows: Range<Int>, bias: UnsafePointer<Float>,
                                 output: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue?, threads: Int) {
-        let mStride = s.positionStride(s.outChannels), plane = s.outHeight * s.outWidth, lanes = WinogradTiling.lanes
-        split(s.outChannels, threads: threads) { channels in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 * lanes) { scratch in
-                let pairs = scratch.baseAddress!
-                for o in channels {
-                    let b = V(repeating: bias?[o] ?? 0)
-                    s.forEachSample(rows) { n, tileRows, column in
-                        for ty in tileRows {
-                            let top = output + (n * s.outChannels + o) * plane + 2 * ty * s.outWidth
-                            let rowsOut = min(2, s.outHeight - 2 * ty)
-                            let src = m + o * s.ld + column + (ty - tileRows.lowerBound) * s.tilesWide
-                            var tx = 0
-                            while tx < s.tilesWide {
-                                let y = outputTile(src + tx, stride: mStride)
-                                // The tiles' two columns interleaved: 2 * lanes outputs per row.
-                                let count = min(2 * lanes, s.outWidth - 2 * tx)
-                                @inline(__always) func store(_ left: V, _ right: V, row: Int) {
-                                    let low = PhaseRows.interleave(left.lowHalf, right.lowHalf)
-                                    let high = PhaseRows.interleave(left.highHalf, right.highHalf)
-                                    let dst = top + (row &* s.outWidth &+ 2 &* tx)
-                                    if count == 2 &* lanes {
-                                        VectorMath.store(low, dst); VectorMath.store(high, dst + lanes)
-                                    } else {
-                                        VectorMath.store(low, pairs); VectorMath.store(high, pairs + lanes)
-                                        ConvLoops.copy(dst, pairs, count)
-                                    }
-                                }
-                                store(y.0 + b, y.1 + b, row: 0)
-                                if rowsOut == 2 { store(y.2 + b, y.3 + b, row: 1) }
-                                tx &+= lanes
-                            }
-                            epilogue?.apply(output, at: top - output, count: rowsOut * s.outWidth, channel: o)
+        let cout = s.outChannels, vectors = WinogradTiling.vectors(cout), plane = s.outHeight * s.outWidth
+        let stride = s.outStride, rowWidth = 2 * s.tilesWide
+        s.forEachRun(rows, threads: threads) { n, tileRows, first in
+            // A tile row's two output rows, channels-last.
+            ScratchPool.withBuffer(2 * rowWidth * vectors) { pair in
+                for ty in tileRows {
+                    let firstTile = first + (ty - tileRows.lowerBound) * s.tilesWide
+                    for tx in 0..<s.tilesWide {
+                        let src = m + (firstTile + tx) * s.outPitch, to = pair + 2 * tx * vectors
+                        var c = 0
+                        while c < vectors {
+                            let y = outputTile(src + c, stride: stride), b = VectorMath.load(bias + c, as: V.self)
+                            VectorMath.store(y.0 + b, to + c)
+                            VectorMath.store(y.1 + b, to + (vectors &+ c))
+                            VectorMath.store(y.2 + b, to + (rowWidth &* vectors &+ c))
+                            VectorMath.store(y.3 + b, to + ((rowWidth &+ 1) &* vectors &+ c))
+                            c &+= 16
                         }
+                    }
+                    let rowsOut = min(2, s.outHeight - 2 * ty), top = (n * cout) * plane + 2 * ty * s.outWidth
+                    for a in 0..<rowsOut {
+                        ConvLoops.transpose(rows: s.outWidth, columns: cout, pair + a * rowWidth * vectors, lds: vectors,
+                                            output + top + a * s.outWidth, ldd: plane)
+                    }
+                    if let epilogue {
+                        for o in 0..<cout { epilogue.apply(output, at: top + o * plane, count: rowsOut * s.outWidth, channel: o) }
                     }
                 }
             }
         }
     }
 
-    /// `A^T M A` for `lanes` tiles: outputs (0, 0), (0, 1), (1, 0), (1, 1).
+    /// `A^T M A` for 16 channels of a tile: outputs (0, 0), (0, 1), (1, 0), (1, 1).
     @inline(__always)
     static func outputTile(_ src: UnsafePointer<Float>, stride: Int) -> (V, V, V, V) {
         @inline(__always) func at(_ xi: Int) -> V { VectorMath.load(src + xi &* stride, as: V.self) }
@@ -480,26 +545,62 @@ enum Winograd {
 
 /// A tile transform of `Winograd.transformTiles` (static dispatch: no closure per vector).
 protocol WinogradTiles {
-    /// Padded rows a tile row reads beyond its own two (input tiles are 4 rows high).
-    static var overlap: Int { get }
-    /// Transforms `WinogradTiling.lanes` tiles (see `Winograd.inputTile`).
-    static func transform(_ e: UnsafePointer<Float>, el: Int, dst: UnsafeMutablePointer<Float>, stride: Int)
+    /// Rows (and columns) of a tile: 4 for input tiles, 2 for output-gradient tiles.
+    static var size: Int { get }
+    /// Transforms 16 channels of one tile, its row `i` column `j` at `src + i * rowStride + j * step`:
+    /// value ξ goes to `dst + ξ * stride`.
+    static func transform(_ src: UnsafePointer<Float>, rowStride: Int, step: Int, dst: UnsafeMutablePointer<Float>, stride: Int)
 }
 
-/// Input tiles: `B^T d B` of 4x4 tiles, overlapping by two rows.
+/// Input tiles: `B^T d B` of 4x4 tiles, overlapping by two rows and columns.
 enum InputTiles: WinogradTiles {
-    static var overlap: Int { 2 }
+    typealias V = SIMD16<Float>
+    static var size: Int { 4 }
     @inline(__always)
-    static func transform(_ e: UnsafePointer<Float>, el: Int, dst: UnsafeMutablePointer<Float>, stride: Int) {
-        Winograd.inputTile(e, el: el, dst: dst, stride: stride)
+    static func transform(_ src: UnsafePointer<Float>, rowStride: Int, step: Int, dst: UnsafeMutablePointer<Float>, stride: Int) {
+        // d B for each of the four rows: (d0 - d2, d1 + d2, d2 - d1, d1 - d3).
+        @inline(__always) func row(_ i: Int) -> (V, V, V, V) {
+            let p = src + i &* rowStride
+            let d0 = VectorMath.load(p, as: V.self), d1 = VectorMath.load(p + step, as: V.self)
+            let d2 = VectorMath.load(p + 2 &* step, as: V.self), d3 = VectorMath.load(p + 3 &* step, as: V.self)
+            return (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
+        }
+        let r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3)
+        // B^T (d B): the same combination down each column.
+        @inline(__always) func column(_ a: V, _ b: V, _ c: V, _ d: V, _ j: Int) {
+            VectorMath.store(a - c, dst + j &* stride)
+            VectorMath.store(b + c, dst + (4 &+ j) &* stride)
+            VectorMath.store(c - b, dst + (8 &+ j) &* stride)
+            VectorMath.store(b - d, dst + (12 &+ j) &* stride)
+        }
+        column(r0.0, r1.0, r2.0, r3.0, 0)
+        column(r0.1, r1.1, r2.1, r3.1, 1)
+        column(r0.2, r1.2, r2.2, r3.2, 2)
+        column(r0.3, r1.3, r2.3, r3.3, 3)
     }
 }
 
 /// Output-gradient tiles: `A y A^T` of disjoint 2x2 tiles.
 enum GradOutputTiles: WinogradTiles {
-    static var overlap: Int { 0 }
+    typealias V = SIMD16<Float>
+    static var size: Int { 2 }
     @inline(__always)
-    static func transform(_ e: UnsafePointer<Float>, el: Int, dst: UnsafeMutablePointer<Float>, stride: Int) {
-        Winograd.gradOutputTile(e, el: el, dst: dst, stride: stride)
+    static func transform(_ src: UnsafePointer<Float>, rowStride: Int, step: Int, dst: UnsafeMutablePointer<Float>, stride: Int) {
+        // A (a, b) = (a, a + b, a - b, -b), first along each row, then down each column.
+        @inline(__always) func row(_ i: Int) -> (V, V, V, V) {
+            let a = VectorMath.load(src + i &* rowStride, as: V.self), b = VectorMath.load(src + (i &* rowStride &+ step), as: V.self)
+            return (a, a + b, a - b, -b)
+        }
+        let r0 = row(0), r1 = row(1)
+        @inline(__always) func column(_ a: V, _ b: V, _ j: Int) {
+            VectorMath.store(a, dst + j &* stride)
+            VectorMath.store(a + b, dst + (4 &+ j) &* stride)
+            VectorMath.store(a - b, dst + (8 &+ j) &* stride)
+            VectorMath.store(-b, dst + (12 &+ j) &* stride)
+        }
+        column(r0.0, r1.0, 0)
+        column(r0.1, r1.1, 1)
+        column(r0.2, r1.2, 2)
+        column(r0.3, r1.3, 3)
     }
 }

@@ -126,7 +126,8 @@ enum ConvLoops {
     }
 
     /// `dst[j * ldd + i] = src[i * lds + j]` for `i < rows`, `j < columns`: 8 x 8 blocks through
-    /// SIMD registers, the edges element by element.
+    /// SIMD registers (the last 1-7 rows too, with partial stores), the last columns element by
+    /// element.
     static func transpose(rows: Int, columns: Int, _ src: UnsafePointer<Float>, lds: Int,
                           _ dst: UnsafeMutablePointer<Float>, ldd: Int) {
         var i = 0
@@ -151,8 +152,15 @@ enum ConvLoops {
             }
             i &+= 8
         }
-        for ii in i..<rows {
-            for jj in 0..<columns { dst[jj &* ldd &+ ii] = src[ii &* lds &+ jj] }
+        guard i < rows else { return }
+        var j = 0
+        while j &+ 8 <= columns {
+            GEMMPacking.transposeBlock(rows: rows &- i, src: src + (i &* lds &+ j), ld: lds, dst: dst + (j &* ldd &+ i),
+                                       width: ldd)
+            j &+= 8
+        }
+        for jj in j..<columns {
+            for ii in i..<rows { dst[jj &* ldd &+ ii] = src[ii &* lds &+ jj] }
         }
     }
 

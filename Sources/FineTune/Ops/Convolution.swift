@@ -218,7 +218,7 @@ final class TransformedWeightCache: @unchecked Sendable {
             let u: Tensor, usable: Bool
             switch form {
             case .winograd, .winogradTurned:
-                u = Tensor(uninitialized: [Kernels.winogradWeightCount(g)])
+                u = Tensor(uninitialized: [Kernels.winogradWeightCount(g, turned: form == .winogradTurned)])
                 usable = weight.withDataPointer { pw in
                     u.withDataPointer { pu in
                         Kernels.transformWinogradWeights(g, weight: pw, turned: form == .winogradTurned, into: pu)
