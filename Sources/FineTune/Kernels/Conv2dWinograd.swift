@@ -29,10 +29,12 @@
 // register tiles (rows of V read in place; AVX-512 builds; other builds run sgemm per panel), and
 // M (`[ξ][tile][Cout]`) is transformed back a tile row at a time and transposed to NCHW.
 //
-// Tiles of all samples are numbered row by row and processed in chunks whose buffers stay within
-// `WinogradTiling.chunkBudget`; every chunk's 16 products run on their own threads (all of a
-// product's sums on one), and the transforms split tile rows. Chunks are set by the geometry
-// alone, so the result does not depend on the thread count.
+// Tiles of all samples are numbered row by row and processed in chunks sized to stay in L2 (larger
+// when the weights, which every chunk reads, are large). With many small chunks each thread takes
+// whole chunks (the weight gradient: whole runs of chunks, summed separately, then added in
+// order); otherwise the threads share each chunk: its 16 products on different threads (all of
+// a product's sums on one) and the transforms split tile rows. The chunks and runs are set by the
+// geometry alone, so the result does not depend on the thread count.
 //
 // Rounding: the transforms add and subtract (and halve, exactly) a few values, so results differ
 // from the direct sums by a few units in the last place of the summed magnitudes, as with any
@@ -101,14 +103,24 @@ struct WinogradTiling {
     var inStride: Int { chunkTiles * inPitch }
     var outStride: Int { chunkTiles * outPitch }
 
-    /// Calls `body(rows)` for the chunks, in order.
-    func forEachChunk(_ body: (Range<Int>) -> Void) {
-        var r0 = 0
-        while r0 < tileRows {
-            let r1 = min(tileRows, r0 + rowsPerChunk)
-            body(r0..<r1)
-            r0 = r1
-        }
+    /// Whether `threads` threads each take whole chunks (when there are at least 4 per thread:
+    /// chunks are small when the weights are) rather than share every chunk.
+    func threadsTakeChunks(_ threads: Int) -> Bool { threads > 1 && chunkCount >= 4 * threads }
+
+    /// Chunks of the batch's tile rows, and the tile rows of chunk `c`.
+    var chunkCount: Int { (tileRows + rowsPerChunk - 1) / rowsPerChunk }
+    func chunk(_ c: Int) -> Range<Int> { (c * rowsPerChunk)..<min(tileRows, (c + 1) * rowsPerChunk) }
+
+    /// Runs of whole chunks whose weight gradients are summed separately, then added in order,
+    /// so that threads can take whole runs: where there are at least 8 chunks (small weights),
+    /// at most `maxWeightSlots`, within `weightSlotBudget` floats of extra sums. Set by the
+    /// geometry, so the result does not depend on the thread count. (With few large chunks the
+    /// extra sums cost more than they save: 256 channels at 14x14, 4 chunks, ran its weight
+    /// gradient 1.2x slower in 4 runs.)
+    static let maxWeightSlots = 4, weightSlotBudget = 1 << 22
+    func weightSlots(sumFloats: Int) -> Int {
+        guard chunkCount >= 8 else { return 1 }
+        return max(1, min(chunkCount, WinogradTiling.maxWeightSlots, 1 + WinogradTiling.weightSlotBudget / max(1, sumFloats)))
     }
 
     /// Splits the chunk's tile rows `rows` (global) between `threads` and calls
@@ -317,9 +329,23 @@ enum Winograd {
             let paddedBias = scratch + uCount
             ConvLoops.zero(paddedBias, biasCount)
             if let bias { ConvLoops.copy(paddedBias, bias, cout) }
-            forEachChunk(s, input: input, threads: threads) { rows, v, m in
-                multiply(s, v: v, u: u, tiles: rows.count * s.tilesWide, m: m, threads: threads)
-                transformOutput(s, m: m, rows: rows, bias: paddedBias, output: output, epilogue: epilogue, threads: threads)
+            /// Tile rows `rows` in chunks, `inner` threads on each.
+            func run(_ rows: Range<Int>, inner: Int) {
+                runChunks(s, input: input, rows: rows, threads: inner) { rows, v, m in
+                    multiply(s, v: v, u: u, tiles: rows.count * s.tilesWide, m: m, threads: inner)
+                    transformOutput(s, m: m, rows: rows, bias: paddedBias, output: output, epilogue: epilogue, threads: inner)
+                }
+            }
+            // Each tile's values do not depend on the chunks: threads take equal shares of the
+            // tile rows, in chunks of their own, when the chunks are small (so are the weights
+            // each chunk reads), else they share each chunk.
+            if s.threadsTakeChunks(threads) {
+                let rows = s.tileRows
+                Kernels.parallelFor(threads, threads: threads) { t in
+                    run((t * rows / threads)..<((t + 1) * rows / threads), inner: 1)
+                }
+            } else {
+                run(0..<s.tileRows, inner: threads)
             }
         }
         return true
@@ -367,56 +393,84 @@ enum Winograd {
 
     /// `du[ξ] = Σ_tiles dM[ξ]^T V[ξ]` over all chunks (overwrites `du`: `du[ξ][o][i]` at
     /// `ξ * duStride + o * ldu + i`, output channels rounded up to 12 rows, `ldu` >= whole panels
-    /// of input channels), each position on one thread.
+    /// of input channels). The chunks are summed in `weightSlots` runs, each on one thread when
+    /// there are enough (else each position of a chunk on one thread), then added in order.
     static func weightGradient(_ s: WinogradTiling, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                                du: UnsafeMutablePointer<Float>, ldu: Int, duStride: Int, threads: Int) {
-        let (cin, cout) = (s.channels, s.outChannels)
-        let rowTiles = (cout + 11) / 12, panels = (cin + 31) / 32
-        let rows = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: s.chunkTiles)
-        defer { rows.deallocate() }
-        forEachChunk(s, input: input, threads: threads) { chunk, v, m in
-            transformGradOutput(s, gradOutput: gradOutput, rows: chunk, into: m, threads: threads)
-            let tiles = chunk.count * s.tilesWide, beta: Float = chunk.lowerBound == 0 ? 0 : 1
-            guard registerTiles else {
-                Kernels.parallelFor(16, threads: threads) { xi in
-                    Kernels.sgemm(transA: true, transB: false, m: cout, n: cin, k: tiles, alpha: 1,
-                                  a: m + xi * s.outStride, lda: s.outPitch, b: v + xi * s.inStride, ldb: s.inPitch,
-                                  beta: beta, c: du + xi * duStride, ldc: ldu, threads: 1)
+        let chunks = s.chunkCount, sumFloats = 16 * duStride, slots = s.weightSlots(sumFloats: sumFloats)
+        ScratchPool.withBuffer((slots - 1) * sumFloats) { extra in
+            /// Slot `slot`'s chunks summed into its buffer, `inner` threads on each chunk.
+            func run(slot: Int, inner: Int) {
+                let sum = slot == 0 ? du : extra + (slot - 1) * sumFloats
+                let first = s.chunk(slot * chunks / slots).lowerBound
+                let rows = first..<s.chunk((slot + 1) * chunks / slots - 1).upperBound
+                runChunks(s, input: input, rows: rows, threads: inner) { rows, v, m in
+                    transformGradOutput(s, gradOutput: gradOutput, rows: rows, into: m, threads: inner)
+                    multiplyGradient(s, v: v, m: m, tiles: rows.count * s.tilesWide, beta: rows.lowerBound == first ? 0 : 1,
+                                     du: sum, ldu: ldu, duStride: duStride, threads: inner)
                 }
-                return
             }
-            for t in 0..<tiles { rows[t] = UnsafePointer(m + t * s.outPitch) }
-            // Blocks of tiles whose rows of V and dM stay in L2 while every register tile passes
-            // over them (the depth of each sum in blocks of `depthTiles`, added in order).
-            let block = WinogradTiling.depthTiles
-            Kernels.parallelFor(16, threads: threads) { xi in
-                let multiplying = KernelProfile.begin()
-                for first in stride(from: 0, to: tiles, by: block) {
-                    let count = min(block, tiles - first), blockBeta: Float = first == 0 ? beta : 1
-                    for q in 0..<panels {
-                        for tile in 0..<rowTiles {
-                            IndirectTile.multiplyOverPositions(count, pointers: rows + first,
-                                                               channelOffset: xi * s.outStride + tile * 12,
-                                                               b: v + xi * s.inStride + first * s.inPitch + q * 32, ldb: s.inPitch,
-                                                               beta: blockBeta, c: du + xi * duStride + tile * 12 * ldu + q * 32,
-                                                               ldc: ldu)
-                        }
-                    }
+            if s.threadsTakeChunks(threads) && slots >= threads {
+                Kernels.parallelFor(threads, threads: threads) { t in
+                    for slot in stride(from: t, to: slots, by: threads) { run(slot: slot, inner: 1) }
                 }
-                KernelProfile.endProduct(multiplying, m: rowTiles * 12, n: panels * 32, k: tiles)
+            } else {
+                for slot in 0..<slots { run(slot: slot, inner: threads) }
             }
+            for slot in 1..<slots { ConvLoops.accumulate(du, extra + (slot - 1) * sumFloats, sumFloats) }
         }
     }
 
-    /// Calls `body(rows, v, m)` for each chunk of tile rows, in order, with the chunk's input tiles
+    /// `du[ξ] = dM[ξ]^T V[ξ] (+ du[ξ] when beta is 1)` for a chunk's first `tiles` tiles, each
+    /// position on one thread.
+    static func multiplyGradient(_ s: WinogradTiling, v: UnsafePointer<Float>, m: UnsafePointer<Float>, tiles: Int, beta: Float,
+                                 du: UnsafeMutablePointer<Float>, ldu: Int, duStride: Int, threads: Int) {
+        let (cin, cout) = (s.channels, s.outChannels)
+        guard registerTiles else {
+            Kernels.parallelFor(16, threads: threads) { xi in
+                Kernels.sgemm(transA: true, transB: false, m: cout, n: cin, k: tiles, alpha: 1,
+                              a: m + xi * s.outStride, lda: s.outPitch, b: v + xi * s.inStride, ldb: s.inPitch,
+                              beta: beta, c: du + xi * duStride, ldc: ldu, threads: 1)
+            }
+            return
+        }
+        let rowTiles = (cout + 11) / 12, panels = (cin + 31) / 32
+        let rows = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: max(1, tiles))
+        defer { rows.deallocate() }
+        for t in 0..<tiles { rows[t] = m + t * s.outPitch }
+        // Blocks of tiles whose rows of V and dM stay in L2 while every register tile passes
+        // over them (the depth of each sum in blocks of `depthTiles`, added in order).
+        let block = WinogradTiling.depthTiles
+        Kernels.parallelFor(16, threads: threads) { xi in
+            let multiplying = KernelProfile.begin()
+            for first in stride(from: 0, to: tiles, by: block) {
+                let count = min(block, tiles - first), blockBeta: Float = first == 0 ? beta : 1
+                for q in 0..<panels {
+                    for tile in 0..<rowTiles {
+                        IndirectTile.multiplyOverPositions(count, pointers: rows + first,
+                                                           channelOffset: xi * s.outStride + tile * 12,
+                                                           b: v + xi * s.inStride + first * s.inPitch + q * 32, ldb: s.inPitch,
+                                                           beta: blockBeta, c: du + xi * duStride + tile * 12 * ldu + q * 32,
+                                                           ldc: ldu)
+                    }
+                }
+            }
+            KernelProfile.endProduct(multiplying, m: rowTiles * 12, n: panels * 32, k: tiles)
+        }
+    }
+
+    /// Calls `body(chunk, v, m)` for the tile rows `rows` in chunks of `rowsPerChunk` from the
+    /// first, in order, on the calling thread (`threads` inside each), with the chunk's input tiles
     /// transformed into `v` (`[16, chunkTiles, inPitch]`) and `m` a buffer of `[16, chunkTiles, outPitch]`.
-    static func forEachChunk(_ s: WinogradTiling, input: UnsafePointer<Float>, threads: Int,
-                             _ body: (Range<Int>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+    static func runChunks(_ s: WinogradTiling, input: UnsafePointer<Float>, rows: Range<Int>, threads: Int,
+                          _ body: (Range<Int>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+        guard !rows.isEmpty else { return }
         let vFloats = 16 * s.inStride
         ScratchPool.withBuffer(vFloats + 16 * s.outStride) { v in
-            s.forEachChunk { rows in
-                transformInput(s, input: input, rows: rows, into: v, threads: threads)
-                body(rows, v, v + vFloats)
+            for first in stride(from: rows.lowerBound, to: rows.upperBound, by: s.rowsPerChunk) {
+                let chunk = first..<min(rows.upperBound, first + s.rowsPerChunk)
+                transformInput(s, input: input, rows: chunk, into: v, threads: threads)
+                body(chunk, v, v + vFloats)
             }
         }
     }
