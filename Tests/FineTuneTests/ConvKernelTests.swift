@@ -597,4 +597,34 @@ struct ConvKernelTests {
         depthwise.groups = 32
         #expect(groups(depthwise).size == 1)
     }
+
+    @Test("Winograd chunks: in L2 when the weights are small, whole batches when large; threads take chunks only when there are many")
+    func winogradChunks() {
+        func tiling(channels: Int, size: Int, batch: Int = 8) -> WinogradTiling {
+            WinogradTiling(batch: batch, channels: channels, outChannels: channels, height: size, width: size, pad: 1)
+        }
+        // 64 channels at 56x56: a chunk's two buffers (V and M) fit in half a Zen 4 L2 each,
+        // whole tile rows, many chunks: threads take whole chunks, the weight gradient sums 4 runs.
+        let small = tiling(channels: 64, size: 56)
+        #expect(16 * small.rowsPerChunk * small.tilesWide * max(small.inPitch, small.outPitch) <= WinogradTiling.cacheBudget)
+        #expect(small.chunkCount >= 8 && small.threadsTakeChunks(2) && !small.threadsTakeChunks(1))
+        #expect(small.weightSlots(sumFloats: 16 * 64 * 64) == 4)
+        // Every tile row is in exactly one chunk, in order.
+        var next = 0
+        for c in 0..<small.chunkCount {
+            #expect(small.chunk(c).lowerBound == next && !small.chunk(c).isEmpty)
+            next = small.chunk(c).upperBound
+        }
+        #expect(next == small.tileRows)
+        // 512 channels at 7x7: 4 MB of transformed weights, which every chunk reads: one chunk for
+        // the whole batch, shared by the threads, one weight-gradient sum.
+        let large = tiling(channels: 512, size: 7)
+        #expect(large.chunkCount == 1 && !large.threadsTakeChunks(2) && large.weightSlots(sumFloats: 16 * 516 * 512) == 1)
+        // 256 channels at 14x14: a few chunks, still shared (extra sums would cost more than they save).
+        let middle = tiling(channels: 256, size: 14)
+        #expect(middle.chunkCount > 1 && middle.chunkCount < 8 && !middle.threadsTakeChunks(2))
+        #expect(middle.weightSlots(sumFloats: 16 * 264 * 256) == 1)
+        // Pitches: whole 32-channel panels and 16 floats more (no power-of-two row stride).
+        #expect(WinogradTiling.pitch(64) == 80 && WinogradTiling.pitch(70) == 112 && WinogradTiling.pitch(512) == 528)
+    }
 }
