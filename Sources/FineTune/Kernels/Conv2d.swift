@@ -200,10 +200,11 @@ struct ConvPlan {
     /// ~10% faster.)
     static let minShiftedChannels = 16
     /// Winograd's transforms cost about as much per tile and channel as a few dozen multiply-adds,
-    /// so it needs this many channels in and out to pay. Its weight gradient also packs both
-    /// operands of thin products with transposes, and needs more. (Measured 3x3 32x32, batch 32,
-    /// Zen 4: at 32 channels forward and input gradient are level with the shifted method, the
-    /// weight gradient 1.5x slower; at 64 channels all three are 1.1-1.4x faster.)
+    /// so it needs this many channels in and out to pay; its weight gradient needs more. (Measured
+    /// 3x3 32x32, batch 32, Zen 4, with the earlier sgemm-based Winograd kernels: at 32 channels
+    /// forward and input gradient were level with the shifted method, the weight gradient 1.5x
+    /// slower; at 64 channels all three 1.1-1.4x faster. The channels-last kernels are faster
+    /// still; the thresholds have not been measured again.)
     static let minWinogradChannels = 32, minWinogradWeightChannels = 64
     /// The indirect product reads each tap's input channels as one run; with fewer (the 3-channel
     /// stem) its forward reads whole kernel rows instead (row taps), and the weight gradient keeps
