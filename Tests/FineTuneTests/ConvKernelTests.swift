@@ -490,11 +490,14 @@ struct ConvKernelTests {
         var fewChannels = big
         fewChannels.outChannels = 8
         #expect(ConvPlan(fewChannels, threads: 1).forwardMethod != .winograd)
-        // 32 channels: Winograd for forward and input gradient, not yet for the weight gradient.
+        // From 32 channels in and out: Winograd for all three kernels; below, none.
         var thinner = big
         (thinner.inChannels, thinner.outChannels) = (32, 48)
         let pn = ConvPlan(thinner, threads: 1)
-        #expect(pn.forwardMethod == .winograd && pn.backwardInputMethod == .winograd && pn.backwardWeightMethod == .shifted)
+        #expect(pn.forwardMethod == .winograd && pn.backwardInputMethod == .winograd && pn.backwardWeightMethod == .winograd)
+        thinner.inChannels = 31
+        let below = ConvPlan(thinner, threads: 1)
+        #expect(below.forwardMethod != .winograd && below.backwardInputMethod != .winograd && below.backwardWeightMethod != .winograd)
         #expect(p32.colRows * p32.bandRows * big.outWidth <= ConvPlan.columnBudget)
         var one = big
         one.batch = 1

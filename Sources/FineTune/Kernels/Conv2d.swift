@@ -200,12 +200,12 @@ struct ConvPlan {
     /// ~10% faster.)
     static let minShiftedChannels = 16
     /// Winograd's transforms cost about as much per tile and channel as a few dozen multiply-adds,
-    /// so it needs this many channels in and out to pay; its weight gradient needs more. (Measured
-    /// 3x3 32x32, batch 32, Zen 4, with the earlier sgemm-based Winograd kernels: at 32 channels
-    /// forward and input gradient were level with the shifted method, the weight gradient 1.5x
-    /// slower; at 64 channels all three 1.1-1.4x faster. The channels-last kernels are faster
-    /// still; the thresholds have not been measured again.)
-    static let minWinogradChannels = 32, minWinogradWeightChannels = 64
+    /// so it needs this many channels in and out to pay. (Measured 3x3 32x32, batch 32, Zen 4,
+    /// with the earlier sgemm-based kernels: at 32 channels forward and input gradient were level
+    /// with the shifted method; at 64 channels all three kernels 1.1-1.4x faster. With the
+    /// channels-last kernels the weight gradient pays from 32 channels too: `cnn_step_full`, whose
+    /// second convolution is 3x3 32 -> 64 at 14x14, ran 4% faster on 1 and on 2 threads.)
+    static let minWinogradChannels = 32
     /// The indirect product reads each tap's input channels as one run; with fewer (the 3-channel
     /// stem) its forward reads whole kernel rows instead (row taps), and the weight gradient keeps
     /// the column method. (Strided 1x1 convolutions keep the column method too: it gathers only
@@ -277,22 +277,20 @@ struct ConvPlan {
             && g.dilationH == 1 && g.dilationW == 1 && g.groups == 1 && g.padH == g.padW
             && g.outHeight > 0 && g.outWidth > 0
         let channels = min(g.inChannels, g.outChannels)
-        func choose(shiftedApplies: Bool, winogradApplies: Bool, width: Int,
-                    winogradPays: Bool = channels >= ConvPlan.minWinogradChannels, forced: Method? = forced) -> Method {
+        func choose(shiftedApplies: Bool, winogradApplies: Bool, width: Int, forced: Method? = forced) -> Method {
             if depthwise && forced == nil { return .depthwise }
             if pointwise { return .pointwise }
             if let forced {
                 if forced == .winograd && winogradApplies { return .winograd }
                 return forced == .shifted && shiftedApplies ? .shifted : .columns
             }
-            if winogradApplies && winogradPays { return .winograd }
+            if winogradApplies && channels >= ConvPlan.minWinogradChannels { return .winograd }
             let pays = enoughChannels && waste <= ConvPlan.maxShiftedWaste * Double(width)
             return shiftedApplies && pays ? .shifted : .columns
         }
         let winogradInput = winograd && g.padH <= 2
         forwardMethod = choose(shiftedApplies: shifted.supportsForward, winogradApplies: winograd, width: g.outWidth)
-        backwardWeightMethod = choose(shiftedApplies: shifted.supportsForward, winogradApplies: winograd, width: g.outWidth,
-                                      winogradPays: channels >= ConvPlan.minWinogradWeightChannels)
+        backwardWeightMethod = choose(shiftedApplies: shifted.supportsForward, winogradApplies: winograd, width: g.outWidth)
         backwardInputMethod = choose(shiftedApplies: shifted.supportsBackwardInput, winogradApplies: winogradInput,
                                      width: g.width)
         // The indirect products (forward and weight gradient) where the column method would run a
