@@ -629,5 +629,12 @@ struct ConvKernelTests {
         #expect(middle.weightSlots(sumFloats: 16 * 264 * 256) == 1)
         // Pitches: whole 32-channel panels and 16 floats more (no power-of-two row stride).
         #expect(WinogradTiling.pitch(64) == 80 && WinogradTiling.pitch(70) == 112 && WinogradTiling.pitch(512) == 528)
+        // Transformed and packed weights take exactly their panels' floats: 16 positions (or the
+        // taps) x the depth x the produced channels rounded up to whole panels of 32.
+        let layer = Conv2dGeometry(batch: 1, inChannels: 64, height: 8, width: 8, outChannels: 70,
+                                   kernelHeight: 3, kernelWidth: 3, padding: (1, 1))
+        #expect(Kernels.winogradWeightCount(layer, turned: false) == 16 * 64 * 96)
+        #expect(Kernels.winogradWeightCount(layer, turned: true) == 16 * 70 * 64)
+        #expect(Kernels.indirectTransposedWeightCount(layer) == 9 * 64 * 70)
     }
 }

@@ -600,7 +600,7 @@ extension Kernels {
 extension IndirectConvShape {
     /// Floats of the input gradient's weight panels: `taps` x input-channel panels x `Cout` x 32.
     var transposedPackedCount: Int {
-        taps * (g.inChannels + IndirectConvShape.nr - 1) / IndirectConvShape.nr * g.outChannels * IndirectConvShape.nr
+        taps * GEMMBlocking.roundUp(g.inChannels, to: IndirectConvShape.nr) * g.outChannels
     }
 
     /// The input gradient's weight panels: tap `t`, input-channel panel `q` at

@@ -85,15 +85,15 @@ struct WinogradTiling {
         let budget = min(chunkBudget, max(WinogradTiling.cacheBudget, 8 * channels * outChannels))
         let tiles = max(1, budget / (16 * max(inPitch, outPitch)))
         rowsPerChunk = max(1, min(batch * tilesHigh, tiles / max(1, tilesWide)))
-        chunkTiles = (rowsPerChunk * tilesWide + 11) / 12 * 12
+        chunkTiles = GEMMBlocking.roundUp(rowsPerChunk * tilesWide, to: IndirectConvShape.mr)
     }
 
     /// Floats between the tiles of a transformed buffer of `channels`: whole 32-channel panels
     /// (the register tile's width) and 16 more, so that the 12 rows a tile reads do not fall into
     /// one L1 set when `channels` is a power of two.
-    static func pitch(_ channels: Int) -> Int { (channels + 31) / 32 * 32 + 16 }
+    static func pitch(_ channels: Int) -> Int { GEMMBlocking.roundUp(channels, to: IndirectConvShape.nr) + 16 }
     /// `channels` rounded up to whole vectors: the channels-last copies' pitch.
-    static func vectors(_ channels: Int) -> Int { (channels + 15) / 16 * 16 }
+    static func vectors(_ channels: Int) -> Int { GEMMBlocking.roundUp(channels, to: 16) }
 
     /// Floats of the convolved input (`batch x channels x height x width`).
     var inputCount: Int { batch * channels * height * width }
@@ -186,7 +186,8 @@ extension Kernels {
         guard ConvLoops.allFinite(input, tiling.inputCount),
               ConvLoops.allFinite(gradOutput, g.batch * g.outChannels * g.outHeight * g.outWidth) else { return false }
         // dU[ξ] in 12 x 32 tiles: output channels rounded up to 12 rows, input channels to panels.
-        let ldu = (g.inChannels + 31) / 32 * 32, duStride = (g.outChannels + 11) / 12 * 12 * ldu
+        let ldu = GEMMBlocking.roundUp(g.inChannels, to: IndirectConvShape.nr)
+        let duStride = GEMMBlocking.roundUp(g.outChannels, to: IndirectConvShape.mr) * ldu
         ScratchPool.withBuffer(16 * duStride) { du in
             Winograd.weightGradient(tiling, input: input, gradOutput: gradOutput, du: du, ldu: ldu, duStride: duStride,
                                     threads: p.threads)
@@ -218,7 +219,9 @@ enum Winograd {
 
     /// Floats of transformed weights: 16 positions of `[panels][depth][32]`, the panels covering
     /// `columns` (the convolution's output channels) 32 at a time.
-    static func weightCount(depth: Int, columns: Int) -> Int { 16 * (columns + 31) / 32 * 32 * depth }
+    static func weightCount(depth: Int, columns: Int) -> Int {
+        16 * GEMMBlocking.roundUp(columns, to: IndirectConvShape.nr) * depth
+    }
 
     /// `u[ξ][q][i][j] = (G g G^T)[ξ]` for every kernel `g = weight[32q + j][i]` (`weight` is
     /// `[outChannels, inChannels, 3, 3]`; zero past the last output channel). With `turned`, the
@@ -228,24 +231,24 @@ enum Winograd {
                                  into u: UnsafeMutablePointer<Float>, threads: Int) {
         // The convolution's depth (summed channels) and columns (produced channels).
         let depth = turned ? outChannels : inChannels, columns = turned ? inChannels : outChannels
-        let panels = (columns + 31) / 32, stride = panels * 32 * depth
+        let nr = IndirectConvShape.nr, panels = (columns + nr - 1) / nr, stride = panels * nr * depth
         // Kernel j of a panel row starts `lds` floats after kernel j - 1.
         let lds = turned ? 9 : depth * 9
         split(panels * depth, threads: threads) { range in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: 9 * 32) { buffer in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 9 * nr) { buffer in
                 let taps = buffer.baseAddress!
                 for index in range {
-                    let q = index / depth, i = index - q * depth, valid = min(32, columns - 32 * q)
-                    let src = weight + (turned ? (i * columns + 32 * q) * 9 : (32 * q * depth + i) * 9)
-                    // The 32 kernels' taps, tap-major: taps[t * 32 + j].
-                    ConvLoops.transpose(rows: valid, columns: 9, src, lds: lds, taps, ldd: 32)
-                    if valid < 32 { for t in 0..<9 { ConvLoops.zero(taps + t * 32 + valid, 32 - valid) } }
-                    let dst = u + (q * depth + i) * 32
-                    for half in 0..<2 {
+                    let q = index / depth, i = index - q * depth, valid = min(nr, columns - nr * q)
+                    let src = weight + (turned ? (i * columns + nr * q) * 9 : (nr * q * depth + i) * 9)
+                    // The panel's kernels' taps, tap-major: taps[t * nr + j].
+                    ConvLoops.transpose(rows: valid, columns: 9, src, lds: lds, taps, ldd: nr)
+                    if valid < nr { for t in 0..<9 { ConvLoops.zero(taps + t * nr + valid, nr - valid) } }
+                    let dst = u + (q * depth + i) * nr
+                    for half in 0..<(nr / 16) {
                         let lanes = taps + 16 * half
                         // Tap (a, b) of the lanes' (possibly turned) kernels.
                         @inline(__always) func tap(_ a: Int, _ b: Int) -> V {
-                            VectorMath.load(lanes + (turned ? (2 - a) * 3 + 2 - b : a * 3 + b) * 32, as: V.self)
+                            VectorMath.load(lanes + (turned ? (2 - a) * 3 + 2 - b : a * 3 + b) * nr, as: V.self)
                         }
                         // G g, column by column: rows (g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2).
                         @inline(__always) func column(_ b: Int) -> (V, V, V, V) {
@@ -331,9 +334,9 @@ enum Winograd {
             if let bias { ConvLoops.copy(paddedBias, bias, cout) }
             /// Tile rows `rows` in chunks, `inner` threads on each.
             func run(_ rows: Range<Int>, inner: Int) {
-                runChunks(s, input: input, rows: rows, threads: inner) { rows, v, m in
-                    multiply(s, v: v, u: u, tiles: rows.count * s.tilesWide, m: m, threads: inner)
-                    transformOutput(s, m: m, rows: rows, bias: paddedBias, output: output, epilogue: epilogue, threads: inner)
+                runChunks(s, input: input, rows: rows, threads: inner) { chunk, v, m in
+                    multiply(s, v: v, u: u, tiles: chunk.count * s.tilesWide, m: m, threads: inner)
+                    transformOutput(s, m: m, rows: chunk, bias: paddedBias, output: output, epilogue: epilogue, threads: inner)
                 }
             }
             // Each tile's values do not depend on the chunks: threads take equal shares of the
@@ -354,40 +357,41 @@ enum Winograd {
     /// `M[ξ] = V[ξ] · U[ξ]` for the chunk's first `tiles` tiles, each position on one thread.
     static func multiply(_ s: WinogradTiling, v: UnsafeMutablePointer<Float>, u: UnsafePointer<Float>, tiles: Int,
                          m: UnsafeMutablePointer<Float>, threads: Int) {
-        let cin = s.channels, cout = s.outChannels, panels = (cout + 31) / 32, uStride = panels * 32 * cin
-        let rowTiles = (tiles + 11) / 12
+        let mr = IndirectConvShape.mr, nr = IndirectConvShape.nr
+        let cin = s.channels, cout = s.outChannels, panels = (cout + nr - 1) / nr, uStride = panels * nr * cin
+        let rowTiles = (tiles + mr - 1) / mr
         guard registerTiles else {
             Kernels.parallelFor(16, threads: threads) { xi in
                 for q in 0..<panels {
-                    Kernels.sgemm(transA: false, transB: false, m: tiles, n: min(32, cout - 32 * q), k: cin, alpha: 1,
-                                  a: v + xi * s.inStride, lda: s.inPitch, b: u + xi * uStride + q * cin * 32, ldb: 32,
-                                  beta: 0, c: m + xi * s.outStride + q * 32, ldc: s.outPitch, threads: 1)
+                    Kernels.sgemm(transA: false, transB: false, m: tiles, n: min(nr, cout - nr * q), k: cin, alpha: 1,
+                                  a: v + xi * s.inStride, lda: s.inPitch, b: u + xi * uStride + q * cin * nr, ldb: nr,
+                                  beta: 0, c: m + xi * s.outStride + q * nr, ldc: s.outPitch, threads: 1)
                 }
             }
             return
         }
         // The rows the last register tile reads past the last tile: zeros.
         for xi in 0..<16 {
-            for t in tiles..<(rowTiles * 12) { ConvLoops.zero(v + xi * s.inStride + t * s.inPitch, cin) }
+            for t in tiles..<(rowTiles * mr) { ConvLoops.zero(v + xi * s.inStride + t * s.inPitch, cin) }
         }
-        let rows = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: rowTiles * 12)
+        let rows = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: rowTiles * mr)
         defer { rows.deallocate() }
-        for t in 0..<(rowTiles * 12) { rows[t] = UnsafePointer(v + t * s.inPitch) }
+        for t in 0..<(rowTiles * mr) { rows[t] = UnsafePointer(v + t * s.inPitch) }
         // Groups of register tiles whose rows of V stay in L2 while the panels pass over them.
-        let group = max(1, WinogradTiling.groupFloats / (12 * cin))
+        let group = max(1, WinogradTiling.groupFloats / (mr * cin))
         Kernels.parallelFor(16, threads: threads) { xi in
             let multiplying = KernelProfile.begin()
             for first in stride(from: 0, to: rowTiles, by: group) {
                 for q in 0..<panels {
-                    let panel = u + xi * uStride + q * cin * 32
+                    let panel = u + xi * uStride + q * cin * nr
                     for tile in first..<min(rowTiles, first + group) {
-                        IndirectTile.multiply(taps: 1, channels: cin, pointers: rows + tile * 12, channelOffset: xi * s.inStride,
-                                              b: panel, beta: 0, c: m + xi * s.outStride + tile * 12 * s.outPitch + q * 32,
+                        IndirectTile.multiply(taps: 1, channels: cin, pointers: rows + tile * mr, channelOffset: xi * s.inStride,
+                                              b: panel, beta: 0, c: m + xi * s.outStride + tile * mr * s.outPitch + q * nr,
                                               ldc: s.outPitch)
                     }
                 }
             }
-            KernelProfile.endProduct(multiplying, m: rowTiles * 12, n: panels * 32, k: cin)
+            KernelProfile.endProduct(multiplying, m: rowTiles * mr, n: panels * nr, k: cin)
         }
     }
 
@@ -404,9 +408,9 @@ enum Winograd {
                 let sum = slot == 0 ? du : extra + (slot - 1) * sumFloats
                 let first = s.chunk(slot * chunks / slots).lowerBound
                 let rows = first..<s.chunk((slot + 1) * chunks / slots - 1).upperBound
-                runChunks(s, input: input, rows: rows, threads: inner) { rows, v, m in
-                    transformGradOutput(s, gradOutput: gradOutput, rows: rows, into: m, threads: inner)
-                    multiplyGradient(s, v: v, m: m, tiles: rows.count * s.tilesWide, beta: rows.lowerBound == first ? 0 : 1,
+                runChunks(s, input: input, rows: rows, threads: inner) { chunk, v, m in
+                    transformGradOutput(s, gradOutput: gradOutput, rows: chunk, into: m, threads: inner)
+                    multiplyGradient(s, v: v, m: m, tiles: chunk.count * s.tilesWide, beta: chunk.lowerBound == first ? 0 : 1,
                                      du: sum, ldu: ldu, duStride: duStride, threads: inner)
                 }
             }
@@ -434,7 +438,8 @@ enum Winograd {
             }
             return
         }
-        let rowTiles = (cout + 11) / 12, panels = (cin + 31) / 32
+        let mr = IndirectConvShape.mr, nr = IndirectConvShape.nr
+        let rowTiles = (cout + mr - 1) / mr, panels = (cin + nr - 1) / nr
         let rows = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: max(1, tiles))
         defer { rows.deallocate() }
         for t in 0..<tiles { rows[t] = m + t * s.outPitch }
@@ -448,14 +453,14 @@ enum Winograd {
                 for q in 0..<panels {
                     for tile in 0..<rowTiles {
                         IndirectTile.multiplyOverPositions(count, pointers: rows + first,
-                                                           channelOffset: xi * s.outStride + tile * 12,
-                                                           b: v + xi * s.inStride + first * s.inPitch + q * 32, ldb: s.inPitch,
-                                                           beta: blockBeta, c: du + xi * duStride + tile * 12 * ldu + q * 32,
+                                                           channelOffset: xi * s.outStride + tile * mr,
+                                                           b: v + xi * s.inStride + first * s.inPitch + q * nr, ldb: s.inPitch,
+                                                           beta: blockBeta, c: du + xi * duStride + tile * mr * ldu + q * nr,
                                                            ldc: ldu)
                     }
                 }
             }
-            KernelProfile.endProduct(multiplying, m: rowTiles * 12, n: panels * 32, k: tiles)
+            KernelProfile.endProduct(multiplying, m: rowTiles * mr, n: panels * nr, k: tiles)
         }
     }
 
