@@ -118,14 +118,23 @@ struct IndirectConvShape {
         Kernels.parallelFor(min(threads, coutPanels), threads: threads) { part in
             let parts = min(threads, coutPanels)
             for q in (part * coutPanels / parts)..<((part + 1) * coutPanels / parts) {
-                for b in 0..<channelBlocks {
-                    let block = channels(ofBlock: b)
-                    let panel = dst + block.lowerBound * taps * ldy + q * taps * block.count * nr
-                    for j in stride(from: 0, to: nr, by: 8) {
-                        packRows(weight, outChannel: q * nr + j, block: block, into: panel + j)
-                    }
-                }
+                for b in 0..<channelBlocks { packPanel(weight, panel: q, block: b, into: dst + panelOffset(q, block: b)) }
             }
+        }
+    }
+
+    /// Where panel `q` of block `b` starts in the packed weights.
+    func panelOffset(_ q: Int, block b: Int) -> Int {
+        let block = channels(ofBlock: b)
+        return block.lowerBound * taps * ldy + q * taps * block.count * IndirectConvShape.nr
+    }
+
+    /// Packs panel `q` of block `b` (`taps * block.count * 32` floats) at `dst`, as ``packWeights``
+    /// does (no row taps).
+    func packPanel(_ weight: UnsafePointer<Float>, panel q: Int, block b: Int, into dst: UnsafeMutablePointer<Float>) {
+        let block = channels(ofBlock: b)
+        for j in stride(from: 0, to: IndirectConvShape.nr, by: 8) {
+            packRows(weight, outChannel: q * IndirectConvShape.nr + j, block: block, into: dst + j)
         }
     }
 
@@ -198,12 +207,18 @@ extension Kernels {
             let nhwc = scratch + packedCount, y = nhwc + nhwcCount
             let pointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: tiles * s.taps * mr)
             defer { pointers.deallocate() }
-            let packed = packedWeight ?? {
+            // One chunk over several blocks packs each panel where it is used (see `multiply`).
+            let panels: IndirectConvShape.Panels
+            if let packedWeight {
+                panels = .packed(packedWeight)
+            } else if s.channelBlocks > 1 && !s.rowTaps && s.chunkSamples >= g.batch {
+                panels = .packing(weight)
+            } else {
                 let packing = KernelProfile.begin()
                 s.packWeights(weight, into: scratch, threads: p.threads)
                 KernelProfile.end(packing, .packing)
-                return UnsafePointer(scratch)
-            }()
+                panels = .packed(scratch)
+            }
             let zeros = nhwc + s.chunkSamples * s.inPlane * s.pitch
             zeros.update(repeating: 0, count: s.tapDepth)
             var first = 0
@@ -211,7 +226,7 @@ extension Kernels {
                 let count = min(s.chunkSamples, g.batch - first)
                 s.prepareChunk(input + first * cin * g.height * g.width, samples: count, nhwc: nhwc, zeros: zeros,
                                pointers: pointers, threads: p.threads)
-                s.multiply(packed, pointers: pointers, positions: count * s.outPlane, y: y, bias: bias,
+                s.multiply(panels, pointers: pointers, positions: count * s.outPlane, y: y, bias: bias,
                            output: output + first * g.outChannels * s.outPlane, threads: p.threads)
                 epilogue?.apply(output, samples: first..<(first + count), channels: 0..<g.outChannels,
                                 of: g.outChannels, plane: s.outPlane)
@@ -289,7 +304,7 @@ extension IndirectConvShape {
                 let sample = position / plane, q = position - sample * plane
                 let count = min(end - position, plane - q)
                 ConvLoops.transpose(rows: cin, columns: count, input + sample * cin * plane + q, lds: plane,
-                                    nhwc + position * pitch, ldd: pitch)
+                                    nhwc + position * pitch, ldd: pitch, prefetching: true)
                 position += count
             }
         }
@@ -335,13 +350,22 @@ extension IndirectConvShape {
         }
     }
 
+    /// The forward's weight panels: packed for the whole call (or cached by a frozen layer), or
+    /// packed panel by panel where they are used.
+    enum Panels {
+        case packed(UnsafePointer<Float>)
+        case packing(UnsafePointer<Float>)
+    }
+
     /// `Y = X * W` for the chunk's `positions` output positions, written to the chunk's NCHW
     /// `output` with the bias. Threads take different output-channel panels. With one block, each
     /// group of tiles passes over the panels and its rows of Y, still in cache, are written out
-    /// next; with more, each block passes over every group (its panels stay in L2), and Y is
-    /// written out at the end. (Groups outside blocks measured 4-8% slower with several blocks, on
-    /// Zen 4, 128-512 channels at stride 2; 4% faster with one.)
-    func multiply(_ packed: UnsafePointer<Float>, pointers: UnsafePointer<UnsafePointer<Float>>, positions: Int,
+    /// next. With more, each block's panels pass in turn over all the tiles: the block's inputs
+    /// (64 channels of each position) stay in L2 while its panels pass, each panel is read once
+    /// (or packed where it is used, into a buffer that stays in L2, with `.packing`: the late
+    /// layers' weights, 5-9 MB, are then read once and never written out), and Y is written out
+    /// at the end.
+    func multiply(_ weights: Panels, pointers: UnsafePointer<UnsafePointer<Float>>, positions: Int,
                   y: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
                   threads: Int) {
         let mr = IndirectConvShape.mr, nr = IndirectConvShape.nr, group = IndirectConvShape.tileGroup
@@ -350,17 +374,13 @@ extension IndirectConvShape {
         Kernels.parallelFor(parts, threads: parts) { part in
             let panels = (part * coutPanels / parts)..<((part + 1) * coutPanels / parts)
             let outChannels = (panels.lowerBound * nr)..<min(g.outChannels, panels.upperBound * nr)
-            /// Block `b` of the tiles `groupTiles` over the thread's panels.
-            func multiply(block b: Int, _ groupTiles: Range<Int>) {
-                let block = channels(ofBlock: b), width = block.count
-                let blockPanels = packed + block.lowerBound * taps * ldy
-                for q in panels {
-                    let panel = blockPanels + q * taps * width * nr
-                    for tile in groupTiles {
-                        IndirectTile.multiply(taps: taps, channels: width, pointers: pointers + tile * taps * mr,
-                                              channelOffset: block.lowerBound, b: panel, beta: b == 0 ? 0 : 1,
-                                              c: y + tile * mr * ldy + q * nr, ldc: ldy)
-                    }
+            /// Block `b` of the tiles `groupTiles` over panel `q` at `panel`.
+            func multiply(block b: Int, panel: UnsafePointer<Float>, _ q: Int, _ groupTiles: Range<Int>) {
+                let block = channels(ofBlock: b)
+                for tile in groupTiles {
+                    IndirectTile.multiply(taps: taps, channels: block.count, pointers: pointers + tile * taps * mr,
+                                          channelOffset: block.lowerBound, b: panel, beta: b == 0 ? 0 : 1,
+                                          c: y + tile * mr * ldy + q * nr, ldc: ldy)
                 }
             }
             func write(_ rows: Range<Int>) {
@@ -368,21 +388,69 @@ extension IndirectConvShape {
                 writeOutput(y, positions: rows, channels: outChannels, bias: bias, into: output)
                 KernelProfile.end(writing, .convolutionData)
             }
-            if channelBlocks == 1 {
+            switch weights {
+            case .packed(let packed) where channelBlocks == 1:
                 for first in stride(from: 0, to: tiles, by: group) {
                     let groupTiles = first..<min(tiles, first + group)
                     let multiplying = KernelProfile.begin()
-                    multiply(block: 0, groupTiles)
+                    for q in panels { multiply(block: 0, panel: packed + panelOffset(q, block: 0), q, groupTiles) }
                     KernelProfile.endProduct(multiplying, m: groupTiles.count * mr, n: panels.count * nr, k: taps * tapDepth)
                     write((first * mr)..<min(positions, groupTiles.upperBound * mr))
                 }
-            } else {
+                return
+            case .packed(let packed):
                 let multiplying = KernelProfile.begin()
                 for b in 0..<channelBlocks {
-                    for first in stride(from: 0, to: tiles, by: group) { multiply(block: b, first..<min(tiles, first + group)) }
+                    for first in stride(from: 0, to: tiles, by: group) {
+                        for q in panels {
+                            multiply(block: b, panel: packed + panelOffset(q, block: b), q, first..<min(tiles, first + group))
+                        }
+                    }
                 }
                 KernelProfile.endProduct(multiplying, m: tiles * mr, n: panels.count * nr, k: taps * tapDepth)
-                write(0..<positions)
+            case .packing(let weight):
+                let buffer = ConvPlan.allocate(taps * (tapDepth / channelBlocks + 1) * nr)
+                defer { buffer.deallocate() }
+                for b in 0..<channelBlocks {
+                    for q in panels {
+                        let packing = KernelProfile.begin()
+                        packPanel(weight, panel: q, block: b, into: buffer)
+                        KernelProfile.end(packing, .packing)
+                        // The next panel's weights (from memory) load while the tiles pass over this one.
+                        let (nextBlock, next) = q + 1 < panels.upperBound ? (b, q + 1) : (b + 1, panels.lowerBound)
+                        let prefetch = nextBlock < channelBlocks ? sourceRows(ofPanel: next, block: nextBlock, in: weight) : nil
+                        let multiplying = KernelProfile.begin()
+                        for tile in 0..<tiles {
+                            prefetch?.fetch(part: tile, of: tiles)
+                            multiply(block: b, panel: buffer, q, tile..<(tile + 1))
+                        }
+                        KernelProfile.endProduct(multiplying, m: tiles * mr, n: nr, k: taps * channels(ofBlock: b).count)
+                    }
+                }
+            }
+            write(0..<positions)
+        }
+    }
+
+    /// The weights that panel `q` of block `b` is packed from: up to 32 runs of
+    /// `block.count * taps` floats, one per output channel.
+    func sourceRows(ofPanel q: Int, block b: Int, in weight: UnsafePointer<Float>) -> PrefetchRows {
+        let block = channels(ofBlock: b), first = q * IndirectConvShape.nr, cin = g.inChannels
+        return PrefetchRows(base: weight + (first * cin + block.lowerBound) * taps, rows: min(IndirectConvShape.nr, g.outChannels - first),
+                            stride: cin * taps, floats: block.count * taps)
+    }
+
+    /// Runs of floats `stride` apart, prefetched a share at a time.
+    struct PrefetchRows {
+        let base: UnsafePointer<Float>, rows: Int, stride: Int, floats: Int
+
+        /// Prefetches share `part` of `parts` of the runs' cache lines.
+        @inline(__always)
+        func fetch(part: Int, of parts: Int) {
+            let perRow = (floats + 15) / 16, lines = rows * perRow
+            for line in (part * lines / parts)..<((part + 1) * lines / parts) {
+                let row = line / perRow
+                Prefetch.toL2(base + row * stride + min(floats - 1, (line - row * perRow) * 16))
             }
         }
     }

@@ -125,16 +125,27 @@ enum ConvLoops {
         return sum
     }
 
+    /// How far ahead (floats) ``transpose`` prefetches its source rows when asked to.
+    static let prefetchDistance = 256
+
     /// `dst[j * ldd + i] = src[i * lds + j]` for `i < rows`, `j < columns`: 8 x 8 blocks through
     /// SIMD registers (the last 1-7 rows too, with partial stores), the last columns element by
     /// element.
+    /// With `prefetching`, the source rows' lines ``prefetchDistance`` floats ahead are prefetched
+    /// (for sources that come from memory: a convolution's NCHW input).
     static func transpose(rows: Int, columns: Int, _ src: UnsafePointer<Float>, lds: Int,
-                          _ dst: UnsafeMutablePointer<Float>, ldd: Int) {
+                          _ dst: UnsafeMutablePointer<Float>, ldd: Int, prefetching: Bool = false) {
         var i = 0
         while i &+ 8 <= rows {
             var j = 0
             while j &+ 8 <= columns {
                 let from = src + (i &* lds &+ j)
+                if prefetching && j & 15 == 0 {
+                    let ahead = from + ConvLoops.prefetchDistance
+                    Prefetch.toL2(ahead); Prefetch.toL2(ahead + lds); Prefetch.toL2(ahead + 2 &* lds)
+                    Prefetch.toL2(ahead + 3 &* lds); Prefetch.toL2(ahead + 4 &* lds); Prefetch.toL2(ahead + 5 &* lds)
+                    Prefetch.toL2(ahead + 6 &* lds); Prefetch.toL2(ahead + 7 &* lds)
+                }
                 var r0 = VectorMath.load(from, as: V.self), r1 = VectorMath.load(from + lds, as: V.self)
                 var r2 = VectorMath.load(from + 2 &* lds, as: V.self), r3 = VectorMath.load(from + 3 &* lds, as: V.self)
                 var r4 = VectorMath.load(from + 4 &* lds, as: V.self), r5 = VectorMath.load(from + 5 &* lds, as: V.self)
