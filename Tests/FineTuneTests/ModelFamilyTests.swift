@@ -58,9 +58,26 @@ struct ModelFamilyTests {
         let report = try model.load(from: file, ignoringMismatchedSizes: true)
         #expect(report.skippedMismatches.map(\.key) == ["fc.weight", "fc.bias"] && report.isExact)
         #expect(report.skippedMismatches[0].expected == [3, 64] && report.skippedMismatches[0].found == [5, 64])
-        #expect(model.fc.weight.value.scalars == before["fc.weight"]!)
+        #expect((model.fc as? Linear)?.weight.value.scalars == before["fc.weight"]!)
         #expect(model.conv1.weight.value.scalars != before["conv1.weight"]!)
         #expect(report.description.contains("skipped (shapes differ): fc.weight"))
+    }
+
+    @Test("ResNet.fc takes any module: Identity() returns the pooled features, a new Linear a new head")
+    func resNetHeadAnyModule() throws {
+        let model = ResNet(block: .basic, blockCounts: [1, 1, 1, 1], classCount: 3, baseWidth: 8)
+        let x = Tensor.randomNormal([2, 3, 32, 32])
+        let features = model.features(x).flattened(startAxis: 1, endAxis: 3)
+        #expect(model(x).shape == [2, 3])
+        model.fc = Identity()
+        #expect(model(x).shape == [2, model.featureCount] && model(x).scalars == features.scalars)
+        #expect(!model.stateDictKeys.contains { $0.hasPrefix("fc.") } && model.featureCount == 64)
+        // Through the dotted path too (as `setattr`), and back to a classifier.
+        try model.replaceModule(at: "fc", with: Linear(64, 5))
+        #expect(model(x).shape == [2, 5] && model.stateDictKeys.suffix(2) == ["fc.weight", "fc.bias"])
+        try model.replaceModule(at: "fc", with: Identity())
+        let head = try model.replaceHead(classCount: 4)
+        #expect(model.fc === head && model(x).shape == [2, 4])
     }
 
     @Test("ResNet layer groups: freeze(upTo:) below the last stage, discriminative rates, LoRA on conv2 changes only LoRA")

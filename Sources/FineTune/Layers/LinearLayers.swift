@@ -71,9 +71,9 @@ open class Linear: Module, ParameterInitializing {
 /// try model.replaceModule(at: "1", with: Identity())   // the model now returns the backbone's features
 /// ```
 ///
-/// A child declared with a concrete type (`ResNet.fc` is a `Linear`) only takes that type:
-/// replacing it with `Identity()` throws `SelectionError.incompatibleReplacement`. For a ResNet's
-/// features, call `resnet.features(x)`.
+/// A child declared with a concrete type (a `@Child var proj: Linear`) only takes that type:
+/// replacing it with `Identity()` throws `SelectionError.incompatibleReplacement`. `ResNet.fc`
+/// takes any module, as in torchvision (`resnet.fc = Identity()`).
 public final class Identity: Module {
     /// An identity layer.
     public override init() { super.init() }

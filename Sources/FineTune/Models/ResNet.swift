@@ -86,8 +86,10 @@ public final class ResNet: Module, LayerGrouped {
     @Child public var layer3: Sequential
     @Child public var layer4: Sequential
     @Child public var avgpool: AdaptiveAvgPool2d
-    /// The classifier: `[N, features] -> [N, classes]`.
-    @Child public var fc: Linear
+    /// The classifier: `[N, featureCount] -> [N, classes]`, a `Linear` as built. Any module fits,
+    /// as in torchvision: `model.fc = Identity()` makes the model return its pooled features
+    /// `[N, featureCount]` (and drops `fc.*` from the state dict).
+    @Child public var fc: Module
 
     /// Blocks per stage.
     public let blockCounts: [Int]
@@ -96,7 +98,7 @@ public final class ResNet: Module, LayerGrouped {
     public let baseWidth: Int
 
     /// Width of the features the classifier sees (512 for ResNet-18/34, 2048 for ResNet-50+).
-    public var featureCount: Int { fc.inFeatures }
+    public let featureCount: Int
 
     /// A ResNet of the given `depth` (18, 34, 50, 101 or 152) with a `classCount`-way classifier.
     /// Throws ``ModelError/unsupportedDepth(_:supported:)`` for other depths.
@@ -140,6 +142,7 @@ public final class ResNet: Module, LayerGrouped {
         }
         layer1 = stages[0]; layer2 = stages[1]; layer3 = stages[2]; layer4 = stages[3]
         avgpool = AdaptiveAvgPool2d(1)
+        featureCount = channels
         fc = Linear(channels, classCount)
         super.init()
         ResNet.initializeAsTorchvision(self)
