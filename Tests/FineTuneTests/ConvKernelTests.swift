@@ -185,10 +185,11 @@ private let cases: [ConvCase] = [
     ConvCase(batch: 2, inChannels: 3, outChannels: 5, height: 4, width: 17, kernel: (1, 1), stride: (2, 2)),
     // The indirect product: two input-channel blocks, a partial second panel of output channels and
     // more tiles than a tile group (98 positions) in one chunk (the panels packed where they are
-    // used); then planes of 400 positions, one sample per chunk (the panels packed beforehand).
+    // used); then planes of 196 positions, chunks of 2 and 1 samples (the panels packed
+    // beforehand).
     ConvCase(batch: 2, inChannels: 70, outChannels: 40, height: 13, width: 13, kernel: (3, 3), stride: (2, 2),
              padding: (1, 1), bias: false),
-    ConvCase(batch: 2, inChannels: 70, outChannels: 40, height: 40, width: 39, kernel: (3, 3), stride: (2, 2),
+    ConvCase(batch: 3, inChannels: 66, outChannels: 8, height: 27, width: 27, kernel: (3, 3), stride: (2, 2),
              padding: (1, 1)),
     ConvCase(batch: 3, inChannels: 3, outChannels: 4, height: 40, width: 40, kernel: (3, 3), stride: (2, 2),
              padding: (1, 1)),
