@@ -409,7 +409,9 @@ extension IndirectConvShape {
                 }
                 KernelProfile.endProduct(multiplying, m: tiles * mr, n: panels.count * nr, k: taps * tapDepth)
             case .packing(let weight):
-                let buffer = ConvPlan.allocate(taps * (tapDepth / channelBlocks + 1) * nr)
+                // One panel of the widest block (blocks differ by at most one channel).
+                let widest = (tapDepth + channelBlocks - 1) / channelBlocks
+                let buffer = ConvPlan.allocate(taps * widest * nr)
                 defer { buffer.deallocate() }
                 for b in 0..<channelBlocks {
                     for q in panels {
