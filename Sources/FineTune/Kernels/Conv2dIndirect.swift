@@ -248,8 +248,9 @@ extension IndirectConvShape {
                       zeros: UnsafeMutablePointer<Float>, pointers: UnsafeMutablePointer<UnsafePointer<Float>>, threads: Int) {
         let region = KernelProfile.begin()
         defer { KernelProfile.end(region, .convolutionData) }
-        copyChannelsLast(input, samples: samples, into: nhwc, threads: threads)
+        // The table needs only the addresses, not the copied rows: one parallel region for both.
         Kernels.parallelFor(threads, threads: threads) { part in
+            copyChannelsLast(input, samples: samples, into: nhwc, part: part, of: threads)
             forEachTableEntry(positions: samples * outPlane, part: part, threads: threads, nhwc: nhwc, pitch: pitch,
                               zeros: zeros) { entry, row in pointers[entry] = UnsafePointer(row) }
         }
@@ -258,20 +259,65 @@ extension IndirectConvShape {
     /// Calls `body(entry, row)` for the table entries of share `part` of `threads` of the tiles
     /// of `positions` output positions: entry `(tile * taps + tap) * 12 + r` is the row that
     /// position `tile * 12 + r` reads for `tap` in a buffer of rows `pitch` apart (`zeros` in the
-    /// padding and, in the last share, past the last position).
+    /// padding and past the last position). Entries are made in order, tap by tap within a tile:
+    /// each tile's 12 positions are located once (no division per position), and each entry is
+    /// then an add and a bounds test.
     @inline(__always)
     func forEachTableEntry(positions: Int, part: Int, threads: Int, nhwc: UnsafeMutablePointer<Float>, pitch: Int,
                            zeros: UnsafeMutablePointer<Float>, _ body: (Int, UnsafeMutablePointer<Float>) -> Void) {
         let mr = IndirectConvShape.mr, tiles = (positions + mr - 1) / mr
-        let first = part * tiles / threads * mr, end = min(positions, (part + 1) * tiles / threads * mr)
-        forEachPosition(first..<end, nhwc: nhwc, pitch: pitch, zeros: zeros) { position, tap, row in
-            let tile = position / mr
-            body((tile * taps + tap) * mr + position - tile * mr, row)
-        }
-        guard part == threads - 1 else { return }
-        for position in positions..<(tiles * mr) {
-            let tile = position / mr
-            for t in 0..<taps { body((tile * taps + t) * mr + position - tile * mr, zeros) }
+        let tileRange = (part * tiles / threads)..<((part + 1) * tiles / threads)
+        guard !tileRange.isEmpty else { return }
+        let kh = g.kernelHeight, kw = g.kernelWidth, height = g.height, width = g.width
+        // Row taps read whole padded rows: only the row is tested, the column is in the padding.
+        let rowStride = rowWidth * pitch, columnStride = rowTaps ? g.strideW * pitch : g.strideW
+        let columnStart = rowTaps ? 0 : -g.padW
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: 3 * mr) { located in
+            // Each position's sample offset, first input row and first column (a row far below
+            // zero past the last position, so that every tap reads `zeros`).
+            let offsets = located.baseAddress!, firstRows = offsets + mr, firstColumns = firstRows + mr
+            var position = tileRange.lowerBound * mr
+            var sample = position / outPlane
+            var oy = (position - sample * outPlane) / g.outWidth
+            var ox = position - sample * outPlane - oy * g.outWidth
+            for tile in tileRange {
+                for r in 0..<mr {
+                    if position < positions {
+                        offsets[r] = sample * inPlane * pitch
+                        firstRows[r] = oy * g.strideH - g.padH
+                        firstColumns[r] = columnStart + ox * columnStride
+                        position += 1; ox += 1
+                        if ox == g.outWidth {
+                            ox = 0; oy += 1
+                            if oy == g.outHeight { oy = 0; sample += 1 }
+                        }
+                    } else {
+                        offsets[r] = 0; firstRows[r] = Int.min / 2; firstColumns[r] = 0
+                    }
+                }
+                var entry = tile * taps * mr
+                for ky in 0..<kh {
+                    let dy = ky * g.dilationH
+                    if rowTaps {
+                        for r in 0..<mr {
+                            let iy = firstRows[r] + dy
+                            body(entry + r, UInt(bitPattern: iy) < UInt(height)
+                                 ? nhwc + (offsets[r] + iy * rowStride + firstColumns[r]) : zeros)
+                        }
+                        entry += mr
+                        continue
+                    }
+                    for kx in 0..<kw {
+                        let dx = kx * g.dilationW
+                        for r in 0..<mr {
+                            let iy = firstRows[r] + dy, ix = firstColumns[r] + dx
+                            let inside = UInt(bitPattern: iy) < UInt(height) && UInt(bitPattern: ix) < UInt(width)
+                            body(entry + r, inside ? nhwc + (offsets[r] + (iy * width + ix) * pitch) : zeros)
+                        }
+                        entry += mr
+                    }
+                }
+            }
         }
     }
 
@@ -280,33 +326,39 @@ extension IndirectConvShape {
     /// positions (whole rows with row taps), as long as they can be: the transposes' 8 x 8 blocks
     /// run along them, and only a run's last few positions go one by one.
     func copyChannelsLast(_ input: UnsafePointer<Float>, samples: Int, into nhwc: UnsafeMutablePointer<Float>, threads: Int) {
+        Kernels.parallelFor(threads, threads: threads) { part in
+            copyChannelsLast(input, samples: samples, into: nhwc, part: part, of: threads)
+        }
+    }
+
+    /// Share `t` of `threads` of ``copyChannelsLast(_:samples:into:threads:)``.
+    func copyChannelsLast(_ input: UnsafePointer<Float>, samples: Int, into nhwc: UnsafeMutablePointer<Float>,
+                          part t: Int, of threads: Int) {
         let cin = g.inChannels, plane = g.height * g.width, pad = (rowWidth - g.width) / 2
-        Kernels.parallelFor(threads, threads: threads) { t in
-            if rowTaps {
-                let bands = samples * g.height
-                for band in (t * bands / threads)..<((t + 1) * bands / threads) {
-                    let sample = band / g.height, row = band - sample * g.height
-                    let to = nhwc + (sample * inPlane + row * rowWidth) * pitch
-                    if pad > 0 {
-                        ConvLoops.zero(to, pad * pitch)
-                        ConvLoops.zero(to + (pad + g.width) * pitch, pad * pitch)
-                    }
-                    ConvLoops.transpose(rows: cin, columns: g.width, input + sample * cin * plane + row * g.width, lds: plane,
-                                        to + pad * pitch, ldd: pitch)
+        if rowTaps {
+            let bands = samples * g.height
+            for band in (t * bands / threads)..<((t + 1) * bands / threads) {
+                let sample = band / g.height, row = band - sample * g.height
+                let to = nhwc + (sample * inPlane + row * rowWidth) * pitch
+                if pad > 0 {
+                    ConvLoops.zero(to, pad * pitch)
+                    ConvLoops.zero(to + (pad + g.width) * pitch, pad * pitch)
                 }
-                return
+                ConvLoops.transpose(rows: cin, columns: g.width, input + sample * cin * plane + row * g.width, lds: plane,
+                                    to + pad * pitch, ldd: pitch)
             }
-            // Positions of all samples, cut at multiples of 8 between threads and at samples.
-            let total = samples * plane, units = (total + 7) / 8
-            var position = min(total, units * t / threads * 8)
-            let end = min(total, units * (t + 1) / threads * 8)
-            while position < end {
-                let sample = position / plane, q = position - sample * plane
-                let count = min(end - position, plane - q)
-                ConvLoops.transpose(rows: cin, columns: count, input + sample * cin * plane + q, lds: plane,
-                                    nhwc + position * pitch, ldd: pitch, prefetching: true)
-                position += count
-            }
+            return
+        }
+        // Positions of all samples, cut at multiples of 8 between threads and at samples.
+        let total = samples * plane, units = (total + 7) / 8
+        var position = min(total, units * t / threads * 8)
+        let end = min(total, units * (t + 1) / threads * 8)
+        while position < end {
+            let sample = position / plane, q = position - sample * plane
+            let count = min(end - position, plane - q)
+            ConvLoops.transpose(rows: cin, columns: count, input + sample * cin * plane + q, lds: plane,
+                                nhwc + position * pitch, ldd: pitch, prefetching: true)
+            position += count
         }
     }
 
@@ -392,10 +444,21 @@ extension IndirectConvShape {
             case .packed(let packed) where channelBlocks == 1:
                 for first in stride(from: 0, to: tiles, by: group) {
                     let groupTiles = first..<min(tiles, first + group)
+                    let rows = (first * mr)..<min(positions, groupTiles.upperBound * mr)
+                    // The output lines this group writes load while its tiles run (the write then
+                    // finds them in cache instead of stalling on each one).
+                    let prefetch = outputRows(rows, channels: outChannels, in: output)
+                    let calls = groupTiles.count * panels.count
                     let multiplying = KernelProfile.begin()
-                    for q in panels { multiply(block: 0, panel: packed + panelOffset(q, block: 0), q, groupTiles) }
+                    for q in panels {
+                        let panel = packed + panelOffset(q, block: 0)
+                        for tile in groupTiles {
+                            prefetch?.fetch(part: (q - panels.lowerBound) * groupTiles.count + tile - first, of: calls)
+                            multiply(block: 0, panel: panel, q, tile..<(tile + 1))
+                        }
+                    }
                     KernelProfile.endProduct(multiplying, m: groupTiles.count * mr, n: panels.count * nr, k: taps * tapDepth)
-                    write((first * mr)..<min(positions, groupTiles.upperBound * mr))
+                    write(rows)
                 }
                 return
             case .packed(let packed):
@@ -442,17 +505,33 @@ extension IndirectConvShape {
                             stride: cin * taps, floats: block.count * taps)
     }
 
+    /// The NCHW output that rows `positions` of Y, columns `channels`, are written to, when the
+    /// positions lie in one sample: a run of positions in each channel's plane.
+    func outputRows(_ positions: Range<Int>, channels: Range<Int>, in output: UnsafeMutablePointer<Float>) -> PrefetchRows? {
+        let sample = positions.lowerBound / outPlane, q = positions.lowerBound - sample * outPlane
+        guard q + positions.count <= outPlane else { return nil }
+        return PrefetchRows(base: output + (sample * g.outChannels + channels.lowerBound) * outPlane + q, rows: channels.count,
+                            stride: outPlane, floats: positions.count)
+    }
+
     /// Runs of floats `stride` apart, prefetched a share at a time.
     struct PrefetchRows {
         let base: UnsafePointer<Float>, rows: Int, stride: Int, floats: Int
 
-        /// Prefetches share `part` of `parts` of the runs' cache lines.
+        /// Prefetches share `part` of `parts` of the runs' cache lines (one division per call,
+        /// not per line).
         @inline(__always)
         func fetch(part: Int, of parts: Int) {
-            let perRow = (floats + 15) / 16, lines = rows * perRow
-            for line in (part * lines / parts)..<((part + 1) * lines / parts) {
-                let row = line / perRow
-                Prefetch.toL2(base + row * stride + min(floats - 1, (line - row * perRow) * 16))
+            // One more line than the floats fill: a run need not start on a line.
+            let perRow = (floats + 15) / 16 + 1, lines = rows * perRow
+            let first = part * lines / parts, end = (part + 1) * lines / parts
+            guard first < end else { return }
+            var row = first / perRow, column = first - row * perRow
+            var rowStart = base + row * stride
+            for _ in first..<end {
+                Prefetch.toL2(rowStart + min(floats - 1, column * 16))
+                column += 1
+                if column == perRow { column = 0; row += 1; rowStart += stride }
             }
         }
     }
