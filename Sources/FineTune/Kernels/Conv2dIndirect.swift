@@ -43,7 +43,8 @@ struct IndirectConvShape {
     let rowTaps: Bool
     /// Taps per output position (`KH * KW`, or `KH` with row taps) and the floats each reads.
     let taps: Int, tapDepth: Int
-    /// Output positions per sample, and positions of a sample's channels-last input (`H * rowWidth`).
+    /// Output positions per sample, and positions of a sample's channels-last input
+    /// (`H * rowWidth`, or `(H + 2 * padH) * rowWidth` with row taps).
     let outPlane: Int, inPlane: Int
     /// Output-channel panels of 32, and `Cout` rounded up to them (the row length of Y).
     let coutPanels: Int, ldy: Int
@@ -58,6 +59,9 @@ struct IndirectConvShape {
     let pitch: Int
     /// Positions per row of the channels-last input: `W`, or `W + 2 * padW` with row taps.
     let rowWidth: Int
+    /// Zero rows above and below each sample's channels-last input: `padH` with row taps (a
+    /// tap's row is then always inside the copy), else none.
+    let padRows: Int
 
     /// The forward's shape: row taps where the input has fewer than `ConvPlan.minIndirectChannels`
     /// channels and the kernel is not dilated along rows.
@@ -78,7 +82,8 @@ struct IndirectConvShape {
         chunkSamples = max(1, min(g.batch, (IndirectConvShape.chunkPositions + outPlane - 1) / max(1, outPlane)))
         pitch = rowTaps ? g.inChannels : g.inChannels + 16
         rowWidth = rowTaps ? g.width + 2 * g.padW : g.width
-        inPlane = g.height * rowWidth
+        padRows = rowTaps ? g.padH : 0
+        inPlane = (g.height + 2 * padRows) * rowWidth
     }
 
     /// The depth of each tap in block `b`.
@@ -261,7 +266,7 @@ extension IndirectConvShape {
     /// position `tile * 12 + r` reads for `tap` in a buffer of rows `pitch` apart (`zeros` in the
     /// padding and past the last position). Entries are made in order, tap by tap within a tile:
     /// each tile's 12 positions are located once (no division per position), and each entry is
-    /// then an add and a bounds test.
+    /// then an add and a bounds test (only the add with row taps).
     @inline(__always)
     func forEachTableEntry(positions: Int, part: Int, threads: Int, nhwc: UnsafeMutablePointer<Float>, pitch: Int,
                            zeros: UnsafeMutablePointer<Float>, _ body: (Int, UnsafeMutablePointer<Float>) -> Void) {
@@ -269,51 +274,50 @@ extension IndirectConvShape {
         let tileRange = (part * tiles / threads)..<((part + 1) * tiles / threads)
         guard !tileRange.isEmpty else { return }
         let kh = g.kernelHeight, kw = g.kernelWidth, height = g.height, width = g.width
-        // Row taps read whole padded rows: only the row is tested, the column is in the padding.
-        let rowStride = rowWidth * pitch, columnStride = rowTaps ? g.strideW * pitch : g.strideW
-        let columnStart = rowTaps ? 0 : -g.padW
+        // Row taps read whole rows of the padded copy: no bounds to test, one add per entry.
+        let rowStride = rowWidth * pitch, tapStride = g.dilationH * rowStride
         withUnsafeTemporaryAllocation(of: Int.self, capacity: 3 * mr) { located in
-            // Each position's sample offset, first input row and first column (a row far below
-            // zero past the last position, so that every tap reads `zeros`).
+            // Each position's sample offset, first input row and first column (with row taps, the
+            // offset of its first tap's row in the padded copy).
             let offsets = located.baseAddress!, firstRows = offsets + mr, firstColumns = firstRows + mr
-            var position = tileRange.lowerBound * mr
+            let position = tileRange.lowerBound * mr
             var sample = position / outPlane
             var oy = (position - sample * outPlane) / g.outWidth
             var ox = position - sample * outPlane - oy * g.outWidth
             for tile in tileRange {
-                for r in 0..<mr {
-                    if position < positions {
-                        offsets[r] = sample * inPlane * pitch
-                        firstRows[r] = oy * g.strideH - g.padH
-                        firstColumns[r] = columnStart + ox * columnStride
-                        position += 1; ox += 1
-                        if ox == g.outWidth {
-                            ox = 0; oy += 1
-                            if oy == g.outHeight { oy = 0; sample += 1 }
-                        }
+                let valid = min(mr, positions - tile * mr)
+                for r in 0..<valid {
+                    let y0 = oy * g.strideH - g.padH
+                    if rowTaps {
+                        offsets[r] = (sample * inPlane + (y0 + padRows) * rowWidth + ox * g.strideW) * pitch
                     } else {
-                        offsets[r] = 0; firstRows[r] = Int.min / 2; firstColumns[r] = 0
+                        offsets[r] = sample * inPlane * pitch
+                        firstRows[r] = y0
+                        firstColumns[r] = ox * g.strideW - g.padW
+                    }
+                    ox += 1
+                    if ox == g.outWidth {
+                        ox = 0; oy += 1
+                        if oy == g.outHeight { oy = 0; sample += 1 }
                     }
                 }
                 var entry = tile * taps * mr
                 for ky in 0..<kh {
-                    let dy = ky * g.dilationH
                     if rowTaps {
-                        for r in 0..<mr {
-                            let iy = firstRows[r] + dy
-                            body(entry + r, UInt(bitPattern: iy) < UInt(height)
-                                 ? nhwc + (offsets[r] + iy * rowStride + firstColumns[r]) : zeros)
-                        }
+                        for r in 0..<valid { body(entry + r, nhwc + (offsets[r] + ky * tapStride)) }
+                        for r in valid..<mr { body(entry + r, zeros) }
                         entry += mr
                         continue
                     }
+                    let dy = ky * g.dilationH
                     for kx in 0..<kw {
                         let dx = kx * g.dilationW
-                        for r in 0..<mr {
+                        for r in 0..<valid {
                             let iy = firstRows[r] + dy, ix = firstColumns[r] + dx
                             let inside = UInt(bitPattern: iy) < UInt(height) && UInt(bitPattern: ix) < UInt(width)
                             body(entry + r, inside ? nhwc + (offsets[r] + (iy * width + ix) * pitch) : zeros)
                         }
+                        for r in valid..<mr { body(entry + r, zeros) }
                         entry += mr
                     }
                 }
@@ -322,7 +326,8 @@ extension IndirectConvShape {
     }
 
     /// Each sample's `[Cin, H * W]` planes transposed to `[H * W, Cin]` (rows `pitch` apart); with
-    /// row taps, each row padded by `padW` zero positions on both sides. Threads take runs of
+    /// row taps, each row padded by `padW` zero positions on both sides, and `padH` zero rows above
+    /// and below each sample. Threads take runs of
     /// positions (whole rows with row taps), as long as they can be: the transposes' 8 x 8 blocks
     /// run along them, and only a run's last few positions go one by one.
     func copyChannelsLast(_ input: UnsafePointer<Float>, samples: Int, into nhwc: UnsafeMutablePointer<Float>, threads: Int) {
@@ -336,10 +341,11 @@ extension IndirectConvShape {
                           part t: Int, of threads: Int) {
         let cin = g.inChannels, plane = g.height * g.width, pad = (rowWidth - g.width) / 2
         if rowTaps {
-            let bands = samples * g.height
+            let rows = g.height + 2 * padRows, bands = samples * rows
             for band in (t * bands / threads)..<((t + 1) * bands / threads) {
-                let sample = band / g.height, row = band - sample * g.height
-                let to = nhwc + (sample * inPlane + row * rowWidth) * pitch
+                let sample = band / rows, padded = band - sample * rows, row = padded - padRows
+                let to = nhwc + (sample * inPlane + padded * rowWidth) * pitch
+                guard row >= 0 && row < g.height else { ConvLoops.zero(to, rowWidth * pitch); continue }
                 if pad > 0 {
                     ConvLoops.zero(to, pad * pitch)
                     ConvLoops.zero(to + (pad + g.width) * pitch, pad * pitch)
@@ -365,7 +371,8 @@ extension IndirectConvShape {
     /// Calls `body(position, tap, row)` for each output position in `positions` (counted across
     /// the chunk's samples) and each tap, with the channels-last input `row` it reads (`zeros` in
     /// the padding) in a buffer of rows `pitch` apart. Positions are walked in order, without
-    /// divisions per position.
+    /// divisions per position. Taps are single positions (the weight gradient's shape has no row
+    /// taps).
     @inline(__always)
     func forEachPosition(_ positions: Range<Int>, nhwc: UnsafeMutablePointer<Float>, pitch: Int,
                          zeros: UnsafeMutablePointer<Float>, _ body: (Int, Int, UnsafeMutablePointer<Float>) -> Void) {
@@ -376,22 +383,13 @@ extension IndirectConvShape {
         let kh = g.kernelHeight, kw = g.kernelWidth
         for position in positions {
             let base = nhwc + sample * inPlane * pitch
-            let y0 = oy * g.strideH - g.padH
-            if rowTaps {
-                let column = ox * g.strideW * pitch
-                for t in 0..<kh {
-                    let iy = y0 + t * g.dilationH
-                    body(position, t, iy >= 0 && iy < g.height ? base + iy * rowWidth * pitch + column : zeros)
-                }
-            } else {
-                let x0 = ox * g.strideW - g.padW
-                for ky in 0..<kh {
-                    let iy = y0 + ky * g.dilationH, rowInside = iy >= 0 && iy < g.height
-                    for kx in 0..<kw {
-                        let ix = x0 + kx * g.dilationW
-                        body(position, ky * kw + kx,
-                             rowInside && ix >= 0 && ix < g.width ? base + (iy * g.width + ix) * pitch : zeros)
-                    }
+            let y0 = oy * g.strideH - g.padH, x0 = ox * g.strideW - g.padW
+            for ky in 0..<kh {
+                let iy = y0 + ky * g.dilationH, rowInside = iy >= 0 && iy < g.height
+                for kx in 0..<kw {
+                    let ix = x0 + kx * g.dilationW
+                    body(position, ky * kw + kx,
+                         rowInside && ix >= 0 && ix < g.width ? base + (iy * g.width + ix) * pitch : zeros)
                 }
             }
             ox += 1
@@ -410,9 +408,10 @@ extension IndirectConvShape {
     }
 
     /// `Y = X * W` for the chunk's `positions` output positions, written to the chunk's NCHW
-    /// `output` with the bias. Threads take different output-channel panels. With one block, each
-    /// group of tiles passes over the panels and its rows of Y, still in cache, are written out
-    /// next. With more, each block's panels pass in turn over all the tiles: the block's inputs
+    /// `output` with the bias. With one block, threads take runs of tiles, and each group of tiles
+    /// passes over the panels and its rows of Y, still in cache, are written out next. With more,
+    /// threads take output-channel panels, and each block's panels pass in turn over all the
+    /// tiles: the block's inputs
     /// (64 channels of each position) stay in L2 while its panels pass, each panel is read once
     /// (or packed where it is used, into a buffer that stays in L2, with `.packing`: the late
     /// layers' weights, 5-9 MB, are then read once and never written out), and Y is written out
@@ -422,9 +421,12 @@ extension IndirectConvShape {
                   threads: Int) {
         let mr = IndirectConvShape.mr, nr = IndirectConvShape.nr, group = IndirectConvShape.tileGroup
         let tiles = (positions + mr - 1) / mr
-        let parts = min(threads, coutPanels)
+        // One block: threads take runs of tiles, each with all panels (a thread reads only its
+        // own positions' inputs and table entries). More: threads take panels.
+        let byTiles = channelBlocks == 1
+        let parts = min(threads, byTiles ? tiles : coutPanels)
         Kernels.parallelFor(parts, threads: parts) { part in
-            let panels = (part * coutPanels / parts)..<((part + 1) * coutPanels / parts)
+            let panels = byTiles ? 0..<coutPanels : (part * coutPanels / parts)..<((part + 1) * coutPanels / parts)
             let outChannels = (panels.lowerBound * nr)..<min(g.outChannels, panels.upperBound * nr)
             /// Block `b` of the tiles `groupTiles` over panel `q` at `panel`.
             func multiply(block b: Int, panel: UnsafePointer<Float>, _ q: Int, _ groupTiles: Range<Int>) {
@@ -442,8 +444,9 @@ extension IndirectConvShape {
             }
             switch weights {
             case .packed(let packed) where channelBlocks == 1:
-                for first in stride(from: 0, to: tiles, by: group) {
-                    let groupTiles = first..<min(tiles, first + group)
+                let ownTiles = (part * tiles / parts)..<((part + 1) * tiles / parts)
+                for first in stride(from: ownTiles.lowerBound, to: ownTiles.upperBound, by: group) {
+                    let groupTiles = first..<min(ownTiles.upperBound, first + group)
                     let rows = (first * mr)..<min(positions, groupTiles.upperBound * mr)
                     // The output lines this group writes load while its tiles run (the write then
                     // finds them in cache instead of stalling on each one).
