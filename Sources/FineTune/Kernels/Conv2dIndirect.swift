@@ -327,9 +327,9 @@ extension IndirectConvShape {
 
     /// Each sample's `[Cin, H * W]` planes transposed to `[H * W, Cin]` (rows `pitch` apart); with
     /// row taps, each row padded by `padW` zero positions on both sides, and `padH` zero rows above
-    /// and below each sample. Threads take runs of
-    /// positions (whole rows with row taps), as long as they can be: the transposes' 8 x 8 blocks
-    /// run along them, and only a run's last few positions go one by one.
+    /// and below each sample. Threads take runs of positions (whole rows with row taps), as long as
+    /// they can be: the transposes' 8 x 8 blocks run along them, and only a run's last few
+    /// positions go one by one.
     func copyChannelsLast(_ input: UnsafePointer<Float>, samples: Int, into nhwc: UnsafeMutablePointer<Float>, threads: Int) {
         Kernels.parallelFor(threads, threads: threads) { part in
             copyChannelsLast(input, samples: samples, into: nhwc, part: part, of: threads)
@@ -411,11 +411,10 @@ extension IndirectConvShape {
     /// `output` with the bias. With one block, threads take runs of tiles, and each group of tiles
     /// passes over the panels and its rows of Y, still in cache, are written out next. With more,
     /// threads take output-channel panels, and each block's panels pass in turn over all the
-    /// tiles: the block's inputs
-    /// (64 channels of each position) stay in L2 while its panels pass, each panel is read once
-    /// (or packed where it is used, into a buffer that stays in L2, with `.packing`: the late
-    /// layers' weights, 5-9 MB, are then read once and never written out), and Y is written out
-    /// at the end.
+    /// tiles: the block's inputs (64 channels of each position) stay in L2 while its panels pass,
+    /// each panel is read once (or packed where it is used, into a buffer that stays in L2, with
+    /// `.packing`: the late layers' weights, 5-9 MB, are then read once and never written out),
+    /// and Y is written out at the end.
     func multiply(_ weights: Panels, pointers: UnsafePointer<UnsafePointer<Float>>, positions: Int,
                   y: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
                   threads: Int) {
@@ -423,7 +422,8 @@ extension IndirectConvShape {
         let tiles = (positions + mr - 1) / mr
         // One block: threads take runs of tiles, each with all panels (a thread reads only its
         // own positions' inputs and table entries). More: threads take panels.
-        let byTiles = channelBlocks == 1
+        let byTiles: Bool
+        if case .packed = weights { byTiles = channelBlocks == 1 } else { byTiles = false }
         let parts = min(threads, byTiles ? tiles : coutPanels)
         Kernels.parallelFor(parts, threads: parts) { part in
             let panels = byTiles ? 0..<coutPanels : (part * coutPanels / parts)..<((part + 1) * coutPanels / parts)
@@ -443,7 +443,7 @@ extension IndirectConvShape {
                 KernelProfile.end(writing, .convolutionData)
             }
             switch weights {
-            case .packed(let packed) where channelBlocks == 1:
+            case .packed(let packed) where byTiles:
                 let ownTiles = (part * tiles / parts)..<((part + 1) * tiles / parts)
                 for first in stride(from: ownTiles.lowerBound, to: ownTiles.upperBound, by: group) {
                     let groupTiles = first..<min(ownTiles.upperBound, first + group)
