@@ -280,26 +280,19 @@ extension IndirectConvShape {
             // Each position's sample offset, first input row and first column (with row taps, the
             // offset of its first tap's row in the padded copy).
             let offsets = located.baseAddress!, firstRows = offsets + mr, firstColumns = firstRows + mr
-            let position = tileRange.lowerBound * mr
-            var sample = position / outPlane
-            var oy = (position - sample * outPlane) / g.outWidth
-            var ox = position - sample * outPlane - oy * g.outWidth
+            var at = outputPosition(tileRange.lowerBound * mr)
             for tile in tileRange {
                 let valid = min(mr, positions - tile * mr)
                 for r in 0..<valid {
-                    let y0 = oy * g.strideH - g.padH
+                    let y0 = at.oy * g.strideH - g.padH
                     if rowTaps {
-                        offsets[r] = (sample * inPlane + (y0 + padRows) * rowWidth + ox * g.strideW) * pitch
+                        offsets[r] = (at.sample * inPlane + (y0 + padRows) * rowWidth + at.ox * g.strideW) * pitch
                     } else {
-                        offsets[r] = sample * inPlane * pitch
+                        offsets[r] = at.sample * inPlane * pitch
                         firstRows[r] = y0
-                        firstColumns[r] = ox * g.strideW - g.padW
+                        firstColumns[r] = at.ox * g.strideW - g.padW
                     }
-                    ox += 1
-                    if ox == g.outWidth {
-                        ox = 0; oy += 1
-                        if oy == g.outHeight { oy = 0; sample += 1 }
-                    }
+                    advance(&at)
                 }
                 var entry = tile * taps * mr
                 for ky in 0..<kh {
@@ -377,13 +370,11 @@ extension IndirectConvShape {
     func forEachPosition(_ positions: Range<Int>, nhwc: UnsafeMutablePointer<Float>, pitch: Int,
                          zeros: UnsafeMutablePointer<Float>, _ body: (Int, Int, UnsafeMutablePointer<Float>) -> Void) {
         guard !positions.isEmpty else { return }
-        var sample = positions.lowerBound / outPlane
-        var oy = (positions.lowerBound - sample * outPlane) / g.outWidth
-        var ox = positions.lowerBound - sample * outPlane - oy * g.outWidth
+        var at = outputPosition(positions.lowerBound)
         let kh = g.kernelHeight, kw = g.kernelWidth
         for position in positions {
-            let base = nhwc + sample * inPlane * pitch
-            let y0 = oy * g.strideH - g.padH, x0 = ox * g.strideW - g.padW
+            let base = nhwc + at.sample * inPlane * pitch
+            let y0 = at.oy * g.strideH - g.padH, x0 = at.ox * g.strideW - g.padW
             for ky in 0..<kh {
                 let iy = y0 + ky * g.dilationH, rowInside = iy >= 0 && iy < g.height
                 for kx in 0..<kw {
@@ -392,11 +383,28 @@ extension IndirectConvShape {
                          rowInside && ix >= 0 && ix < g.width ? base + (iy * g.width + ix) * pitch : zeros)
                 }
             }
-            ox += 1
-            if ox == g.outWidth {
-                ox = 0; oy += 1
-                if oy == g.outHeight { oy = 0; sample += 1 }
-            }
+            advance(&at)
+        }
+    }
+
+    /// An output position as sample, row and column.
+    struct OutputPosition {
+        var sample: Int, oy: Int, ox: Int
+    }
+
+    /// Output position `position`, counted across the chunk's samples.
+    func outputPosition(_ position: Int) -> OutputPosition {
+        let sample = position / outPlane, oy = (position - sample * outPlane) / g.outWidth
+        return OutputPosition(sample: sample, oy: oy, ox: position - sample * outPlane - oy * g.outWidth)
+    }
+
+    /// Steps `at` to the next output position (no division).
+    @inline(__always)
+    func advance(_ at: inout OutputPosition) {
+        at.ox += 1
+        if at.ox == g.outWidth {
+            at.ox = 0; at.oy += 1
+            if at.oy == g.outHeight { at.oy = 0; at.sample += 1 }
         }
     }
 
@@ -529,12 +537,12 @@ extension IndirectConvShape {
             let perRow = (floats + 15) / 16 + 1, lines = rows * perRow
             let first = part * lines / parts, end = (part + 1) * lines / parts
             guard first < end else { return }
-            var row = first / perRow, column = first - row * perRow
-            var rowStart = base + row * stride
+            let row = first / perRow
+            var column = first - row * perRow, rowStart = base + row * stride
             for _ in first..<end {
                 Prefetch.toL2(rowStart + min(floats - 1, column * 16))
                 column += 1
-                if column == perRow { column = 0; row += 1; rowStart += stride }
+                if column == perRow { column = 0; rowStart += stride }
             }
         }
     }
