@@ -13,7 +13,8 @@ repeat until --budget seconds of timed runs, report the median and the fastest r
 
 What each case runs, mirroring Sources/FineTuneBench/Suites:
   gemm          torch.mm into a preallocated output: square sgemm_N and the three GEMMs of a Linear
-                784 -> 512 at batch 128 (the naive-loop reference has no PyTorch counterpart).
+                784 -> 512 at batch 128 and of BERT-base's 768 -> 3072 over 1024 tokens (the naive-loop
+                reference has no PyTorch counterpart).
   conv          F.conv2d 3x3 (batch 32, 64 -> 64, 32x32) and depthwise 3x3/s2, with bias; forward
                 under no_grad, and forward + backward through autograd from a fixed output gradient
                 with input and weight requiring gradients (the bias gets none, as in FineTune).
@@ -91,11 +92,11 @@ def gemm_case(name, detail, m, n, k, trans_a=False, trans_b=False):
 
 def gemm_cases():
     cases = [gemm_case(f"sgemm_{s}", f"torch.mm [{s}x{s}]·[{s}x{s}]", s, s, s) for s in (64, 256, 512, 1024)]
-    b, i, o = 128, 784, 512
-    suffix = f"{b}x{i}x{o}"
-    cases += [gemm_case(f"linear_fwd_{suffix}", "X·W^T", b, o, i, trans_b=True),
-              gemm_case(f"linear_dx_{suffix}", "dY·W", b, i, o),
-              gemm_case(f"linear_dw_{suffix}", "dY^T·X", o, i, b, trans_a=True)]
+    for b, i, o in ((128, 784, 512), (1024, 768, 3072)):   # an MLP layer; BERT-base's feed-forward
+        suffix = f"{b}x{i}x{o}"
+        cases += [gemm_case(f"linear_fwd_{suffix}", "X·W^T", b, o, i, trans_b=True),
+                  gemm_case(f"linear_dx_{suffix}", "dY·W", b, i, o),
+                  gemm_case(f"linear_dw_{suffix}", "dY^T·X", o, i, b, trans_a=True)]
     return cases
 
 

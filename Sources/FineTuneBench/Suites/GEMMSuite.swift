@@ -1,13 +1,15 @@
 import FineTune
 
-/// `Kernels.sgemm` on square matrices and on the three GEMMs of a Linear layer, plus a
+/// `Kernels.sgemm` on square matrices and on the three GEMMs of two Linear layers, plus a
 /// plain Swift triple loop as the reference for "FineTune GEMM vs naive loop".
 struct GEMMSuite: BenchSuite {
     let name = "gemm"
-    let summary = "Kernels.sgemm: square C = A·B, Linear 784->512 (batch 128) fwd/dx/dw, naive loop reference"
+    let summary = "Kernels.sgemm: square C = A·B, Linear 784->512 (batch 128) and 768->3072 (1024 tokens) fwd/dx/dw, naive loop reference"
 
-    /// Linear layer shape: `batch` rows, `inFeatures` -> `outFeatures`.
-    private let batch = 128, inFeatures = 784, outFeatures = 512
+    /// Linear layers (rows, in features, out features): an MLP's 784 -> 512 at batch 128, and
+    /// BERT-base's feed-forward 768 -> 3072 over 1024 tokens (batch 8 x 128), the shape most of
+    /// `bert_base_step_full`'s GEMM time goes to.
+    private let linearShapes = [(128, 784, 512), (1024, 768, 3072)]
 
     func cases() -> [BenchCase] {
         var cases = [64, 256, 512, 1024].map { size in
@@ -19,14 +21,15 @@ struct GEMMSuite: BenchSuite {
             flops: GEMMShape(m: 256, n: 256, k: 256).flops, usesThreads: false,
             makeWorkload: { GEMMWorkload(GEMMShape(m: 256, n: 256, k: 256), naive: true) }))
 
-        let (b, i, o) = (batch, inFeatures, outFeatures)
-        let suffix = "\(b)x\(i)x\(o)"
-        cases.append(gemmCase(name: "linear_fwd_\(suffix)", detail: "Y[\(b)x\(o)] = X[\(b)x\(i)]·W[\(o)x\(i)]^T",
-                              GEMMShape(m: b, n: o, k: i, transB: true)))
-        cases.append(gemmCase(name: "linear_dx_\(suffix)", detail: "dX[\(b)x\(i)] = dY[\(b)x\(o)]·W[\(o)x\(i)]",
-                              GEMMShape(m: b, n: i, k: o)))
-        cases.append(gemmCase(name: "linear_dw_\(suffix)", detail: "dW[\(o)x\(i)] = dY[\(b)x\(o)]^T·X[\(b)x\(i)]",
-                              GEMMShape(m: o, n: i, k: b, transA: true)))
+        for (b, i, o) in linearShapes {
+            let suffix = "\(b)x\(i)x\(o)"
+            cases.append(gemmCase(name: "linear_fwd_\(suffix)", detail: "Y[\(b)x\(o)] = X[\(b)x\(i)]·W[\(o)x\(i)]^T",
+                                  GEMMShape(m: b, n: o, k: i, transB: true)))
+            cases.append(gemmCase(name: "linear_dx_\(suffix)", detail: "dX[\(b)x\(i)] = dY[\(b)x\(o)]·W[\(o)x\(i)]",
+                                  GEMMShape(m: b, n: i, k: o)))
+            cases.append(gemmCase(name: "linear_dw_\(suffix)", detail: "dW[\(o)x\(i)] = dY[\(b)x\(o)]^T·X[\(b)x\(i)]",
+                                  GEMMShape(m: o, n: i, k: b, transA: true)))
+        }
         return cases
     }
 
