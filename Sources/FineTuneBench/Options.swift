@@ -96,7 +96,8 @@ struct Options: Equatable {
           --json             print one JSON object on stdout (progress goes to stderr)
           --compare FILE     after the run, time ratios to the same cases in FILE, a --json report
                              of FineTuneBench or of scripts/torch_bench.py (< 1: FineTune faster)
-          --list             list suites and cases, then exit
+          --list             list the suites named (without names: every suite) and their
+                             cases, then exit
           -h, --help         show this help
 
         Build in release for meaningful numbers: swift run -c release FineTuneBench

@@ -17,8 +17,10 @@ if options.help {
     exit(0)
 }
 
-/// The suites to run with their selected cases (after `--filter`), in command-line order.
-let selection: [(suite: any BenchSuite, cases: [BenchCase])] = (options.suites.isEmpty ? SuiteRegistry.defaultNames : options.suites)
+/// The suites to run with their selected cases (after `--filter`), in command-line order. Without
+/// suite names a run takes the default suites, and `--list` shows every suite.
+let suiteNames = options.suites.isEmpty ? (options.list ? SuiteRegistry.names : SuiteRegistry.defaultNames) : options.suites
+let selection: [(suite: any BenchSuite, cases: [BenchCase])] = suiteNames
     .compactMap { name in SuiteRegistry.all.first { $0.name == name } }
     .map { suite in (suite, suite.cases().filter { c in options.filter.map { c.name.contains($0) } ?? true }) }
     .filter { !$0.cases.isEmpty }
@@ -30,7 +32,7 @@ if selection.isEmpty {
 
 if options.list {
     for (suite, cases) in selection {
-        Console.out("\(suite.name): \(suite.summary)")
+        Console.out("\(suite.name): \(suite.summary)\(suite.runsByDefault ? "" : " [runs only when named]")")
         let width = cases.map(\.name.count).max() ?? 0
         for c in cases {
             let threads = c.usesThreads ? "" : " [1 thread]"
