@@ -18,19 +18,9 @@ import os
 import subprocess
 import sys
 
+from torch_bench import cpu_model   # this folder
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-
-
-def cpu():
-    """lscpu's model name with its family and model numbers, e.g. "AMD EPYC (family 26, model 2)"."""
-    fields = {}
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        return "unknown CPU"
-    return f"{fields.get('Model name', '?')} (family {fields.get('CPU family', '?')}, model {fields.get('Model', '?')})"
 
 
 def fastest_runs(command):
@@ -57,7 +47,7 @@ def main():
     if not os.access(args.bench, os.X_OK):
         parser.error(f"no FineTuneBench at {args.bench}: run `swift build -c release --product FineTuneBench`")
 
-    print(f"CPU: {cpu()}; {args.rounds} alternated round(s), budget {args.budget} s; fastest run of each side")
+    print(f"CPU: {cpu_model()}; {args.rounds} alternated round(s), budget {args.budget} s; fastest run of each side")
     print(f"{'case':<42} {'threads':>7} {'FineTune ms':>12} {'PyTorch ms':>12} {'ratio':>7}")
     for threads in args.threads:
         common = args.suites + ["--threads", str(threads), "--budget", str(args.budget), "--json"]

@@ -456,13 +456,20 @@ def framework():
 
 
 def cpu_model():
+    """lscpu's model name with its family and model numbers, e.g. "AMD EPYC (family 26, model 2)":
+    a VM's model name alone does not tell Zen 4 (family 25, model 17) from Zen 5 (family 26)."""
+    fields = {}
     try:
         for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor()
+    if "Model name" not in fields:
+        return platform.processor()
+    if "CPU family" in fields and "Model" in fields:
+        return f"{fields['Model name']} (family {fields['CPU family']}, model {fields['Model']})"
+    return fields["Model name"]
 
 
 def main():
