@@ -193,6 +193,35 @@ struct GEMMTests {
         }
     }
 
+    /// A last column tile with at most half its columns valid runs the kernel's half-width
+    /// variant where it has one (12 x 32: 12 x 16): the same bits as those columns computed in
+    /// a full tile (the first 40 or 48 columns of a 64-column product equal the 40- or
+    /// 48-column product; the 64-column one has no edge tile), and the reference's values.
+    @Test(arguments: GEMMKernelKind.allCases)
+    func halfWidthEdgeTilesRoundAsFullTiles(kernel: GEMMKernelKind) {
+        for (columns, padded) in [(40, 64), (48, 64), (33, 64)] {
+            for (transA, transB) in transposes {
+                // Rows: full tiles, then an edge in both dimensions.
+                for rows in [24, 29] {
+                    let full = SGEMMCase(m: rows, n: padded, k: 37, alpha: 0.75, beta: -1).with(transA: transA, transB: transB)
+                    let ops = SGEMMOperands(full)
+                    var cut = full
+                    cut.n = columns
+                    // The first columns of op(B) and of C, stored with the cut product's leading dimensions.
+                    let cutB = transB ? Array(ops.b.prefix(columns * full.ldb))
+                                      : (0..<full.k).flatMap { p in ops.b[(p * full.ldb)..<(p * full.ldb + columns)] }
+                    let cutC = (0..<rows).flatMap { i in ops.c[(i * full.ldc)..<(i * full.ldc + columns)] }
+                    let cutOps = SGEMMOperands(a: ops.a, b: cutB, c: cutC)
+                    let whole = runSGEMM(full, ops, kernel: kernel, direct: false)
+                    let part = runSGEMM(cut, cutOps, kernel: kernel, direct: false)
+                    expectMatchesReference(part, cut, cutOps, "\(kernel) \(columns) columns")
+                    let wholePrefix = (0..<rows).flatMap { i in whole[(i * full.ldc)..<(i * full.ldc + columns)] }
+                    #expect(sameBits(part, wholePrefix), "\(kernel) \(rows) x \(columns) of \(padded), transA \(transA) transB \(transB)")
+                }
+            }
+        }
+    }
+
     /// The shapes above reach past every kernel's cache blocks, so each kernel runs several MC,
     /// KC and NC blocks (later KC passes accumulate into C) whatever its block sizes.
     @Test(arguments: GEMMKernelKind.allCases)

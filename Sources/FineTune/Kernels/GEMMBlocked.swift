@@ -186,9 +186,12 @@ enum GEMMBlocked<Kernel: GEMMMicroKernel> {
                           Kernel.multiplyRows(rows, depth: kc, a: aPanel, b: bPanel, alpha: alpha, beta: beta, c: cTile, ldc: ldc) {
                     // The last rows of C with a kernel of their own.
                 } else {
-                    // Edge of C: the raw products go to the buffer, then the valid part is
-                    // combined into C exactly as `GEMMSIMD.update` does for full tiles.
-                    Kernel.multiply(depth: kc, a: aPanel, b: bPanel, alpha: 1, beta: 0, c: edgeTile, ldc: nr)
+                    // Edge of C: the raw products go to the buffer (of only the left half of
+                    // the tile where the rest is past the edge, if the kernel can), then the valid
+                    // part is combined into C exactly as `GEMMSIMD.update` does for full tiles.
+                    if columns > nr / 2 || !Kernel.multiplyLeftHalf(depth: kc, a: aPanel, b: bPanel, c: edgeTile, ldc: nr) {
+                        Kernel.multiply(depth: kc, a: aPanel, b: bPanel, alpha: 1, beta: 0, c: edgeTile, ldc: nr)
+                    }
                     for r in 0..<rows {
                         let t = edgeTile + r &* nr, cRow = cTile + r &* ldc
                         for j in 0..<columns {

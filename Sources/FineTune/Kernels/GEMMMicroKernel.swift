@@ -36,11 +36,22 @@ protocol GEMMMicroKernel {
     /// operations per row; false, with nothing done, where the kernel has no such variant.
     static func multiplyRows(_ rows: Int, depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
                              alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool
+
+    /// The raw products (`alpha = 1`, `beta = 0`) of the first `NR / 2` columns of the tile
+    /// into the first `NR / 2` floats of each of the MR rows at `c` (the edge buffer), with the
+    /// same operations per element as ``multiply(depth:a:b:alpha:beta:c:ldc:)``: for a last
+    /// column tile with at most half its columns valid, at half the multiply-adds. False, with
+    /// nothing done, where the kernel has no such variant.
+    static func multiplyLeftHalf(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                                 c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool
 }
 
 extension GEMMMicroKernel {
     static func multiplyRows(_ rows: Int, depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
                              alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool { false }
+
+    static func multiplyLeftHalf(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                                 c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool { false }
 }
 
 /// 6 x 16 tile: the AVX2 + FMA kernel (16 ymm registers), also used on arm64 NEON.
@@ -89,6 +100,16 @@ enum GEMMKernel12x32: GEMMMicroKernel {
         for first in stride(from: 0, to: rows, by: 4) {
             GEMMTile.fourOfTwelveRows(depth: depth, a: a + first, b: b, alpha: alpha, beta: beta, c: c + first &* ldc, ldc: ldc)
         }
+        return true
+    }
+
+    /// 12 x 16: the last column tile of products whose width is 8 or 16 past a multiple of 32
+    /// (the 392 columns of a convolution over 8 planes of 7x7, or 2 of 14x14; the 784 of one
+    /// 28x28 plane), where the full tile would compute 32 columns for 8 or 16.
+    @inline(never)
+    static func multiplyLeftHalf(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                                 c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool {
+        GEMMTile.twelveRowsLeftHalf(depth: depth, a: a, b: b, c: c, ldc: ldc)
         return true
     }
 }
@@ -206,6 +227,38 @@ enum GEMMTile {
         updateRow(c9a, c9b, c + 9 &* ldc)
         updateRow(c10a, c10b, c + 10 &* ldc)
         updateRow(c11a, c11b, c + 11 &* ldc)
+    }
+
+    /// The first 16 columns of ``twelveRows`` (B panels of 32 columns), raw products to `c`
+    /// (alpha 1, beta 0): 12 accumulators, the same operations per element.
+    @inline(__always)
+    static func twelveRowsLeftHalf(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                                   c: UnsafeMutablePointer<Float>, ldc: Int) {
+        typealias V = SIMD16<Float>
+        var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V()
+        var c6 = V(), c7 = V(), c8 = V(), c9 = V(), c10 = V(), c11 = V()
+        var pa = a, pb = b
+        for _ in 0..<depth {
+            let b0 = VectorMath.load(pb, as: V.self)
+            c0 = GEMMSIMD.multiplyAdd(V(repeating: pa[0]), b0, c0)
+            c1 = GEMMSIMD.multiplyAdd(V(repeating: pa[1]), b0, c1)
+            c2 = GEMMSIMD.multiplyAdd(V(repeating: pa[2]), b0, c2)
+            c3 = GEMMSIMD.multiplyAdd(V(repeating: pa[3]), b0, c3)
+            c4 = GEMMSIMD.multiplyAdd(V(repeating: pa[4]), b0, c4)
+            c5 = GEMMSIMD.multiplyAdd(V(repeating: pa[5]), b0, c5)
+            c6 = GEMMSIMD.multiplyAdd(V(repeating: pa[6]), b0, c6)
+            c7 = GEMMSIMD.multiplyAdd(V(repeating: pa[7]), b0, c7)
+            c8 = GEMMSIMD.multiplyAdd(V(repeating: pa[8]), b0, c8)
+            c9 = GEMMSIMD.multiplyAdd(V(repeating: pa[9]), b0, c9)
+            c10 = GEMMSIMD.multiplyAdd(V(repeating: pa[10]), b0, c10)
+            c11 = GEMMSIMD.multiplyAdd(V(repeating: pa[11]), b0, c11)
+            pa += 12
+            pb += 32
+        }
+        VectorMath.store(c0, c); VectorMath.store(c1, c + ldc); VectorMath.store(c2, c + 2 &* ldc)
+        VectorMath.store(c3, c + 3 &* ldc); VectorMath.store(c4, c + 4 &* ldc); VectorMath.store(c5, c + 5 &* ldc)
+        VectorMath.store(c6, c + 6 &* ldc); VectorMath.store(c7, c + 7 &* ldc); VectorMath.store(c8, c + 8 &* ldc)
+        VectorMath.store(c9, c + 9 &* ldc); VectorMath.store(c10, c + 10 &* ldc); VectorMath.store(c11, c + 11 &* ldc)
     }
 
     /// Rows 0-3 of a 12-row packed A panel (`a` may point at any row of it; the panel's stride
