@@ -11,7 +11,8 @@
 // The first KC pass applies the caller's beta, later passes accumulate (beta = 1). Tiles cut
 // by the edge of C run the same kernel into a small buffer and copy the valid part out, with
 // the same rounding as full tiles; a kernel may instead take a few whole rows itself
-// (`multiplyRows`, the same operations per row).
+// (`multiplyRows`, the same operations per row), or compute only the left half of a tile whose
+// valid columns all lie there (`multiplyLeftHalf`, the same operations per element).
 //
 // Every element of C is computed by the same sequence of operations whatever the block sizes
 // MC and NC, so splitting C across threads (GEMM.swift) does not change the result. KC
