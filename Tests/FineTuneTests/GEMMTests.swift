@@ -403,6 +403,19 @@ struct GEMMTests {
         }
     }
 
+    /// The tiles of a B micro-panel prefetch the next panel in equal slices that cover it with
+    /// the smallest step: no line left to the first tile that uses it, none asked for twice
+    /// by more than one step's worth.
+    @Test func prefetchSlicesCoverTheNextPanel() {
+        for (tiles, depth, width) in [(10, 768, 32), (1, 768, 32), (9, 512, 32), (3, 37, 32), (20, 384, 16),
+                                      (7, 1, 8), (11, 255, 16)] {
+            let bytes = width * depth * MemoryLayout<Float>.stride
+            let step = GEMMPrefetch.panelShareStep(tiles: tiles, depth: depth, panelFloats: width * depth)
+            #expect(tiles * step * depth >= bytes, "tiles \(tiles) depth \(depth): slices end before the panel")
+            #expect(tiles * (step - 1) * depth < bytes, "tiles \(tiles) depth \(depth): step \(step) is not the smallest")
+        }
+    }
+
     /// The reported path names the active micro-kernel's tile.
     @Test func simdPathNamesTheTile() {
         let (mr, nr) = Kernels.microKernelShape

@@ -174,15 +174,22 @@ enum GEMMBlocked<Kernel: GEMMMicroKernel> {
         edgeTile: UnsafeMutablePointer<Float>
     ) {
         let mr = Kernel.mr, nr = Kernel.nr
+        let step = GEMMPrefetch.panelShareStep(tiles: (mc + mr - 1) / mr, depth: kc, panelFloats: nr &* kc)
         for jr in stride(from: 0, to: nc, by: nr) {                               // loop 2
             let columns = min(nr, nc &- jr)
             let bPanel = b + jr &* kc
+            let nextPanel = UnsafeRawPointer(bPanel + nr &* kc)
             for ir in stride(from: 0, to: mc, by: mr) {                           // loop 1
                 let rows = min(mr, mc &- ir)
                 let aPanel = a + ir &* kc
                 let cTile = c + (ir &* ldc &+ jr)
                 if rows == mr && columns == nr {
-                    Kernel.multiply(depth: kc, a: aPanel, b: bPanel, alpha: alpha, beta: beta, c: cTile, ldc: ldc)
+                    // The tiles of this B micro-panel share out the next one: a slice each.
+                    let prefetch = jr &+ nr < nc
+                        ? GEMMPrefetch(start: nextPanel + (ir / mr) &* step &* kc, step: step)
+                        : GEMMPrefetch.none(at: UnsafeRawPointer(aPanel))
+                    Kernel.multiply(depth: kc, a: aPanel, b: bPanel, alpha: alpha, beta: beta, c: cTile, ldc: ldc,
+                                    prefetch: prefetch)
                 } else if columns == nr,
                           Kernel.multiplyRows(rows, depth: kc, a: aPanel, b: bPanel, alpha: alpha, beta: beta, c: cTile, ldc: ldc) {
                     // The last rows of C with a kernel of their own.
@@ -191,7 +198,8 @@ enum GEMMBlocked<Kernel: GEMMMicroKernel> {
                     // the tile where the rest is past the edge, if the kernel can), then the valid
                     // part is combined into C exactly as `GEMMSIMD.update` does for full tiles.
                     if columns > nr / 2 || !Kernel.multiplyLeftHalf(depth: kc, a: aPanel, b: bPanel, c: edgeTile, ldc: nr) {
-                        Kernel.multiply(depth: kc, a: aPanel, b: bPanel, alpha: 1, beta: 0, c: edgeTile, ldc: nr)
+                        Kernel.multiply(depth: kc, a: aPanel, b: bPanel, alpha: 1, beta: 0, c: edgeTile, ldc: nr,
+                                        prefetch: .none(at: UnsafeRawPointer(aPanel)))
                     }
                     for r in 0..<rows {
                         let t = edgeTile + r &* nr, cRow = cTile + r &* ldc
@@ -237,3 +245,4 @@ final class GEMMTeam: Sendable {
         KernelProfile.end(waiting, .threadWait)
     }
 }
+
