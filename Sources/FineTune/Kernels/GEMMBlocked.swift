@@ -174,7 +174,8 @@ enum GEMMBlocked<Kernel: GEMMMicroKernel> {
         edgeTile: UnsafeMutablePointer<Float>
     ) {
         let mr = Kernel.mr, nr = Kernel.nr
-        let step = GEMMPrefetch.panelShareStep(tiles: (mc + mr - 1) / mr, depth: kc, panelFloats: nr &* kc)
+        // The full-height tiles over each B micro-panel share out the prefetching of the next one.
+        let step = GEMMPrefetch.panelShareStep(tiles: Swift.max(1, mc / mr), depth: kc, panelFloats: nr &* kc)
         for jr in stride(from: 0, to: nc, by: nr) {                               // loop 2
             let columns = min(nr, nc &- jr)
             let bPanel = b + jr &* kc
@@ -184,7 +185,7 @@ enum GEMMBlocked<Kernel: GEMMMicroKernel> {
                 let aPanel = a + ir &* kc
                 let cTile = c + (ir &* ldc &+ jr)
                 if rows == mr && columns == nr {
-                    // The tiles of this B micro-panel share out the next one: a slice each.
+                    // A slice of the next B panel each (none after the block's last panel).
                     let prefetch = jr &+ nr < nc
                         ? GEMMPrefetch(start: nextPanel + (ir / mr) &* step &* kc, step: step)
                         : GEMMPrefetch.none(at: UnsafeRawPointer(aPanel))
@@ -245,4 +246,3 @@ final class GEMMTeam: Sendable {
         KernelProfile.end(waiting, .threadWait)
     }
 }
-
