@@ -416,6 +416,26 @@ struct GEMMTests {
         }
     }
 
+    /// Each full tile of a block asks for the lines of the full tile that the loops reach next:
+    /// walking the block as GEMMBlocked.macroKernel does, every full tile but the first is asked
+    /// for by the full tile just before it, and only full tiles inside the block are asked for.
+    @Test func nextTileRequestsFollowTheLoopOrder() {
+        for (mc, nc, mr, nr) in [(120, 3072, 12, 32), (64, 200, 12, 32), (12, 32, 12, 32), (11, 64, 12, 32),
+                                 (130, 70, 6, 16), (36, 8, 6, 8), (24, 31, 12, 32)] {
+            let ldc = nc + 5
+            var fullTiles: [Int] = []                 // offsets of the full tiles in loop order
+            for column in stride(from: 0, to: nc, by: nr) where column + nr <= nc {
+                for row in stride(from: 0, to: mc, by: mr) where row + mr <= mc { fullTiles.append(row * ldc + column) }
+            }
+            for (index, tile) in fullTiles.enumerated() {
+                let row = tile / ldc, column = tile % ldc
+                let next = GEMMPrefetch.nextFullTile(row: row, column: column, mc: mc, nc: nc, mr: mr, nr: nr, ldc: ldc)
+                let expected = index + 1 < fullTiles.count ? fullTiles[index + 1] : nil
+                #expect(next == expected, "block \(mc) x \(nc), tile at row \(row) column \(column)")
+            }
+        }
+    }
+
     /// The reported path names the active micro-kernel's tile.
     @Test func simdPathNamesTheTile() {
         let (mr, nr) = Kernels.microKernelShape

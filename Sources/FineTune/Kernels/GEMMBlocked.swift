@@ -176,6 +176,7 @@ enum GEMMBlocked<Kernel: GEMMMicroKernel> {
         let mr = Kernel.mr, nr = Kernel.nr
         // The full-height tiles over each B micro-panel share out the prefetching of the next one.
         let step = GEMMPrefetch.panelShareStep(tiles: Swift.max(1, mc / mr), depth: kc, panelFloats: nr &* kc)
+        let spreadsRequests = kc <= GEMMPrefetch.nextTileDepthLimit
         for jr in stride(from: 0, to: nc, by: nr) {                               // loop 2
             let columns = min(nr, nc &- jr)
             let bPanel = b + jr &* kc
@@ -185,10 +186,15 @@ enum GEMMBlocked<Kernel: GEMMMicroKernel> {
                 let aPanel = a + ir &* kc
                 let cTile = c + (ir &* ldc &+ jr)
                 if rows == mr && columns == nr {
-                    // A slice of the next B panel each (none after the block's last panel).
-                    let prefetch = jr &+ nr < nc
-                        ? GEMMPrefetch(start: nextPanel + (ir / mr) &* step &* kc, step: step)
-                        : GEMMPrefetch.none(at: UnsafeRawPointer(aPanel))
+                    // A slice of the next B panel each (none after the block's last panel), and
+                    // the lines of the next full tile of C (the first tile asks for its own).
+                    let lastPanel = jr &+ nr >= nc
+                    let nextTile = spreadsRequests
+                        ? GEMMPrefetch.nextFullTile(row: ir, column: jr, mc: mc, nc: nc, mr: mr, nr: nr, ldc: ldc) : nil
+                    let prefetch = GEMMPrefetch(
+                        start: lastPanel ? UnsafeRawPointer(aPanel) : nextPanel + (ir / mr) &* step &* kc,
+                        step: lastPanel ? 0 : step,
+                        nextTile: nextTile.map { c + $0 }, requestsOwnTile: !spreadsRequests || (ir == 0 && jr == 0))
                     Kernel.multiply(depth: kc, a: aPanel, b: bPanel, alpha: alpha, beta: beta, c: cTile, ldc: ldc,
                                     prefetch: prefetch)
                 } else if columns == nr,

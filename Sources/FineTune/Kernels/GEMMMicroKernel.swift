@@ -29,7 +29,7 @@ protocol GEMMMicroKernel {
     static var blocking: GEMMBlocking { get }
 
     /// Multiplies the packed micro-panels over `depth` steps and updates the full tile at `c`.
-    /// Meanwhile it asks for the tile of C (to be written) and for the stream `prefetch`.
+    /// Meanwhile it makes the requests of `prefetch` (a B stream, the next tile of C).
     static func multiply(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
                          alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
                          prefetch: GEMMPrefetch)
@@ -136,22 +136,46 @@ enum GEMMKernel6x8: GEMMMicroKernel {
     }
 }
 
-/// What a full-tile micro-kernel call asks the memory system for while it multiplies: the
-/// lines of its tile of C, to be written when it ends, and a stream of one cache line request
-/// per depth step, `start + s * step`, into L2. The blocked GEMM points the stream at this
-/// tile's share of the next B micro-panel, so that the panel is in L2 before the first tile
-/// that uses it. On a Sapphire Rapids-class Xeon, whose L3 feeds a cold panel too slowly for
-/// the kernel, a micro-benchmark of 12 x 32 tiles over a 9 MiB B block ran at 61% of the FMA
-/// peak without the stream, 74% with it and 81% with the C lines as well (on Zen 4 and 5,
-/// without either, the GEMMs of the training steps had run at 85-94% of peak).
+/// What a full-tile micro-kernel call asks the memory system for while it multiplies, so that
+/// its operands and its output are on their way before they are needed:
+///
+/// - a stream of one cache line request per depth step, `start + s * step`, into L2. The
+///   blocked GEMM points the stream at this tile's share of the next B micro-panel, so that the
+///   panel is in L2 before the first tile that uses it. On a Sapphire Rapids-class Xeon, whose
+///   L3 feeds a cold panel too slowly for the kernel, a micro-benchmark of 12 x 32 tiles over a
+///   9 MiB B block ran at 61% of the FMA peak without the stream and 74% with it (on Zen 4 and
+///   5, without it, the GEMMs of the training steps had run at 85-94% of peak).
+/// - the lines of the *next* tile of C (to be written), one row every `depth / MR` steps, so
+///   that each row has a whole tile's time to arrive; the first tile of a block asks for its
+///   own lines as it starts, and so does every tile deeper than `nextTileDepthLimit`. On the same Xeon, with C from L3 (12 x 32 tiles over a
+///   960 x 3072 C), tiles of depth 64 ran at 64% of peak asking for their own lines as they
+///   started and at 83% asking for the next tile's spread out (depth 128: 75% -> 93%,
+///   depth 256: 89% -> 94%, depth 768: level); with C in L1 they reach 94%. Small depths are
+///   the pointwise convolutions and their gradients, whose every output is written once.
 struct GEMMPrefetch {
-    /// The first address requested.
+    /// The first address of the stream.
     var start: UnsafeRawPointer
-    /// Bytes between the requests of consecutive depth steps (0: the same line every step).
+    /// Bytes between the stream's requests of consecutive depth steps (0: the same line every step).
     var step: Int
+    /// The tile of C whose rows are asked for during the call (a row at a time, each row's first
+    /// and last float; `ldc` apart), if any.
+    var nextTile: UnsafeMutablePointer<Float>?
+    /// Whether the call asks for its own tile of C as it starts (no earlier call did).
+    var requestsOwnTile: Bool
 
-    /// No stream: every step asks for the line at `address` (one already in use costs little).
-    static func none(at address: UnsafeRawPointer) -> GEMMPrefetch { GEMMPrefetch(start: address, step: 0) }
+    /// No stream: every step asks for the line at `address` (one already in use costs little);
+    /// the call asks for its own tile of C as it starts.
+    static func none(at address: UnsafeRawPointer) -> GEMMPrefetch {
+        GEMMPrefetch(start: address, step: 0, nextTile: nil, requestsOwnTile: true)
+    }
+
+    /// The deepest tiles that ask for the next tile's lines; deeper ones ask for their own as
+    /// they start. Above it there was nothing to gain, and a row asked for a whole deep tile
+    /// early can be pushed out of L1 by the B panel streaming through before it is written: on
+    /// the Xeon (interleaved A/B, one thread), the pointwise convolutions with 512 to 2048
+    /// input channels (depths 512-683) ran at 0.99-1.01x their time with requests at every
+    /// depth, and those with 64 to 256 input channels at 0.82-1.0x their time without any.
+    static let nextTileDepthLimit = 256
 
     /// The step of each of `tiles` streams that together request a panel of `panelFloats`
     /// floats over `depth` steps each, tile `t` starting at byte `t * step * depth`: the
@@ -161,15 +185,71 @@ struct GEMMPrefetch {
         return (panelFloats * MemoryLayout<Float>.stride + perStep - 1) / perStep
     }
 
+    /// The element offset, from the block's first element of C, of the full tile that the
+    /// blocked GEMM's loops 2 and 1 (columns outer, rows inner; GEMMBlocked.macroKernel) reach
+    /// after the full tile at (`row`, `column`) of an `mc x nc` block, or nil after the last.
+    /// Full tiles are `mr x nr` and lie wholly inside the block.
+    static func nextFullTile(row: Int, column: Int, mc: Int, nc: Int, mr: Int, nr: Int, ldc: Int) -> Int? {
+        if row + 2 * mr <= mc { return (row + mr) * ldc + column }
+        if column + 2 * nr <= nc, mc >= mr { return column + nr }
+        return nil
+    }
+
     /// Asks for the lines of the `rows x columns` tile at `c` (each row's first and last
     /// float) to be written.
     @inline(__always)
-    func requestTile(_ c: UnsafeMutablePointer<Float>, rows: Int, columns: Int, ldc: Int) {
+    static func requestTile(_ c: UnsafeMutablePointer<Float>, rows: Int, columns: Int, ldc: Int) {
         var row = c
         for _ in 0..<rows {
             Prefetch.toL1ForWriting(row)
             Prefetch.toL1ForWriting(row + (columns - 1))
             row += ldc
+        }
+    }
+}
+
+/// The requests of one micro-kernel call: its B stream (one line per depth step) and the rows
+/// of the next tile of C (a row every `interval` steps), advanced once per depth step.
+struct GEMMRequests {
+    private var next: UnsafeRawPointer
+    private let step: Int
+    private var row: UnsafeMutablePointer<Float>
+    private let ldc: Int, lastColumn: Int, interval: Int
+    private var untilRow: Int, rowsLeft: Int
+
+    /// Starts the requests of a call over `depth` steps for a `rows x columns` tile at `c`.
+    @inline(__always)
+    init(_ prefetch: GEMMPrefetch, depth: Int, rows: Int, columns: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if prefetch.requestsOwnTile { GEMMPrefetch.requestTile(c, rows: rows, columns: columns, ldc: ldc) }
+        next = prefetch.start
+        step = prefetch.step
+        self.ldc = ldc
+        lastColumn = columns - 1
+        interval = Swift.max(1, depth / rows)
+        if let nextTile = prefetch.nextTile {
+            row = nextTile
+            untilRow = interval
+            rowsLeft = rows
+        } else {
+            row = c
+            untilRow = -1
+            rowsLeft = 0
+        }
+    }
+
+    /// One depth step: the stream's next line into L2 and, every `interval` steps, the next
+    /// row of the next tile (to be written), until all its rows are asked for.
+    @inline(__always)
+    mutating func advance() {
+        Prefetch.toL2(next)
+        next += step
+        untilRow &-= 1
+        if untilRow == 0 {
+            Prefetch.toL1ForWriting(row)
+            Prefetch.toL1ForWriting(row + lastColumn)
+            row += ldc
+            rowsLeft &-= 1
+            untilRow = rowsLeft > 0 ? interval : -1
         }
     }
 }
@@ -185,11 +265,10 @@ enum GEMMTile {
     ) where V.Scalar == Float {
         var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V()
         let nr = c0.scalarCount
-        prefetch.requestTile(c, rows: 6, columns: nr, ldc: ldc)
-        var pa = a, pb = b, next = prefetch.start
+        var requests = GEMMRequests(prefetch, depth: depth, rows: 6, columns: nr, c: c, ldc: ldc)
+        var pa = a, pb = b
         for _ in 0..<depth {
-            Prefetch.toL2(next)
-            next += prefetch.step
+            requests.advance()
             let row = VectorMath.load(pb, as: V.self)
             c0 = GEMMSIMD.multiplyAdd(V(repeating: pa[0]), row, c0)
             c1 = GEMMSIMD.multiplyAdd(V(repeating: pa[1]), row, c1)
@@ -229,11 +308,10 @@ enum GEMMTile {
         var c9a = V(), c9b = V()
         var c10a = V(), c10b = V()
         var c11a = V(), c11b = V()
-        prefetch.requestTile(c, rows: 12, columns: 32, ldc: ldc)
-        var pa = a, pb = b, next = prefetch.start
+        var requests = GEMMRequests(prefetch, depth: depth, rows: 12, columns: 32, c: c, ldc: ldc)
+        var pa = a, pb = b
         for _ in 0..<depth {
-            Prefetch.toL2(next)
-            next += prefetch.step
+            requests.advance()
             let b0 = VectorMath.load(pb, as: V.self), b1 = VectorMath.load(pb + 16, as: V.self)
             c0a = GEMMSIMD.multiplyAdd(V(repeating: pa[0]), b0, c0a)
             c0b = GEMMSIMD.multiplyAdd(V(repeating: pa[0]), b1, c0b)
