@@ -795,16 +795,24 @@ enum IndirectTile {
     static func multiply(taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
                          b: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         var acc = Accumulators()
-        var pb = b
-        for t in 0..<taps {
-            let row = pointers + t &* 12
-            let a0 = row[0] + channelOffset, a1 = row[1] + channelOffset, a2 = row[2] + channelOffset
-            let a3 = row[3] + channelOffset, a4 = row[4] + channelOffset, a5 = row[5] + channelOffset
-            let a6 = row[6] + channelOffset, a7 = row[7] + channelOffset, a8 = row[8] + channelOffset
-            let a9 = row[9] + channelOffset, a10 = row[10] + channelOffset, a11 = row[11] + channelOffset
-            for k in 0..<channels {
-                acc.add(a0[k], a1[k], a2[k], a3[k], a4[k], a5[k], a6[k], a7[k], a8[k], a9[k], a10[k], a11[k], times: pb)
-                pb += 32
+        var pb = b, row = pointers
+        // A bottom-tested channel loop: with `for k in 0..<channels` (which may run zero times)
+        // LLVM spilled and reloaded 15 of the 24 accumulators around it at every tap; this way
+        // they stay in registers (a micro-benchmark on the Xeon: 9 taps of 16 channels 2-6%
+        // faster, the stem's 7 row taps of 21 floats 5-6%).
+        if channels > 0 {
+            for _ in 0..<taps {
+                let a0 = row[0] + channelOffset, a1 = row[1] + channelOffset, a2 = row[2] + channelOffset
+                let a3 = row[3] + channelOffset, a4 = row[4] + channelOffset, a5 = row[5] + channelOffset
+                let a6 = row[6] + channelOffset, a7 = row[7] + channelOffset, a8 = row[8] + channelOffset
+                let a9 = row[9] + channelOffset, a10 = row[10] + channelOffset, a11 = row[11] + channelOffset
+                var k = 0
+                repeat {
+                    acc.add(a0[k], a1[k], a2[k], a3[k], a4[k], a5[k], a6[k], a7[k], a8[k], a9[k], a10[k], a11[k], times: pb)
+                    pb += 32
+                    k &+= 1
+                } while k < channels
+                row += 12
             }
         }
         acc.write(c, ldc: ldc, beta: beta)
