@@ -147,11 +147,12 @@ enum GEMMKernel6x8: GEMMMicroKernel {
 ///   5, without it, the GEMMs of the training steps had run at 85-94% of peak).
 /// - the lines of the *next* tile of C (to be written), one row every `depth / MR` steps, so
 ///   that each row has a whole tile's time to arrive; the first tile of a block asks for its
-///   own lines as it starts, and so does every tile deeper than `nextTileDepthLimit`. On the same Xeon, with C from L3 (12 x 32 tiles over a
-///   960 x 3072 C), tiles of depth 64 ran at 64% of peak asking for their own lines as they
-///   started and at 83% asking for the next tile's spread out (depth 128: 75% -> 93%,
-///   depth 256: 89% -> 94%, depth 768: level); with C in L1 they reach 94%. Small depths are
-///   the pointwise convolutions and their gradients, whose every output is written once.
+///   own lines as it starts, and so does every tile deeper than `nextTileDepthLimit`. On the
+///   same Xeon, with C from L3 (12 x 32 tiles over a 960 x 3072 C), tiles of depth 64 ran at
+///   64% of peak asking for their own lines as they started and at 83% asking for the next
+///   tile's spread out (depth 128: 75% -> 93%, depth 256: 89% -> 94%, depth 768: level); with
+///   C in L1 they reach 94%. Small depths are the pointwise convolutions and their gradients,
+///   whose every output is written once.
 struct GEMMPrefetch {
     /// The first address of the stream.
     var start: UnsafeRawPointer
