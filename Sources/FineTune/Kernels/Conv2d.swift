@@ -58,8 +58,9 @@ extension Kernels {
 // narrow for the micro-kernel's tiles and repacks the whole weight matrix for a few dozen
 // columns. The column and pointwise methods then put the whole column matrices of several
 // samples side by side (`ConvPlan.samplesPerGroup`, set by the geometry): one sgemm per group,
-// with the group's outputs (or output gradients) gathered into and scattered out of a
-// [Cout/g, samples * OH * OW] matrix. Larger planes run per sample, in bands of output rows.
+// which reads and writes each sample's own output (or output-gradient) planes as segments of
+// its columns (the weight gradient gathers them into one [Cout/g, samples * OH * OW] matrix).
+// Larger planes run per sample, in bands of output rows.
 //
 // Threading: with enough sample groups, each thread runs whole groups with single-threaded
 // sgemm calls and its own buffers. Otherwise groups run in sequence and the threads share each

@@ -9,35 +9,51 @@
 // buffer stays L2-sized however large the image. A pointwise convolution (1x1, stride 1, no
 // padding) skips im2col: its input planes are the column matrix.
 //
-// Samples with small output planes run in groups (`ConvPlan.samplesPerGroup`): the whole column
-// matrices of the group's samples side by side, [Cin/g * KH * KW, samples * OH * OW], and dY_g / Y_g
-// gathered into (scattered out of) a [Cout/g, samples * OH * OW] row matrix, so each product above
-// is one sgemm per group, its weights packed once. A pointwise group gathers its input planes
-// (and scatters dX) the same way.
+// Samples with small output planes run in groups (`ConvPlan.samplesPerGroup`), one sgemm per
+// group with its weights packed once: the whole column matrices of the group's samples side by
+// side, [Cin/g * KH * KW, samples * OH * OW]. The forward and input-gradient products read and
+// write each sample's own planes of Y_g, dY_g and (pointwise) X_g, dX_g as column segments of the
+// product (`GEMMColumnSegments`), so nothing is copied; the weight gradient, whose depth runs over
+// the samples, gathers dY_g (and a pointwise group's input planes) into one matrix.
 
 extension Kernels {
     static func conv2dForwardColumns(_ g: Conv2dGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                      bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan p: ConvPlan,
                                      epilogue: ConvEpilogue?) {
-        let buffers = p.allocateColumnBuffers()
+        // (A pointwise convolution reads its input planes in place.)
+        let buffers = p.forwardMethod == .pointwise ? nil : p.allocateColumnBuffers()
         defer { buffers?.deallocate() }
         let opg = g.outChannelsPerGroup, ohw = p.outPlane, ow = g.outWidth
         p.forEachWorker { worker, samples in
-            let col = buffers.map { $0 + worker * p.workerBufferStride }, rows = col.map { $0 + p.columnStride }
+            let col = buffers.map { $0 + worker * p.workerBufferStride }
             p.forEachGroup(of: samples) { first, count in
                 for grp in 0..<g.groups {
                     let x = input + (first * g.inChannels + grp * p.shape.channels) * p.inPlane
                     let w = weight + grp * opg * p.colRows
                     let y = output + (first * g.outChannels + grp * opg) * ohw
                     let groupBias = bias.map { $0 + grp * opg }
-                    if count > 1, let col, let rows {
-                        // Y for the group's samples side by side, then out to NCHW with the bias.
-                        let n = count * ohw
-                        p.im2colGroup(x, count: count, into: col)
-                        sgemm(transA: false, transB: false, m: opg, n: n, k: p.colRows, alpha: 1,
-                              a: w, lda: p.colRows, b: col, ldb: n, beta: 0, c: rows, ldc: n, threads: p.gemmThreads)
-                        p.scatterRows(rows, count: count, rowCount: opg, plane: ohw, into: y,
-                                      sampleStride: g.outChannels * ohw, adding: groupBias)
+                    if count > 1 {
+                        // One product for the group's samples, each writing its own output planes.
+                        var beta: Float = 0
+                        if let groupBias {
+                            for s in 0..<count {
+                                for o in 0..<opg { (y + s * g.outChannels * ohw + o * ohw).update(repeating: groupBias[o], count: ohw) }
+                            }
+                            beta = 1
+                        }
+                        let n = count * ohw, outputStride = g.outChannels * ohw
+                        if p.forwardMethod == .pointwise {
+                            sgemm(m: opg, n: n, k: p.colRows, alpha: 1, a: w, lda: p.colRows, transA: false,
+                                  b: x, ldb: p.inPlane, beta: beta, c: y, ldc: ohw,
+                                  segments: GEMMColumnSegments(width: ohw, bStride: g.inChannels * p.inPlane, cStride: outputStride),
+                                  threads: p.gemmThreads)
+                        } else if let col {
+                            p.im2colGroup(x, count: count, into: col)
+                            sgemm(m: opg, n: n, k: p.colRows, alpha: 1, a: w, lda: p.colRows, transA: false,
+                                  b: col, ldb: n, beta: beta, c: y, ldc: ohw,
+                                  segments: GEMMColumnSegments(width: ohw, bStride: ohw, cStride: outputStride),
+                                  threads: p.gemmThreads)
+                        }
                         epilogue?.apply(output, samples: first..<(first + count), channels: (grp * opg)..<((grp + 1) * opg),
                                         of: g.outChannels, plane: ohw)
                         continue
@@ -70,23 +86,33 @@ extension Kernels {
 
     static func conv2dBackwardInputColumns(_ g: Conv2dGeometry, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                            gradInput: UnsafeMutablePointer<Float>, plan p: ConvPlan) {
-        let buffers = p.allocateColumnBuffers()
+        // (A pointwise convolution writes its input gradient in place.)
+        let buffers = p.forwardMethod == .pointwise ? nil : p.allocateColumnBuffers()
         defer { buffers?.deallocate() }
         let opg = g.outChannelsPerGroup, cpg = p.shape.channels, ohw = p.outPlane, ow = g.outWidth
         p.forEachWorker { worker, samples in
-            let col = buffers.map { $0 + worker * p.workerBufferStride }, rows = col.map { $0 + p.columnStride }
+            let col = buffers.map { $0 + worker * p.workerBufferStride }
             p.forEachGroup(of: samples) { first, count in
                 for grp in 0..<g.groups {
                     let dy = gradOutput + (first * g.outChannels + grp * opg) * ohw
                     let w = weight + grp * opg * p.colRows
                     let dx = gradInput + (first * g.inChannels + grp * cpg) * p.inPlane
-                    if count > 1, let col, let rows {
-                        // dcol for the group's samples side by side, then back into each sample.
-                        let n = count * ohw
-                        p.gatherRows(dy, count: count, rowCount: opg, plane: ohw, sampleStride: g.outChannels * ohw, into: rows)
-                        sgemm(transA: true, transB: false, m: p.colRows, n: n, k: opg, alpha: 1,
-                              a: w, lda: p.colRows, b: rows, ldb: n, beta: 0, c: col, ldc: n, threads: p.gemmThreads)
-                        p.col2imGroup(col, count: count, into: dx)
+                    if count > 1 {
+                        // One product for the group's samples, each reading its own output-gradient
+                        // planes: the input gradient itself (pointwise), or the columns for col2im.
+                        let n = count * ohw, gradientStride = g.outChannels * ohw
+                        if p.forwardMethod == .pointwise {
+                            sgemm(m: p.colRows, n: n, k: opg, alpha: 1, a: w, lda: p.colRows, transA: true,
+                                  b: dy, ldb: ohw, beta: 0, c: dx, ldc: p.inPlane,
+                                  segments: GEMMColumnSegments(width: ohw, bStride: gradientStride, cStride: g.inChannels * p.inPlane),
+                                  threads: p.gemmThreads)
+                        } else if let col {
+                            sgemm(m: p.colRows, n: n, k: opg, alpha: 1, a: w, lda: p.colRows, transA: true,
+                                  b: dy, ldb: ohw, beta: 0, c: col, ldc: n,
+                                  segments: GEMMColumnSegments(width: ohw, bStride: gradientStride, cStride: ohw),
+                                  threads: p.gemmThreads)
+                            p.col2imGroup(col, count: count, into: dx)
+                        }
                         continue
                     }
                     guard let col, p.forwardMethod != .pointwise else {
@@ -222,15 +248,11 @@ extension ConvPlan {
         }
     }
 
-    /// The inverse of ``im2colGroup(_:count:into:)`` for the input gradient: overwrites the
-    /// group's input planes of `count` samples (from `image`) with col2im of their columns, or for
-    /// a pointwise convolution with the columns themselves. Split by channel over `gemmThreads`.
+    /// The inverse of ``im2colGroup(_:count:into:)`` for the input gradient of the column
+    /// method: overwrites the group's input planes of `count` samples (from `image`) with col2im
+    /// of their columns. Split by channel over `gemmThreads`.
     func col2imGroup(_ col: UnsafePointer<Float>, count: Int, into image: UnsafeMutablePointer<Float>) {
         let ldcol = count * outPlane, sampleStride = g.inChannels * inPlane
-        if forwardMethod == .pointwise {
-            return scatterRows(col, count: count, rowCount: shape.channels, plane: inPlane, into: image,
-                               sampleStride: sampleStride, adding: nil)
-        }
         let channels = shape.channels, parts = min(gemmThreads, channels)
         Kernels.parallelFor(parts, threads: parts) { t in
             let range = (t * channels / parts)..<((t + 1) * channels / parts)
@@ -253,25 +275,6 @@ extension ConvPlan {
             for r in (t * rowCount / parts)..<((t + 1) * rowCount / parts) {
                 for s in 0..<count {
                     ConvLoops.copy(matrix + r * ld + s * plane, samples + s * sampleStride + r * plane, plane)
-                }
-            }
-        }
-    }
-
-    /// The inverse of ``gatherRows(_:count:rowCount:plane:sampleStride:into:)``, adding
-    /// `bias[r]` to row `r` when given. Split by row over `gemmThreads`.
-    func scatterRows(_ matrix: UnsafePointer<Float>, count: Int, rowCount: Int, plane: Int,
-                     into samples: UnsafeMutablePointer<Float>, sampleStride: Int, adding bias: UnsafePointer<Float>?) {
-        let ld = count * plane, parts = min(gemmThreads, rowCount)
-        Kernels.parallelFor(parts, threads: parts) { t in
-            for r in (t * rowCount / parts)..<((t + 1) * rowCount / parts) {
-                for s in 0..<count {
-                    let to = samples + s * sampleStride + r * plane, from = matrix + r * ld + s * plane
-                    if let bias {
-                        ConvLoops.copyAdding(to, from, bias[r], plane)
-                    } else {
-                        ConvLoops.copy(to, from, plane)
-                    }
                 }
             }
         }

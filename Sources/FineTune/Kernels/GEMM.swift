@@ -52,6 +52,65 @@ extension Kernels {
     public static var microKernelShape: (mr: Int, nr: Int) { GEMMKernelKind.active.shape }
 }
 
+extension Kernels {
+    /// `sgemm` whose op(B) and C are stored as equal runs of columns (``GEMMColumnSegments``):
+    /// the samples of an NCHW batch side by side, `C[i] = op(A) · B[i]` for every sample `i` in
+    /// one product, without copying them into one matrix. Same values as one `sgemm` on the
+    /// gathered matrices (and as one per sample). `transB` must be false.
+    static func sgemm(
+        m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int, transA: Bool,
+        b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+        segments: GEMMColumnSegments, threads: Int
+    ) {
+        precondition(m >= 0 && n >= 0 && k >= 0, "sgemm: negative dimension")
+        precondition(segments.width > 0 && ldc >= min(n, segments.width) && ldb >= min(n, segments.width)
+                     && lda >= (transA ? m : k), "sgemm: leading dimension too small")
+        var problem = GEMMProblem(m: m, n: n, k: k, alpha: alpha, beta: beta,
+                                  a: a, lda: lda, transA: transA, b: b, ldb: ldb, transB: false, c: c, ldc: ldc)
+        problem.segments = segments
+        GEMM.run(problem, kernel: .active, threads: threads, parallelThreshold: Kernels.parallelThreshold(GEMM.parallelThreshold))
+    }
+}
+
+/// Columns of op(B) and C stored as equal segments at fixed distances instead of one matrix:
+/// column `j` of the product is column `j % width` of segment `j / width`, whose columns of
+/// op(B) start at `b + (j / width) * bStride` and of C at `c + (j / width) * cStride` (each
+/// segment a matrix with the problem's `ldb` and `ldc`). For an NCHW batch, a segment is one
+/// sample's plane. op(B) must not be transposed.
+struct GEMMColumnSegments {
+    /// Columns per segment.
+    var width: Int
+    /// Floats from one segment of op(B), and of C, to the next.
+    var bStride: Int, cStride: Int
+    /// The product's column 0 is this column of the layout (a block of C cut out of a larger
+    /// product keeps its segments where they were).
+    var origin = 0
+
+    /// The segment of the product's column `column`, and the column within it.
+    @inline(__always)
+    func place(_ column: Int) -> (segment: Int, within: Int) {
+        let logical = origin &+ column
+        let segment = logical / width
+        return (segment, logical &- segment &* width)
+    }
+
+    /// Calls `body(first, count, segment, within)` for each run of `columns` (columns of the
+    /// product) inside one segment, in order.
+    @inline(__always)
+    func forEachRun(_ columns: Range<Int>, _ body: (_ first: Int, _ count: Int, _ segment: Int, _ within: Int) -> Void) {
+        var column = columns.lowerBound
+        guard column < columns.upperBound else { return }
+        var (segment, within) = place(column)
+        while column < columns.upperBound {
+            let count = Swift.min(columns.upperBound &- column, width &- within)
+            body(column, count, segment, within)
+            column &+= count
+            segment &+= 1
+            within = 0
+        }
+    }
+}
+
 /// One call `C = alpha * op(A) * op(B) + beta * C`: shapes, operands and scalars.
 struct GEMMProblem {
     var m: Int, n: Int, k: Int
@@ -59,6 +118,8 @@ struct GEMMProblem {
     var a: UnsafePointer<Float>, lda: Int, transA: Bool
     var b: UnsafePointer<Float>, ldb: Int, transB: Bool
     var c: UnsafeMutablePointer<Float>, ldc: Int
+    /// op(B) and C stored as segments of columns (nil: one matrix each).
+    var segments: GEMMColumnSegments? = nil
 
     /// Address of op(A)[row, depth].
     @inline(__always)
@@ -69,7 +130,21 @@ struct GEMMProblem {
     /// Address of op(B)[depth, column].
     @inline(__always)
     func bPointer(depth: Int, column: Int) -> UnsafePointer<Float> {
-        transB ? b + column * ldb + depth : b + depth * ldb + column
+        var base = b, column = column
+        if let segments {
+            let place = segments.place(column)
+            base += place.segment &* segments.bStride
+            column = place.within
+        }
+        return transB ? base + column * ldb + depth : base + depth * ldb + column
+    }
+
+    /// Address of C[row, column].
+    @inline(__always)
+    func cPointer(row: Int, column: Int) -> UnsafeMutablePointer<Float> {
+        guard let segments else { return c + row * ldc + column }
+        let place = segments.place(column)
+        return c + place.segment &* segments.cStride + row * ldc + place.within
     }
 
     /// The same product restricted to the block `C[rows, columns]` (full depth).
@@ -78,19 +153,42 @@ struct GEMMProblem {
         block.m = rows.count
         block.n = columns.count
         block.a = aPointer(row: rows.lowerBound, depth: 0)
-        block.b = bPointer(depth: 0, column: columns.lowerBound)
-        block.c = c + rows.lowerBound * ldc + columns.lowerBound
+        if segments != nil {
+            block.segments!.origin += columns.lowerBound
+            block.c = c + rows.lowerBound * ldc
+        } else {
+            block.b = bPointer(depth: 0, column: columns.lowerBound)
+            block.c = c + rows.lowerBound * ldc + columns.lowerBound
+        }
         return block
+    }
+
+    /// The product as one problem per run of columns inside a segment, none of them segmented
+    /// (itself when it has no segments).
+    func unsegmentedParts() -> [GEMMProblem] {
+        guard let segments else { return [self] }
+        var parts: [GEMMProblem] = []
+        segments.forEachRun(0..<n) { first, count, _, _ in
+            var part = self
+            part.segments = nil
+            part.n = count
+            part.b = bPointer(depth: 0, column: first)
+            part.c = cPointer(row: 0, column: first)
+            parts.append(part)
+        }
+        return parts
     }
 
     /// `C = beta * C` (C only written when `beta == 0`).
     func scaleC() {
-        for i in 0..<m {
-            let row = c + i * ldc
-            if beta == 0 {
-                row.update(repeating: 0, count: n)
-            } else if beta != 1 {
-                for j in 0..<n { row[j] *= beta }
+        for part in unsegmentedParts() {
+            for i in 0..<part.m {
+                let row = part.c + i * part.ldc
+                if beta == 0 {
+                    row.update(repeating: 0, count: part.n)
+                } else if beta != 1 {
+                    for j in 0..<part.n { row[j] *= beta }
+                }
             }
         }
     }
@@ -121,7 +219,7 @@ enum GEMM {
             return
         }
         if direct && GEMMDirect.handles(m: m, n: n, k: k) {
-            GEMMDirect.run(problem)
+            for part in problem.unsegmentedParts() { GEMMDirect.run(part) }
             return
         }
         let grid = threadGrid(m: m, n: n, k: k, threads: threads, tile: kernel.shape, parallelThreshold: parallelThreshold)

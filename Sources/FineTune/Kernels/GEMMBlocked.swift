@@ -124,9 +124,49 @@ enum GEMMBlocked<Kernel: GEMMMicroKernel> {
         let first = panels.lowerBound &* Kernel.nr, columns = Swift.min(nc, panels.upperBound &* Kernel.nr) - first
         guard columns > 0 else { return }
         let packing = KernelProfile.begin()
-        GEMMPacking.packB(Kernel.self, kc: kc, nc: columns, b: problem.bPointer(depth: pc, column: jc + first),
-                          ldb: problem.ldb, transB: problem.transB, into: bPacked + first &* kc)
+        if let segments = problem.segments {
+            packSegmentedB(problem, segments: segments, columns: (jc + first)..<(jc + first + columns), pc: pc, kc: kc,
+                           into: bPacked + first &* kc)
+        } else {
+            GEMMPacking.packB(Kernel.self, kc: kc, nc: columns, b: problem.bPointer(depth: pc, column: jc + first),
+                              ldb: problem.ldb, transB: problem.transB, into: bPacked + first &* kc)
+        }
         KernelProfile.end(packing, .packing)
+    }
+
+    /// ``packB(_:panels:jc:nc:pc:kc:into:)`` for op(B) in segments: `columns` (of the product,
+    /// starting on a panel boundary) as NR panels at `bPacked`. Panels inside one segment are
+    /// packed as usual (consecutive ones together); a panel that spans segments is copied piece
+    /// by piece.
+    static func packSegmentedB(_ problem: GEMMProblem, segments: GEMMColumnSegments, columns: Range<Int>,
+                               pc: Int, kc: Int, into bPacked: UnsafeMutablePointer<Float>) {
+        let nr = Kernel.nr
+        var panel = columns.lowerBound
+        while panel < columns.upperBound {
+            let dst = bPacked + (panel &- columns.lowerBound) &* kc
+            let width = Swift.min(nr, columns.upperBound &- panel)
+            let (_, within) = segments.place(panel)
+            if within &+ width <= segments.width {
+                // Whole panels from this segment: as many as lie inside it.
+                let inside = Swift.min(columns.upperBound &- panel, segments.width &- within)
+                let extent = inside >= nr ? inside / nr &* nr : inside
+                GEMMPacking.packB(Kernel.self, kc: kc, nc: extent, b: problem.bPointer(depth: pc, column: panel),
+                                  ldb: problem.ldb, transB: false, into: dst)
+                panel &+= extent
+                continue
+            }
+            // One panel across segments: each depth step's pieces, then zeros past the columns.
+            segments.forEachRun(panel..<(panel &+ width)) { first, count, _, _ in
+                let src = problem.bPointer(depth: pc, column: first), x0 = first &- panel
+                for p in 0..<kc {
+                    GEMMPacking.copyRun(count: count, from: src + p &* problem.ldb, to: dst + (p &* nr &+ x0))
+                }
+            }
+            if width < nr {
+                for p in 0..<kc { (dst + (p &* nr &+ width)).update(repeating: 0, count: nr &- width) }
+            }
+            panel &+= width
+        }
     }
 
     /// One thread's loop 3: packs MC-row blocks of op(A) into its own buffer and multiplies them
@@ -159,18 +199,28 @@ enum GEMMBlocked<Kernel: GEMMMicroKernel> {
                                   lda: problem.lda, transA: problem.transA, into: aPacked)
                 KernelProfile.end(packingA, .packing)
                 let multiplying = KernelProfile.begin()
-                macroKernel(mc: mc, nc: nc, kc: kc, a: aPacked, b: bPacked, alpha: problem.alpha, beta: beta,
-                            c: problem.c + ic * problem.ldc + jc, ldc: problem.ldc, edgeTile: edgeTile)
+                if let segments = problem.segments {
+                    var blockSegments = segments
+                    blockSegments.origin &+= jc
+                    macroKernel(mc: mc, nc: nc, kc: kc, a: aPacked, b: bPacked, alpha: problem.alpha, beta: beta,
+                                c: problem.c + ic * problem.ldc, ldc: problem.ldc, segments: blockSegments,
+                                edgeTile: edgeTile)
+                } else {
+                    macroKernel(mc: mc, nc: nc, kc: kc, a: aPacked, b: bPacked, alpha: problem.alpha, beta: beta,
+                                c: problem.c + ic * problem.ldc + jc, ldc: problem.ldc, segments: nil,
+                                edgeTile: edgeTile)
+                }
                 KernelProfile.endProduct(multiplying, m: mc, n: nc, k: kc)
             }
         }
     }
 
-    /// Loops 2 and 1: every MR x NR tile of the `mc x nc` block of C at `c`.
+    /// Loops 2 and 1: every MR x NR tile of the `mc x nc` block of C at `c` (with `segments`,
+    /// the block's column 0 is the segments' column 0 and `c` points at its row 0 there).
     @inline(__always)
     static func macroKernel(
         mc: Int, nc: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-        alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+        alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, segments: GEMMColumnSegments?,
         edgeTile: UnsafeMutablePointer<Float>
     ) {
         let mr = Kernel.mr, nr = Kernel.nr
@@ -181,23 +231,37 @@ enum GEMMBlocked<Kernel: GEMMMicroKernel> {
             let columns = min(nr, nc &- jr)
             let bPanel = b + jr &* kc
             let nextPanel = UnsafeRawPointer(bPanel + nr &* kc)
+            // C's column jr, and whether the panel's columns run on into the next segment.
+            var cColumn = c + jr, spansSegments = false
+            if let segments {
+                let place = segments.place(jr)
+                cColumn = c + (place.segment &* segments.cStride &+ place.within)
+                spansSegments = place.within &+ columns > segments.width
+            }
             for ir in stride(from: 0, to: mc, by: mr) {                           // loop 1
                 let rows = min(mr, mc &- ir)
                 let aPanel = a + ir &* kc
-                let cTile = c + (ir &* ldc &+ jr)
-                if rows == mr && columns == nr {
+                let cTile = cColumn + ir &* ldc
+                if rows == mr && columns == nr && !spansSegments {
                     // A slice of the next B panel each (none after the block's last panel), and
-                    // the lines of the next full tile of C (the first tile asks for its own).
+                    // the lines of the next full tile of C (the first tile asks for its own; in
+                    // segments, the first of each panel, and only the next row of tiles is asked for).
                     let lastPanel = jr &+ nr >= nc
-                    let nextTile = spreadsRequests
-                        ? GEMMPrefetch.nextFullTile(row: ir, column: jr, mc: mc, nc: nc, mr: mr, nr: nr, ldc: ldc) : nil
+                    var nextTile: UnsafeMutablePointer<Float>? = nil, ownTile = !spreadsRequests
+                    if spreadsRequests && segments == nil {
+                        nextTile = GEMMPrefetch.nextFullTile(row: ir, column: jr, mc: mc, nc: nc, mr: mr, nr: nr, ldc: ldc)
+                            .map { c + $0 }
+                        ownTile = ir == 0 && jr == 0
+                    } else if spreadsRequests {
+                        nextTile = ir &+ 2 &* mr <= mc ? cTile + mr &* ldc : nil
+                        ownTile = ir == 0
+                    }
                     let prefetch = GEMMPrefetch(
                         start: lastPanel ? UnsafeRawPointer(aPanel) : nextPanel + (ir / mr) &* step &* kc,
-                        step: lastPanel ? 0 : step,
-                        nextTile: nextTile.map { c + $0 }, requestsOwnTile: !spreadsRequests || (ir == 0 && jr == 0))
+                        step: lastPanel ? 0 : step, nextTile: nextTile, requestsOwnTile: ownTile)
                     Kernel.multiply(depth: kc, a: aPanel, b: bPanel, alpha: alpha, beta: beta, c: cTile, ldc: ldc,
                                     prefetch: prefetch)
-                } else if columns == nr,
+                } else if columns == nr && !spansSegments,
                           Kernel.multiplyRows(rows, depth: kc, a: aPanel, b: bPanel, alpha: alpha, beta: beta, c: cTile, ldc: ldc) {
                     // The last rows of C with a kernel of their own.
                 } else {
@@ -208,13 +272,34 @@ enum GEMMBlocked<Kernel: GEMMMicroKernel> {
                         Kernel.multiply(depth: kc, a: aPanel, b: bPanel, alpha: 1, beta: 0, c: edgeTile, ldc: nr,
                                         prefetch: .none(at: UnsafeRawPointer(aPanel)))
                     }
-                    for r in 0..<rows {
-                        let t = edgeTile + r &* nr, cRow = cTile + r &* ldc
-                        for j in 0..<columns {
-                            cRow[j] = GEMMSIMD.combine(t[j], cRow[j], alpha: alpha, beta: beta)
+                    if spansSegments, let segments {
+                        segments.forEachRun(jr..<(jr &+ columns)) { first, count, segment, within in
+                            combineEdge(edgeTile + (first &- jr), rows: rows, columns: count, alpha: alpha, beta: beta,
+                                        into: c + (segment &* segments.cStride &+ ir &* ldc &+ within), ldc: ldc)
                         }
+                    } else {
+                        combineEdge(edgeTile, rows: rows, columns: columns, alpha: alpha, beta: beta, into: cTile, ldc: ldc)
                     }
                 }
+            }
+        }
+    }
+
+    /// `C[rows, columns] = alpha * T + beta * C` for the edge tile's products `t` (rows `NR`
+    /// apart), exactly as `GEMMSIMD.update` combines full tiles.
+    @inline(__always)
+    static func combineEdge(_ t: UnsafePointer<Float>, rows: Int, columns: Int, alpha: Float, beta: Float,
+                            into c: UnsafeMutablePointer<Float>, ldc: Int) {
+        for r in 0..<rows {
+            let tRow = t + r &* Kernel.nr, cRow = c + r &* ldc
+            var j = 0
+            while j &+ 8 <= columns {
+                GEMMSIMD.update(VectorMath.load(tRow + j, as: SIMD8<Float>.self), cRow + j, alpha: alpha, beta: beta)
+                j &+= 8
+            }
+            while j < columns {
+                cRow[j] = GEMMSIMD.combine(tRow[j], cRow[j], alpha: alpha, beta: beta)
+                j &+= 1
             }
         }
     }
