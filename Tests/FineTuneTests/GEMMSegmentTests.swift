@@ -148,3 +148,92 @@ struct GEMMSegmentTests {
         #expect(none == 0)
     }
 }
+
+// MARK: - Depth segments
+
+/// A product whose depth is `segments` runs of `width` steps: segment `s` of op(A) is an
+/// `m x width` matrix (stored transposed with `transA`) at `s * aStride`, of op(B) a `width x n`
+/// one at `s * bStride`, each with `pad` extra floats per stored row and `gap` after it.
+private struct DepthCase: CustomTestStringConvertible, Sendable {
+    var m: Int, n: Int, width: Int, segments: Int
+    var transA = false, transB = false
+    var alpha: Float = 1, beta: Float = 0
+    var pad = 0, gap = 0
+
+    var k: Int { width * segments }
+    var lda: Int { (transA ? m : width) + pad }
+    var ldb: Int { (transB ? width : n) + pad }
+    var aStride: Int { (transA ? width : m) * lda + gap }
+    var bStride: Int { (transB ? n : width) * ldb + gap }
+
+    var testDescription: String {
+        "\(m)x\(n)x(\(segments)x\(width))\(transA ? " At" : "")\(transB ? " Bt" : "") alpha \(alpha) beta \(beta)"
+    }
+
+    /// op(A) and op(B) gathered into one `m x k` and one `k x n` row-major matrix.
+    func gathered(a: [Float], b: [Float]) -> (a: [Float], b: [Float]) {
+        var ga = [Float](repeating: 0, count: m * k), gb = [Float](repeating: 0, count: k * n)
+        for s in 0..<segments {
+            for p in 0..<width {
+                for i in 0..<m { ga[i * k + s * width + p] = a[s * aStride + (transA ? p * lda + i : i * lda + p)] }
+                for j in 0..<n { gb[(s * width + p) * n + j] = b[s * bStride + (transB ? j * ldb + p : p * ldb + j)] }
+            }
+        }
+        return (ga, gb)
+    }
+}
+
+/// C after the depth-segmented product, or (`gathered: true`) after one product on the gathered
+/// operands; always the packed path.
+private func run(_ t: DepthCase, a: [Float], b: [Float], c: [Float], kernel: GEMMKernelKind, gathered: Bool,
+                 threads: Int = 1, sharedRowTiles: Int = GEMM.minimumSharedRowTiles) -> [Float] {
+    var c = c
+    let (ga, gb) = gathered ? t.gathered(a: a, b: b) : (a, b)
+    ga.withUnsafeBufferPointer { a in
+        gb.withUnsafeBufferPointer { b in
+            c.withUnsafeMutableBufferPointer { c in
+                var problem = GEMMProblem(m: t.m, n: t.n, k: t.k, alpha: t.alpha, beta: t.beta,
+                                          a: a.baseAddress!, lda: gathered ? t.k : t.lda, transA: gathered ? false : t.transA,
+                                          b: b.baseAddress!, ldb: gathered ? t.n : t.ldb, transB: gathered ? false : t.transB,
+                                          c: c.baseAddress!, ldc: t.n)
+                if !gathered { problem.depthSegments = GEMMDepthSegments(width: t.width, aStride: t.aStride, bStride: t.bStride) }
+                GEMM.run(problem, kernel: kernel, threads: threads, direct: false,
+                         parallelThreshold: threads > 1 ? 0 : GEMM.parallelThreshold, minimumSharedRowTiles: sharedRowTiles)
+            }
+        }
+    }
+    return c
+}
+
+extension GEMMSegmentTests {
+    /// Depth segments give the bits of one product on the gathered operands: every transpose
+    /// combination and micro-kernel, runs shorter than a packing step, runs across KC passes,
+    /// and on 2 and 3 threads (a team sharing packing, and blocks of C).
+    @Test(arguments: GEMMKernelKind.allCases)
+    func depthSegmentsMatchTheGatheredProduct(kernel: GEMMKernelKind) {
+        let kc = kernel.blocking.kc
+        let shapes = [DepthCase(m: 13, n: 37, width: 1, segments: 9, alpha: 0.5, beta: -2, pad: 1),
+                      DepthCase(m: 25, n: 40, width: 17, segments: 3, pad: 2, gap: 3),
+                      DepthCase(m: 12, n: 32, width: 16, segments: 4, beta: 1),
+                      DepthCase(m: 30, n: 19, width: 49, segments: 4, gap: 1),
+                      DepthCase(m: 7, n: 9, width: kc / 2 + 3, segments: 3)]       // runs across KC passes
+        for shape in shapes {
+            for (transA, transB) in [(false, false), (false, true), (true, false), (true, true)] {
+                var t = shape
+                t.transA = transA
+                t.transB = transB
+                let a = values(t.segments * t.aStride, seed: 11), b = values(t.segments * t.bStride, seed: 12)
+                let c = values(t.m * t.n, seed: 13)
+                let expected = run(t, a: a, b: b, c: c, kernel: kernel, gathered: true)
+                #expect(expected != c, "\(t.testDescription): the product wrote nothing")
+                #expect(sameBits(run(t, a: a, b: b, c: c, kernel: kernel, gathered: false), expected), "\(t.testDescription)")
+                for threads in 2...3 {
+                    for shared in [0, Int.max] {
+                        let got = run(t, a: a, b: b, c: c, kernel: kernel, gathered: false, threads: threads, sharedRowTiles: shared)
+                        #expect(sameBits(got, expected), "\(t.testDescription), \(threads) threads, shared rows \(shared)")
+                    }
+                }
+            }
+        }
+    }
+}

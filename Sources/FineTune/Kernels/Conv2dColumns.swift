@@ -13,19 +13,18 @@
 // group with its weights packed once: the whole column matrices of the group's samples side by
 // side, [Cin/g * KH * KW, samples * OH * OW]. The forward and input-gradient products read and
 // write each sample's own planes of Y_g, dY_g and (pointwise) X_g, dX_g as column segments of the
-// product (`GEMMColumnSegments`), so nothing is copied; the weight gradient, whose depth runs over
-// the samples, gathers dY_g (and a pointwise group's input planes) into one matrix.
+// product (`GEMMColumnSegments`), and the weight gradient's product reads dY_g and (pointwise)
+// X_g as segments of its depth (`GEMMDepthSegments`), so nothing is copied.
 
 extension Kernels {
     static func conv2dForwardColumns(_ g: Conv2dGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                      bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, plan p: ConvPlan,
                                      epilogue: ConvEpilogue?) {
-        // (A pointwise convolution reads its input planes in place.)
-        let buffers = p.forwardMethod == .pointwise ? nil : p.allocateColumnBuffers()
+        let buffers = p.allocateColumnBuffers()
         defer { buffers?.deallocate() }
         let opg = g.outChannelsPerGroup, ohw = p.outPlane, ow = g.outWidth
         p.forEachWorker { worker, samples in
-            let col = buffers.map { $0 + worker * p.workerBufferStride }
+            let col = buffers.map { $0 + worker * p.columnStride }
             p.forEachGroup(of: samples) { first, count in
                 for grp in 0..<g.groups {
                     let x = input + (first * g.inChannels + grp * p.shape.channels) * p.inPlane
@@ -86,12 +85,11 @@ extension Kernels {
 
     static func conv2dBackwardInputColumns(_ g: Conv2dGeometry, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                            gradInput: UnsafeMutablePointer<Float>, plan p: ConvPlan) {
-        // (A pointwise convolution writes its input gradient in place.)
-        let buffers = p.forwardMethod == .pointwise ? nil : p.allocateColumnBuffers()
+        let buffers = p.allocateColumnBuffers()
         defer { buffers?.deallocate() }
         let opg = g.outChannelsPerGroup, cpg = p.shape.channels, ohw = p.outPlane, ow = g.outWidth
         p.forEachWorker { worker, samples in
-            let col = buffers.map { $0 + worker * p.workerBufferStride }
+            let col = buffers.map { $0 + worker * p.columnStride }
             p.forEachGroup(of: samples) { first, count in
                 for grp in 0..<g.groups {
                     let dy = gradOutput + (first * g.outChannels + grp * opg) * ohw
@@ -137,13 +135,14 @@ extension Kernels {
                                             gradWeight: UnsafeMutablePointer<Float>, plan p: ConvPlan) {
         let buffers = p.allocateColumnBuffers(workers: p.weightWorkers)
         defer { buffers?.deallocate() }
+        let xSampleStride = g.inChannels * p.inPlane, dySampleStride = g.outChannels * p.outPlane
         let opg = g.outChannelsPerGroup, ohw = p.outPlane, ow = g.outWidth
         let weightCount = g.outChannels * p.colRows
         // Slot 0 accumulates in place, the others in scratch.
         let scratch = ConvPlan.allocate((p.weightSlots - 1) * weightCount)
         defer { scratch.deallocate() }
         p.forEachWeightSlot { worker, slot, samples in
-            let col = buffers.map { $0 + worker * p.workerBufferStride }, rows = col.map { $0 + p.columnStride }
+            let col = buffers.map { $0 + worker * p.columnStride }
             let dw = slot == 0 ? gradWeight : scratch + (slot - 1) * weightCount
             p.forEachGroup(of: samples) { first, count in
                 let beta: Float = first == samples.lowerBound ? 0 : 1
@@ -151,13 +150,22 @@ extension Kernels {
                     let x = input + (first * g.inChannels + grp * p.shape.channels) * p.inPlane
                     let dy = gradOutput + (first * g.outChannels + grp * opg) * ohw
                     let dwg = dw + grp * opg * p.colRows
-                    if count > 1, let col, let rows {
-                        // One product over the group's samples side by side (depth samples * OH * OW).
+                    if count > 1 {
+                        // One product whose depth runs over the group's samples, each read from its
+                        // own output-gradient planes (and, pointwise, its own input planes).
                         let n = count * ohw
-                        p.gatherRows(dy, count: count, rowCount: opg, plane: ohw, sampleStride: g.outChannels * ohw, into: rows)
-                        p.im2colGroup(x, count: count, into: col)
-                        sgemm(transA: false, transB: true, m: opg, n: p.colRows, k: n, alpha: 1,
-                              a: rows, lda: n, b: col, ldb: n, beta: beta, c: dwg, ldc: p.colRows, threads: p.gemmThreads)
+                        if p.forwardMethod == .pointwise {
+                            sgemm(transA: false, transB: true, m: opg, n: p.colRows, k: n, alpha: 1,
+                                  a: dy, lda: ohw, b: x, ldb: p.inPlane, beta: beta, c: dwg, ldc: p.colRows,
+                                  depthSegments: GEMMDepthSegments(width: ohw, aStride: dySampleStride, bStride: xSampleStride),
+                                  threads: p.gemmThreads)
+                        } else if let col {
+                            p.im2colGroup(x, count: count, into: col)
+                            sgemm(transA: false, transB: true, m: opg, n: p.colRows, k: n, alpha: 1,
+                                  a: dy, lda: ohw, b: col, ldb: n, beta: beta, c: dwg, ldc: p.colRows,
+                                  depthSegments: GEMMDepthSegments(width: ohw, aStride: dySampleStride, bStride: ohw),
+                                  threads: p.gemmThreads)
+                        }
                         continue
                     }
                     guard let col, p.forwardMethod != .pointwise else {
@@ -186,18 +194,10 @@ extension ConvPlan {
     /// group (a multiple of 16 floats, 64 bytes).
     var columnStride: Int { ConvPlan.rounded(colRows * bandRows * g.outWidth * samplesPerGroup) }
 
-    /// Floats in a worker's row matrix, `[Cout/g, samples * OH * OW]` for a sample group (0
-    /// without groups).
-    var rowStride: Int { samplesPerGroup > 1 ? ConvPlan.rounded(g.outChannelsPerGroup * samplesPerGroup * outPlane) : 0 }
-
-    /// Distance between the workers' buffers: the column buffer, then the row matrix.
-    var workerBufferStride: Int { columnStride + rowStride }
-
-    /// Buffers for `workers` workers (default: all), or nil for a pointwise convolution without
-    /// sample groups (which needs none).
+    /// Column buffers for `workers` workers (default: all), or nil for a pointwise convolution
+    /// (whose products read and write the planes in place).
     func allocateColumnBuffers(workers: Int? = nil) -> UnsafeMutablePointer<Float>? {
-        forwardMethod == .pointwise && samplesPerGroup == 1
-            ? nil : ConvPlan.allocate((workers ?? self.workers) * workerBufferStride)
+        forwardMethod == .pointwise ? nil : ConvPlan.allocate((workers ?? self.workers) * columnStride)
     }
 
     /// Calls `body(oy0, oy1)` for the bands of output rows, in order.
@@ -231,13 +231,10 @@ extension ConvPlan {
 
     /// The column matrices of `count` samples side by side in `col` (leading dimension
     /// `count * OH * OW`, sample `s` from column `s * OH * OW`): im2col of each sample's whole
-    /// planes, or for a pointwise convolution the input planes themselves. `image` points at the
-    /// group's first input channel of the first sample; split by channel over `gemmThreads`.
+    /// planes. `image` points at the group's first input channel of the first sample; split by
+    /// channel over `gemmThreads`.
     func im2colGroup(_ image: UnsafePointer<Float>, count: Int, into col: UnsafeMutablePointer<Float>) {
         let ldcol = count * outPlane, sampleStride = g.inChannels * inPlane
-        if forwardMethod == .pointwise {
-            return gatherRows(image, count: count, rowCount: shape.channels, plane: inPlane, sampleStride: sampleStride, into: col)
-        }
         let channels = shape.channels, parts = min(gemmThreads, channels)
         Kernels.parallelFor(parts, threads: parts) { t in
             let range = (t * channels / parts)..<((t + 1) * channels / parts)
@@ -261,21 +258,6 @@ extension ConvPlan {
                 (planes + range.lowerBound * inPlane).update(repeating: 0, count: range.count * inPlane)
                 Kernels.col2im(shape, col: col + s * outPlane, ldcol: ldcol, channels: range, oy0: 0, oy1: g.outHeight,
                                image: planes)
-            }
-        }
-    }
-
-    /// Copies `rowCount` rows of `plane` floats from each of `count` samples (sample `s` at
-    /// `samples + s * sampleStride`) side by side into `matrix`: row `r` of sample `s` at
-    /// `matrix + r * count * plane + s * plane`. Split by row over `gemmThreads`.
-    func gatherRows(_ samples: UnsafePointer<Float>, count: Int, rowCount: Int, plane: Int, sampleStride: Int,
-                    into matrix: UnsafeMutablePointer<Float>) {
-        let ld = count * plane, parts = min(gemmThreads, rowCount)
-        Kernels.parallelFor(parts, threads: parts) { t in
-            for r in (t * rowCount / parts)..<((t + 1) * rowCount / parts) {
-                for s in 0..<count {
-                    ConvLoops.copy(matrix + r * ld + s * plane, samples + s * sampleStride + r * plane, plane)
-                }
             }
         }
     }

@@ -72,6 +72,26 @@ extension Kernels {
     }
 }
 
+extension Kernels {
+    /// `sgemm` whose depth is stored in segments (``GEMMDepthSegments``): `C = alpha * sum over
+    /// segments i of op(A[i]) · op(B[i]) + beta * C` as one product, for a weight gradient over
+    /// the samples of an NCHW batch without copying them into one matrix. Same values as one
+    /// `sgemm` on the gathered matrices.
+    static func sgemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+        depthSegments: GEMMDepthSegments, threads: Int
+    ) {
+        precondition(m >= 0 && n >= 0 && k >= 0, "sgemm: negative dimension")
+        precondition(depthSegments.width > 0 && ldc >= n && lda >= (transA ? m : min(k, depthSegments.width))
+                     && ldb >= (transB ? min(k, depthSegments.width) : n), "sgemm: leading dimension too small")
+        var problem = GEMMProblem(m: m, n: n, k: k, alpha: alpha, beta: beta,
+                                  a: a, lda: lda, transA: transA, b: b, ldb: ldb, transB: transB, c: c, ldc: ldc)
+        problem.depthSegments = depthSegments
+        GEMM.run(problem, kernel: .active, threads: threads, parallelThreshold: Kernels.parallelThreshold(GEMM.parallelThreshold))
+    }
+}
+
 /// Columns of op(B) and C stored as equal segments at fixed distances instead of one matrix:
 /// column `j` of the product is column `j % width` of segment `j / width`, whose columns of
 /// op(B) start at `b + (j / width) * bStride` and of C at `c + (j / width) * cStride` (each
@@ -89,22 +109,60 @@ struct GEMMColumnSegments {
     /// The segment of the product's column `column`, and the column within it.
     @inline(__always)
     func place(_ column: Int) -> (segment: Int, within: Int) {
-        let logical = origin &+ column
-        let segment = logical / width
-        return (segment, logical &- segment &* width)
+        GEMMSegmentRuns.place(origin &+ column, width: width)
     }
 
     /// Calls `body(first, count, segment, within)` for each run of `columns` (columns of the
     /// product) inside one segment, in order.
     @inline(__always)
     func forEachRun(_ columns: Range<Int>, _ body: (_ first: Int, _ count: Int, _ segment: Int, _ within: Int) -> Void) {
-        var column = columns.lowerBound
-        guard column < columns.upperBound else { return }
-        var (segment, within) = place(column)
-        while column < columns.upperBound {
-            let count = Swift.min(columns.upperBound &- column, width &- within)
-            body(column, count, segment, within)
-            column &+= count
+        GEMMSegmentRuns.forEach(columns, width: width, origin: origin, body)
+    }
+}
+
+/// The depth of a product stored as equal segments at fixed distances: depth step `p` is step
+/// `p % width` of segment `p / width`, whose op(A) starts at `a + (p / width) * aStride` and
+/// op(B) at `b + (p / width) * bStride` (each segment with the problem's `lda` and `ldb`). For
+/// an NCHW batch, a weight gradient `dW = sum over samples of dY[i] · X[i]^T` is one product
+/// whose depth runs over the samples' planes.
+struct GEMMDepthSegments {
+    /// Depth steps per segment.
+    var width: Int
+    /// Floats from one segment of op(A), and of op(B), to the next.
+    var aStride: Int, bStride: Int
+
+    /// The segment of depth step `depth`, and the step within it.
+    @inline(__always)
+    func place(_ depth: Int) -> (segment: Int, within: Int) { GEMMSegmentRuns.place(depth, width: width) }
+
+    /// Calls `body(first, count, segment, within)` for each run of `depths` inside one segment.
+    @inline(__always)
+    func forEachRun(_ depths: Range<Int>, _ body: (_ first: Int, _ count: Int, _ segment: Int, _ within: Int) -> Void) {
+        GEMMSegmentRuns.forEach(depths, width: width, origin: 0, body)
+    }
+}
+
+/// Index arithmetic shared by column and depth segments.
+enum GEMMSegmentRuns {
+    /// The segment of `index` (counted from the layout's start) and the index within it.
+    @inline(__always)
+    static func place(_ index: Int, width: Int) -> (segment: Int, within: Int) {
+        let segment = index / width
+        return (segment, index &- segment &* width)
+    }
+
+    /// Calls `body(first, count, segment, within)` for each run of `range` (counted from `origin`
+    /// in the layout) inside one segment, in order.
+    @inline(__always)
+    static func forEach(_ range: Range<Int>, width: Int, origin: Int,
+                        _ body: (_ first: Int, _ count: Int, _ segment: Int, _ within: Int) -> Void) {
+        var index = range.lowerBound
+        guard index < range.upperBound else { return }
+        var (segment, within) = place(origin &+ index, width: width)
+        while index < range.upperBound {
+            let count = Swift.min(range.upperBound &- index, width &- within)
+            body(index, count, segment, within)
+            index &+= count
             segment &+= 1
             within = 0
         }
@@ -120,21 +178,35 @@ struct GEMMProblem {
     var c: UnsafeMutablePointer<Float>, ldc: Int
     /// op(B) and C stored as segments of columns (nil: one matrix each).
     var segments: GEMMColumnSegments? = nil
+    /// op(A) and op(B) stored as segments of the depth (nil: one matrix each). Not together
+    /// with `segments`.
+    var depthSegments: GEMMDepthSegments? = nil
 
     /// Address of op(A)[row, depth].
     @inline(__always)
     func aPointer(row: Int, depth: Int) -> UnsafePointer<Float> {
-        transA ? a + depth * lda + row : a + row * lda + depth
+        var base = a, depth = depth
+        if let depthSegments {
+            let place = depthSegments.place(depth)
+            base += place.segment &* depthSegments.aStride
+            depth = place.within
+        }
+        return transA ? base + depth * lda + row : base + row * lda + depth
     }
 
     /// Address of op(B)[depth, column].
     @inline(__always)
     func bPointer(depth: Int, column: Int) -> UnsafePointer<Float> {
-        var base = b, column = column
+        var base = b, column = column, depth = depth
         if let segments {
             let place = segments.place(column)
             base += place.segment &* segments.bStride
             column = place.within
+        }
+        if let depthSegments {
+            let place = depthSegments.place(depth)
+            base += place.segment &* depthSegments.bStride
+            depth = place.within
         }
         return transB ? base + column * ldb + depth : base + depth * ldb + column
     }
@@ -218,7 +290,8 @@ enum GEMM {
             problem.scaleC()
             return
         }
-        if direct && GEMMDirect.handles(m: m, n: n, k: k) {
+        // (The direct loops read one matrix per operand: products over depth segments are packed.)
+        if direct && problem.depthSegments == nil && GEMMDirect.handles(m: m, n: n, k: k) {
             for part in problem.unsegmentedParts() { GEMMDirect.run(part) }
             return
         }

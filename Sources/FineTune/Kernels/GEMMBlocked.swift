@@ -127,6 +127,13 @@ enum GEMMBlocked<Kernel: GEMMMicroKernel> {
         if let segments = problem.segments {
             packSegmentedB(problem, segments: segments, columns: (jc + first)..<(jc + first + columns), pc: pc, kc: kc,
                            into: bPacked + first &* kc)
+        } else if let depthSegments = problem.depthSegments {
+            // Each run of the depth inside one segment, into its steps of the panels.
+            depthSegments.forEachRun(pc..<(pc + kc)) { start, count, _, _ in
+                GEMMPacking.packB(Kernel.self, kc: count, nc: columns, panelDepth: kc,
+                                  b: problem.bPointer(depth: start, column: jc + first), ldb: problem.ldb,
+                                  transB: problem.transB, into: bPacked + first &* kc + (start - pc) &* Kernel.nr)
+            }
         } else {
             GEMMPacking.packB(Kernel.self, kc: kc, nc: columns, b: problem.bPointer(depth: pc, column: jc + first),
                               ldb: problem.ldb, transB: problem.transB, into: bPacked + first &* kc)
@@ -195,8 +202,15 @@ enum GEMMBlocked<Kernel: GEMMMicroKernel> {
             for ic in stride(from: rows.lowerBound, to: rows.upperBound, by: mcMax) {   // loop 3
                 let mc = Swift.min(mcMax, rows.upperBound - ic)
                 let packingA = KernelProfile.begin()
-                GEMMPacking.packA(Kernel.self, mc: mc, kc: kc, a: problem.aPointer(row: ic, depth: pc),
-                                  lda: problem.lda, transA: problem.transA, into: aPacked)
+                if let depthSegments = problem.depthSegments {
+                    depthSegments.forEachRun(pc..<(pc + kc)) { start, count, _, _ in
+                        GEMMPacking.packA(Kernel.self, mc: mc, kc: count, panelDepth: kc, a: problem.aPointer(row: ic, depth: start),
+                                          lda: problem.lda, transA: problem.transA, into: aPacked + (start - pc) &* Kernel.mr)
+                    }
+                } else {
+                    GEMMPacking.packA(Kernel.self, mc: mc, kc: kc, a: problem.aPointer(row: ic, depth: pc),
+                                      lda: problem.lda, transA: problem.transA, into: aPacked)
+                }
                 KernelProfile.end(packingA, .packing)
                 let multiplying = KernelProfile.begin()
                 if let segments = problem.segments {

@@ -18,27 +18,33 @@
 enum GEMMPacking {
     /// Packs rows `0..<mc`, depth `0..<kc` of op(A) into MR-row micro-panels at `dst`.
     /// `a` points at op(A)'s element (0, 0) of the block.
+    /// With `panelDepth`, packs the depth steps `0..<kc` of panels that are `panelDepth` steps
+    /// deep (a run of a deeper block, `dst` at its first step).
     static func packA<Kernel: GEMMMicroKernel>(
-        _: Kernel.Type, mc: Int, kc: Int, a: UnsafePointer<Float>, lda: Int, transA: Bool,
+        _: Kernel.Type, mc: Int, kc: Int, panelDepth: Int? = nil, a: UnsafePointer<Float>, lda: Int, transA: Bool,
         into dst: UnsafeMutablePointer<Float>
     ) {
-        packPanels(width: Kernel.mr, extent: mc, depth: kc, src: a, ld: lda, extentContiguous: transA, dst: dst)
+        packPanels(width: Kernel.mr, extent: mc, depth: kc, panelDepth: panelDepth ?? kc, src: a, ld: lda,
+                   extentContiguous: transA, dst: dst)
     }
 
     /// Packs depth `0..<kc`, columns `0..<nc` of op(B) into NR-column micro-panels at `dst`.
     /// `b` points at op(B)'s element (0, 0) of the block.
+    /// `panelDepth` as in ``packA(_:mc:kc:panelDepth:a:lda:transA:into:)``.
     static func packB<Kernel: GEMMMicroKernel>(
-        _: Kernel.Type, kc: Int, nc: Int, b: UnsafePointer<Float>, ldb: Int, transB: Bool,
+        _: Kernel.Type, kc: Int, nc: Int, panelDepth: Int? = nil, b: UnsafePointer<Float>, ldb: Int, transB: Bool,
         into dst: UnsafeMutablePointer<Float>
     ) {
-        packPanels(width: Kernel.nr, extent: nc, depth: kc, src: b, ld: ldb, extentContiguous: !transB, dst: dst)
+        packPanels(width: Kernel.nr, extent: nc, depth: kc, panelDepth: panelDepth ?? kc, src: b, ld: ldb,
+                   extentContiguous: !transB, dst: dst)
     }
 
-    /// Packs an `extent x depth` block into panels of `width` (see the file comment).
-    /// `width` is a compile-time constant after inlining into `packA`/`packB`.
+    /// Packs an `extent x depth` block into panels of `width` (see the file comment), each
+    /// `panelDepth` steps deep (`depth` of them filled). `width` is a compile-time constant
+    /// after inlining into `packA`/`packB`.
     @inline(__always)
     static func packPanels(
-        width: Int, extent: Int, depth: Int, src: UnsafePointer<Float>, ld: Int, extentContiguous: Bool,
+        width: Int, extent: Int, depth: Int, panelDepth: Int, src: UnsafePointer<Float>, ld: Int, extentContiguous: Bool,
         dst: UnsafeMutablePointer<Float>
     ) {
         let fullPanels = extent / width
@@ -50,14 +56,14 @@ enum GEMMPacking {
                 let steps = min(8, depth &- p)
                 for q in 0..<fullPanels {
                     copySteps(width: width, steps: steps, src: src + (p &* ld &+ q &* width), ld: ld,
-                              dst: dst + (q &* width &* depth &+ p &* width))
+                              dst: dst + (q &* width &* panelDepth &+ p &* width))
                 }
                 p &+= 8
             }
         } else {
             for q in 0..<fullPanels {
                 transposePanel(width: width, depth: depth, src: src + q &* width &* ld, ld: ld,
-                               dst: dst + q &* width &* depth)
+                               dst: dst + q &* width &* panelDepth)
             }
         }
         let rest = extent - fullPanels &* width
@@ -65,7 +71,7 @@ enum GEMMPacking {
             let x0 = fullPanels &* width
             edgePanel(width: width, valid: rest, depth: depth,
                       src: extentContiguous ? src + x0 : src + x0 &* ld, ld: ld,
-                      extentContiguous: extentContiguous, dst: dst + fullPanels &* width &* depth)
+                      extentContiguous: extentContiguous, dst: dst + fullPanels &* width &* panelDepth)
         }
     }
 
