@@ -30,16 +30,16 @@ extension Kernels {
                     let x = input + (first * g.inChannels + grp * p.shape.channels) * p.inPlane
                     let w = weight + grp * opg * p.colRows
                     let y = output + (first * g.outChannels + grp * opg) * ohw
-                    let groupBias = bias.map { $0 + grp * opg }
+                    // The bias first, then the products add to it.
+                    var beta: Float = 0
+                    if let groupBias = bias.map({ $0 + grp * opg }) {
+                        for s in 0..<count {
+                            for o in 0..<opg { (y + s * g.outChannels * ohw + o * ohw).update(repeating: groupBias[o], count: ohw) }
+                        }
+                        beta = 1
+                    }
                     if count > 1 {
                         // One product for the group's samples, each writing its own output planes.
-                        var beta: Float = 0
-                        if let groupBias {
-                            for s in 0..<count {
-                                for o in 0..<opg { (y + s * g.outChannels * ohw + o * ohw).update(repeating: groupBias[o], count: ohw) }
-                            }
-                            beta = 1
-                        }
                         let n = count * ohw, outputStride = g.outChannels * ohw
                         if p.forwardMethod == .pointwise {
                             sgemm(m: opg, n: n, k: p.colRows, alpha: 1, a: w, lda: p.colRows, transA: false,
@@ -60,11 +60,6 @@ extension Kernels {
                     defer {
                         epilogue?.apply(output, samples: first..<(first + count), channels: (grp * opg)..<((grp + 1) * opg),
                                         of: g.outChannels, plane: ohw)
-                    }
-                    var beta: Float = 0
-                    if let groupBias {
-                        for o in 0..<opg { (y + o * ohw).update(repeating: groupBias[o], count: ohw) }
-                        beta = 1
                     }
                     guard let col, p.forwardMethod != .pointwise else {
                         sgemm(transA: false, transB: false, m: opg, n: ohw, k: p.colRows, alpha: 1,

@@ -112,6 +112,13 @@ struct GEMMColumnSegments {
         GEMMSegmentRuns.place(origin &+ column, width: width)
     }
 
+    /// `segment * stride` for the segment of the product's column `column` (`stride`: `bStride`
+    /// or `cStride`), and the column within it.
+    @inline(__always)
+    func locate(_ column: Int, stride: Int) -> (segmentOffset: Int, within: Int) {
+        GEMMSegmentRuns.locate(origin &+ column, width: width, stride: stride)
+    }
+
     /// Calls `body(first, count, segment, within)` for each run of `columns` (columns of the
     /// product) inside one segment, in order.
     @inline(__always)
@@ -131,9 +138,12 @@ struct GEMMDepthSegments {
     /// Floats from one segment of op(A), and of op(B), to the next.
     var aStride: Int, bStride: Int
 
-    /// The segment of depth step `depth`, and the step within it.
+    /// `segment * stride` for the segment of depth step `depth` (`stride`: `aStride` or
+    /// `bStride`), and the step within it.
     @inline(__always)
-    func place(_ depth: Int) -> (segment: Int, within: Int) { GEMMSegmentRuns.place(depth, width: width) }
+    func locate(_ depth: Int, stride: Int) -> (segmentOffset: Int, within: Int) {
+        GEMMSegmentRuns.locate(depth, width: width, stride: stride)
+    }
 
     /// Calls `body(first, count, segment, within)` for each run of `depths` inside one segment.
     @inline(__always)
@@ -149,6 +159,14 @@ enum GEMMSegmentRuns {
     static func place(_ index: Int, width: Int) -> (segment: Int, within: Int) {
         let segment = index / width
         return (segment, index &- segment &* width)
+    }
+
+    /// `segment * stride` for the segment of `index`, and the index within it: where a layout
+    /// whose segments lie `stride` floats apart puts `index`.
+    @inline(__always)
+    static func locate(_ index: Int, width: Int, stride: Int) -> (segmentOffset: Int, within: Int) {
+        let (segment, within) = place(index, width: width)
+        return (segment &* stride, within)
     }
 
     /// Calls `body(first, count, segment, within)` for each run of `range` (counted from `origin`
@@ -187,9 +205,9 @@ struct GEMMProblem {
     func aPointer(row: Int, depth: Int) -> UnsafePointer<Float> {
         var base = a, depth = depth
         if let depthSegments {
-            let place = depthSegments.place(depth)
-            base += place.segment &* depthSegments.aStride
-            depth = place.within
+            let at = depthSegments.locate(depth, stride: depthSegments.aStride)
+            base += at.segmentOffset
+            depth = at.within
         }
         return transA ? base + depth * lda + row : base + row * lda + depth
     }
@@ -199,14 +217,14 @@ struct GEMMProblem {
     func bPointer(depth: Int, column: Int) -> UnsafePointer<Float> {
         var base = b, column = column, depth = depth
         if let segments {
-            let place = segments.place(column)
-            base += place.segment &* segments.bStride
-            column = place.within
+            let at = segments.locate(column, stride: segments.bStride)
+            base += at.segmentOffset
+            column = at.within
         }
         if let depthSegments {
-            let place = depthSegments.place(depth)
-            base += place.segment &* depthSegments.bStride
-            depth = place.within
+            let at = depthSegments.locate(depth, stride: depthSegments.bStride)
+            base += at.segmentOffset
+            depth = at.within
         }
         return transB ? base + column * ldb + depth : base + depth * ldb + column
     }
@@ -215,8 +233,8 @@ struct GEMMProblem {
     @inline(__always)
     func cPointer(row: Int, column: Int) -> UnsafeMutablePointer<Float> {
         guard let segments else { return c + row * ldc + column }
-        let place = segments.place(column)
-        return c + place.segment &* segments.cStride + row * ldc + place.within
+        let at = segments.locate(column, stride: segments.cStride)
+        return c + at.segmentOffset + row * ldc + at.within
     }
 
     /// The same product restricted to the block `C[rows, columns]` (full depth).

@@ -166,7 +166,7 @@ enum GEMMBlocked<Kernel: GEMMMicroKernel> {
             segments.forEachRun(panel..<(panel &+ width)) { first, count, _, _ in
                 let src = problem.bPointer(depth: pc, column: first), x0 = first &- panel
                 for p in 0..<kc {
-                    GEMMPacking.copyRun(count: count, from: src + p &* problem.ldb, to: dst + (p &* nr &+ x0))
+                    ConvLoops.copy(dst + (p &* nr &+ x0), src + p &* problem.ldb, count)
                 }
             }
             if width < nr {
@@ -248,9 +248,9 @@ enum GEMMBlocked<Kernel: GEMMMicroKernel> {
             // C's column jr, and whether the panel's columns run on into the next segment.
             var cColumn = c + jr, spansSegments = false
             if let segments {
-                let place = segments.place(jr)
-                cColumn = c + (place.segment &* segments.cStride &+ place.within)
-                spansSegments = place.within &+ columns > segments.width
+                let at = segments.locate(jr, stride: segments.cStride)
+                cColumn = c + (at.segmentOffset &+ at.within)
+                spansSegments = at.within &+ columns > segments.width
             }
             for ir in stride(from: 0, to: mc, by: mr) {                           // loop 1
                 let rows = min(mr, mc &- ir)

@@ -82,21 +82,15 @@ enum GEMMPacking {
                           dst: UnsafeMutablePointer<Float>) {
         var s = src, d = dst
         for _ in 0..<steps {
-            copyRun(count: width, from: s, to: d)
+            var x = 0
+            while x &+ 8 <= width {
+                VectorMath.store(VectorMath.load(s + x, as: SIMD8<Float>.self), d + x)
+                x &+= 8
+            }
+            GEMMSIMD.copyPrefix(count: width &- x, from: s + x, to: d + x)
             s += ld
             d += width
         }
-    }
-
-    /// Copies `count` floats (any number) from `src` to `dst`, 8 at a time.
-    @inline(__always)
-    static func copyRun(count: Int, from src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>) {
-        var x = 0
-        while x &+ 8 <= count {
-            VectorMath.store(VectorMath.load(src + x, as: SIMD8<Float>.self), dst + x)
-            x &+= 8
-        }
-        GEMMSIMD.copyPrefix(count: count &- x, from: src + x, to: dst + x)
     }
 
     /// A full panel whose depth index is contiguous in memory (`src[x * ld + p]`): transposed
