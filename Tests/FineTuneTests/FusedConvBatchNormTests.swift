@@ -38,7 +38,7 @@ private struct FusedCase: CustomStringConvertible, Sendable {
 
 // Each convolution method of the forward kernel: pointwise (one sample per sgemm, and sample
 // groups on a small plane), column matrices (stride 2), shifted copies (16 channels), Winograd
-// (32 channels), depthwise-like groups are covered by the kernel test.
+// (32 channels), direct (the stem-like last case); depthwise-like groups are covered by the kernel test.
 private let fusedCases: [FusedCase] = [
     FusedCase(inChannels: 5, outChannels: 6, size: 24, kernel: 1, bias: true),
     FusedCase(inChannels: 6, outChannels: 7, size: 5, kernel: 1, residual: false),
@@ -46,6 +46,8 @@ private let fusedCases: [FusedCase] = [
     FusedCase(inChannels: 16, outChannels: 16, size: 10, kernel: 3, padding: 1, relu: false),
     FusedCase(inChannels: 32, outChannels: 32, size: 6, kernel: 3, padding: 1, bias: true),
     FusedCase(inChannels: 4, outChannels: 4, size: 7, kernel: 3, padding: 1, residual: false, relu: false),
+    // A stem: the direct method (AVX-512 builds), epilogue per group of tiles.
+    FusedCase(inChannels: 3, outChannels: 6, size: 32, kernel: 7, stride: 2, padding: 3, bias: true),
 ]
 
 @Suite("Conv2d then BatchNorm2d, residual and ReLU as one op")

@@ -53,6 +53,9 @@ extension Kernels {
 //   * indirect products (strided, AVX-512 builds; Conv2dIndirect.swift): 12 x 32 register tiles
 //     reading a channels-last copy of the input through a table of row pointers, for the forward
 //     and both gradients (the forward alone, reading kernel rows, below 16 input channels).
+//   * direct (strided, below 16 input channels, rows of a multiple of 16 outputs, AVX-512 builds;
+//     Conv2dDirect.swift): the forward of a stem, vectors of 16 outputs of a row by 4 output
+//     channels, reading the input split into stride phases and writing NCHW directly.
 //
 // Sample groups: where a sample's output plane is small (14x14, 7x7), one sample's sgemm is too
 // narrow for the micro-kernel's tiles and repacks the whole weight matrix for a few dozen
@@ -120,6 +123,7 @@ extension Kernels {
         case .indirect:
             conv2dForwardIndirect(g, input: input, weight: weight, bias: bias, output: output, plan: plan, epilogue: e,
                                   packedWeight: transformedWeight)
+        case .direct: conv2dForwardDirect(g, input: input, weight: weight, bias: bias, output: output, plan: plan, epilogue: e)
         case .pointwise, .columns:
             conv2dForwardColumns(g, input: input, weight: weight, bias: bias, output: output, plan: plan, epilogue: e)
         }
@@ -139,7 +143,7 @@ extension Kernels {
         case .indirect:
             conv2dBackwardInputIndirect(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan,
                                         packedWeight: transformedWeight)
-        case .pointwise, .columns:
+        case .pointwise, .columns, .direct:  // (`.direct` is a forward method only)
             conv2dBackwardInputColumns(g, gradOutput: gradOutput, weight: weight, gradInput: gradInput, plan: plan)
         }
     }
@@ -155,7 +159,7 @@ extension Kernels {
             conv2dBackwardWeightDepthwise(g, input: input, gradOutput: gradOutput, gradWeight: gradWeight, plan: plan)
         case .shifted: conv2dBackwardWeightShifted(g, input: input, gradOutput: gradOutput, gradWeight: gradWeight, plan: plan)
         case .indirect: conv2dBackwardWeightIndirect(g, input: input, gradOutput: gradOutput, gradWeight: gradWeight, plan: plan)
-        case .pointwise, .columns:
+        case .pointwise, .columns, .direct:  // (`.direct` is a forward method only)
             conv2dBackwardWeightColumns(g, input: input, gradOutput: gradOutput, gradWeight: gradWeight, plan: plan)
         }
     }
@@ -178,6 +182,9 @@ struct ConvPlan {
         /// Indirect matrix products over the channels-last input, 12 x 32 tiles
         /// (Conv2dIndirect.swift); AVX-512 builds, one group.
         case indirect
+        /// The forward only: tiles of output-row vectors by 4 channels over the input split into
+        /// stride phases (Conv2dDirect.swift); AVX-512 builds, one group, rows of whole vectors.
+        case direct
     }
 
     /// Floats in one column buffer (a band of whole output rows, 4 MB). Each band's sgemm packs
@@ -271,7 +278,8 @@ struct ConvPlan {
         let waste = Double((g.kernelWidth - 1) * g.dilationW)
         let enoughChannels = min(g.inChannelsPerGroup, g.outChannelsPerGroup) >= ConvPlan.minShiftedChannels
         let depthwise = g.groups > 1 && g.inChannelsPerGroup == 1
-        let forced = method == .columns || method == .shifted || method == .winograd || method == .indirect ? method : nil
+        let forced = method == .columns || method == .shifted || method == .winograd || method == .indirect
+            || method == .direct ? method : nil
         // Winograd's tiles: 3x3, stride 1, no dilation, one group, the same padding on both axes
         // (at most 2 for the input gradient, whose convolution pads by 2 - p).
         let winograd = g.kernelHeight == 3 && g.kernelWidth == 3 && g.strideH == 1 && g.strideW == 1
@@ -306,7 +314,10 @@ struct ConvPlan {
             let manyChannels = forced == .indirect || g.inChannels >= ConvPlan.minIndirectChannels
             if manyChannels || IndirectConvShape.forward(g).rowTaps { forwardMethod = .indirect }
             if manyChannels { backwardWeightMethod = .indirect; backwardInputMethod = .indirect }
+            // With few channels and rows of whole vectors, the forward runs directly on the rows.
+            if !manyChannels && DirectConvShape.supports(g) { forwardMethod = .direct }
         }
+        if forced == .direct && DirectConvShape.supports(g) && !depthwise && !pointwise { forwardMethod = .direct }
         // Without Winograd (a forced Winograd falls back to what the geometry would choose).
         func exact(_ chosen: Method, shiftedApplies: Bool, width: Int) -> Method {
             guard chosen == .winograd else { return chosen }

@@ -59,6 +59,23 @@ struct PhasePlane {
         return p % phases * phaseLength + p / phases
     }
 
+    /// Zeroes what ``write(_:h:w:into:)`` leaves: the rows above and below the plane and, in each
+    /// of its rows, every run's positions outside the plane's columns.
+    func zeroPadding(_ dst: UnsafeMutablePointer<Float>, h: Int, w: Int) {
+        ConvLoops.zero(dst, top * rowStride)
+        ConvLoops.zero(dst + (top + h) * rowStride, (rows - top - h) * rowStride)
+        for k in 0..<phases {
+            // Padded column c = i * phases + k holds a value for left <= c < left + w.
+            let lo = min(phaseLength, max(0, (left - k + phases - 1) / phases))
+            let hi = max(lo, min(phaseLength, (left + w - k + phases - 1) / phases))
+            for r in top..<(top + h) {
+                let run = dst + r * rowStride + k * phaseLength
+                for i in 0..<lo { run[i] = 0 }
+                for i in hi..<phaseLength { run[i] = 0 }
+            }
+        }
+    }
+
     /// Writes the plane's values; the padding must already be zero (it is never written).
     func write(_ src: UnsafePointer<Float>, h: Int, w: Int, into dst: UnsafeMutablePointer<Float>) {
         PhaseRows.split(src, srcStride: w, into: dst + top * rowStride, dstStride: rowStride, rows: h, width: w,
