@@ -416,22 +416,26 @@ extension IndirectConvShape {
     }
 
     /// `Y = X * W` for the chunk's `positions` output positions, written to the chunk's NCHW
-    /// `output` with the bias. With one block, threads take runs of tiles, and each group of tiles
-    /// passes over the panels and its rows of Y, still in cache, are written out next. With more,
-    /// threads take output-channel panels, and each block's panels pass in turn over all the
-    /// tiles: the block's inputs (64 channels of each position) stay in L2 while its panels pass,
-    /// each panel is read once (or packed where it is used, into a buffer that stays in L2, with
-    /// `.packing`: the late layers' weights, 5-9 MB, are then read once and never written out),
-    /// and Y is written out at the end.
+    /// `output` with the bias. With packed panels threads take runs of tiles (a thread's inputs
+    /// are the positions it copied to channels-last itself, in its own L2): with one block, each
+    /// group of tiles passes over the panels and its rows of Y, still in cache, are written out
+    /// next; with more, each block's panels pass in turn over the thread's tiles (the block's
+    /// inputs, 64 channels of each position, stay in L2 while its panels pass) and its rows of Y
+    /// are written out at the end. (Measured on the Xeon, two threads: taking panels instead, each
+    /// thread read every position's inputs, and the 3x3 stride-2 forwards with 128-256 input
+    /// channels ran 1.4x their one-thread speed.) With panels packed where they are used
+    /// (`.packing`, into a buffer that stays in L2: the late layers' weights, 5-9 MB, are then
+    /// read once and never written out), threads take panels, and Y is written out at the end.
     func multiply(_ weights: Panels, pointers: UnsafePointer<UnsafePointer<Float>>, positions: Int,
                   y: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
                   threads: Int) {
         let mr = IndirectConvShape.mr, nr = IndirectConvShape.nr, group = IndirectConvShape.tileGroup
         let tiles = (positions + mr - 1) / mr
-        // One block: threads take runs of tiles, each with all panels (a thread reads only its
-        // own positions' inputs and table entries). More: threads take panels.
+        // Packed panels: threads take runs of tiles, each with all panels (a thread reads only
+        // its own positions' inputs and table entries, which it copied and wrote itself). Panels
+        // packed where they are used: threads take panels.
         let byTiles: Bool
-        if case .packed = weights { byTiles = channelBlocks == 1 } else { byTiles = false }
+        if case .packed = weights { byTiles = true } else { byTiles = false }
         let parts = min(threads, byTiles ? tiles : coutPanels)
         Kernels.parallelFor(parts, threads: parts) { part in
             let panels = byTiles ? 0..<coutPanels : (part * coutPanels / parts)..<((part + 1) * coutPanels / parts)
@@ -450,9 +454,9 @@ extension IndirectConvShape {
                 writeOutput(y, positions: rows, channels: outChannels, bias: bias, into: output)
                 KernelProfile.end(writing, .convolutionData)
             }
+            let ownTiles = (part * tiles / parts)..<((part + 1) * tiles / parts)
             switch weights {
-            case .packed(let packed) where byTiles:
-                let ownTiles = (part * tiles / parts)..<((part + 1) * tiles / parts)
+            case .packed(let packed) where channelBlocks == 1:
                 for first in stride(from: ownTiles.lowerBound, to: ownTiles.upperBound, by: group) {
                     let groupTiles = first..<min(ownTiles.upperBound, first + group)
                     let rows = (first * mr)..<min(positions, groupTiles.upperBound * mr)
@@ -475,13 +479,16 @@ extension IndirectConvShape {
             case .packed(let packed):
                 let multiplying = KernelProfile.begin()
                 for b in 0..<channelBlocks {
-                    for first in stride(from: 0, to: tiles, by: group) {
+                    for first in stride(from: ownTiles.lowerBound, to: ownTiles.upperBound, by: group) {
                         for q in panels {
-                            multiply(block: b, panel: packed + panelOffset(q, block: b), q, first..<min(tiles, first + group))
+                            multiply(block: b, panel: packed + panelOffset(q, block: b), q,
+                                     first..<min(ownTiles.upperBound, first + group))
                         }
                     }
                 }
-                KernelProfile.endProduct(multiplying, m: tiles * mr, n: panels.count * nr, k: taps * tapDepth)
+                KernelProfile.endProduct(multiplying, m: ownTiles.count * mr, n: panels.count * nr, k: taps * tapDepth)
+                write((ownTiles.lowerBound * mr)..<min(positions, ownTiles.upperBound * mr))
+                return
             case .packing(let weight):
                 // One panel of the widest block (blocks differ by at most one channel).
                 let widest = (tapDepth + channelBlocks - 1) / channelBlocks
