@@ -11,9 +11,9 @@
 // With a column stride s those inputs are s apart, so the input planes are first copied, padded,
 // with each row split into its s phases, as the depthwise kernels read them (`PhasePlane`,
 // Conv2dDepthwise.swift): tap kx of output column ox reads phase `(kx * dw) % s` at index
-// `ox + (kx * dw) / s`, and a vector's 16 inputs are consecutive floats. A tap's address is the vector's base (its sample, row and first column)
-// plus an offset that depends on the tap alone (a table of `Cin * KH * KW` offsets), so a tile's
-// vectors may lie in different rows and samples. Rows must hold whole vectors (a multiple of 16
+// `ox + (kx * dw) / s`, and a vector's 16 inputs are consecutive floats. A tap's address is the
+// vector's base (its sample, row and first column) plus an offset that depends on the tap alone
+// (a table of `Cin * KH * KW` offsets), so a tile's vectors may lie in different rows and samples. Rows must hold whole vectors (a multiple of 16
 // outputs: 112 for the stem on 224x224 images).
 //
 // The tile's 24 accumulators, 4 broadcast weights and one input vector fill 29 of the 32 zmm
@@ -35,6 +35,8 @@ struct DirectConvShape {
     let depth: Int, channelGroups: Int
     /// Vectors per output row, per sample and in the batch.
     let rowVectors: Int, sampleVectors: Int, vectorCount: Int
+    /// Floats of one output plane.
+    var outPlane: Int { g.outHeight * g.outWidth }
 
     /// Whether the method can run `g` (whatever its channel count): AVX-512 builds, one group,
     /// rows of whole vectors.
@@ -70,7 +72,7 @@ struct DirectConvShape {
         let n = v / sampleVectors, r = v - n * sampleVectors, oy = r / rowVectors
         let ox = (r - oy * rowVectors) * DirectConvShape.lanes
         return (n * g.inChannels * plane.count + oy * g.strideH * plane.rowStride + ox,
-                n * g.outChannels * g.outHeight * g.outWidth + r * DirectConvShape.lanes)
+                n * g.outChannels * outPlane + r * DirectConvShape.lanes)
     }
 
     /// Copies input planes `planes` (`N * Cin` of them, NCHW at `input`) to `phased`, padding
@@ -89,10 +91,10 @@ struct DirectConvShape {
     func packWeights(_ weight: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>) {
         let n = DirectConvShape.channels
         for q in 0..<channelGroups {
-            for j in 0..<n {
-                let co = q * n + j, to = dst + q * depth * n + j
-                for k in 0..<depth { to[k * n] = co < g.outChannels ? weight[co * depth + k] : 0 }
-            }
+            // The group's `[channels, depth]` weights turned to `[depth, 4]`.
+            let rows = min(n, g.outChannels - q * n), to = dst + q * depth * n
+            ConvLoops.transpose(rows: rows, columns: depth, weight + q * n * depth, lds: depth, to, ldd: n)
+            if rows < n { for k in 0..<depth { ConvLoops.zero(to + k * n + rows, n - rows) } }
         }
     }
 }
@@ -147,7 +149,7 @@ extension DirectConvShape {
     /// last one, which is then written more than once with the same values.
     func multiply(tiles: Range<Int>, phased: UnsafePointer<Float>, offsets: UnsafePointer<Int>, packed: UnsafePointer<Float>,
                   bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
-        let n = DirectConvShape.vectors, plane = g.outHeight * g.outWidth, count = tiles.count * n
+        let n = DirectConvShape.vectors, plane = outPlane, count = tiles.count * n
         withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * count) { buffer in
             let inputs = buffer.baseAddress!, outputs = inputs + count
             for v in 0..<count {
@@ -173,9 +175,9 @@ extension DirectConvShape {
         var v = vectors.lowerBound
         while v < vectors.upperBound {
             let sample = v / sampleVectors, end = min(vectors.upperBound, (sample + 1) * sampleVectors)
-            let start = (v - sample * sampleVectors) * DirectConvShape.lanes, plane = g.outHeight * g.outWidth
+            let start = (v - sample * sampleVectors) * DirectConvShape.lanes
             for co in 0..<g.outChannels {
-                epilogue.apply(output, at: (sample * g.outChannels + co) * plane + start,
+                epilogue.apply(output, at: (sample * g.outChannels + co) * outPlane + start,
                                count: (end - v) * DirectConvShape.lanes, channel: co)
             }
             v = end
@@ -205,24 +207,15 @@ enum DirectTile {
             repeat {
                 let o = offsets[k]
                 let w0 = V(repeating: w[0]), w1 = V(repeating: w[1]), w2 = V(repeating: w[2]), w3 = V(repeating: w[3])
-                var x = VectorMath.load(x0 + o, as: V.self)
-                a00 = GEMMSIMD.multiplyAdd(x, w0, a00); a01 = GEMMSIMD.multiplyAdd(x, w1, a01)
-                a02 = GEMMSIMD.multiplyAdd(x, w2, a02); a03 = GEMMSIMD.multiplyAdd(x, w3, a03)
-                x = VectorMath.load(x1 + o, as: V.self)
-                a10 = GEMMSIMD.multiplyAdd(x, w0, a10); a11 = GEMMSIMD.multiplyAdd(x, w1, a11)
-                a12 = GEMMSIMD.multiplyAdd(x, w2, a12); a13 = GEMMSIMD.multiplyAdd(x, w3, a13)
-                x = VectorMath.load(x2 + o, as: V.self)
-                a20 = GEMMSIMD.multiplyAdd(x, w0, a20); a21 = GEMMSIMD.multiplyAdd(x, w1, a21)
-                a22 = GEMMSIMD.multiplyAdd(x, w2, a22); a23 = GEMMSIMD.multiplyAdd(x, w3, a23)
-                x = VectorMath.load(x3 + o, as: V.self)
-                a30 = GEMMSIMD.multiplyAdd(x, w0, a30); a31 = GEMMSIMD.multiplyAdd(x, w1, a31)
-                a32 = GEMMSIMD.multiplyAdd(x, w2, a32); a33 = GEMMSIMD.multiplyAdd(x, w3, a33)
-                x = VectorMath.load(x4 + o, as: V.self)
-                a40 = GEMMSIMD.multiplyAdd(x, w0, a40); a41 = GEMMSIMD.multiplyAdd(x, w1, a41)
-                a42 = GEMMSIMD.multiplyAdd(x, w2, a42); a43 = GEMMSIMD.multiplyAdd(x, w3, a43)
-                x = VectorMath.load(x5 + o, as: V.self)
-                a50 = GEMMSIMD.multiplyAdd(x, w0, a50); a51 = GEMMSIMD.multiplyAdd(x, w1, a51)
-                a52 = GEMMSIMD.multiplyAdd(x, w2, a52); a53 = GEMMSIMD.multiplyAdd(x, w3, a53)
+                // One vector's row of the tile: its inputs for this tap times the 4 weights.
+                @inline(__always) func add(_ x: UnsafePointer<Float>, _ a0: inout V, _ a1: inout V, _ a2: inout V,
+                                           _ a3: inout V) {
+                    let v = VectorMath.load(x + o, as: V.self)
+                    a0 = GEMMSIMD.multiplyAdd(v, w0, a0); a1 = GEMMSIMD.multiplyAdd(v, w1, a1)
+                    a2 = GEMMSIMD.multiplyAdd(v, w2, a2); a3 = GEMMSIMD.multiplyAdd(v, w3, a3)
+                }
+                add(x0, &a00, &a01, &a02, &a03); add(x1, &a10, &a11, &a12, &a13); add(x2, &a20, &a21, &a22, &a23)
+                add(x3, &a30, &a31, &a32, &a33); add(x4, &a40, &a41, &a42, &a43); add(x5, &a50, &a51, &a52, &a53)
                 w += 4
                 k &+= 1
             } while k < depth
