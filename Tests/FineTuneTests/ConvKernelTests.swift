@@ -193,6 +193,9 @@ private let cases: [ConvCase] = [
              padding: (1, 1)),
     ConvCase(batch: 3, inChannels: 3, outChannels: 4, height: 40, width: 40, kernel: (3, 3), stride: (2, 2),
              padding: (1, 1)),
+    // Stride 1, 870 positions per sample: the indirect weight gradient's depth in two blocks of
+    // positions, over two chunks.
+    ConvCase(batch: 2, inChannels: 5, outChannels: 33, height: 29, width: 30, kernel: (3, 3), padding: (1, 1)),
     // Row taps (fewer than 16 input channels): a stem-like 7x7 stride 2 (7 taps of 21 floats, a
     // partial second panel, tile groups across three samples of one chunk), and an 11x11 whose
     // 132-float kernel rows take three depth blocks.

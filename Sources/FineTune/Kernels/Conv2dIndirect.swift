@@ -245,6 +245,9 @@ extension IndirectConvShape {
     /// Tiles of positions that pass over one weight panel before the next: their inputs (12
     /// positions x taps x a channel block each) stay in L2 while the panels stream past.
     static let tileGroup = 8
+    /// Output positions per block of the weight gradient's depth at most: a strip of 12 input
+    /// channels (36 KiB) stays in L1 while a block of every output-gradient panel streams by.
+    static let weightDepth = 768
 
     /// Copies `samples` NCHW samples at `input` to channels-last at `nhwc` and writes the
     /// indirection table of their output positions at `pointers` (tile, tap, then the tile's 12
@@ -577,45 +580,56 @@ extension IndirectConvShape {
 }
 
 extension Kernels {
-    /// The weight gradient as indirect products: for each tap `t`,
-    /// `dW_t^T[c, co] = sum_p X[row(p, t) + c] * dY[p, co]`, in 12 x 32 tiles (12 input
-    /// channels, 32 output channels) whose depth runs over the output positions, reading the
-    /// channels-last input through one pointer per position and the channels-last output gradient.
-    /// Chunks of samples accumulate in order; threads take different tiles, so the result does
-    /// not depend on their number.
+    /// The weight gradient as indirect products: `dWt[(c, t), co] = sum_p X[row(p, t) + c] * dY[p, co]`
+    /// (rows in the order of `W`'s `[Cin, KH * KW]`, so one transpose gives `dW[co, c, t]`), in
+    /// 12 x 32 tiles (12 input channels of one tap, 32 output channels) whose depth runs over the
+    /// output positions. The output gradient is turned once per chunk into 32-channel panels
+    /// (`[panel][position][32]`); for each 12 input channels and tap, a block of positions' inputs
+    /// is gathered through the indirection table into one contiguous `[position][12]` strip (in
+    /// L1), which the SGEMM micro-kernel then multiplies by every panel in turn: both operands
+    /// stream in order, where reading the inputs through the table in every tile left the
+    /// prefetchers nothing to follow. Chunks and blocks of positions accumulate in order; threads
+    /// take different strips, so the result does not depend on their number.
     static func conv2dBackwardWeightIndirect(_ g: Conv2dGeometry, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                                              gradWeight: UnsafeMutablePointer<Float>, plan p: ConvPlan) {
         let s = IndirectConvShape(g)
-        let mr = IndirectConvShape.mr, nr = IndirectConvShape.nr, cin = g.inChannels
+        let mr = IndirectConvShape.mr, nr = IndirectConvShape.nr, cin = g.inChannels, cout = g.outChannels
         // Input channels rounded up to whole tiles: the last tile's extra rows read past a row's
         // channels (into the next row, or the zeros) and are dropped.
         let cpad = (cin + mr - 1) / mr * mr, chunkPositions = s.chunkSamples * s.outPlane
+        // Rows of the transposed weight gradient 16 floats longer than a whole number of panels
+        // (as the forward's `pitch`): 512 floats apart, the rows a tile writes and the final
+        // transpose reads all fell into two L1 sets.
+        let ldw = s.ldy + 16
         let nhwcCount = ConvPlan.rounded(s.chunkSamples * s.inPlane * s.pitch + cpad)
-        let dyCount = ConvPlan.rounded(chunkPositions * s.ldy), dwCount = s.taps * cpad * s.ldy
-        ScratchPool.withBuffer(nhwcCount + dyCount + dwCount) { scratch in
-            let nhwc = scratch, dy = scratch + nhwcCount, dwt = dy + dyCount
+        let dyCount = ConvPlan.rounded(chunkPositions * s.ldy), dwCount = ConvPlan.rounded(s.taps * cpad * ldw)
+        let stripCount = ConvPlan.rounded(min(chunkPositions, IndirectConvShape.weightDepth) * mr)
+        let channelTiles = cpad / mr, strips = s.taps * channelTiles, parts = min(p.threads, strips)
+        ScratchPool.withBuffer(nhwcCount + dyCount + dwCount + parts * stripCount) { scratch in
+            let nhwc = scratch, dy = scratch + nhwcCount, dwt = dy + dyCount, stripBuffers = dwt + dwCount
             let zeros = nhwc + s.chunkSamples * s.inPlane * s.pitch
             zeros.update(repeating: 0, count: cpad)
             let pointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: s.taps * chunkPositions)
             defer { pointers.deallocate() }
-            let channelTiles = cpad / mr, tileCount = s.taps * channelTiles * s.coutPanels
             var first = 0
             while first < g.batch {
                 let count = min(s.chunkSamples, g.batch - first), positions = count * s.outPlane
                 let region = KernelProfile.begin()
                 s.copyChannelsLast(input + first * cin * s.inPlane, samples: count, into: nhwc, threads: p.threads)
-                // dY of each sample, [Cout, OH * OW] -> [OH * OW, ldy], zero past Cout (threads take
-                // output channels), and the table (threads take positions).
+                // dY of each sample, [Cout, OH * OW] -> panels [OH * OW, 32], zero past Cout (threads
+                // take panels), and the table (threads take positions).
                 Kernels.parallelFor(p.threads, threads: p.threads) { part in
-                    let channels = (part * g.outChannels / p.threads)..<((part + 1) * g.outChannels / p.threads)
-                    for sample in 0..<count {
-                        let rows = dy + sample * s.outPlane * s.ldy
-                        if part == p.threads - 1 && s.ldy > g.outChannels {
-                            for q in 0..<s.outPlane { ConvLoops.zero(rows + q * s.ldy + g.outChannels, s.ldy - g.outChannels) }
+                    for q in (part * s.coutPanels / p.threads)..<((part + 1) * s.coutPanels / p.threads) {
+                        let channels = (q * nr)..<min(cout, (q + 1) * nr), panel = dy + q * positions * nr
+                        for sample in 0..<count {
+                            let rows = panel + sample * s.outPlane * nr
+                            if channels.count < nr {
+                                for position in 0..<s.outPlane { ConvLoops.zero(rows + position * nr + channels.count, nr - channels.count) }
+                            }
+                            ConvLoops.transpose(rows: channels.count, columns: s.outPlane,
+                                                gradOutput + ((first + sample) * cout + channels.lowerBound) * s.outPlane,
+                                                lds: s.outPlane, rows, ldd: nr)
                         }
-                        ConvLoops.transpose(rows: channels.count, columns: s.outPlane,
-                                            gradOutput + ((first + sample) * g.outChannels + channels.lowerBound) * s.outPlane,
-                                            lds: s.outPlane, rows + channels.lowerBound, ldd: s.ldy)
                     }
                     let own = (part * positions / p.threads)..<((part + 1) * positions / p.threads)
                     s.forEachPosition(own, nhwc: nhwc, pitch: s.pitch, zeros: zeros) { position, tap, row in
@@ -623,30 +637,41 @@ extension Kernels {
                     }
                 }
                 KernelProfile.end(region, .convolutionData)
-                let beta: Float = first == 0 ? 0 : 1
-                let parts = min(p.threads, tileCount)
+                let blockCount = (positions + IndirectConvShape.weightDepth - 1) / IndirectConvShape.weightDepth
                 Kernels.parallelFor(parts, threads: parts) { part in
-                    let multiplying = KernelProfile.begin()
-                    let tiles = (part * tileCount / parts)..<((part + 1) * tileCount / parts)
-                    for tile in tiles {
-                        let q = tile % s.coutPanels, rest = tile / s.coutPanels
-                        let channelTile = rest % channelTiles, t = rest / channelTiles
-                        IndirectTile.multiplyOverPositions(positions, pointers: pointers + t * chunkPositions,
-                                                           channelOffset: channelTile * mr, b: dy + q * nr, ldb: s.ldy,
-                                                           beta: beta, c: dwt + (t * cpad + channelTile * mr) * s.ldy + q * nr,
-                                                           ldc: s.ldy)
+                    let strip = stripBuffers + part * stripCount
+                    for unit in (part * strips / parts)..<((part + 1) * strips / parts) {
+                        let channelTile = unit / s.taps, t = unit - channelTile * s.taps, channelOffset = channelTile * mr
+                        let c = dwt + (channelOffset * s.taps + t) * ldw, table = pointers + t * chunkPositions
+                        for block in 0..<blockCount {
+                            let depth = (block * positions / blockCount)..<((block + 1) * positions / blockCount)
+                            let gather = KernelProfile.begin()
+                            for (k, position) in depth.enumerated() {
+                                let a = table[position] + channelOffset, to = strip + k * mr
+                                VectorMath.store(VectorMath.load(a, as: SIMD8<Float>.self), to)
+                                VectorMath.store(VectorMath.load(a + 8, as: SIMD4<Float>.self), to + 8)
+                            }
+                            KernelProfile.end(gather, .packing)
+                            let beta: Float = first == 0 && block == 0 ? 0 : 1
+                            let product = KernelProfile.begin()
+                            for q in 0..<s.coutPanels {
+                                GEMMKernel12x32.multiply(depth: depth.count, a: strip, b: dy + (q * positions + depth.lowerBound) * nr,
+                                                         alpha: 1, beta: beta, c: c + q * nr, ldc: s.taps * ldw,
+                                                         prefetch: .none(at: strip))
+                            }
+                            KernelProfile.endProduct(product, m: mr, n: s.ldy, k: depth.count)
+                        }
                     }
-                    KernelProfile.endProduct(multiplying, m: tiles.count * mr, n: nr, k: positions)
                 }
                 first += count
             }
-            // dW[co, c, t] = dW_t^T[c, co]: for each input channel, its [taps, Cout] block turned.
+            // dW[co, (c, t)] = dWt[(c, t), co]: one transpose (threads take runs of rows).
             let region = KernelProfile.begin()
+            let rows = cin * s.taps
             Kernels.parallelFor(p.threads, threads: p.threads) { part in
-                for c in (part * cin / p.threads)..<((part + 1) * cin / p.threads) {
-                    ConvLoops.transpose(rows: s.taps, columns: g.outChannels, dwt + c * s.ldy, lds: cpad * s.ldy,
-                                        gradWeight + c * s.taps, ldd: cin * s.taps)
-                }
+                let own = (part * rows / p.threads)..<((part + 1) * rows / p.threads)
+                ConvLoops.transpose(rows: own.count, columns: cout, dwt + own.lowerBound * ldw, lds: ldw,
+                                    gradWeight + own.lowerBound, ldd: rows)
             }
             KernelProfile.end(region, .convolutionData)
         }
