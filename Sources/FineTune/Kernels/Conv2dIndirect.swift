@@ -679,35 +679,38 @@ extension Kernels {
 }
 
 extension Kernels {
-    /// The input gradient as indirect products, without col2im: for each tap `t` and output
-    /// position `p`, `dX[row(p, t), c] += sum_co dY[p, co] * W[co, c, t]`, in 12 x 32 tiles (12
-    /// positions, 32 input channels) whose depth runs over the output channels, each tile added
-    /// to the 12 channels-last rows its positions read in the forward (the padding's go to a
-    /// discarded row). Within a tap no two positions read the same input, threads take different
-    /// input-channel panels, and every element's terms are added in one order (tile groups, taps,
-    /// tiles), so the result does not depend on the thread count.
+    /// The input gradient as indirect products, without col2im, by stride phases: input position
+    /// `(iy, ix)` receives from exactly the taps `(ky, kx)` with `ky * dh - ph = iy` and
+    /// `kx * dw - pw = ix` modulo the strides, so the positions of one phase `(iy % sh, ix % sw)`
+    /// form an indirect product of their own (a stride-1 convolution of `dY` with that phase's
+    /// taps, `dX[i, c] = sum_t sum_co dY[row(i, t), co] * W[co, c, t]`), and each element is
+    /// computed once, in registers: 12 x 32 tiles (12 positions of a phase, 32 input channels)
+    /// whose depth runs over the phase's taps and the output channels, written to the
+    /// channels-last rows of their positions, then turned to NCHW. Every element is one tile's
+    /// sum in one order and threads take different input-channel panels, so the result does not
+    /// depend on the thread count. (Stride 1 is the single phase with every tap.)
     /// With `packedWeight` (``packIndirectTransposedWeights(_:weight:into:)``), `weight` is not read.
     static func conv2dBackwardInputIndirect(_ g: Conv2dGeometry, gradOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                             gradInput: UnsafeMutablePointer<Float>, plan p: ConvPlan,
                                             packedWeight: UnsafePointer<Float>? = nil) {
-        let s = IndirectConvShape(g)
+        let s = IndirectConvShape(g), phases = StridePhases(g)
         let mr = IndirectConvShape.mr, nr = IndirectConvShape.nr, cin = g.inChannels, cout = g.outChannels
-        let taps = s.taps, inPlane = g.height * g.width
+        let inPlane = g.height * g.width, chunkPositions = s.chunkSamples * s.outPlane
         // Input-channel panels; rows of dX and dY 16 floats longer than their channels (as the
-        // forward's `pitch`: the 12 rows a tile adds to are then not all in one L1 set).
+        // forward's `pitch`: the 12 rows a tile reads or writes are then not all in one L1 set).
         let cinPanels = (cin + nr - 1) / nr, ldx = cinPanels * nr + 16, ldo = cout + 16
-        let tiles = (s.chunkSamples * s.outPlane + mr - 1) / mr
         let packedCount = packedWeight == nil ? ConvPlan.rounded(s.transposedPackedCount) : 0
-        let dyCount = ConvPlan.rounded(tiles * mr * ldo), dxCount = ConvPlan.rounded((s.chunkSamples * inPlane + 1) * ldx)
+        // dY rows and one row of zeros (taps that fall outside dY); dX rows and a discarded row.
+        let dyCount = ConvPlan.rounded((chunkPositions + 1) * ldo), dxCount = ConvPlan.rounded((s.chunkSamples * inPlane + 1) * ldx)
+        let table = phases.table(samples: s.chunkSamples)
         ScratchPool.withBuffer(packedCount + dyCount + dxCount) { scratch in
             let dy = scratch + packedCount, dx = dy + dyCount
-            let sink = dx + s.chunkSamples * inPlane * ldx
-            let rows = UnsafeMutablePointer<UnsafeMutablePointer<Float>>.allocate(capacity: tiles * taps * mr)
-            defer { rows.deallocate() }
-            // The tiles' dY rows, as the forward's tile reads its input.
-            let dyRows = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: tiles * mr)
-            defer { dyRows.deallocate() }
-            for position in 0..<(tiles * mr) { dyRows[position] = UnsafePointer(dy + position * ldo) }
+            let zeros = dy + chunkPositions * ldo, sink = dx + s.chunkSamples * inPlane * ldx
+            zeros.update(repeating: 0, count: cout)
+            let sources = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: max(1, table.sourceCount))
+            defer { sources.deallocate() }
+            let targets = UnsafeMutablePointer<UnsafeMutablePointer<Float>>.allocate(capacity: max(1, table.targetCount))
+            defer { targets.deallocate() }
             let packed = packedWeight ?? {
                 let packing = KernelProfile.begin()
                 s.packTransposedWeights(weight, into: scratch, threads: p.threads)
@@ -717,48 +720,43 @@ extension Kernels {
             let parts = min(p.threads, cinPanels)
             var first = 0
             while first < g.batch {
-                let count = min(s.chunkSamples, g.batch - first), positions = count * s.outPlane
-                let chunkTiles = (positions + mr - 1) / mr
+                let count = min(s.chunkSamples, g.batch - first)
                 let region = KernelProfile.begin()
-                // dY to channels-last rows (zero past the last position), and the rows of dX that
-                // each tile and tap adds to.
+                // dY to channels-last rows (threads take samples), and each phase's table (threads
+                // take phases).
                 Kernels.parallelFor(p.threads, threads: p.threads) { part in
                     for sample in (part * count / p.threads)..<((part + 1) * count / p.threads) {
                         ConvLoops.transpose(rows: cout, columns: s.outPlane,
                                             gradOutput + (first + sample) * cout * s.outPlane, lds: s.outPlane,
                                             dy + sample * s.outPlane * ldo, ldd: ldo)
                     }
-                    s.forEachTableEntry(positions: positions, part: part, threads: p.threads, nhwc: dx, pitch: ldx,
-                                        zeros: sink) { entry, row in rows[entry] = row }
-                    if part == p.threads - 1 {
-                        for position in positions..<(chunkTiles * mr) { ConvLoops.zero(dy + position * ldo, cout) }
+                    for phase in stride(from: part, to: phases.count, by: p.threads) {
+                        table.fill(phase, samples: count, dy: dy, ldo: ldo, zeros: zeros, dx: dx, ldx: ldx, sink: sink,
+                                   sources: sources, targets: targets)
                     }
                 }
                 KernelProfile.end(region, .convolutionData)
                 Kernels.parallelFor(parts, threads: parts) { part in
-                    let product = ConvPlan.allocate(mr * nr)
-                    defer { product.deallocate() }
                     let panels = (part * cinPanels / parts)..<((part + 1) * cinPanels / parts)
                     let columns = (panels.lowerBound * nr)..<(panels.upperBound * nr)
-                    let zeroing = KernelProfile.begin()
-                    for row in 0..<(count * inPlane) { ConvLoops.zero(dx + row * ldx + columns.lowerBound, columns.count) }
-                    KernelProfile.end(zeroing, .convolutionData)
                     let multiplying = KernelProfile.begin()
-                    for group in stride(from: 0, to: chunkTiles, by: IndirectConvShape.tileGroup) {
-                        let groupTiles = group..<min(chunkTiles, group + IndirectConvShape.tileGroup)
-                        for q in panels {
-                            for t in 0..<taps {
-                                let panel = packed + (t * cinPanels + q) * cout * nr
-                                for tile in groupTiles {
-                                    IndirectTile.multiply(taps: 1, channels: cout, pointers: dyRows + tile * mr, channelOffset: 0,
-                                                          b: panel, beta: 0, c: product, ldc: nr)
-                                    let targets = rows + (tile * taps + t) * mr
-                                    for r in 0..<mr { ConvLoops.accumulate(targets[r] + q * nr, product + r * nr, nr) }
+                    var rows = 0
+                    for phase in 0..<phases.count {
+                        let taps = phases.taps(phase), tiles = table.tiles(phase, samples: count)
+                        rows += tiles * mr
+                        for group in stride(from: 0, to: tiles, by: IndirectConvShape.tileGroup) {
+                            for q in panels {
+                                let panel = packed + (q * s.taps + taps.lowerBound) * cout * nr
+                                for tile in group..<min(tiles, group + IndirectConvShape.tileGroup) {
+                                    IndirectTile.multiply(taps: taps.count, channels: cout,
+                                                          pointers: sources + table.sourceOffset(phase, tile: tile),
+                                                          channelOffset: 0, b: panel,
+                                                          rows: targets + table.targetOffset(phase, tile: tile), column: q * nr)
                                 }
                             }
                         }
                     }
-                    KernelProfile.endProduct(multiplying, m: chunkTiles * mr * taps, n: columns.count, k: cout)
+                    KernelProfile.endProduct(multiplying, m: rows, n: columns.count, k: phases.meanTaps * cout)
                     let writing = KernelProfile.begin()
                     let channels = columns.lowerBound..<min(cin, columns.upperBound)
                     for sample in 0..<count {
@@ -769,6 +767,134 @@ extension Kernels {
                     KernelProfile.end(writing, .convolutionData)
                 }
                 first += count
+            }
+        }
+    }
+}
+
+/// The stride phases of a convolution's input (internal): input row `iy` receives from the
+/// kernel rows `ky` with `ky * dh - ph ≡ iy (mod sh)`, so the rows of one phase `iy % sh` share
+/// their taps (likewise for columns). Taps are ordered phase by phase (`order`), so each phase's
+/// taps are one run of the input gradient's packed weights.
+struct StridePhases {
+    let g: Conv2dGeometry
+    /// `sh * sw` phases, phase `(py, px)` at `py * sw + px`.
+    let count: Int
+    /// Taps (`ky * KW + kx`) in phase order, and where each phase's run starts (`count + 1` entries).
+    let order: [Int], starts: [Int]
+
+    init(_ g: Conv2dGeometry) {
+        self.g = g
+        let sh = max(1, g.strideH), sw = max(1, g.strideW)
+        count = sh * sw
+        func phase(_ k: Int, dilation: Int, padding: Int, stride: Int) -> Int {
+            ((k * dilation - padding) % stride + stride) % stride
+        }
+        var order: [Int] = [], starts: [Int] = []
+        for py in 0..<sh {
+            for px in 0..<sw {
+                starts.append(order.count)
+                for ky in 0..<g.kernelHeight where phase(ky, dilation: g.dilationH, padding: g.padH, stride: sh) == py {
+                    for kx in 0..<g.kernelWidth where phase(kx, dilation: g.dilationW, padding: g.padW, stride: sw) == px {
+                        order.append(ky * g.kernelWidth + kx)
+                    }
+                }
+            }
+        }
+        starts.append(order.count)
+        self.order = order
+        self.starts = starts
+    }
+
+    /// The run of `order` that holds phase `phase`'s taps.
+    func taps(_ phase: Int) -> Range<Int> { starts[phase]..<starts[phase + 1] }
+
+    /// Taps per phase on average (for the profile's flop count).
+    var meanTaps: Int { max(1, order.count / max(1, count)) }
+
+    /// Input rows (or columns) of phase `p` in a size of `n`: `p, p + s, ...`.
+    static func positions(_ p: Int, of n: Int, stride s: Int) -> Int { n > p ? (n - p + s - 1) / s : 0 }
+
+    func table(samples: Int) -> Table { Table(self, samples: samples) }
+
+    /// Where each phase's tiles find their `dY` rows (`sources`: per tile, per tap, 12 pointers)
+    /// and the `dX` rows they write (`targets`: per tile, 12 pointers), for chunks of up to
+    /// `samples` samples.
+    struct Table {
+        let phases: StridePhases
+        /// Per phase: input positions per sample, and where its entries start in each table.
+        let perSample: [Int], sourceStarts: [Int], targetStarts: [Int]
+        let sourceCount: Int, targetCount: Int
+
+        init(_ phases: StridePhases, samples: Int) {
+            self.phases = phases
+            let g = phases.g, mr = IndirectConvShape.mr
+            var perSample: [Int] = [], sourceStarts: [Int] = [], targetStarts: [Int] = []
+            var sources = 0, targets = 0
+            for phase in 0..<phases.count {
+                let py = phase / max(1, g.strideW), px = phase % max(1, g.strideW)
+                let n = StridePhases.positions(py, of: g.height, stride: max(1, g.strideH))
+                    * StridePhases.positions(px, of: g.width, stride: max(1, g.strideW))
+                perSample.append(n)
+                sourceStarts.append(sources)
+                targetStarts.append(targets)
+                let tiles = (n * samples + mr - 1) / mr
+                sources += tiles * phases.taps(phase).count * mr
+                targets += tiles * mr
+            }
+            self.perSample = perSample
+            self.sourceStarts = sourceStarts
+            self.targetStarts = targetStarts
+            sourceCount = sources
+            targetCount = targets
+        }
+
+        /// Tiles of phase `phase` in a chunk of `samples` samples.
+        func tiles(_ phase: Int, samples: Int) -> Int {
+            (perSample[phase] * samples + IndirectConvShape.mr - 1) / IndirectConvShape.mr
+        }
+
+        func sourceOffset(_ phase: Int, tile: Int) -> Int {
+            sourceStarts[phase] + tile * phases.taps(phase).count * IndirectConvShape.mr
+        }
+
+        func targetOffset(_ phase: Int, tile: Int) -> Int { targetStarts[phase] + tile * IndirectConvShape.mr }
+
+        /// Fills phase `phase`'s entries for a chunk of `samples` samples: its positions in order
+        /// (sample, row, column); a tile's positions past the last write to `sink` and read `zeros`.
+        func fill(_ phase: Int, samples: Int, dy: UnsafePointer<Float>, ldo: Int, zeros: UnsafePointer<Float>,
+                  dx: UnsafeMutablePointer<Float>, ldx: Int, sink: UnsafeMutablePointer<Float>,
+                  sources: UnsafeMutablePointer<UnsafePointer<Float>>, targets: UnsafeMutablePointer<UnsafeMutablePointer<Float>>) {
+            let g = phases.g, mr = IndirectConvShape.mr
+            let sh = max(1, g.strideH), sw = max(1, g.strideW), py = phase / sw, px = phase % sw
+            let columns = StridePhases.positions(px, of: g.width, stride: sw)
+            let n = perSample[phase] * samples, tiles = self.tiles(phase, samples: samples)
+            let taps = phases.taps(phase), kw = g.kernelWidth
+            let from = sources + sourceStarts[phase], to = targets + targetStarts[phase]
+            var sample = 0, a = 0, b = 0
+            for position in 0..<(tiles * mr) {
+                let tile = position / mr, r = position - tile * mr
+                let base = from + tile * taps.count * mr + r
+                guard position < n else {
+                    to[position] = sink
+                    for i in 0..<taps.count { base[i * mr] = zeros }
+                    continue
+                }
+                let iy = py + a * sh, ix = px + b * sw
+                to[position] = dx + ((sample * g.height + iy) * g.width + ix) * ldx
+                for i in 0..<taps.count {
+                    let tap = phases.order[taps.lowerBound + i], ky = tap / kw, kx = tap - ky * kw
+                    // Exact divisions: the phase's taps are those whose offsets are multiples of the strides.
+                    let oy = (iy + g.padH - ky * g.dilationH) / sh, ox = (ix + g.padW - kx * g.dilationW) / sw
+                    let inside = iy + g.padH - ky * g.dilationH >= 0 && ix + g.padW - kx * g.dilationW >= 0
+                        && oy < g.outHeight && ox < g.outWidth
+                    base[i * mr] = inside ? dy + ((sample * g.outHeight + oy) * g.outWidth + ox) * ldo : zeros
+                }
+                b += 1
+                if b == columns {
+                    b = 0; a += 1
+                    if py + a * sh >= g.height { a = 0; sample += 1 }
+                }
             }
         }
     }
@@ -790,27 +916,32 @@ extension Kernels {
 }
 
 extension IndirectConvShape {
-    /// Floats of the input gradient's weight panels: `taps` x input-channel panels x `Cout` x 32.
+    /// Floats of the input gradient's weight panels: input-channel panels x `taps` x `Cout` x 32.
     var transposedPackedCount: Int {
         taps * GEMMBlocking.roundUp(g.inChannels, to: IndirectConvShape.nr) * g.outChannels
     }
 
-    /// The input gradient's weight panels: tap `t`, input-channel panel `q` at
-    /// `(t * cinPanels + q) * Cout * 32`, element `(co, j)` at `co * 32 + j` = `W[co, 32q + j, t]`
-    /// (zero past `Cin`).
+    /// The input gradient's weight panels: input-channel panel `q`, then the taps in phase order
+    /// (``StridePhases/order``): the `i`-th, tap `t`, at `(q * taps + i) * Cout * 32`, element
+    /// `(co, j)` at `co * 32 + j` = `W[co, 32q + j, t]` (zero past `Cin`). A phase's taps are then
+    /// one run of each panel.
     func packTransposedWeights(_ weight: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, threads: Int) {
         let nr = IndirectConvShape.nr, cin = g.inChannels, cout = g.outChannels
-        let cinPanels = (cin + nr - 1) / nr
+        let cinPanels = (cin + nr - 1) / nr, order = StridePhases(g).order
         // For each panel of 32 input channels and output channel: their `[32, taps]` weights turned
-        // to `[taps, 32]`, one row into each tap's panel (the taps' panels fill in step).
+        // to `[taps, 32]` (zero past `Cin`), then each tap's row copied to its place in the order.
         Kernels.parallelFor(threads, threads: threads) { part in
-            for q in 0..<cinPanels {
-                for co in (part * cout / threads)..<((part + 1) * cout / threads) {
-                    let rows = min(nr, cin - q * nr), to = dst + (q * cout + co) * nr
-                    ConvLoops.transpose(rows: rows, columns: taps, weight + (co * cin + q * nr) * taps, lds: taps,
-                                        to, ldd: cinPanels * cout * nr)
-                    if rows < nr {
-                        for t in 0..<taps { ConvLoops.zero(to + t * cinPanels * cout * nr + rows, nr - rows) }
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: taps * nr) { buffer in
+                let turned = buffer.baseAddress!
+                for q in 0..<cinPanels {
+                    let rows = min(nr, cin - q * nr)
+                    if rows < nr { turned.update(repeating: 0, count: taps * nr) }
+                    for co in (part * cout / threads)..<((part + 1) * cout / threads) {
+                        ConvLoops.transpose(rows: rows, columns: taps, weight + (co * cin + q * nr) * taps, lds: taps,
+                                            turned, ldd: nr)
+                        for (i, t) in order.enumerated() {
+                            ConvLoops.copy(dst + ((q * taps + i) * cout + co) * nr, turned + t * nr, nr)
+                        }
                     }
                 }
             }
@@ -826,6 +957,20 @@ enum IndirectTile {
     @inline(never)
     static func multiply(taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
                          b: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        sum(taps: taps, channels: channels, pointers: pointers, channelOffset: channelOffset, b: b).write(c, ldc: ldc, beta: beta)
+    }
+
+    /// The same sum, row `r` written (not added) to the 32 floats at `rows[r] + column`.
+    @inline(never)
+    static func multiply(taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
+                         b: UnsafePointer<Float>, rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int) {
+        sum(taps: taps, channels: channels, pointers: pointers, channelOffset: channelOffset, b: b).write(rows, column: column)
+    }
+
+    /// `sum_t sum_c pointers[t * 12 + r][channelOffset + c] * b[(t * channels + c) * 32 + j]` in registers.
+    @inline(__always)
+    private static func sum(taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
+                            b: UnsafePointer<Float>) -> Accumulators {
         var acc = Accumulators()
         var pb = b, row = pointers
         // A bottom-tested channel loop: with `for k in 0..<channels` (which may run zero times)
@@ -847,7 +992,7 @@ enum IndirectTile {
                 row += 12
             }
         }
-        acc.write(c, ldc: ldc, beta: beta)
+        return acc
     }
 
     /// `C[12 x 32] = sum_p pointers[p][channelOffset + r] * b[p * ldb + j] (+ C when beta is 1)`:
@@ -902,6 +1047,18 @@ enum IndirectTile {
             c10a = GEMMSIMD.multiplyAdd(x, b0, c10a); c10b = GEMMSIMD.multiplyAdd(x, b1, c10b)
             x = V(repeating: a11)
             c11a = GEMMSIMD.multiplyAdd(x, b0, c11a); c11b = GEMMSIMD.multiplyAdd(x, b1, c11b)
+        }
+
+        /// Row `r` stored at `rows[r] + column`.
+        @inline(__always)
+        func write(_ rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int) {
+            @inline(__always) func row(_ low: V, _ high: V, _ r: Int) {
+                let to = rows[r] + column
+                VectorMath.store(low, to)
+                VectorMath.store(high, to + 16)
+            }
+            row(c0a, c0b, 0); row(c1a, c1b, 1); row(c2a, c2b, 2); row(c3a, c3b, 3); row(c4a, c4b, 4); row(c5a, c5b, 5)
+            row(c6a, c6b, 6); row(c7a, c7b, 7); row(c8a, c8b, 8); row(c9a, c9b, 9); row(c10a, c10b, 10); row(c11a, c11b, 11)
         }
 
         /// `C = acc` (`beta` 0) or `C = acc + C` (`beta` 1), row `r` at `c + r * ldc`.
