@@ -490,6 +490,32 @@ struct ConvKernelTests {
         }
     }
 
+    @Test("transpose: every block order and prefetch setting equals the element loop; padding between rows untouched")
+    func transposeOrders() {
+        for rows in [1, 7, 8, 9, 16, 23] {
+            for columns in [1, 5, 8, 13, 24] {
+                let lds = columns + 3, ldd = rows + 2
+                let src = (0..<(rows * lds)).map { Float($0) * 0.25 - 3 }
+                for (prefetching, destinationRows) in [(false, false), (true, false), (false, true)] {
+                    // -0 in every destination float, so a stray write of +0 shows in the bits too.
+                    var dst = [Float](repeating: -0.0, count: columns * ldd)
+                    src.withUnsafeBufferPointer { s in
+                        dst.withUnsafeMutableBufferPointer { d in
+                            ConvLoops.transpose(rows: rows, columns: columns, s.baseAddress!, lds: lds, d.baseAddress!, ldd: ldd,
+                                                prefetching: prefetching, destinationRows: destinationRows)
+                        }
+                    }
+                    let expected = (0..<(columns * ldd)).map { k -> Float in
+                        let j = k / ldd, i = k % ldd
+                        return i < rows ? src[i * lds + j] : -0.0
+                    }
+                    #expect(dst.map(\.bitPattern) == expected.map(\.bitPattern),
+                            "\(rows) x \(columns), prefetching \(prefetching), destination rows \(destinationRows)")
+                }
+            }
+        }
+    }
+
     @Test("plans: methods by geometry; whole samples per thread for large batches, threaded GEMMs otherwise")
     func planChoice() {
         let big = Conv2dGeometry(batch: 32, inChannels: 64, height: 32, width: 32, outChannels: 64,

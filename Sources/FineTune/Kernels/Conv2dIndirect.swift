@@ -567,7 +567,7 @@ extension IndirectConvShape {
             let count = min(positions.upperBound - position, outPlane - q)
             let planes = output + (sample * g.outChannels + channels.lowerBound) * outPlane + q
             ConvLoops.transpose(rows: count, columns: channels.count, y + position * ldy + channels.lowerBound, lds: ldy,
-                                planes, ldd: outPlane)
+                                planes, ldd: outPlane, destinationRows: true)
             if let bias {
                 for co in channels {
                     let row = planes + (co - channels.lowerBound) * outPlane
@@ -671,7 +671,7 @@ extension Kernels {
             Kernels.parallelFor(p.threads, threads: p.threads) { part in
                 let own = (part * rows / p.threads)..<((part + 1) * rows / p.threads)
                 ConvLoops.transpose(rows: own.count, columns: cout, dwt + own.lowerBound * ldw, lds: ldw,
-                                    gradWeight + own.lowerBound, ldd: rows)
+                                    gradWeight + own.lowerBound, ldd: rows, destinationRows: true)
             }
             KernelProfile.end(region, .convolutionData)
         }
@@ -762,7 +762,7 @@ extension Kernels {
                     for sample in 0..<count {
                         ConvLoops.transpose(rows: inPlane, columns: channels.count, dx + sample * inPlane * ldx + channels.lowerBound,
                                             lds: ldx, gradInput + ((first + sample) * cin + channels.lowerBound) * inPlane,
-                                            ldd: inPlane)
+                                            ldd: inPlane, destinationRows: true)
                     }
                     KernelProfile.end(writing, .convolutionData)
                 }

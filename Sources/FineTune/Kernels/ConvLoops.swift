@@ -133,45 +133,61 @@ enum ConvLoops {
     /// element.
     /// With `prefetching`, the source rows' lines ``prefetchDistance`` floats ahead are prefetched
     /// (for sources that come from memory: a convolution's NCHW input).
+    /// With `destinationRows`, the blocks run 8 destination rows at a time, each written from
+    /// start to end (for a source in cache and a large destination: a channels-last result turned
+    /// to NCHW planes). Row blocks first left a line half-written in each of `columns` destination
+    /// rows, 8 floats at a time; on the Xeon, turning a 3136 x 128 channels-last plane this way
+    /// took 0.46x the time (a C loop of the same blocks).
     static func transpose(rows: Int, columns: Int, _ src: UnsafePointer<Float>, lds: Int,
-                          _ dst: UnsafeMutablePointer<Float>, ldd: Int, prefetching: Bool = false) {
-        var i = 0
-        while i &+ 8 <= rows {
+                          _ dst: UnsafeMutablePointer<Float>, ldd: Int, prefetching: Bool = false,
+                          destinationRows: Bool = false) {
+        @inline(__always) func block(_ i: Int, _ j: Int) {
+            let from = src + (i &* lds &+ j)
+            if prefetching && j & 15 == 0 {
+                let ahead = from + ConvLoops.prefetchDistance
+                Prefetch.toL2(ahead); Prefetch.toL2(ahead + lds); Prefetch.toL2(ahead + 2 &* lds)
+                Prefetch.toL2(ahead + 3 &* lds); Prefetch.toL2(ahead + 4 &* lds); Prefetch.toL2(ahead + 5 &* lds)
+                Prefetch.toL2(ahead + 6 &* lds); Prefetch.toL2(ahead + 7 &* lds)
+            }
+            var r0 = VectorMath.load(from, as: V.self), r1 = VectorMath.load(from + lds, as: V.self)
+            var r2 = VectorMath.load(from + 2 &* lds, as: V.self), r3 = VectorMath.load(from + 3 &* lds, as: V.self)
+            var r4 = VectorMath.load(from + 4 &* lds, as: V.self), r5 = VectorMath.load(from + 5 &* lds, as: V.self)
+            var r6 = VectorMath.load(from + 6 &* lds, as: V.self), r7 = VectorMath.load(from + 7 &* lds, as: V.self)
+            GEMMSIMD.transpose(&r0, &r1, &r2, &r3, &r4, &r5, &r6, &r7)
+            let to = dst + (j &* ldd &+ i)
+            VectorMath.store(r0, to); VectorMath.store(r1, to + ldd)
+            VectorMath.store(r2, to + 2 &* ldd); VectorMath.store(r3, to + 3 &* ldd)
+            VectorMath.store(r4, to + 4 &* ldd); VectorMath.store(r5, to + 5 &* ldd)
+            VectorMath.store(r6, to + 6 &* ldd); VectorMath.store(r7, to + 7 &* ldd)
+        }
+        let fullRows = rows & ~7, fullColumns = columns & ~7
+        if destinationRows {
             var j = 0
-            while j &+ 8 <= columns {
-                let from = src + (i &* lds &+ j)
-                if prefetching && j & 15 == 0 {
-                    let ahead = from + ConvLoops.prefetchDistance
-                    Prefetch.toL2(ahead); Prefetch.toL2(ahead + lds); Prefetch.toL2(ahead + 2 &* lds)
-                    Prefetch.toL2(ahead + 3 &* lds); Prefetch.toL2(ahead + 4 &* lds); Prefetch.toL2(ahead + 5 &* lds)
-                    Prefetch.toL2(ahead + 6 &* lds); Prefetch.toL2(ahead + 7 &* lds)
+            while j < fullColumns {
+                var i = 0
+                while i < fullRows { block(i, j); i &+= 8 }
+                if fullRows < rows {
+                    GEMMPacking.transposeBlock(rows: rows &- fullRows, src: src + (fullRows &* lds &+ j), ld: lds,
+                                               dst: dst + (j &* ldd &+ fullRows), width: ldd)
                 }
-                var r0 = VectorMath.load(from, as: V.self), r1 = VectorMath.load(from + lds, as: V.self)
-                var r2 = VectorMath.load(from + 2 &* lds, as: V.self), r3 = VectorMath.load(from + 3 &* lds, as: V.self)
-                var r4 = VectorMath.load(from + 4 &* lds, as: V.self), r5 = VectorMath.load(from + 5 &* lds, as: V.self)
-                var r6 = VectorMath.load(from + 6 &* lds, as: V.self), r7 = VectorMath.load(from + 7 &* lds, as: V.self)
-                GEMMSIMD.transpose(&r0, &r1, &r2, &r3, &r4, &r5, &r6, &r7)
-                let to = dst + (j &* ldd &+ i)
-                VectorMath.store(r0, to); VectorMath.store(r1, to + ldd)
-                VectorMath.store(r2, to + 2 &* ldd); VectorMath.store(r3, to + 3 &* ldd)
-                VectorMath.store(r4, to + 4 &* ldd); VectorMath.store(r5, to + 5 &* ldd)
-                VectorMath.store(r6, to + 6 &* ldd); VectorMath.store(r7, to + 7 &* ldd)
                 j &+= 8
             }
-            for jj in j..<columns {
-                for ii in i..<(i &+ 8) { dst[jj &* ldd &+ ii] = src[ii &* lds &+ jj] }
+        } else {
+            var i = 0
+            while i < fullRows {
+                var j = 0
+                while j < fullColumns { block(i, j); j &+= 8 }
+                i &+= 8
             }
-            i &+= 8
+            var j = 0
+            while j < fullColumns && fullRows < rows {
+                GEMMPacking.transposeBlock(rows: rows &- fullRows, src: src + (fullRows &* lds &+ j), ld: lds,
+                                           dst: dst + (j &* ldd &+ fullRows), width: ldd)
+                j &+= 8
+            }
         }
-        guard i < rows else { return }
-        var j = 0
-        while j &+ 8 <= columns {
-            GEMMPacking.transposeBlock(rows: rows &- i, src: src + (i &* lds &+ j), ld: lds, dst: dst + (j &* ldd &+ i),
-                                       width: ldd)
-            j &+= 8
-        }
-        for jj in j..<columns {
-            for ii in i..<rows { dst[jj &* ldd &+ ii] = src[ii &* lds &+ jj] }
+        for jj in fullColumns..<columns {
+            for ii in 0..<rows { dst[jj &* ldd &+ ii] = src[ii &* lds &+ jj] }
         }
     }
 
