@@ -740,10 +740,10 @@ extension Kernels {
                     let panels = (part * cinPanels / parts)..<((part + 1) * cinPanels / parts)
                     let columns = (panels.lowerBound * nr)..<(panels.upperBound * nr)
                     let multiplying = KernelProfile.begin()
-                    var rows = 0
+                    var rowTaps = 0
                     for phase in 0..<phases.count {
                         let taps = phases.taps(phase), tiles = table.tiles(phase, samples: count)
-                        rows += tiles * mr
+                        rowTaps += tiles * mr * taps.count
                         for group in stride(from: 0, to: tiles, by: IndirectConvShape.tileGroup) {
                             for q in panels {
                                 let panel = packed + (q * s.taps + taps.lowerBound) * cout * nr
@@ -756,7 +756,7 @@ extension Kernels {
                             }
                         }
                     }
-                    KernelProfile.endProduct(multiplying, m: rows, n: columns.count, k: phases.meanTaps * cout)
+                    KernelProfile.endProduct(multiplying, m: rowTaps, n: columns.count, k: cout)
                     let writing = KernelProfile.begin()
                     let channels = columns.lowerBound..<min(cin, columns.upperBound)
                     for sample in 0..<count {
@@ -808,9 +808,6 @@ struct StridePhases {
 
     /// The run of `order` that holds phase `phase`'s taps.
     func taps(_ phase: Int) -> Range<Int> { starts[phase]..<starts[phase + 1] }
-
-    /// Taps per phase on average (for the profile's flop count).
-    var meanTaps: Int { max(1, order.count / max(1, count)) }
 
     /// Input rows (or columns) of phase `p` in a size of `n`: `p, p + s, ...`.
     static func positions(_ p: Int, of n: Int, stride s: Int) -> Int { n > p ? (n - p + s - 1) / s : 0 }
