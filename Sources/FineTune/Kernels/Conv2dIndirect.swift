@@ -647,9 +647,7 @@ extension Kernels {
                             let depth = (block * positions / blockCount)..<((block + 1) * positions / blockCount)
                             let gather = KernelProfile.begin()
                             for (k, position) in depth.enumerated() {
-                                let a = table[position] + channelOffset, to = strip + k * mr
-                                VectorMath.store(VectorMath.load(a, as: SIMD8<Float>.self), to)
-                                VectorMath.store(VectorMath.load(a + 8, as: SIMD4<Float>.self), to + 8)
+                                ConvLoops.copy(strip + k * mr, table[position] + channelOffset, mr)
                             }
                             KernelProfile.end(gather, .packing)
                             let beta: Float = first == 0 && block == 0 ? 0 : 1
@@ -778,6 +776,8 @@ extension Kernels {
 /// taps are one run of the input gradient's packed weights.
 struct StridePhases {
     let g: Conv2dGeometry
+    /// The strides (at least 1).
+    let sh: Int, sw: Int
     /// `sh * sw` phases, phase `(py, px)` at `py * sw + px`.
     let count: Int
     /// Taps (`ky * KW + kx`) in phase order, and where each phase's run starts (`count + 1` entries).
@@ -786,6 +786,8 @@ struct StridePhases {
     init(_ g: Conv2dGeometry) {
         self.g = g
         let sh = max(1, g.strideH), sw = max(1, g.strideW)
+        self.sh = sh
+        self.sw = sw
         count = sh * sw
         func phase(_ k: Int, dilation: Int, padding: Int, stride: Int) -> Int {
             ((k * dilation - padding) % stride + stride) % stride
@@ -805,6 +807,9 @@ struct StridePhases {
         self.order = order
         self.starts = starts
     }
+
+    /// Phase `phase`'s row and column phases.
+    func coordinates(_ phase: Int) -> (py: Int, px: Int) { (phase / sw, phase % sw) }
 
     /// The run of `order` that holds phase `phase`'s taps.
     func taps(_ phase: Int) -> Range<Int> { starts[phase]..<starts[phase + 1] }
@@ -829,9 +834,9 @@ struct StridePhases {
             var perSample: [Int] = [], sourceStarts: [Int] = [], targetStarts: [Int] = []
             var sources = 0, targets = 0
             for phase in 0..<phases.count {
-                let py = phase / max(1, g.strideW), px = phase % max(1, g.strideW)
-                let n = StridePhases.positions(py, of: g.height, stride: max(1, g.strideH))
-                    * StridePhases.positions(px, of: g.width, stride: max(1, g.strideW))
+                let (py, px) = phases.coordinates(phase)
+                let n = StridePhases.positions(py, of: g.height, stride: phases.sh)
+                    * StridePhases.positions(px, of: g.width, stride: phases.sw)
                 perSample.append(n)
                 sourceStarts.append(sources)
                 targetStarts.append(targets)
@@ -863,7 +868,7 @@ struct StridePhases {
                   dx: UnsafeMutablePointer<Float>, ldx: Int, sink: UnsafeMutablePointer<Float>,
                   sources: UnsafeMutablePointer<UnsafePointer<Float>>, targets: UnsafeMutablePointer<UnsafeMutablePointer<Float>>) {
             let g = phases.g, mr = IndirectConvShape.mr
-            let sh = max(1, g.strideH), sw = max(1, g.strideW), py = phase / sw, px = phase % sw
+            let sh = phases.sh, sw = phases.sw, (py, px) = phases.coordinates(phase)
             let columns = StridePhases.positions(px, of: g.width, stride: sw)
             let n = perSample[phase] * samples, tiles = self.tiles(phase, samples: samples)
             let taps = phases.taps(phase), kw = g.kernelWidth
@@ -881,10 +886,10 @@ struct StridePhases {
                 to[position] = dx + ((sample * g.height + iy) * g.width + ix) * ldx
                 for i in 0..<taps.count {
                     let tap = phases.order[taps.lowerBound + i], ky = tap / kw, kx = tap - ky * kw
-                    // Exact divisions: the phase's taps are those whose offsets are multiples of the strides.
-                    let oy = (iy + g.padH - ky * g.dilationH) / sh, ox = (ix + g.padW - kx * g.dilationW) / sw
-                    let inside = iy + g.padH - ky * g.dilationH >= 0 && ix + g.padW - kx * g.dilationW >= 0
-                        && oy < g.outHeight && ox < g.outWidth
+                    // Multiples of the strides: the phase's taps are those whose offsets are.
+                    let y = iy + g.padH - ky * g.dilationH, x = ix + g.padW - kx * g.dilationW
+                    let oy = y / sh, ox = x / sw
+                    let inside = y >= 0 && x >= 0 && oy < g.outHeight && ox < g.outWidth
                     base[i * mr] = inside ? dy + ((sample * g.outHeight + oy) * g.outWidth + ox) * ldo : zeros
                 }
                 b += 1

@@ -161,15 +161,17 @@ enum ConvLoops {
             VectorMath.store(r6, to + 6 &* ldd); VectorMath.store(r7, to + 7 &* ldd)
         }
         let fullRows = rows & ~7, fullColumns = columns & ~7
+        /// The last 1-7 rows of columns `j..<j + 8`.
+        @inline(__always) func partialRows(_ j: Int) {
+            GEMMPacking.transposeBlock(rows: rows &- fullRows, src: src + (fullRows &* lds &+ j), ld: lds,
+                                       dst: dst + (j &* ldd &+ fullRows), width: ldd)
+        }
         if destinationRows {
             var j = 0
             while j < fullColumns {
                 var i = 0
                 while i < fullRows { block(i, j); i &+= 8 }
-                if fullRows < rows {
-                    GEMMPacking.transposeBlock(rows: rows &- fullRows, src: src + (fullRows &* lds &+ j), ld: lds,
-                                               dst: dst + (j &* ldd &+ fullRows), width: ldd)
-                }
+                if fullRows < rows { partialRows(j) }
                 j &+= 8
             }
         } else {
@@ -181,8 +183,7 @@ enum ConvLoops {
             }
             var j = 0
             while j < fullColumns && fullRows < rows {
-                GEMMPacking.transposeBlock(rows: rows &- fullRows, src: src + (fullRows &* lds &+ j), ld: lds,
-                                           dst: dst + (j &* ldd &+ fullRows), width: ldd)
+                partialRows(j)
                 j &+= 8
             }
         }
