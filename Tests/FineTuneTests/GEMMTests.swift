@@ -380,6 +380,39 @@ struct GEMMTests {
         }
     }
 
+    /// Packed blocks of 64 KiB and more go back to the scratch pool and are reused (a fresh one
+    /// costs a page fault per 4 KiB on every call), and a reused block's old contents never
+    /// reach C: a block left full of NaNs by an earlier call, taken again by products whose
+    /// packed B needs exactly that much (edge panels in n and k, every transpose), still gives
+    /// the reference. Other tests share the pool, so the first check retries a few times.
+    @Test(arguments: GEMMKernelKind.allCases)
+    func packedBlocksComeFromThePool(kernel: GEMMKernelKind) {
+        let floats = GEMMScratch.pooledFloats + 123
+        var kept = false
+        for _ in 0..<20 where !kept {
+            let scratch = GEMMScratch(floats: floats)
+            scratch.deallocate()
+            kept = ScratchPool.keeps(scratch.floats)
+        }
+        #expect(kept, "a pooled packed block was freed instead of kept")
+        let small = GEMMScratch(floats: 64)
+        small.deallocate()
+        #expect(!ScratchPool.keeps(small.floats))
+
+        // One KC and one NC block: the packed B block is exactly n (rounded up to panels) x k.
+        let shape = SGEMMCase(m: 2 * kernel.shape.mr + 5, n: 40 * kernel.shape.nr + 7, k: 83, alpha: 0.5, beta: -1, pad: 2)
+        let blockFloats = GEMMBlocking.roundUp(shape.n, to: kernel.shape.nr) * shape.k
+        #expect(blockFloats >= GEMMScratch.pooledFloats && shape.k <= kernel.blocking.kc && shape.n <= kernel.blocking.nc)
+        for (transA, transB) in [(false, false), (false, true), (true, false), (true, true)] {
+            let t = shape.with(transA: transA, transB: transB)
+            let ops = SGEMMOperands(t, seed: 17)
+            let poisoned = ScratchPool.take(blockFloats)
+            poisoned.pointer.initialize(repeating: .nan, count: poisoned.capacity)
+            ScratchPool.give(poisoned)
+            expectMatchesReference(runSGEMM(t, ops, kernel: kernel), t, ops, "after a NaN-filled pooled block")
+        }
+    }
+
     /// Tall products share packing, short ones keep one block of C per thread; BERT-base's
     /// 1024-token products on 2 threads share.
     @Test func sharedPackingNeedsRowsForEveryThread() {

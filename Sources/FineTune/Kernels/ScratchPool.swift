@@ -12,7 +12,8 @@ enum ScratchPool {
     /// Largest buffer kept (floats): 64 MB.
     static let maxKeptFloats = 1 << 24
 
-    private struct Buffer: @unchecked Sendable {
+    /// A buffer handed out by ``take(_:)``; give it back with ``give(_:)``.
+    struct Buffer: @unchecked Sendable {
         let pointer: UnsafeMutablePointer<Float>
         let capacity: Int
     }
@@ -27,7 +28,9 @@ enum ScratchPool {
         return try body(buffer.pointer)
     }
 
-    private static func take(_ count: Int) -> Buffer {
+    /// A 64-byte aligned, uninitialized buffer of at least `count` floats, until ``give(_:)``
+    /// (for workspaces that outlive one closure, as the blocked GEMM's packed blocks).
+    static func take(_ count: Int) -> Buffer {
         let count = max(count, 16)
         let reused: Buffer? = kept.withLock { buffers in
             // The smallest kept buffer that is large enough.
@@ -41,7 +44,8 @@ enum ScratchPool {
         return Buffer(pointer: ConvPlan.allocate(count), capacity: count)
     }
 
-    private static func give(_ buffer: Buffer) {
+    /// Returns a buffer from ``take(_:)``.
+    static func give(_ buffer: Buffer) {
         guard buffer.capacity <= maxKeptFloats else { return buffer.pointer.deallocate() }
         let evicted: Buffer? = kept.withLock { buffers in
             buffers.append(buffer)
@@ -51,5 +55,10 @@ enum ScratchPool {
             return buffers.remove(at: smallest)
         }
         evicted?.pointer.deallocate()
+    }
+
+    /// Whether the buffer at `pointer` is kept for reuse now (for tests).
+    static func keeps(_ pointer: UnsafeMutablePointer<Float>) -> Bool {
+        kept.withLock { buffers in buffers.contains { $0.pointer == pointer } }
     }
 }
