@@ -62,10 +62,10 @@ public struct AttentionGeometry: Hashable, Sendable {
         isCausal ? Swift.min(keyLength, Swift.min(r0 + rowBlock, queryLength)) : keyLength
     }
 
-    /// The key rows whose prefetch rides along with query row `i`'s (`[i * S / L, (i + 1) * S / L)`:
-    /// every key row once over the query rows).
-    @inline(__always)
-    func keyRows(sharedWith i: Int) -> Range<Int> { (i * keyLength / queryLength)..<((i + 1) * keyLength / queryLength) }
+    /// `rows` rows of `floats` floats of the head at `start`, asked for a share per query row.
+    func headRows(_ start: UnsafePointer<Float>, _ layout: AttentionLayout, rows: Int, floats: Int) -> PrefetchRows {
+        PrefetchRows(base: start, rows: rows, stride: layout.rowStride, floats: floats, parts: queryLength)
+    }
 
     /// Keys visible to row `i`.
     @inline(__always)
@@ -132,6 +132,11 @@ extension Kernels {
             let dropped = dropoutMask == nil ? nil : buffer + (probabilities == nil ? plane : 0)
             let q = query + queryLayout.offset(b, h), k = key + keyLayout.offset(b, kv), v = value + valueLayout.offset(b, kv)
             let o = output + outputLayout.offset(b, h)
+            let nb = (problem + 1) / g.queryHeads, nh = (problem + 1) % g.queryHeads, nkv = nh / g.groupSize
+            var next = problem + 1 < g.batch * g.queryHeads
+                ? AttentionNextHeads(g, query: query + queryLayout.offset(nb, nh), queryLayout,
+                                     key: key + keyLayout.offset(nb, nkv), keyLayout, value: value + valueLayout.offset(nb, nkv), valueLayout)
+                : nil
             var r0 = 0
             while r0 < L {
                 let r1 = Swift.min(L, r0 + g.rowBlock), kEnd = g.keyEnd(blockStart: r0)
@@ -147,12 +152,7 @@ extension Kernels {
                       beta: 0, c: p + r0 * S, ldc: S, threads: inner)
                 let softmax = KernelProfile.begin()
                 for i in r0..<r1 {
-                    if problem + 1 < g.batch * g.queryHeads {
-                        let nb = (problem + 1) / g.queryHeads, nh = (problem + 1) % g.queryHeads
-                        AttentionRows.prefetch(row: i, of: g, query + queryLayout.offset(nb, nh), queryLayout,
-                                               key + keyLayout.offset(nb, nh / g.groupSize), keyLayout,
-                                               value + valueLayout.offset(nb, nh / g.groupSize), valueLayout)
-                    }
+                    next?.fetchNextShare()
                     let row = p + i * S, n = g.visibleKeys(row: i)
                     if let mask {
                         let m = mask.pointer + mask.batchOffsets[b] + h * mask.headStride + i * mask.rowStride
@@ -209,6 +209,20 @@ extension Kernels {
                 let dO = gradOutput + gradOutputLayout.offset(b, h), dQ = gradQuery.map { $0 + gradQueryLayout.offset(b, h) }
                 let dScores = gradScores.map { $0 + head * plane }
                 let drop = dropoutMask.map { $0 + head * plane }
+                // The last head of the group asks for the next problem's heads.
+                var next: AttentionNextHeads?
+                if h == (kv + 1) * g.groupSize - 1 && problem + 1 < g.batch * g.keyValueHeads {
+                    let nb = (problem + 1) / g.keyValueHeads, nkv = (problem + 1) % g.keyValueHeads, nh = nkv * g.groupSize
+                    var heads = AttentionNextHeads(g, query: query + queryLayout.offset(nb, nh), queryLayout,
+                                                   key: key + keyLayout.offset(nb, nkv), keyLayout,
+                                                   value: value + valueLayout.offset(nb, nkv), valueLayout)
+                    // The gradients' rows too: zeroing or writing them waited on each line.
+                    heads.addGradients(g, output: gradOutput + gradOutputLayout.offset(nb, nh), gradOutputLayout,
+                                       query: gradQuery.map { UnsafePointer($0 + gradQueryLayout.offset(nb, nh)) }, gradQueryLayout,
+                                       key: gradKey.map { UnsafePointer($0 + gradKeyLayout.offset(nb, nkv)) }, gradKeyLayout,
+                                       value: gradValue.map { UnsafePointer($0 + gradValueLayout.offset(nb, nkv)) }, gradValueLayout)
+                    next = heads
+                }
                 var r0 = 0
                 while r0 < L {
                     let r1 = Swift.min(L, r0 + g.rowBlock), kEnd = g.keyEnd(blockStart: r0), rows = r1 - r0
@@ -237,32 +251,8 @@ extension Kernels {
                           a: dO + r0 * gradOutputLayout.rowStride, lda: gradOutputLayout.rowStride, b: v, ldb: valueLayout.rowStride,
                           beta: 0, c: dP + r0 * S, ldc: S, threads: inner)
                     let softmaxGradient = KernelProfile.begin()
-                    let prefetchesNext = h == (kv + 1) * g.groupSize - 1 && problem + 1 < g.batch * g.keyValueHeads
                     for i in r0..<r1 {
-                        if prefetchesNext {
-                            let nb = (problem + 1) / g.keyValueHeads, nkv = (problem + 1) % g.keyValueHeads
-                            let nh = nkv * g.groupSize
-                            AttentionRows.prefetch(row: i, of: g, query + queryLayout.offset(nb, nh), queryLayout,
-                                                   key + keyLayout.offset(nb, nkv), keyLayout,
-                                                   value + valueLayout.offset(nb, nkv), valueLayout)
-                            AttentionRows.prefetch(gradOutput + gradOutputLayout.offset(nb, nh) + i * gradOutputLayout.rowStride,
-                                                   count: g.valueDim)
-                            // The gradients' rows too: zeroing or writing them waited on each line.
-                            if let gradQuery {
-                                AttentionRows.prefetch(gradQuery + gradQueryLayout.offset(nb, nh) + i * gradQueryLayout.rowStride,
-                                                       count: g.headDim)
-                            }
-                            for j in g.keyRows(sharedWith: i) {
-                                if let gradKey {
-                                    AttentionRows.prefetch(gradKey + gradKeyLayout.offset(nb, nkv) + j * gradKeyLayout.rowStride,
-                                                           count: g.headDim)
-                                }
-                                if let gradValue {
-                                    AttentionRows.prefetch(gradValue + gradValueLayout.offset(nb, nkv) + j * gradValueLayout.rowStride,
-                                                           count: g.valueDim)
-                                }
-                            }
-                        }
+                        next?.fetchNextShare()
                         let row = dP + i * S, prow = p + i * S, n = g.visibleKeys(row: i)
                         if let drop { Kernels.mul(row, drop + i * S, row, count: n) }
                         VectorMath.softmaxBackwardApply(prow, row, row, n, d: Kernels.dot(row, prow, count: n))
@@ -289,36 +279,48 @@ extension Kernels {
     }
 }
 
+/// The operand heads of the next problem, asked for a share per query row while this one
+/// computes (``PrefetchRows`` over the L query rows): a head's rows are 64 floats in rows
+/// thousands of floats apart, four lines each, too short a run for the hardware's stream
+/// prefetch, and the products' packing waited on each line from L3 or memory (sdpa_bert_fwd
+/// 0.85-0.87x the time with this, Sapphire Rapids Xeon, one and two threads). The backward also
+/// asks for the output-gradient rows it reads and the gradient rows it writes.
+struct AttentionNextHeads {
+    private var query, key, value: PrefetchRows
+    private var gradOutput, gradQuery, gradKey, gradValue: PrefetchRows
+
+    /// The query head at `query` and the key and value heads (a head: rows of the layout's stride).
+    init(_ g: AttentionGeometry, query: UnsafePointer<Float>, _ queryLayout: AttentionLayout,
+         key: UnsafePointer<Float>, _ keyLayout: AttentionLayout, value: UnsafePointer<Float>, _ valueLayout: AttentionLayout) {
+        self.query = g.headRows(query, queryLayout, rows: g.queryLength, floats: g.headDim)
+        self.key = g.headRows(key, keyLayout, rows: g.keyLength, floats: g.headDim)
+        self.value = g.headRows(value, valueLayout, rows: g.keyLength, floats: g.valueDim)
+        let none = g.headRows(query, queryLayout, rows: 0, floats: 0)
+        (gradOutput, gradQuery, gradKey, gradValue) = (none, none, none, none)
+    }
+
+    /// The backward's heads too: the output gradient's, and those of the gradients it writes
+    /// (nil: not computed).
+    mutating func addGradients(_ g: AttentionGeometry, output: UnsafePointer<Float>, _ outputLayout: AttentionLayout,
+                               query: UnsafePointer<Float>?, _ queryLayout: AttentionLayout,
+                               key: UnsafePointer<Float>?, _ keyLayout: AttentionLayout,
+                               value: UnsafePointer<Float>?, _ valueLayout: AttentionLayout) {
+        gradOutput = g.headRows(output, outputLayout, rows: g.queryLength, floats: g.valueDim)
+        if let query { gradQuery = g.headRows(query, queryLayout, rows: g.queryLength, floats: g.headDim) }
+        if let key { gradKey = g.headRows(key, keyLayout, rows: g.keyLength, floats: g.headDim) }
+        if let value { gradValue = g.headRows(value, valueLayout, rows: g.keyLength, floats: g.valueDim) }
+    }
+
+    /// One query row's share of every head.
+    @inline(__always)
+    mutating func fetchNextShare() {
+        query.fetchNextShare(); key.fetchNextShare(); value.fetchNextShare()
+        gradOutput.fetchNextShare(); gradQuery.fetchNextShare(); gradKey.fetchNextShare(); gradValue.fetchNextShare()
+    }
+}
+
 /// Row helpers of the attention kernels.
 enum AttentionRows {
-    /// Asks for the lines of `count` floats at `start` to be brought into L2.
-    @inline(__always)
-    static func prefetch(_ start: UnsafePointer<Float>, count: Int) {
-        var c = 0
-        while c < count {
-            Prefetch.toL2(start + c)
-            c &+= 16
-        }
-        if count > 0 { Prefetch.toL2(start + (count &- 1)) }
-    }
-
-    /// Asks for the next problem's operands while this one computes, a share for each of its
-    /// query rows `i`: row `i` of the query head at `query`, and rows ``AttentionGeometry/keyRows(sharedWith:)``
-    /// of the key and value heads. A head's rows are 64 floats in rows thousands of floats apart,
-    /// four lines each, too short a run for the hardware's stream prefetch, and the products'
-    /// packing waited on each line from L3 or memory (sdpa_bert_fwd 0.83x the time with this,
-    /// Sapphire Rapids Xeon, one thread).
-    @inline(__always)
-    static func prefetch(row i: Int, of g: AttentionGeometry, _ query: UnsafePointer<Float>, _ queryLayout: AttentionLayout,
-                         _ key: UnsafePointer<Float>, _ keyLayout: AttentionLayout,
-                         _ value: UnsafePointer<Float>, _ valueLayout: AttentionLayout) {
-        prefetch(query + i * queryLayout.rowStride, count: g.headDim)
-        for j in g.keyRows(sharedWith: i) {
-            prefetch(key + j * keyLayout.rowStride, count: g.headDim)
-            prefetch(value + j * valueLayout.rowStride, count: g.valueDim)
-        }
-    }
-
     /// row[j] += mask[j * stride] for j < n.
     @inline(__always)
     static func addMask(_ row: UnsafeMutablePointer<Float>, _ mask: UnsafePointer<Float>, _ n: Int, stride: Int) {

@@ -383,12 +383,6 @@ struct ConvPlan {
     /// `count` rounded up to a multiple of 16 floats (64 bytes).
     static func rounded(_ count: Int) -> Int { (count + 15) & ~15 }
 
-    /// 64-byte aligned, uninitialized; release with `deallocate()`.
-    static func allocate(_ count: Int) -> UnsafeMutablePointer<Float> {
-        UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
-            .bindMemory(to: Float.self, capacity: max(count, 1))
-    }
-
     /// Calls `body(worker, samples)` on `workers` threads, each with a contiguous range of whole
     /// sample groups.
     func forEachWorker(_ body: (Int, Range<Int>) -> Void) {

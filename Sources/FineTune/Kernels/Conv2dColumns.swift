@@ -134,7 +134,7 @@ extension Kernels {
         let opg = g.outChannelsPerGroup, ohw = p.outPlane, ow = g.outWidth
         let weightCount = g.outChannels * p.colRows
         // Slot 0 accumulates in place, the others in scratch.
-        let scratch = ConvPlan.allocate((p.weightSlots - 1) * weightCount)
+        let scratch = ScratchPool.allocate((p.weightSlots - 1) * weightCount)
         defer { scratch.deallocate() }
         p.forEachWeightSlot { worker, slot, samples in
             let col = buffers.map { $0 + worker * p.columnStride }
@@ -192,7 +192,7 @@ extension ConvPlan {
     /// Column buffers for `workers` workers (default: all), or nil for a pointwise convolution
     /// (whose products read and write the planes in place).
     func allocateColumnBuffers(workers: Int? = nil) -> UnsafeMutablePointer<Float>? {
-        forwardMethod == .pointwise ? nil : ConvPlan.allocate((workers ?? self.workers) * columnStride)
+        forwardMethod == .pointwise ? nil : ScratchPool.allocate((workers ?? self.workers) * columnStride)
     }
 
     /// Calls `body(oy0, oy1)` for the bands of output rows, in order.

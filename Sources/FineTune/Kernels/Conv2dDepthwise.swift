@@ -432,7 +432,7 @@ extension Kernels {
         let offsets = tapOffsets(g, pp)
         defer { offsets.deallocate() }
         p.forEachPlaneRange(g.batch * g.inChannels) { range in
-            let buffer = ConvPlan.allocate(pp.count)
+            let buffer = ScratchPool.allocate(pp.count)
             defer { buffer.deallocate() }
             buffer.update(repeating: 0, count: pp.count)
             for plane in range {
@@ -453,13 +453,13 @@ extension Kernels {
         let opg = g.outChannelsPerGroup, taps = g.kernelHeight * g.kernelWidth
         let d = DepthwiseGather(g)
         defer { d.deallocate() }
-        let phaseWeights = ConvPlan.allocate(g.outChannels * taps)
+        let phaseWeights = ScratchPool.allocate(g.outChannels * taps)
         defer { phaseWeights.deallocate() }
         d.phaseOrder(weight, groups: g.inChannels, perGroup: opg, into: phaseWeights)
         let planeStride = ConvPlan.rounded(d.dy.count)
         p.forEachPlaneRange(g.batch * g.inChannels) { range in
             // The group's padded gradOutput planes, then the phase runs.
-            let buffer = ConvPlan.allocate(opg * planeStride + d.runsCount)
+            let buffer = ScratchPool.allocate(opg * planeStride + d.runsCount)
             defer { buffer.deallocate() }
             buffer.update(repeating: 0, count: opg * planeStride + d.runsCount)
             for plane in range {
@@ -484,7 +484,7 @@ extension Kernels {
         gradWeight.update(repeating: 0, count: g.outChannels * taps)
         p.forEachPlaneRange(g.inChannels) { groups in
             // The padded input plane, and gradOutput rows padded with zeros to whole vectors.
-            let buffer = ConvPlan.allocate(pp.count + oh * owPadded)
+            let buffer = ScratchPool.allocate(pp.count + oh * owPadded)
             defer { buffer.deallocate() }
             buffer.update(repeating: 0, count: pp.count + oh * owPadded)
             let dyRows = buffer + pp.count

@@ -465,13 +465,13 @@ extension IndirectConvShape {
                     let rows = (first * mr)..<min(positions, groupTiles.upperBound * mr)
                     // The output lines this group writes load while its tiles run (the write then
                     // finds them in cache instead of stalling on each one).
-                    let prefetch = outputRows(rows, channels: outChannels, in: output)
                     let calls = groupTiles.count * panels.count
+                    var prefetch = outputRows(rows, channels: outChannels, in: output, parts: calls)
                     let multiplying = KernelProfile.begin()
                     for q in panels {
                         let panel = packed + panelOffset(q, block: 0)
                         for tile in groupTiles {
-                            prefetch?.fetch(part: (q - panels.lowerBound) * groupTiles.count + tile - first, of: calls)
+                            prefetch?.fetchNextShare()
                             multiply(block: 0, panel: panel, q, tile..<(tile + 1))
                         }
                     }
@@ -495,7 +495,7 @@ extension IndirectConvShape {
             case .packing(let weight):
                 // One panel of the widest block (blocks differ by at most one channel).
                 let widest = (tapDepth + channelBlocks - 1) / channelBlocks
-                let buffer = ConvPlan.allocate(taps * widest * nr)
+                let buffer = ScratchPool.allocate(taps * widest * nr)
                 defer { buffer.deallocate() }
                 for b in 0..<channelBlocks {
                     for q in panels {
@@ -504,10 +504,11 @@ extension IndirectConvShape {
                         KernelProfile.end(packing, .packing)
                         // The next panel's weights (from memory) load while the tiles pass over this one.
                         let (nextBlock, next) = q + 1 < panels.upperBound ? (b, q + 1) : (b + 1, panels.lowerBound)
-                        let prefetch = nextBlock < channelBlocks ? sourceRows(ofPanel: next, block: nextBlock, in: weight) : nil
+                        var prefetch = nextBlock < channelBlocks
+                            ? sourceRows(ofPanel: next, block: nextBlock, in: weight, parts: tiles) : nil
                         let multiplying = KernelProfile.begin()
                         for tile in 0..<tiles {
-                            prefetch?.fetch(part: tile, of: tiles)
+                            prefetch?.fetchNextShare()
                             multiply(block: b, panel: buffer, q, tile..<(tile + 1))
                         }
                         KernelProfile.endProduct(multiplying, m: tiles * mr, n: nr, k: taps * channels(ofBlock: b).count)
@@ -519,42 +520,22 @@ extension IndirectConvShape {
     }
 
     /// The weights that panel `q` of block `b` is packed from: up to 32 runs of
-    /// `block.count * taps` floats, one per output channel.
-    func sourceRows(ofPanel q: Int, block b: Int, in weight: UnsafePointer<Float>) -> PrefetchRows {
+    /// `block.count * taps` floats, one per output channel, asked for over `parts` calls.
+    func sourceRows(ofPanel q: Int, block b: Int, in weight: UnsafePointer<Float>, parts: Int) -> PrefetchRows {
         let block = channels(ofBlock: b), first = q * IndirectConvShape.nr, cin = g.inChannels
         return PrefetchRows(base: weight + (first * cin + block.lowerBound) * taps, rows: min(IndirectConvShape.nr, g.outChannels - first),
-                            stride: cin * taps, floats: block.count * taps)
+                            stride: cin * taps, floats: block.count * taps, parts: parts)
     }
 
     /// The NCHW output that rows `positions` of Y, columns `channels`, are written to, when the
-    /// positions lie in one sample: a run of positions in each channel's plane.
-    func outputRows(_ positions: Range<Int>, channels: Range<Int>, in output: UnsafeMutablePointer<Float>) -> PrefetchRows? {
+    /// positions lie in one sample: a run of positions in each channel's plane, asked for over
+    /// `parts` calls.
+    func outputRows(_ positions: Range<Int>, channels: Range<Int>, in output: UnsafeMutablePointer<Float>,
+                    parts: Int) -> PrefetchRows? {
         let sample = positions.lowerBound / outPlane, q = positions.lowerBound - sample * outPlane
         guard q + positions.count <= outPlane else { return nil }
         return PrefetchRows(base: output + (sample * g.outChannels + channels.lowerBound) * outPlane + q, rows: channels.count,
-                            stride: outPlane, floats: positions.count)
-    }
-
-    /// Runs of floats `stride` apart, prefetched a share at a time.
-    struct PrefetchRows {
-        let base: UnsafePointer<Float>, rows: Int, stride: Int, floats: Int
-
-        /// Prefetches share `part` of `parts` of the runs' cache lines (one division per call,
-        /// not per line).
-        @inline(__always)
-        func fetch(part: Int, of parts: Int) {
-            // One more line than the floats fill: a run need not start on a line.
-            let perRow = (floats + 15) / 16 + 1, lines = rows * perRow
-            let first = part * lines / parts, end = (part + 1) * lines / parts
-            guard first < end else { return }
-            let row = first / perRow
-            var column = first - row * perRow, rowStart = base + row * stride
-            for _ in first..<end {
-                Prefetch.toL2(rowStart + min(floats - 1, column * 16))
-                column += 1
-                if column == perRow { column = 0; rowStart += stride }
-            }
-        }
+                            stride: outPlane, floats: positions.count, parts: parts)
     }
 
     /// Writes rows `positions` of Y (counted across the chunk's samples), columns `channels`, to

@@ -116,7 +116,7 @@ extension Kernels {
     /// `weight[co, c, KH-1-ky, KW-1-kx]`.
     static func rowMajorWeights(_ g: Conv2dGeometry, _ weight: UnsafePointer<Float>, flipped: Bool) -> UnsafeMutablePointer<Float> {
         let kh = g.kernelHeight, kw = g.kernelWidth, cpg = g.inChannelsPerGroup, opg = g.outChannelsPerGroup
-        let wr = ConvPlan.allocate(g.outChannels * cpg * kh * kw)
+        let wr = ScratchPool.allocate(g.outChannels * cpg * kh * kw)
         for grp in 0..<g.groups {
             for co in 0..<opg {
                 for c in 0..<cpg {
@@ -143,7 +143,7 @@ extension Kernels {
         let wr = rowMajorWeights(g, weight, flipped: false)
         defer { wr.deallocate() }
         let shiftedCount = ConvPlan.rounded(kw * cpg * s.hp * s.wp), wideCount = ConvPlan.rounded(opg * oh * s.wp)
-        let buffers = ConvPlan.allocate(p.workers * (shiftedCount + wideCount))
+        let buffers = ScratchPool.allocate(p.workers * (shiftedCount + wideCount))
         defer { buffers.deallocate() }
         let k = kw * cpg, n = (oh - 1) * s.wp + ow
         p.forEachWorker { worker, samples in
@@ -176,7 +176,7 @@ extension Kernels {
         let wr = rowMajorWeights(g, weight, flipped: true)
         defer { wr.deallocate() }
         let shiftedCount = ConvPlan.rounded(kw * opg * s.hq * s.wq), wideCount = ConvPlan.rounded(cpg * g.height * s.wq)
-        let buffers = ConvPlan.allocate(p.workers * (shiftedCount + wideCount))
+        let buffers = ScratchPool.allocate(p.workers * (shiftedCount + wideCount))
         defer { buffers.deallocate() }
         let k = kw * opg, n = (g.height - 1) * s.wq + g.width
         p.forEachWorker { worker, samples in
@@ -206,10 +206,10 @@ extension Kernels {
         let cpg = g.inChannelsPerGroup, opg = g.outChannelsPerGroup, oh = g.outHeight, ow = g.outWidth
         let weightCount = g.outChannels * cpg * kh * kw
         // Accumulators in the Wr layout, one per slot.
-        let accumulators = ConvPlan.allocate(p.weightSlots * weightCount)
+        let accumulators = ScratchPool.allocate(p.weightSlots * weightCount)
         defer { accumulators.deallocate() }
         let shiftedCount = ConvPlan.rounded(kw * cpg * s.hp * s.wp), wideCount = ConvPlan.rounded(opg * oh * s.wp)
-        let buffers = ConvPlan.allocate(p.weightWorkers * (shiftedCount + wideCount))
+        let buffers = ScratchPool.allocate(p.weightWorkers * (shiftedCount + wideCount))
         defer { buffers.deallocate() }
         let n = kw * cpg, k = (oh - 1) * s.wp + ow
         p.forEachWeightSlot { worker, slot, samples in

@@ -337,14 +337,13 @@ struct GEMMScratch {
             floats = buffer.pointer
             pooled = buffer
         } else {
-            let raw = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(1, count) * MemoryLayout<Float>.stride, alignment: 64)
-            floats = raw.bindMemory(to: Float.self, capacity: count)
+            floats = ScratchPool.allocate(count)
             pooled = nil
         }
     }
 
     func deallocate() {
-        if let pooled { ScratchPool.give(pooled) } else { UnsafeMutableRawPointer(floats).deallocate() }
+        if let pooled { ScratchPool.give(pooled) } else { floats.deallocate() }
     }
 }
 
