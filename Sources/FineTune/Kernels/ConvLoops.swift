@@ -233,14 +233,17 @@ enum ConvLoops {
         var i = 0, j = 0
         if stride == 2 {
             // 16 consecutive floats, the even lanes added to and the odd ones stored back as
-            // they were (lane 2i + 15 lies before the next element written while one follows).
-            let even = SIMD16<Int32>(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1) .== 0
+            // they were (lane 2i + 15 lies before the next element written while one follows):
+            // the odd lanes add -0, which leaves every float as it was (-0 + -0 is -0). Not a
+            // `replacing(with:where:)` with a lane mask: on AVX2 that mask was built lane by lane
+            // through the stack on every call, 90% of col2im's time.
+            let z: Float = -0.0
             while i &+ 8 < n {
-                let d = VectorMath.load(dst + j, as: SIMD16<Float>.self)
                 let s = VectorMath.load(src + i, as: SIMD8<Float>.self)
-                var wide = SIMD16<Float>()
-                wide.evenHalf = s
-                VectorMath.store(d.replacing(with: d + wide, where: even), dst + j)
+                let low = SIMD8<Float>(s[0], z, s[1], z, s[2], z, s[3], z)
+                let high = SIMD8<Float>(s[4], z, s[5], z, s[6], z, s[7], z)
+                VectorMath.store(VectorMath.load(dst + j, as: SIMD8<Float>.self) + low, dst + j)
+                VectorMath.store(VectorMath.load(dst + (j &+ 8), as: SIMD8<Float>.self) + high, dst + (j &+ 8))
                 i &+= 8; j &+= 16
             }
         }
