@@ -171,7 +171,7 @@ struct GEMMTests {
         }
     }
 
-    /// Rows in a last tile of 4 or 8 get the same bits as in a full tile: the first 64 (or 44)
+    /// Rows in a last tile of 2, 4 or 8 get the same bits as in a full tile: the first 64 (or 44)
     /// rows of a 72-row (48-row) product, whose tiles are all full, equal the 64-row (44-row) product.
     @Test(arguments: GEMMKernelKind.allCases)
     func partialRowTilesRoundAsFullTiles(kernel: GEMMKernelKind) {

@@ -76,6 +76,31 @@ enum GEMMKernel6x16: GEMMMicroKernel {
                          prefetch: prefetch)
         #endif
     }
+
+    #if arch(x86_64)
+    /// 2 or 4 rows (the last tile of a product whose rows are 2 or 4 past a multiple of 6: 64,
+    /// 128, 256, 512 or 1024 output channels), where the full-tile kernel would compute 6 rows
+    /// into a buffer.
+    @inline(never)
+    static func multiplyRows(_ rows: Int, depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                             alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool {
+        switch rows {
+        case 4: GEMMTile.fewRowsOfTwoHalves(4, depth: depth, a: a, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
+        case 2: GEMMTile.fewRowsOfTwoHalves(2, depth: depth, a: a, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
+        default: return false
+        }
+        return true
+    }
+
+    /// 6 x 8: the last column tile of products whose width is at most 8 past a multiple of 16
+    /// (the 392 positions of 8 planes of 7x7), where the full tile would compute 16 columns.
+    @inline(never)
+    static func multiplyLeftHalf(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                                 c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool {
+        GEMMTile.sixRowsLeftHalf(depth: depth, a: a, b: b, c: c, ldc: ldc)
+        return true
+    }
+    #endif
 }
 
 /// 12 x 32 tile: the AVX-512 kernel (32 zmm registers), chosen only for host-CPU builds on a
@@ -348,6 +373,74 @@ enum GEMMTile {
         row += ldc
         GEMMSIMD.update(c5a, row, alpha: alpha, beta: beta)
         GEMMSIMD.update(c5b, row + 8, alpha: alpha, beta: beta)
+    }
+
+    /// The first `rows` (2 or 4, a constant at each call site) rows of a 6 x 16 tile as two
+    /// `SIMD8` halves per row, with the same operations per element as
+    /// ``sixRowsOfTwoHalves(depth:a:b:alpha:beta:c:ldc:prefetch:)`` (the A panel keeps its 6-float steps).
+    @inline(__always)
+    static func fewRowsOfTwoHalves(
+        _ rows: Int, depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+        alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        typealias V = SIMD8<Float>
+        var c0a = V(), c0b = V(), c1a = V(), c1b = V()
+        var c2a = V(), c2b = V(), c3a = V(), c3b = V()
+        var pa = a, pb = b
+        for _ in 0..<depth {
+            let b0 = VectorMath.load(pb, as: V.self), b1 = VectorMath.load(pb + 8, as: V.self)
+            let a0 = V(repeating: pa[0]), a1 = V(repeating: pa[1])
+            c0a = GEMMSIMD.multiplyAdd(a0, b0, c0a)
+            c0b = GEMMSIMD.multiplyAdd(a0, b1, c0b)
+            c1a = GEMMSIMD.multiplyAdd(a1, b0, c1a)
+            c1b = GEMMSIMD.multiplyAdd(a1, b1, c1b)
+            if rows > 2 {
+                let a2 = V(repeating: pa[2]), a3 = V(repeating: pa[3])
+                c2a = GEMMSIMD.multiplyAdd(a2, b0, c2a)
+                c2b = GEMMSIMD.multiplyAdd(a2, b1, c2b)
+                c3a = GEMMSIMD.multiplyAdd(a3, b0, c3a)
+                c3b = GEMMSIMD.multiplyAdd(a3, b1, c3b)
+            }
+            pa += 6
+            pb += 16
+        }
+        GEMMSIMD.update(c0a, c, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c0b, c + 8, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c1a, c + ldc, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c1b, c + ldc + 8, alpha: alpha, beta: beta)
+        if rows > 2 {
+            GEMMSIMD.update(c2a, c + 2 &* ldc, alpha: alpha, beta: beta)
+            GEMMSIMD.update(c2b, c + 2 &* ldc + 8, alpha: alpha, beta: beta)
+            GEMMSIMD.update(c3a, c + 3 &* ldc, alpha: alpha, beta: beta)
+            GEMMSIMD.update(c3b, c + 3 &* ldc + 8, alpha: alpha, beta: beta)
+        }
+    }
+
+    /// The left 8 columns of a 6 x 16 tile: raw products (`alpha = 1`, `beta = 0`) into the
+    /// first 8 floats of each of the 6 rows at `c`, the same operations per element as the full tile.
+    @inline(__always)
+    static func sixRowsLeftHalf(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                                c: UnsafeMutablePointer<Float>, ldc: Int) {
+        typealias V = SIMD8<Float>
+        var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V()
+        var pa = a, pb = b
+        for _ in 0..<depth {
+            let b0 = VectorMath.load(pb, as: V.self)
+            c0 = GEMMSIMD.multiplyAdd(V(repeating: pa[0]), b0, c0)
+            c1 = GEMMSIMD.multiplyAdd(V(repeating: pa[1]), b0, c1)
+            c2 = GEMMSIMD.multiplyAdd(V(repeating: pa[2]), b0, c2)
+            c3 = GEMMSIMD.multiplyAdd(V(repeating: pa[3]), b0, c3)
+            c4 = GEMMSIMD.multiplyAdd(V(repeating: pa[4]), b0, c4)
+            c5 = GEMMSIMD.multiplyAdd(V(repeating: pa[5]), b0, c5)
+            pa += 6
+            pb += 16
+        }
+        GEMMSIMD.update(c0, c, alpha: 1, beta: 0)
+        GEMMSIMD.update(c1, c + ldc, alpha: 1, beta: 0)
+        GEMMSIMD.update(c2, c + 2 &* ldc, alpha: 1, beta: 0)
+        GEMMSIMD.update(c3, c + 3 &* ldc, alpha: 1, beta: 0)
+        GEMMSIMD.update(c4, c + 4 &* ldc, alpha: 1, beta: 0)
+        GEMMSIMD.update(c5, c + 5 &* ldc, alpha: 1, beta: 0)
     }
 
     /// MR = 12, NR = 32 as two `SIMD16` halves per row (`cNa`, `cNb`: 24 accumulators). Not one `SIMD32`
