@@ -70,7 +70,8 @@ enum GEMMKernel6x16: GEMMMicroKernel {
                          alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
                          prefetch: GEMMPrefetch) {
         #if arch(x86_64)
-        GEMMTile.sixRowsOfTwoHalves(depth: depth, a: a, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc, prefetch: prefetch)
+        GEMMTile.rowsOfTwoHalves(SIMD8<Float>.self, rows: 6, panelRows: 6, depth: depth, a: a, b: b,
+                                 alpha: alpha, beta: beta, c: c, ldc: ldc, prefetch: prefetch)
         #else
         GEMMTile.sixRows(SIMD16<Float>.self, depth: depth, a: a, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc,
                          prefetch: prefetch)
@@ -85,8 +86,10 @@ enum GEMMKernel6x16: GEMMMicroKernel {
     static func multiplyRows(_ rows: Int, depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
                              alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool {
         switch rows {
-        case 4: GEMMTile.fewRowsOfTwoHalves(4, depth: depth, a: a, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
-        case 2: GEMMTile.fewRowsOfTwoHalves(2, depth: depth, a: a, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
+        case 4: GEMMTile.rowsOfTwoHalves(SIMD8<Float>.self, rows: 4, panelRows: 6, depth: depth, a: a, b: b,
+                                         alpha: alpha, beta: beta, c: c, ldc: ldc, prefetch: nil)
+        case 2: GEMMTile.rowsOfTwoHalves(SIMD8<Float>.self, rows: 2, panelRows: 6, depth: depth, a: a, b: b,
+                                         alpha: alpha, beta: beta, c: c, ldc: ldc, prefetch: nil)
         default: return false
         }
         return true
@@ -97,7 +100,7 @@ enum GEMMKernel6x16: GEMMMicroKernel {
     @inline(never)
     static func multiplyLeftHalf(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
                                  c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool {
-        GEMMTile.sixRowsLeftHalf(depth: depth, a: a, b: b, c: c, ldc: ldc)
+        GEMMTile.leftHalf(SIMD8<Float>.self, rows: 6, depth: depth, a: a, b: b, c: c, ldc: ldc)
         return true
     }
     #endif
@@ -121,7 +124,8 @@ enum GEMMKernel12x32: GEMMMicroKernel {
     static func multiply(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
                          alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
                          prefetch: GEMMPrefetch) {
-        GEMMTile.twelveRows(depth: depth, a: a, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc, prefetch: prefetch)
+        GEMMTile.rowsOfTwoHalves(SIMD16<Float>.self, rows: 12, panelRows: 12, depth: depth, a: a, b: b,
+                                 alpha: alpha, beta: beta, c: c, ldc: ldc, prefetch: prefetch)
     }
 
     /// 4 or 8 rows (the last tile of a 64-, 128- or 256-row product, every convolution's output
@@ -132,7 +136,8 @@ enum GEMMKernel12x32: GEMMMicroKernel {
                              alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool {
         guard rows == 4 || rows == 8 else { return false }
         for first in stride(from: 0, to: rows, by: 4) {
-            GEMMTile.fourOfTwelveRows(depth: depth, a: a + first, b: b, alpha: alpha, beta: beta, c: c + first &* ldc, ldc: ldc)
+            GEMMTile.rowsOfTwoHalves(SIMD16<Float>.self, rows: 4, panelRows: 12, depth: depth, a: a + first, b: b,
+                                     alpha: alpha, beta: beta, c: c + first &* ldc, ldc: ldc, prefetch: nil)
         }
         return true
     }
@@ -143,7 +148,7 @@ enum GEMMKernel12x32: GEMMMicroKernel {
     @inline(never)
     static func multiplyLeftHalf(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
                                  c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool {
-        GEMMTile.twelveRowsLeftHalf(depth: depth, a: a, b: b, c: c, ldc: ldc)
+        GEMMTile.leftHalf(SIMD16<Float>.self, rows: 12, depth: depth, a: a, b: b, c: c, ldc: ldc)
         return true
     }
 }
@@ -317,78 +322,45 @@ enum GEMMTile {
         GEMMSIMD.update(c5, c + 5 &* ldc, alpha: alpha, beta: beta)
     }
 
-    /// MR = 6, NR = 16 as two `SIMD8` halves per row (12 named ymm accumulators), for AVX2.
-    /// Not ``sixRows(_:depth:a:b:alpha:beta:c:ldc:prefetch:)`` with `SIMD16`: LLVM splits each
-    /// 512-bit accumulator into two ymm registers itself but then allocates them badly, keeping
-    /// two of them on the stack and copying two more every depth step (AMD EPYC, Zen: GEMMs at
-    /// 66-68% of the FMA peak).
+    /// The first `rows` rows of a tile whose rows are two `V` halves each (NR = 2 x
+    /// `V.scalarCount`), from an A panel of `panelRows` rows (its step per depth; `a` may point
+    /// at any row of it). `rows` and `panelRows` are constants at each call site, so every
+    /// accumulator is a named register and the tests on `rows` fold away:
+    ///
+    /// - the full tiles: 6 x 16 on AVX2 (`SIMD8` halves: 12 ymm accumulators) and 12 x 32 on
+    ///   AVX-512 (`SIMD16` halves: 24 zmm accumulators), with the requests of `prefetch`;
+    /// - the last 2, 4 or 8 rows of a product (64-1024 output channels) as 2- or 4-row passes
+    ///   over the full tile's A panel, without requests, where the full tile would compute all
+    ///   its rows into a buffer.
+    ///
+    /// Each element of C gets the same operations whatever `rows` is. Not one `SIMD16` per row
+    /// on AVX2: LLVM splits each 512-bit accumulator into two ymm registers itself but then
+    /// allocates them badly, keeping two on the stack and copying two more every depth step
+    /// (AMD EPYC, Zen: GEMMs at 66-68% of the FMA peak). Not one `SIMD32` per row on AVX-512:
+    /// the standard library does not vectorise `SIMD32.addingProduct` (a per-lane loop through
+    /// memory), while `SIMD16` maps to one zmm register.
     @inline(__always)
-    static func sixRowsOfTwoHalves(
-        depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-        alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, prefetch: GEMMPrefetch
-    ) {
-        typealias V = SIMD8<Float>
-        var c0a = V(), c0b = V()
-        var c1a = V(), c1b = V()
-        var c2a = V(), c2b = V()
-        var c3a = V(), c3b = V()
-        var c4a = V(), c4b = V()
-        var c5a = V(), c5b = V()
-        var requests = GEMMRequests(prefetch, depth: depth, rows: 6, columns: 16, c: c, ldc: ldc)
-        var pa = a, pb = b
-        for _ in 0..<depth {
-            requests.advance()
-            let b0 = VectorMath.load(pb, as: V.self), b1 = VectorMath.load(pb + 8, as: V.self)
-            let a0 = V(repeating: pa[0]), a1 = V(repeating: pa[1]), a2 = V(repeating: pa[2])
-            c0a = GEMMSIMD.multiplyAdd(a0, b0, c0a)
-            c0b = GEMMSIMD.multiplyAdd(a0, b1, c0b)
-            c1a = GEMMSIMD.multiplyAdd(a1, b0, c1a)
-            c1b = GEMMSIMD.multiplyAdd(a1, b1, c1b)
-            c2a = GEMMSIMD.multiplyAdd(a2, b0, c2a)
-            c2b = GEMMSIMD.multiplyAdd(a2, b1, c2b)
-            let a3 = V(repeating: pa[3]), a4 = V(repeating: pa[4]), a5 = V(repeating: pa[5])
-            c3a = GEMMSIMD.multiplyAdd(a3, b0, c3a)
-            c3b = GEMMSIMD.multiplyAdd(a3, b1, c3b)
-            c4a = GEMMSIMD.multiplyAdd(a4, b0, c4a)
-            c4b = GEMMSIMD.multiplyAdd(a4, b1, c4b)
-            c5a = GEMMSIMD.multiplyAdd(a5, b0, c5a)
-            c5b = GEMMSIMD.multiplyAdd(a5, b1, c5b)
-            pa += 6
-            pb += 16
-        }
-        GEMMSIMD.update(c0a, c, alpha: alpha, beta: beta)
-        GEMMSIMD.update(c0b, c + 8, alpha: alpha, beta: beta)
-        var row = c + ldc
-        GEMMSIMD.update(c1a, row, alpha: alpha, beta: beta)
-        GEMMSIMD.update(c1b, row + 8, alpha: alpha, beta: beta)
-        row += ldc
-        GEMMSIMD.update(c2a, row, alpha: alpha, beta: beta)
-        GEMMSIMD.update(c2b, row + 8, alpha: alpha, beta: beta)
-        row += ldc
-        GEMMSIMD.update(c3a, row, alpha: alpha, beta: beta)
-        GEMMSIMD.update(c3b, row + 8, alpha: alpha, beta: beta)
-        row += ldc
-        GEMMSIMD.update(c4a, row, alpha: alpha, beta: beta)
-        GEMMSIMD.update(c4b, row + 8, alpha: alpha, beta: beta)
-        row += ldc
-        GEMMSIMD.update(c5a, row, alpha: alpha, beta: beta)
-        GEMMSIMD.update(c5b, row + 8, alpha: alpha, beta: beta)
-    }
-
-    /// The first `rows` (2 or 4, a constant at each call site) rows of a 6 x 16 tile as two
-    /// `SIMD8` halves per row, with the same operations per element as
-    /// ``sixRowsOfTwoHalves(depth:a:b:alpha:beta:c:ldc:prefetch:)`` (the A panel keeps its 6-float steps).
-    @inline(__always)
-    static func fewRowsOfTwoHalves(
-        _ rows: Int, depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-        alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
-    ) {
-        typealias V = SIMD8<Float>
+    static func rowsOfTwoHalves<V: SIMD>(
+        _: V.Type, rows: Int, panelRows: Int, depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+        alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, prefetch: GEMMPrefetch?
+    ) where V.Scalar == Float {
+        // Written out row by row: with a nested function per row (inout accumulators) LLVM kept
+        // an AVX2 accumulator on the stack and copied the others every depth step.
+        let half = V.scalarCount
         var c0a = V(), c0b = V(), c1a = V(), c1b = V()
         var c2a = V(), c2b = V(), c3a = V(), c3b = V()
+        var c4a = V(), c4b = V(), c5a = V(), c5b = V()
+        var c6a = V(), c6b = V(), c7a = V(), c7b = V()
+        var c8a = V(), c8b = V(), c9a = V(), c9b = V()
+        var c10a = V(), c10b = V(), c11a = V(), c11b = V()
+        // Not an optional `GEMMRequests`: its nil is a null stream pointer, tested every step.
+        let requesting = prefetch != nil
+        var requests = GEMMRequests(prefetch ?? GEMMPrefetch(start: b, step: 0, nextTile: nil, requestsOwnTile: false),
+                                    depth: depth, rows: rows, columns: 2 * half, c: c, ldc: ldc)
         var pa = a, pb = b
         for _ in 0..<depth {
-            let b0 = VectorMath.load(pb, as: V.self), b1 = VectorMath.load(pb + 8, as: V.self)
+            if requesting { requests.advance() }
+            let b0 = VectorMath.load(pb, as: V.self), b1 = VectorMath.load(pb + half, as: V.self)
             let a0 = V(repeating: pa[0]), a1 = V(repeating: pa[1])
             c0a = GEMMSIMD.multiplyAdd(a0, b0, c0a)
             c0b = GEMMSIMD.multiplyAdd(a0, b1, c0b)
@@ -401,125 +373,81 @@ enum GEMMTile {
                 c3a = GEMMSIMD.multiplyAdd(a3, b0, c3a)
                 c3b = GEMMSIMD.multiplyAdd(a3, b1, c3b)
             }
-            pa += 6
-            pb += 16
+            if rows > 4 {
+                let a4 = V(repeating: pa[4]), a5 = V(repeating: pa[5])
+                c4a = GEMMSIMD.multiplyAdd(a4, b0, c4a)
+                c4b = GEMMSIMD.multiplyAdd(a4, b1, c4b)
+                c5a = GEMMSIMD.multiplyAdd(a5, b0, c5a)
+                c5b = GEMMSIMD.multiplyAdd(a5, b1, c5b)
+            }
+            if rows > 6 {
+                let a6 = V(repeating: pa[6]), a7 = V(repeating: pa[7]), a8 = V(repeating: pa[8])
+                c6a = GEMMSIMD.multiplyAdd(a6, b0, c6a)
+                c6b = GEMMSIMD.multiplyAdd(a6, b1, c6b)
+                c7a = GEMMSIMD.multiplyAdd(a7, b0, c7a)
+                c7b = GEMMSIMD.multiplyAdd(a7, b1, c7b)
+                c8a = GEMMSIMD.multiplyAdd(a8, b0, c8a)
+                c8b = GEMMSIMD.multiplyAdd(a8, b1, c8b)
+                let a9 = V(repeating: pa[9]), a10 = V(repeating: pa[10]), a11 = V(repeating: pa[11])
+                c9a = GEMMSIMD.multiplyAdd(a9, b0, c9a)
+                c9b = GEMMSIMD.multiplyAdd(a9, b1, c9b)
+                c10a = GEMMSIMD.multiplyAdd(a10, b0, c10a)
+                c10b = GEMMSIMD.multiplyAdd(a10, b1, c10b)
+                c11a = GEMMSIMD.multiplyAdd(a11, b0, c11a)
+                c11b = GEMMSIMD.multiplyAdd(a11, b1, c11b)
+            }
+            pa += panelRows
+            pb += 2 * half
         }
-        GEMMSIMD.update(c0a, c, alpha: alpha, beta: beta)
-        GEMMSIMD.update(c0b, c + 8, alpha: alpha, beta: beta)
-        GEMMSIMD.update(c1a, c + ldc, alpha: alpha, beta: beta)
-        GEMMSIMD.update(c1b, c + ldc + 8, alpha: alpha, beta: beta)
-        if rows > 2 {
-            GEMMSIMD.update(c2a, c + 2 &* ldc, alpha: alpha, beta: beta)
-            GEMMSIMD.update(c2b, c + 2 &* ldc + 8, alpha: alpha, beta: beta)
-            GEMMSIMD.update(c3a, c + 3 &* ldc, alpha: alpha, beta: beta)
-            GEMMSIMD.update(c3b, c + 3 &* ldc + 8, alpha: alpha, beta: beta)
-        }
+        var row = c
+        GEMMSIMD.update(c0a, row, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c0b, row + half, alpha: alpha, beta: beta)
+        row += ldc
+        GEMMSIMD.update(c1a, row, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c1b, row + half, alpha: alpha, beta: beta)
+        guard rows > 2 else { return }
+        row += ldc
+        GEMMSIMD.update(c2a, row, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c2b, row + half, alpha: alpha, beta: beta)
+        row += ldc
+        GEMMSIMD.update(c3a, row, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c3b, row + half, alpha: alpha, beta: beta)
+        guard rows > 4 else { return }
+        row += ldc
+        GEMMSIMD.update(c4a, row, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c4b, row + half, alpha: alpha, beta: beta)
+        row += ldc
+        GEMMSIMD.update(c5a, row, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c5b, row + half, alpha: alpha, beta: beta)
+        guard rows > 6 else { return }
+        row += ldc
+        GEMMSIMD.update(c6a, row, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c6b, row + half, alpha: alpha, beta: beta)
+        row += ldc
+        GEMMSIMD.update(c7a, row, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c7b, row + half, alpha: alpha, beta: beta)
+        row += ldc
+        GEMMSIMD.update(c8a, row, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c8b, row + half, alpha: alpha, beta: beta)
+        row += ldc
+        GEMMSIMD.update(c9a, row, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c9b, row + half, alpha: alpha, beta: beta)
+        row += ldc
+        GEMMSIMD.update(c10a, row, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c10b, row + half, alpha: alpha, beta: beta)
+        row += ldc
+        GEMMSIMD.update(c11a, row, alpha: alpha, beta: beta)
+        GEMMSIMD.update(c11b, row + half, alpha: alpha, beta: beta)
     }
 
-    /// The left 8 columns of a 6 x 16 tile: raw products (`alpha = 1`, `beta = 0`) into the
-    /// first 8 floats of each of the 6 rows at `c`, the same operations per element as the full tile.
+    /// The left half (the first `V.scalarCount` columns) of a `rows` x 2 `V.scalarCount` tile
+    /// of ``rowsOfTwoHalves(_:rows:panelRows:depth:a:b:alpha:beta:c:ldc:prefetch:)`` (`rows` 6
+    /// or 12, a constant): raw products (`alpha = 1`, `beta = 0`) into the first `V.scalarCount`
+    /// floats of each row at `c`, with the same operations per element, at half the
+    /// multiply-adds, for a last column tile with at most half its columns valid.
     @inline(__always)
-    static func sixRowsLeftHalf(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-                                c: UnsafeMutablePointer<Float>, ldc: Int) {
-        typealias V = SIMD8<Float>
-        var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V()
-        var pa = a, pb = b
-        for _ in 0..<depth {
-            let b0 = VectorMath.load(pb, as: V.self)
-            c0 = GEMMSIMD.multiplyAdd(V(repeating: pa[0]), b0, c0)
-            c1 = GEMMSIMD.multiplyAdd(V(repeating: pa[1]), b0, c1)
-            c2 = GEMMSIMD.multiplyAdd(V(repeating: pa[2]), b0, c2)
-            c3 = GEMMSIMD.multiplyAdd(V(repeating: pa[3]), b0, c3)
-            c4 = GEMMSIMD.multiplyAdd(V(repeating: pa[4]), b0, c4)
-            c5 = GEMMSIMD.multiplyAdd(V(repeating: pa[5]), b0, c5)
-            pa += 6
-            pb += 16
-        }
-        GEMMSIMD.update(c0, c, alpha: 1, beta: 0)
-        GEMMSIMD.update(c1, c + ldc, alpha: 1, beta: 0)
-        GEMMSIMD.update(c2, c + 2 &* ldc, alpha: 1, beta: 0)
-        GEMMSIMD.update(c3, c + 3 &* ldc, alpha: 1, beta: 0)
-        GEMMSIMD.update(c4, c + 4 &* ldc, alpha: 1, beta: 0)
-        GEMMSIMD.update(c5, c + 5 &* ldc, alpha: 1, beta: 0)
-    }
-
-    /// MR = 12, NR = 32 as two `SIMD16` halves per row (`cNa`, `cNb`: 24 accumulators). Not one `SIMD32`
-    /// per row: the standard library does not vectorise `SIMD32.addingProduct` (it becomes a
-    /// per-lane loop through memory), while `SIMD16` maps to one zmm register.
-    @inline(__always)
-    static func twelveRows(
-        depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-        alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, prefetch: GEMMPrefetch
-    ) {
-        typealias V = SIMD16<Float>
-        var c0a = V(), c0b = V()
-        var c1a = V(), c1b = V()
-        var c2a = V(), c2b = V()
-        var c3a = V(), c3b = V()
-        var c4a = V(), c4b = V()
-        var c5a = V(), c5b = V()
-        var c6a = V(), c6b = V()
-        var c7a = V(), c7b = V()
-        var c8a = V(), c8b = V()
-        var c9a = V(), c9b = V()
-        var c10a = V(), c10b = V()
-        var c11a = V(), c11b = V()
-        var requests = GEMMRequests(prefetch, depth: depth, rows: 12, columns: 32, c: c, ldc: ldc)
-        var pa = a, pb = b
-        for _ in 0..<depth {
-            requests.advance()
-            let b0 = VectorMath.load(pb, as: V.self), b1 = VectorMath.load(pb + 16, as: V.self)
-            c0a = GEMMSIMD.multiplyAdd(V(repeating: pa[0]), b0, c0a)
-            c0b = GEMMSIMD.multiplyAdd(V(repeating: pa[0]), b1, c0b)
-            c1a = GEMMSIMD.multiplyAdd(V(repeating: pa[1]), b0, c1a)
-            c1b = GEMMSIMD.multiplyAdd(V(repeating: pa[1]), b1, c1b)
-            c2a = GEMMSIMD.multiplyAdd(V(repeating: pa[2]), b0, c2a)
-            c2b = GEMMSIMD.multiplyAdd(V(repeating: pa[2]), b1, c2b)
-            c3a = GEMMSIMD.multiplyAdd(V(repeating: pa[3]), b0, c3a)
-            c3b = GEMMSIMD.multiplyAdd(V(repeating: pa[3]), b1, c3b)
-            c4a = GEMMSIMD.multiplyAdd(V(repeating: pa[4]), b0, c4a)
-            c4b = GEMMSIMD.multiplyAdd(V(repeating: pa[4]), b1, c4b)
-            c5a = GEMMSIMD.multiplyAdd(V(repeating: pa[5]), b0, c5a)
-            c5b = GEMMSIMD.multiplyAdd(V(repeating: pa[5]), b1, c5b)
-            c6a = GEMMSIMD.multiplyAdd(V(repeating: pa[6]), b0, c6a)
-            c6b = GEMMSIMD.multiplyAdd(V(repeating: pa[6]), b1, c6b)
-            c7a = GEMMSIMD.multiplyAdd(V(repeating: pa[7]), b0, c7a)
-            c7b = GEMMSIMD.multiplyAdd(V(repeating: pa[7]), b1, c7b)
-            c8a = GEMMSIMD.multiplyAdd(V(repeating: pa[8]), b0, c8a)
-            c8b = GEMMSIMD.multiplyAdd(V(repeating: pa[8]), b1, c8b)
-            c9a = GEMMSIMD.multiplyAdd(V(repeating: pa[9]), b0, c9a)
-            c9b = GEMMSIMD.multiplyAdd(V(repeating: pa[9]), b1, c9b)
-            c10a = GEMMSIMD.multiplyAdd(V(repeating: pa[10]), b0, c10a)
-            c10b = GEMMSIMD.multiplyAdd(V(repeating: pa[10]), b1, c10b)
-            c11a = GEMMSIMD.multiplyAdd(V(repeating: pa[11]), b0, c11a)
-            c11b = GEMMSIMD.multiplyAdd(V(repeating: pa[11]), b1, c11b)
-            pa += 12
-            pb += 32
-        }
-        @inline(__always) func updateRow(_ low: V, _ high: V, _ row: UnsafeMutablePointer<Float>) {
-            GEMMSIMD.update(low, row, alpha: alpha, beta: beta)
-            GEMMSIMD.update(high, row + 16, alpha: alpha, beta: beta)
-        }
-        updateRow(c0a, c0b, c)
-        updateRow(c1a, c1b, c + ldc)
-        updateRow(c2a, c2b, c + 2 &* ldc)
-        updateRow(c3a, c3b, c + 3 &* ldc)
-        updateRow(c4a, c4b, c + 4 &* ldc)
-        updateRow(c5a, c5b, c + 5 &* ldc)
-        updateRow(c6a, c6b, c + 6 &* ldc)
-        updateRow(c7a, c7b, c + 7 &* ldc)
-        updateRow(c8a, c8b, c + 8 &* ldc)
-        updateRow(c9a, c9b, c + 9 &* ldc)
-        updateRow(c10a, c10b, c + 10 &* ldc)
-        updateRow(c11a, c11b, c + 11 &* ldc)
-    }
-
-    /// The first 16 columns of ``twelveRows`` (B panels of 32 columns), raw products to `c`
-    /// (alpha 1, beta 0): 12 accumulators, the same operations per element.
-    @inline(__always)
-    static func twelveRowsLeftHalf(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-                                   c: UnsafeMutablePointer<Float>, ldc: Int) {
-        typealias V = SIMD16<Float>
+    static func leftHalf<V: SIMD>(_: V.Type, rows: Int, depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                                  c: UnsafeMutablePointer<Float>, ldc: Int) where V.Scalar == Float {
         var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V()
         var c6 = V(), c7 = V(), c8 = V(), c9 = V(), c10 = V(), c11 = V()
         var pa = a, pb = b
@@ -531,52 +459,22 @@ enum GEMMTile {
             c3 = GEMMSIMD.multiplyAdd(V(repeating: pa[3]), b0, c3)
             c4 = GEMMSIMD.multiplyAdd(V(repeating: pa[4]), b0, c4)
             c5 = GEMMSIMD.multiplyAdd(V(repeating: pa[5]), b0, c5)
-            c6 = GEMMSIMD.multiplyAdd(V(repeating: pa[6]), b0, c6)
-            c7 = GEMMSIMD.multiplyAdd(V(repeating: pa[7]), b0, c7)
-            c8 = GEMMSIMD.multiplyAdd(V(repeating: pa[8]), b0, c8)
-            c9 = GEMMSIMD.multiplyAdd(V(repeating: pa[9]), b0, c9)
-            c10 = GEMMSIMD.multiplyAdd(V(repeating: pa[10]), b0, c10)
-            c11 = GEMMSIMD.multiplyAdd(V(repeating: pa[11]), b0, c11)
-            pa += 12
-            pb += 32
+            if rows > 6 {
+                c6 = GEMMSIMD.multiplyAdd(V(repeating: pa[6]), b0, c6)
+                c7 = GEMMSIMD.multiplyAdd(V(repeating: pa[7]), b0, c7)
+                c8 = GEMMSIMD.multiplyAdd(V(repeating: pa[8]), b0, c8)
+                c9 = GEMMSIMD.multiplyAdd(V(repeating: pa[9]), b0, c9)
+                c10 = GEMMSIMD.multiplyAdd(V(repeating: pa[10]), b0, c10)
+                c11 = GEMMSIMD.multiplyAdd(V(repeating: pa[11]), b0, c11)
+            }
+            pa += rows
+            pb += 2 * V.scalarCount
         }
         VectorMath.store(c0, c); VectorMath.store(c1, c + ldc); VectorMath.store(c2, c + 2 &* ldc)
         VectorMath.store(c3, c + 3 &* ldc); VectorMath.store(c4, c + 4 &* ldc); VectorMath.store(c5, c + 5 &* ldc)
-        VectorMath.store(c6, c + 6 &* ldc); VectorMath.store(c7, c + 7 &* ldc); VectorMath.store(c8, c + 8 &* ldc)
-        VectorMath.store(c9, c + 9 &* ldc); VectorMath.store(c10, c + 10 &* ldc); VectorMath.store(c11, c + 11 &* ldc)
-    }
-
-    /// Rows 0-3 of a 12-row packed A panel (`a` may point at any row of it; the panel's stride
-    /// stays 12) times a 32-column B panel: the same operations per row as ``twelveRows``.
-    @inline(__always)
-    static func fourOfTwelveRows(
-        depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-        alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
-    ) {
-        typealias V = SIMD16<Float>
-        var c0a = V(), c0b = V()
-        var c1a = V(), c1b = V()
-        var c2a = V(), c2b = V()
-        var c3a = V(), c3b = V()
-        var pa = a, pb = b
-        for _ in 0..<depth {
-            let b0 = VectorMath.load(pb, as: V.self), b1 = VectorMath.load(pb + 16, as: V.self)
-            c0a = GEMMSIMD.multiplyAdd(V(repeating: pa[0]), b0, c0a)
-            c0b = GEMMSIMD.multiplyAdd(V(repeating: pa[0]), b1, c0b)
-            c1a = GEMMSIMD.multiplyAdd(V(repeating: pa[1]), b0, c1a)
-            c1b = GEMMSIMD.multiplyAdd(V(repeating: pa[1]), b1, c1b)
-            c2a = GEMMSIMD.multiplyAdd(V(repeating: pa[2]), b0, c2a)
-            c2b = GEMMSIMD.multiplyAdd(V(repeating: pa[2]), b1, c2b)
-            c3a = GEMMSIMD.multiplyAdd(V(repeating: pa[3]), b0, c3a)
-            c3b = GEMMSIMD.multiplyAdd(V(repeating: pa[3]), b1, c3b)
-            pa += 12
-            pb += 32
+        if rows > 6 {
+            VectorMath.store(c6, c + 6 &* ldc); VectorMath.store(c7, c + 7 &* ldc); VectorMath.store(c8, c + 8 &* ldc)
+            VectorMath.store(c9, c + 9 &* ldc); VectorMath.store(c10, c + 10 &* ldc); VectorMath.store(c11, c + 11 &* ldc)
         }
-        GEMMSIMD.update(c0a, c, alpha: alpha, beta: beta); GEMMSIMD.update(c0b, c + 16, alpha: alpha, beta: beta)
-        GEMMSIMD.update(c1a, c + ldc, alpha: alpha, beta: beta); GEMMSIMD.update(c1b, c + ldc + 16, alpha: alpha, beta: beta)
-        GEMMSIMD.update(c2a, c + 2 &* ldc, alpha: alpha, beta: beta)
-        GEMMSIMD.update(c2b, c + 2 &* ldc + 16, alpha: alpha, beta: beta)
-        GEMMSIMD.update(c3a, c + 3 &* ldc, alpha: alpha, beta: beta)
-        GEMMSIMD.update(c3b, c + 3 &* ldc + 16, alpha: alpha, beta: beta)
     }
 }
