@@ -259,7 +259,7 @@ private let plans: [PlanVariant] = [(1, nil), (2, true), (2, false)].flatMap { (
      PlanVariant(threads: t, splitSamples: split, method: .columns, samplesPerGroup: 2),
      PlanVariant(threads: t, splitSamples: split, method: .columns, columnBudget: 1, groupColumnBudget: 0),
      PlanVariant(threads: t, splitSamples: split, method: .winograd),
-     // The indirect product (AVX-512 builds; the column method elsewhere).
+     // The indirect product (AVX-512 and AVX2 builds; the column method elsewhere).
      PlanVariant(threads: t, splitSamples: split, method: .indirect),
      // The direct forward where rows hold whole vectors (AVX-512 builds; column matrices elsewhere).
      PlanVariant(threads: t, splitSamples: split, method: .direct),
@@ -566,22 +566,24 @@ struct ConvKernelTests {
         #expect(ConvPlan(firstLayer, threads: 1).forwardMethod == .columns)
         var strided = big
         (strided.strideH, strided.strideW) = (2, 2)
-        // Strided: indirect products forward and for both gradients on AVX-512 builds (column
-        // matrices elsewhere).
+        // Strided: indirect products forward and for both gradients on AVX-512 and AVX2 builds
+        // (column matrices elsewhere).
         let stridedPlan = ConvPlan(strided, threads: 1), avx512 = GEMMKernelKind.active == .tile12x32
-        #expect(stridedPlan.forwardMethod == (avx512 ? .indirect : .columns))
-        #expect(stridedPlan.backwardWeightMethod == (avx512 ? .indirect : .columns))
-        #expect(stridedPlan.backwardInputMethod == (avx512 ? .indirect : .columns))
+        let indirect = IndirectTile.kind != nil
+        #expect(indirect == (avx512 || (GEMMKernelKind.active == .tile6x16 && isX86)))
+        #expect(stridedPlan.forwardMethod == (indirect ? .indirect : .columns))
+        #expect(stridedPlan.backwardWeightMethod == (indirect ? .indirect : .columns))
+        #expect(stridedPlan.backwardInputMethod == (indirect ? .indirect : .columns))
         // Fewer channels: the forward runs directly on rows of whole vectors (16 outputs here),
         // else reads kernel rows (row taps); the weight gradient keeps column matrices; dilated
         // rows are not contiguous, so columns.
         var stridedFew = strided
         stridedFew.inChannels = 8
         let fewPlan = ConvPlan(stridedFew, threads: 1)
-        #expect(fewPlan.forwardMethod == (avx512 ? .direct : .columns))
+        #expect(fewPlan.forwardMethod == (avx512 ? .direct : indirect ? .indirect : .columns))
         var oddFew = stridedFew
         oddFew.width = 30
-        #expect(ConvPlan(oddFew, threads: 1).forwardMethod == (avx512 ? .indirect : .columns))
+        #expect(ConvPlan(oddFew, threads: 1).forwardMethod == (indirect ? .indirect : .columns))
         #expect(fewPlan.backwardWeightMethod == .columns && fewPlan.backwardInputMethod == .columns)
         let fewShape = IndirectConvShape.forward(stridedFew)
         #expect(fewShape.rowTaps && fewShape.taps == stridedFew.kernelHeight)
@@ -592,7 +594,7 @@ struct ConvKernelTests {
         #expect(ConvPlan(dilatedFew, threads: 1).forwardMethod == .columns)
         let stem = Conv2dGeometry(batch: 8, inChannels: 3, height: 224, width: 224, outChannels: 64, kernelHeight: 7,
                                   kernelWidth: 7, stride: (2, 2), padding: (3, 3))
-        #expect(ConvPlan(stem, threads: 1).forwardMethod == (avx512 ? .direct : .columns))
+        #expect(ConvPlan(stem, threads: 1).forwardMethod == (avx512 ? .direct : indirect ? .indirect : .columns))
         #expect(ConvPlan(stem, threads: 1).backwardWeightMethod == .columns)
         // A forced direct method only where rows hold whole vectors, never for pointwise ones.
         #expect(ConvPlan(big, threads: 1, method: .direct).forwardMethod == (avx512 ? .direct : .columns))
@@ -687,14 +689,21 @@ struct ConvKernelTests {
         let middle = tiling(channels: 256, size: 14)
         #expect(middle.chunkCount > 1 && middle.chunkCount < 8 && !middle.threadsTakeChunks(2))
         #expect(middle.weightSlots(sumFloats: 16 * 264 * 256) == 1)
-        // Pitches: whole 32-channel panels and 16 floats more (no power-of-two row stride).
-        #expect(WinogradTiling.pitch(64) == 80 && WinogradTiling.pitch(70) == 112 && WinogradTiling.pitch(512) == 528)
+        // Pitches: whole panels (32 channels, 16 on AVX2) and 16 floats more (no power-of-two row stride).
+        let wide = IndirectConvShape.nr == 32
+        #expect(WinogradTiling.pitch(64) == 80 && WinogradTiling.pitch(70) == (wide ? 112 : 96) && WinogradTiling.pitch(512) == 528)
         // Transformed and packed weights take exactly their panels' floats: 16 positions (or the
-        // taps) x the depth x the produced channels rounded up to whole panels of 32.
+        // taps) x the depth x the produced channels rounded up to whole panels of 32 (16).
         let layer = Conv2dGeometry(batch: 1, inChannels: 64, height: 8, width: 8, outChannels: 70,
                                    kernelHeight: 3, kernelWidth: 3, padding: (1, 1))
-        #expect(Kernels.winogradWeightCount(layer, turned: false) == 16 * 64 * 96)
+        #expect(Kernels.winogradWeightCount(layer, turned: false) == 16 * 64 * (wide ? 96 : 80))
         #expect(Kernels.winogradWeightCount(layer, turned: true) == 16 * 70 * 64)
         #expect(Kernels.indirectTransposedWeightCount(layer) == 9 * 64 * 70)
     }
 }
+
+#if arch(x86_64)
+private let isX86 = true
+#else
+private let isX86 = false
+#endif

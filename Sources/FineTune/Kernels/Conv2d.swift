@@ -50,9 +50,10 @@ extension Kernels {
 //     col2im for the input gradient.
 //   * depthwise (one input channel per group; Conv2dDepthwise.swift): direct vector loops.
 //   * Winograd F(2x2, 3x3) (3x3 stride 1 from 32 channels; Conv2dWinograd.swift).
-//   * indirect products (strided, AVX-512 builds; Conv2dIndirect.swift): 12 x 32 register tiles
-//     reading a channels-last copy of the input through a table of row pointers, for the forward
-//     and both gradients (the forward alone, reading kernel rows, below 16 input channels).
+//   * indirect products (strided, AVX-512 and AVX2 builds; Conv2dIndirect.swift): 12 x 32 (AVX2:
+//     6 x 16) register tiles reading a channels-last copy of the input through a table of row
+//     pointers, for the forward and both gradients (the forward alone, reading kernel rows, below
+//     16 input channels).
 //   * direct (strided, below 16 input channels, rows of a multiple of 16 outputs, AVX-512 builds;
 //     Conv2dDirect.swift): the forward of a stem, vectors of 16 outputs of a row by 4 output
 //     channels, reading the input split into stride phases and writing NCHW directly.
@@ -179,8 +180,8 @@ struct ConvPlan {
         case depthwise
         /// Winograd F(2x2, 3x3): 3x3, stride 1, no dilation, one group (Conv2dWinograd.swift).
         case winograd
-        /// Indirect matrix products over the channels-last input, 12 x 32 tiles
-        /// (Conv2dIndirect.swift); AVX-512 builds, one group.
+        /// Indirect matrix products over the channels-last input, 12 x 32 tiles (6 x 16 on AVX2;
+        /// Conv2dIndirect.swift); AVX-512 and AVX2 builds, one group.
         case indirect
         /// The forward only: tiles of output-row vectors by 4 channels over the input split into
         /// stride phases (Conv2dDirect.swift); AVX-512 builds, one group, rows of whole vectors.
@@ -304,7 +305,7 @@ struct ConvPlan {
                                      width: g.width)
         // The indirect products (forward and weight gradient) where the column method would run a
         // strided convolution.
-        let indirect = GEMMKernelKind.active == .tile12x32 && g.groups == 1 && !pointwise && g.batch > 0
+        let indirect = IndirectTile.kind != nil && g.groups == 1 && !pointwise && g.batch > 0
             && g.outHeight > 0 && g.outWidth > 0
         // With fewer input channels, the forward reads kernel rows (row taps) where it can, and
         // the weight gradient keeps the column method (its tiles are 12 input channels).

@@ -3,8 +3,9 @@
 //
 // The input is copied once to channels-last (NHWC), so each (position, tap) reads Cin
 // consecutive floats. The output, channels-last too (`[positions, Cout]`, `Cout` rounded up to a
-// whole panel), is computed in 12 x 32 register tiles: 12 output positions by 32 output
-// channels, summing over every tap and input channel
+// whole panel), is computed in MR x NR register tiles (`IndirectTile`: 12 x 32 on AVX-512, 6 x 16
+// on AVX2; the text below counts in 12 x 32): 12 output positions by 32 output channels, summing
+// over every tap and input channel
 //
 //     Y[p, co] = sum_t sum_c X[pointer(p, t) + c] * W[co, c, t]
 //
@@ -26,12 +27,14 @@
 // group's rows of Y, still in cache, are then written to NCHW with the bias. Every element of Y is
 // summed in the same order (blocks, then taps, then depth) whatever the thread count: threads take
 // different output-channel panels. The epilogue runs on each chunk of samples.
-// The 12 x 32 tile is the AVX-512 kernel's (GEMMMicroKernel.swift); other builds keep the column
-// method (`ConvPlan`).
+// The tile is the SGEMM micro-kernel's (GEMMMicroKernel.swift): 12 x 32 on AVX-512, 6 x 16 on
+// AVX2 (x86-64 host-CPU builds); other builds keep the column method (`ConvPlan`). On AMD EPYC
+// (AVX2, one thread) the strided 3x3 forwards ran at 0.87-0.96x and the stem's at 0.81x their
+// time with the column method.
 
 /// Sizes of the indirect method's buffers for one geometry (internal).
 struct IndirectConvShape {
-    static let mr = 12, nr = 32
+    static let mr = IndirectTile.mr, nr = IndirectTile.nr
     /// Depth (taps x input channels) per block at most: 64 channels of a 3x3 kernel, a 72 KiB
     /// weight panel.
     static let blockDepth = 576
@@ -634,9 +637,8 @@ extension Kernels {
                             let beta: Float = first == 0 && block == 0 ? 0 : 1
                             let product = KernelProfile.begin()
                             for q in 0..<s.coutPanels {
-                                GEMMKernel12x32.multiply(depth: depth.count, a: strip, b: dy + (q * positions + depth.lowerBound) * nr,
-                                                         alpha: 1, beta: beta, c: c + q * nr, ldc: s.taps * ldw,
-                                                         prefetch: .none(at: strip))
+                                IndirectTile.multiplyPacked(depth: depth.count, a: strip, b: dy + (q * positions + depth.lowerBound) * nr,
+                                                            beta: beta, c: c + q * nr, ldc: s.taps * ldw)
                             }
                             KernelProfile.endProduct(product, m: mr, n: s.ldy, k: depth.count)
                         }
@@ -932,29 +934,96 @@ extension IndirectConvShape {
     }
 }
 
-/// The 12 x 32 register tile of the indirect method: the AVX-512 SGEMM kernel's tile with its A
-/// operand read through row pointers instead of a packed panel.
+/// The register tile of the indirect method: the active SGEMM kernel's tile (12 x 32 on AVX-512,
+/// 6 x 16 on AVX2; GEMMMicroKernel.swift) with its A operand read through row pointers instead
+/// of a packed panel. Other builds have none (`kind` nil) and keep the column method.
 enum IndirectTile {
-    /// `C[12 x 32] = sum_t sum_c pointers[t * 12 + r][channelOffset + c] * b[(t * channels + c) * 32 + j]
+    /// The tile shape the indirect method runs with in this build and on this CPU, if any.
+    static let kind: GEMMKernelKind? = {
+        switch GEMMKernelKind.active {
+        case .tile12x32: return .tile12x32
+        #if arch(x86_64)
+        case .tile6x16: return .tile6x16
+        #endif
+        default: return nil
+        }
+    }()
+    /// Rows (positions) and columns (channels) of the tile: 12 x 32, or 6 x 16 on AVX2.
+    static let mr = kind == .tile6x16 ? IndirectRegisters6x16.mr : IndirectRegisters12x32.mr
+    static let nr = kind == .tile6x16 ? IndirectRegisters6x16.nr : IndirectRegisters12x32.nr
+
+    /// `C[mr x nr] = sum_t sum_c pointers[t * mr + r][channelOffset + c] * b[(t * channels + c) * nr + j]
     /// (+ C when beta is 1)`.
-    @inline(never)
     static func multiply(taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
                          b: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        sum(taps: taps, channels: channels, pointers: pointers, channelOffset: channelOffset, b: b).write(c, ldc: ldc, beta: beta)
+        if kind == .tile6x16 {
+            multiply(IndirectRegisters6x16.self, taps: taps, channels: channels, pointers: pointers,
+                     channelOffset: channelOffset, b: b, beta: beta, c: c, ldc: ldc)
+        } else {
+            multiply(IndirectRegisters12x32.self, taps: taps, channels: channels, pointers: pointers,
+                     channelOffset: channelOffset, b: b, beta: beta, c: c, ldc: ldc)
+        }
     }
 
-    /// The same sum, row `r` written (not added) to the 32 floats at `rows[r] + column`.
-    @inline(never)
+    /// The same sum, row `r` written (not added) to the `nr` floats at `rows[r] + column`.
     static func multiply(taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
                          b: UnsafePointer<Float>, rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int) {
-        sum(taps: taps, channels: channels, pointers: pointers, channelOffset: channelOffset, b: b).write(rows, column: column)
+        if kind == .tile6x16 {
+            multiply(IndirectRegisters6x16.self, taps: taps, channels: channels, pointers: pointers,
+                     channelOffset: channelOffset, b: b, rows: rows, column: column)
+        } else {
+            multiply(IndirectRegisters12x32.self, taps: taps, channels: channels, pointers: pointers,
+                     channelOffset: channelOffset, b: b, rows: rows, column: column)
+        }
     }
 
-    /// `sum_t sum_c pointers[t * 12 + r][channelOffset + c] * b[(t * channels + c) * 32 + j]` in registers.
+    /// `C[mr x nr] = sum_p pointers[p][channelOffset + r] * b[p * ldb + j] (+ C when beta is 1)`:
+    /// the weight gradient's tile, its depth over output positions.
+    static func multiplyOverPositions(_ positions: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
+                                      b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if kind == .tile6x16 {
+            multiplyOverPositions(IndirectRegisters6x16.self, positions, pointers: pointers, channelOffset: channelOffset,
+                                  b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        } else {
+            multiplyOverPositions(IndirectRegisters12x32.self, positions, pointers: pointers, channelOffset: channelOffset,
+                                  b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        }
+    }
+
+    /// `C = alpha A B + beta C` for one full tile of packed panels (`a`: `[depth][mr]`, `b`:
+    /// `[depth][nr]`) with the SGEMM kernel of this tile shape.
+    static func multiplyPacked(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float,
+                               c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if kind == .tile6x16 {
+            GEMMKernel6x16.multiply(depth: depth, a: a, b: b, alpha: 1, beta: beta, c: c, ldc: ldc, prefetch: .none(at: a))
+        } else {
+            GEMMKernel12x32.multiply(depth: depth, a: a, b: b, alpha: 1, beta: beta, c: c, ldc: ldc, prefetch: .none(at: a))
+        }
+    }
+
+    @inline(never)
+    private static func multiply<R: IndirectRegisters>(
+        _: R.Type, taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
+        b: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        sum(R.self, taps: taps, channels: channels, pointers: pointers, channelOffset: channelOffset, b: b)
+            .write(c, ldc: ldc, beta: beta)
+    }
+
+    @inline(never)
+    private static func multiply<R: IndirectRegisters>(
+        _: R.Type, taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
+        b: UnsafePointer<Float>, rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int
+    ) {
+        sum(R.self, taps: taps, channels: channels, pointers: pointers, channelOffset: channelOffset, b: b)
+            .write(rows, column: column)
+    }
+
+    /// `sum_t sum_c pointers[t * mr + r][channelOffset + c] * b[(t * channels + c) * nr + j]` in registers.
     @inline(__always)
-    private static func sum(taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
-                            b: UnsafePointer<Float>) -> Accumulators {
-        var acc = Accumulators()
+    private static func sum<R: IndirectRegisters>(_: R.Type, taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>,
+                                                  channelOffset: Int, b: UnsafePointer<Float>) -> R {
+        var acc = R()
         var pb = b, row = pointers
         // A bottom-tested channel loop: with `for k in 0..<channels` (which may run zero times)
         // LLVM spilled and reloaded 15 of the 24 accumulators around it at every tap; this way
@@ -962,99 +1031,209 @@ enum IndirectTile {
         // faster, the stem's 7 row taps of 21 floats 5-6%).
         if channels > 0 {
             for _ in 0..<taps {
-                let a0 = row[0] + channelOffset, a1 = row[1] + channelOffset, a2 = row[2] + channelOffset
-                let a3 = row[3] + channelOffset, a4 = row[4] + channelOffset, a5 = row[5] + channelOffset
-                let a6 = row[6] + channelOffset, a7 = row[7] + channelOffset, a8 = row[8] + channelOffset
-                let a9 = row[9] + channelOffset, a10 = row[10] + channelOffset, a11 = row[11] + channelOffset
+                let rows = R.Rows(row, offset: channelOffset)
                 var k = 0
                 repeat {
-                    acc.add(a0[k], a1[k], a2[k], a3[k], a4[k], a5[k], a6[k], a7[k], a8[k], a9[k], a10[k], a11[k], times: pb)
-                    pb += 32
+                    acc.add(rows, at: k, times: pb)
+                    pb += R.nr
                     k &+= 1
                 } while k < channels
-                row += 12
+                row += R.mr
             }
         }
         return acc
     }
 
-    /// `C[12 x 32] = sum_p pointers[p][channelOffset + r] * b[p * ldb + j] (+ C when beta is 1)`:
-    /// the weight gradient's tile, its depth over output positions.
     @inline(never)
-    static func multiplyOverPositions(_ positions: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
-                                      b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        var acc = Accumulators()
+    private static func multiplyOverPositions<R: IndirectRegisters>(
+        _: R.Type, _ positions: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
+        b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        var acc = R()
         var pb = b
         for p in 0..<positions {
-            let a = pointers[p] + channelOffset
-            acc.add(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], times: pb)
+            acc.add(consecutive: pointers[p] + channelOffset, times: pb)
             pb += ldb
         }
         acc.write(c, ldc: ldc, beta: beta)
     }
+}
 
-    /// The 24 zmm accumulators of a 12 x 32 tile (kept in registers once inlined).
-    struct Accumulators {
-        typealias V = SIMD16<Float>
-        var c0a = V(), c0b = V(), c1a = V(), c1b = V(), c2a = V(), c2b = V()
-        var c3a = V(), c3b = V(), c4a = V(), c4b = V(), c5a = V(), c5b = V()
-        var c6a = V(), c6b = V(), c7a = V(), c7b = V(), c8a = V(), c8b = V()
-        var c9a = V(), c9b = V(), c10a = V(), c10b = V(), c11a = V(), c11b = V()
+/// The accumulators of an indirect register tile (kept in registers once inlined): `mr` rows of
+/// two vector halves each.
+protocol IndirectRegisters {
+    /// The tile's `mr` row pointers for one tap, each advanced by a channel offset.
+    associatedtype Rows: IndirectRows
+    static var mr: Int { get }
+    static var nr: Int { get }
+    init()
+    /// Row `r` += `rows[r][k]` times the `nr` floats at `b`.
+    mutating func add(_ rows: Rows, at k: Int, times b: UnsafePointer<Float>)
+    /// Row `r` += `a[r]` times the `nr` floats at `b`.
+    mutating func add(consecutive a: UnsafePointer<Float>, times b: UnsafePointer<Float>)
+    /// Row `r` stored at `rows[r] + column`.
+    func write(_ rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int)
+    /// `C = acc` (`beta` 0) or `C = acc + C` (`beta` 1), row `r` at `c + r * ldc`.
+    func write(_ c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float)
+}
 
-        /// Row `r` += `a_r` times the 32 floats at `b`.
+/// The `mr` row pointers of a tile for one tap: `row[r] + offset`.
+protocol IndirectRows {
+    init(_ row: UnsafePointer<UnsafePointer<Float>>, offset: Int)
+}
+
+/// 12 x 32: 24 zmm accumulators (AVX-512).
+struct IndirectRegisters12x32: IndirectRegisters {
+    typealias V = SIMD16<Float>
+    static var mr: Int { 12 }
+    static var nr: Int { 32 }
+    var c0a = V(), c0b = V(), c1a = V(), c1b = V(), c2a = V(), c2b = V()
+    var c3a = V(), c3b = V(), c4a = V(), c4b = V(), c5a = V(), c5b = V()
+    var c6a = V(), c6b = V(), c7a = V(), c7b = V(), c8a = V(), c8b = V()
+    var c9a = V(), c9b = V(), c10a = V(), c10b = V(), c11a = V(), c11b = V()
+
+    struct Rows: IndirectRows {
+        let a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11: UnsafePointer<Float>
         @inline(__always)
-        mutating func add(_ a0: Float, _ a1: Float, _ a2: Float, _ a3: Float, _ a4: Float, _ a5: Float, _ a6: Float,
-                          _ a7: Float, _ a8: Float, _ a9: Float, _ a10: Float, _ a11: Float, times b: UnsafePointer<Float>) {
-            let b0 = VectorMath.load(b, as: V.self), b1 = VectorMath.load(b + 16, as: V.self)
-            var x = V(repeating: a0)
-            c0a = GEMMSIMD.multiplyAdd(x, b0, c0a); c0b = GEMMSIMD.multiplyAdd(x, b1, c0b)
-            x = V(repeating: a1)
-            c1a = GEMMSIMD.multiplyAdd(x, b0, c1a); c1b = GEMMSIMD.multiplyAdd(x, b1, c1b)
-            x = V(repeating: a2)
-            c2a = GEMMSIMD.multiplyAdd(x, b0, c2a); c2b = GEMMSIMD.multiplyAdd(x, b1, c2b)
-            x = V(repeating: a3)
-            c3a = GEMMSIMD.multiplyAdd(x, b0, c3a); c3b = GEMMSIMD.multiplyAdd(x, b1, c3b)
-            x = V(repeating: a4)
-            c4a = GEMMSIMD.multiplyAdd(x, b0, c4a); c4b = GEMMSIMD.multiplyAdd(x, b1, c4b)
-            x = V(repeating: a5)
-            c5a = GEMMSIMD.multiplyAdd(x, b0, c5a); c5b = GEMMSIMD.multiplyAdd(x, b1, c5b)
-            x = V(repeating: a6)
-            c6a = GEMMSIMD.multiplyAdd(x, b0, c6a); c6b = GEMMSIMD.multiplyAdd(x, b1, c6b)
-            x = V(repeating: a7)
-            c7a = GEMMSIMD.multiplyAdd(x, b0, c7a); c7b = GEMMSIMD.multiplyAdd(x, b1, c7b)
-            x = V(repeating: a8)
-            c8a = GEMMSIMD.multiplyAdd(x, b0, c8a); c8b = GEMMSIMD.multiplyAdd(x, b1, c8b)
-            x = V(repeating: a9)
-            c9a = GEMMSIMD.multiplyAdd(x, b0, c9a); c9b = GEMMSIMD.multiplyAdd(x, b1, c9b)
-            x = V(repeating: a10)
-            c10a = GEMMSIMD.multiplyAdd(x, b0, c10a); c10b = GEMMSIMD.multiplyAdd(x, b1, c10b)
-            x = V(repeating: a11)
-            c11a = GEMMSIMD.multiplyAdd(x, b0, c11a); c11b = GEMMSIMD.multiplyAdd(x, b1, c11b)
+        init(_ row: UnsafePointer<UnsafePointer<Float>>, offset: Int) {
+            a0 = row[0] + offset; a1 = row[1] + offset; a2 = row[2] + offset
+            a3 = row[3] + offset; a4 = row[4] + offset; a5 = row[5] + offset
+            a6 = row[6] + offset; a7 = row[7] + offset; a8 = row[8] + offset
+            a9 = row[9] + offset; a10 = row[10] + offset; a11 = row[11] + offset
         }
+    }
 
-        /// Row `r` stored at `rows[r] + column`.
-        @inline(__always)
-        func write(_ rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int) {
-            @inline(__always) func row(_ low: V, _ high: V, _ r: Int) {
-                let to = rows[r] + column
-                VectorMath.store(low, to)
-                VectorMath.store(high, to + 16)
-            }
-            row(c0a, c0b, 0); row(c1a, c1b, 1); row(c2a, c2b, 2); row(c3a, c3b, 3); row(c4a, c4b, 4); row(c5a, c5b, 5)
-            row(c6a, c6b, 6); row(c7a, c7b, 7); row(c8a, c8b, 8); row(c9a, c9b, 9); row(c10a, c10b, 10); row(c11a, c11b, 11)
-        }
+    init() {}
 
-        /// `C = acc` (`beta` 0) or `C = acc + C` (`beta` 1), row `r` at `c + r * ldc`.
-        @inline(__always)
-        func write(_ c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float) {
-            @inline(__always) func row(_ low: V, _ high: V, _ row: UnsafeMutablePointer<Float>) {
-                GEMMSIMD.update(low, row, alpha: 1, beta: beta)
-                GEMMSIMD.update(high, row + 16, alpha: 1, beta: beta)
-            }
-            row(c0a, c0b, c); row(c1a, c1b, c + ldc); row(c2a, c2b, c + 2 &* ldc)
-            row(c3a, c3b, c + 3 &* ldc); row(c4a, c4b, c + 4 &* ldc); row(c5a, c5b, c + 5 &* ldc)
-            row(c6a, c6b, c + 6 &* ldc); row(c7a, c7b, c + 7 &* ldc); row(c8a, c8b, c + 8 &* ldc)
-            row(c9a, c9b, c + 9 &* ldc); row(c10a, c10b, c + 10 &* ldc); row(c11a, c11b, c + 11 &* ldc)
+    @inline(__always)
+    mutating func add(_ r: Rows, at k: Int, times b: UnsafePointer<Float>) {
+        add(r.a0[k], r.a1[k], r.a2[k], r.a3[k], r.a4[k], r.a5[k], r.a6[k], r.a7[k], r.a8[k], r.a9[k], r.a10[k], r.a11[k], times: b)
+    }
+
+    @inline(__always)
+    mutating func add(consecutive a: UnsafePointer<Float>, times b: UnsafePointer<Float>) {
+        add(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], times: b)
+    }
+
+    @inline(__always)
+    private mutating func add(_ a0: Float, _ a1: Float, _ a2: Float, _ a3: Float, _ a4: Float, _ a5: Float, _ a6: Float,
+                              _ a7: Float, _ a8: Float, _ a9: Float, _ a10: Float, _ a11: Float, times b: UnsafePointer<Float>) {
+        let b0 = VectorMath.load(b, as: V.self), b1 = VectorMath.load(b + 16, as: V.self)
+        var x = V(repeating: a0)
+        c0a = GEMMSIMD.multiplyAdd(x, b0, c0a); c0b = GEMMSIMD.multiplyAdd(x, b1, c0b)
+        x = V(repeating: a1)
+        c1a = GEMMSIMD.multiplyAdd(x, b0, c1a); c1b = GEMMSIMD.multiplyAdd(x, b1, c1b)
+        x = V(repeating: a2)
+        c2a = GEMMSIMD.multiplyAdd(x, b0, c2a); c2b = GEMMSIMD.multiplyAdd(x, b1, c2b)
+        x = V(repeating: a3)
+        c3a = GEMMSIMD.multiplyAdd(x, b0, c3a); c3b = GEMMSIMD.multiplyAdd(x, b1, c3b)
+        x = V(repeating: a4)
+        c4a = GEMMSIMD.multiplyAdd(x, b0, c4a); c4b = GEMMSIMD.multiplyAdd(x, b1, c4b)
+        x = V(repeating: a5)
+        c5a = GEMMSIMD.multiplyAdd(x, b0, c5a); c5b = GEMMSIMD.multiplyAdd(x, b1, c5b)
+        x = V(repeating: a6)
+        c6a = GEMMSIMD.multiplyAdd(x, b0, c6a); c6b = GEMMSIMD.multiplyAdd(x, b1, c6b)
+        x = V(repeating: a7)
+        c7a = GEMMSIMD.multiplyAdd(x, b0, c7a); c7b = GEMMSIMD.multiplyAdd(x, b1, c7b)
+        x = V(repeating: a8)
+        c8a = GEMMSIMD.multiplyAdd(x, b0, c8a); c8b = GEMMSIMD.multiplyAdd(x, b1, c8b)
+        x = V(repeating: a9)
+        c9a = GEMMSIMD.multiplyAdd(x, b0, c9a); c9b = GEMMSIMD.multiplyAdd(x, b1, c9b)
+        x = V(repeating: a10)
+        c10a = GEMMSIMD.multiplyAdd(x, b0, c10a); c10b = GEMMSIMD.multiplyAdd(x, b1, c10b)
+        x = V(repeating: a11)
+        c11a = GEMMSIMD.multiplyAdd(x, b0, c11a); c11b = GEMMSIMD.multiplyAdd(x, b1, c11b)
+    }
+
+    @inline(__always)
+    func write(_ rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int) {
+        @inline(__always) func row(_ low: V, _ high: V, _ r: Int) {
+            let to = rows[r] + column
+            VectorMath.store(low, to)
+            VectorMath.store(high, to + 16)
         }
+        row(c0a, c0b, 0); row(c1a, c1b, 1); row(c2a, c2b, 2); row(c3a, c3b, 3); row(c4a, c4b, 4); row(c5a, c5b, 5)
+        row(c6a, c6b, 6); row(c7a, c7b, 7); row(c8a, c8b, 8); row(c9a, c9b, 9); row(c10a, c10b, 10); row(c11a, c11b, 11)
+    }
+
+    @inline(__always)
+    func write(_ c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float) {
+        @inline(__always) func row(_ low: V, _ high: V, _ row: UnsafeMutablePointer<Float>) {
+            GEMMSIMD.update(low, row, alpha: 1, beta: beta)
+            GEMMSIMD.update(high, row + 16, alpha: 1, beta: beta)
+        }
+        row(c0a, c0b, c); row(c1a, c1b, c + ldc); row(c2a, c2b, c + 2 &* ldc)
+        row(c3a, c3b, c + 3 &* ldc); row(c4a, c4b, c + 4 &* ldc); row(c5a, c5b, c + 5 &* ldc)
+        row(c6a, c6b, c + 6 &* ldc); row(c7a, c7b, c + 7 &* ldc); row(c8a, c8b, c + 8 &* ldc)
+        row(c9a, c9b, c + 9 &* ldc); row(c10a, c10b, c + 10 &* ldc); row(c11a, c11b, c + 11 &* ldc)
+    }
+}
+
+/// 6 x 16: 12 ymm accumulators, two `SIMD8` halves per row (AVX2; as the SGEMM kernel, one
+/// `SIMD16` per row would leave LLVM to split and spill them).
+struct IndirectRegisters6x16: IndirectRegisters {
+    typealias V = SIMD8<Float>
+    static var mr: Int { 6 }
+    static var nr: Int { 16 }
+    var c0a = V(), c0b = V(), c1a = V(), c1b = V(), c2a = V(), c2b = V()
+    var c3a = V(), c3b = V(), c4a = V(), c4b = V(), c5a = V(), c5b = V()
+
+    struct Rows: IndirectRows {
+        let a0, a1, a2, a3, a4, a5: UnsafePointer<Float>
+        @inline(__always)
+        init(_ row: UnsafePointer<UnsafePointer<Float>>, offset: Int) {
+            a0 = row[0] + offset; a1 = row[1] + offset; a2 = row[2] + offset
+            a3 = row[3] + offset; a4 = row[4] + offset; a5 = row[5] + offset
+        }
+    }
+
+    init() {}
+
+    @inline(__always)
+    mutating func add(_ r: Rows, at k: Int, times b: UnsafePointer<Float>) {
+        add(r.a0[k], r.a1[k], r.a2[k], r.a3[k], r.a4[k], r.a5[k], times: b)
+    }
+
+    @inline(__always)
+    mutating func add(consecutive a: UnsafePointer<Float>, times b: UnsafePointer<Float>) {
+        add(a[0], a[1], a[2], a[3], a[4], a[5], times: b)
+    }
+
+    @inline(__always)
+    private mutating func add(_ a0: Float, _ a1: Float, _ a2: Float, _ a3: Float, _ a4: Float, _ a5: Float,
+                              times b: UnsafePointer<Float>) {
+        let b0 = VectorMath.load(b, as: V.self), b1 = VectorMath.load(b + 8, as: V.self)
+        var x = V(repeating: a0)
+        c0a = GEMMSIMD.multiplyAdd(x, b0, c0a); c0b = GEMMSIMD.multiplyAdd(x, b1, c0b)
+        x = V(repeating: a1)
+        c1a = GEMMSIMD.multiplyAdd(x, b0, c1a); c1b = GEMMSIMD.multiplyAdd(x, b1, c1b)
+        x = V(repeating: a2)
+        c2a = GEMMSIMD.multiplyAdd(x, b0, c2a); c2b = GEMMSIMD.multiplyAdd(x, b1, c2b)
+        x = V(repeating: a3)
+        c3a = GEMMSIMD.multiplyAdd(x, b0, c3a); c3b = GEMMSIMD.multiplyAdd(x, b1, c3b)
+        x = V(repeating: a4)
+        c4a = GEMMSIMD.multiplyAdd(x, b0, c4a); c4b = GEMMSIMD.multiplyAdd(x, b1, c4b)
+        x = V(repeating: a5)
+        c5a = GEMMSIMD.multiplyAdd(x, b0, c5a); c5b = GEMMSIMD.multiplyAdd(x, b1, c5b)
+    }
+
+    @inline(__always)
+    func write(_ rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int) {
+        @inline(__always) func row(_ low: V, _ high: V, _ r: Int) {
+            let to = rows[r] + column
+            VectorMath.store(low, to)
+            VectorMath.store(high, to + 8)
+        }
+        row(c0a, c0b, 0); row(c1a, c1b, 1); row(c2a, c2b, 2); row(c3a, c3b, 3); row(c4a, c4b, 4); row(c5a, c5b, 5)
+    }
+
+    @inline(__always)
+    func write(_ c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float) {
+        @inline(__always) func row(_ low: V, _ high: V, _ row: UnsafeMutablePointer<Float>) {
+            GEMMSIMD.update(low, row, alpha: 1, beta: beta)
+            GEMMSIMD.update(high, row + 8, alpha: 1, beta: beta)
+        }
+        row(c0a, c0b, c); row(c1a, c1b, c + ldc); row(c2a, c2b, c + 2 &* ldc)
+        row(c3a, c3b, c + 3 &* ldc); row(c4a, c4b, c + 4 &* ldc); row(c5a, c5b, c + 5 &* ldc)
     }
 }
