@@ -949,18 +949,18 @@ enum IndirectTile {
         }
     }()
     /// Rows (positions) and columns (channels) of the tile: 12 x 32, or 6 x 16 on AVX2.
-    static let mr = kind == .tile6x16 ? IndirectRegisters6x16.mr : IndirectRegisters12x32.mr
-    static let nr = kind == .tile6x16 ? IndirectRegisters6x16.nr : IndirectRegisters12x32.nr
+    static let mr = kind == .tile6x16 ? IndirectRegisters<SIMD8<Float>>.mr : IndirectRegisters<SIMD16<Float>>.mr
+    static let nr = kind == .tile6x16 ? IndirectRegisters<SIMD8<Float>>.nr : IndirectRegisters<SIMD16<Float>>.nr
 
     /// `C[mr x nr] = sum_t sum_c pointers[t * mr + r][channelOffset + c] * b[(t * channels + c) * nr + j]
     /// (+ C when beta is 1)`.
     static func multiply(taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
                          b: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         if kind == .tile6x16 {
-            multiply(IndirectRegisters6x16.self, taps: taps, channels: channels, pointers: pointers,
+            multiply(SIMD8<Float>.self, taps: taps, channels: channels, pointers: pointers,
                      channelOffset: channelOffset, b: b, beta: beta, c: c, ldc: ldc)
         } else {
-            multiply(IndirectRegisters12x32.self, taps: taps, channels: channels, pointers: pointers,
+            multiply(SIMD16<Float>.self, taps: taps, channels: channels, pointers: pointers,
                      channelOffset: channelOffset, b: b, beta: beta, c: c, ldc: ldc)
         }
     }
@@ -969,10 +969,10 @@ enum IndirectTile {
     static func multiply(taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
                          b: UnsafePointer<Float>, rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int) {
         if kind == .tile6x16 {
-            multiply(IndirectRegisters6x16.self, taps: taps, channels: channels, pointers: pointers,
+            multiply(SIMD8<Float>.self, taps: taps, channels: channels, pointers: pointers,
                      channelOffset: channelOffset, b: b, rows: rows, column: column)
         } else {
-            multiply(IndirectRegisters12x32.self, taps: taps, channels: channels, pointers: pointers,
+            multiply(SIMD16<Float>.self, taps: taps, channels: channels, pointers: pointers,
                      channelOffset: channelOffset, b: b, rows: rows, column: column)
         }
     }
@@ -982,10 +982,10 @@ enum IndirectTile {
     static func multiplyOverPositions(_ positions: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
                                       b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         if kind == .tile6x16 {
-            multiplyOverPositions(IndirectRegisters6x16.self, positions, pointers: pointers, channelOffset: channelOffset,
+            multiplyOverPositions(SIMD8<Float>.self, positions, pointers: pointers, channelOffset: channelOffset,
                                   b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
         } else {
-            multiplyOverPositions(IndirectRegisters12x32.self, positions, pointers: pointers, channelOffset: channelOffset,
+            multiplyOverPositions(SIMD16<Float>.self, positions, pointers: pointers, channelOffset: channelOffset,
                                   b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
         }
     }
@@ -1002,28 +1002,30 @@ enum IndirectTile {
     }
 
     @inline(never)
-    private static func multiply<R: IndirectRegisters>(
-        _: R.Type, taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
+    private static func multiply<V: SIMD>(
+        _: V.Type, taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
         b: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
-    ) {
-        sum(R.self, taps: taps, channels: channels, pointers: pointers, channelOffset: channelOffset, b: b)
+    ) where V.Scalar == Float {
+        sum(V.self, taps: taps, channels: channels, pointers: pointers, channelOffset: channelOffset, b: b)
             .write(c, ldc: ldc, beta: beta)
     }
 
     @inline(never)
-    private static func multiply<R: IndirectRegisters>(
-        _: R.Type, taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
+    private static func multiply<V: SIMD>(
+        _: V.Type, taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
         b: UnsafePointer<Float>, rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int
-    ) {
-        sum(R.self, taps: taps, channels: channels, pointers: pointers, channelOffset: channelOffset, b: b)
+    ) where V.Scalar == Float {
+        sum(V.self, taps: taps, channels: channels, pointers: pointers, channelOffset: channelOffset, b: b)
             .write(rows, column: column)
     }
 
     /// `sum_t sum_c pointers[t * mr + r][channelOffset + c] * b[(t * channels + c) * nr + j]` in registers.
     @inline(__always)
-    private static func sum<R: IndirectRegisters>(_: R.Type, taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>,
-                                                  channelOffset: Int, b: UnsafePointer<Float>) -> R {
-        var acc = R()
+    private static func sum<V: SIMD>(
+        _: V.Type, taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
+        b: UnsafePointer<Float>
+    ) -> IndirectRegisters<V> where V.Scalar == Float {
+        var acc = IndirectRegisters<V>()
         var pb = b, row = pointers
         // A bottom-tested channel loop: with `for k in 0..<channels` (which may run zero times)
         // LLVM spilled and reloaded 15 of the 24 accumulators around it at every tap; this way
@@ -1031,25 +1033,25 @@ enum IndirectTile {
         // faster, the stem's 7 row taps of 21 floats 5-6%).
         if channels > 0 {
             for _ in 0..<taps {
-                let rows = R.Rows(row, offset: channelOffset)
+                let rows = IndirectRegisters<V>.Rows(row, offset: channelOffset)
                 var k = 0
                 repeat {
                     acc.add(rows, at: k, times: pb)
-                    pb += R.nr
+                    pb += IndirectRegisters<V>.nr
                     k &+= 1
                 } while k < channels
-                row += R.mr
+                row += IndirectRegisters<V>.mr
             }
         }
         return acc
     }
 
     @inline(never)
-    private static func multiplyOverPositions<R: IndirectRegisters>(
-        _: R.Type, _ positions: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
+    private static func multiplyOverPositions<V: SIMD>(
+        _: V.Type, _ positions: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
         b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
-    ) {
-        var acc = R()
+    ) where V.Scalar == Float {
+        var acc = IndirectRegisters<V>()
         var pb = b
         for p in 0..<positions {
             acc.add(consecutive: pointers[p] + channelOffset, times: pb)
@@ -1060,65 +1062,56 @@ enum IndirectTile {
 }
 
 /// The accumulators of an indirect register tile (kept in registers once inlined): `mr` rows of
-/// two vector halves each.
-protocol IndirectRegisters {
-    /// The tile's `mr` row pointers for one tap, each advanced by a channel offset.
-    associatedtype Rows: IndirectRows
-    static var mr: Int { get }
-    static var nr: Int { get }
-    init()
-    /// Row `r` += `rows[r][k]` times the `nr` floats at `b`.
-    mutating func add(_ rows: Rows, at k: Int, times b: UnsafePointer<Float>)
-    /// Row `r` += `a[r]` times the `nr` floats at `b`.
-    mutating func add(consecutive a: UnsafePointer<Float>, times b: UnsafePointer<Float>)
-    /// Row `r` stored at `rows[r] + column`.
-    func write(_ rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int)
-    /// `C = acc` (`beta` 0) or `C = acc + C` (`beta` 1), row `r` at `c + r * ldc`.
-    func write(_ c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float)
-}
-
-/// The `mr` row pointers of a tile for one tap: `row[r] + offset`.
-protocol IndirectRows {
-    init(_ row: UnsafePointer<UnsafePointer<Float>>, offset: Int)
-}
-
-/// 12 x 32: 24 zmm accumulators (AVX-512).
-struct IndirectRegisters12x32: IndirectRegisters {
-    typealias V = SIMD16<Float>
-    static var mr: Int { 12 }
-    static var nr: Int { 32 }
+/// two `V` halves, 12 x 32 with `SIMD16` (24 zmm registers, AVX-512) and 6 x 16 with `SIMD8` (12
+/// ymm, AVX2; as in the SGEMM kernel, one `SIMD16` per row would leave LLVM to split and spill
+/// them). `mr` is a constant for each `V`, so the tests on it fold away and the 6-row tile's
+/// unused accumulators vanish.
+struct IndirectRegisters<V: SIMD> where V.Scalar == Float {
+    static var mr: Int { V.scalarCount >= 16 ? 12 : 6 }
+    static var nr: Int { 2 * V.scalarCount }
     var c0a = V(), c0b = V(), c1a = V(), c1b = V(), c2a = V(), c2b = V()
     var c3a = V(), c3b = V(), c4a = V(), c4b = V(), c5a = V(), c5b = V()
     var c6a = V(), c6b = V(), c7a = V(), c7b = V(), c8a = V(), c8b = V()
     var c9a = V(), c9b = V(), c10a = V(), c10b = V(), c11a = V(), c11b = V()
 
-    struct Rows: IndirectRows {
+    /// The tile's `mr` row pointers for one tap: `row[r] + offset` (rows past `mr` unused).
+    struct Rows {
         let a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11: UnsafePointer<Float>
         @inline(__always)
         init(_ row: UnsafePointer<UnsafePointer<Float>>, offset: Int) {
             a0 = row[0] + offset; a1 = row[1] + offset; a2 = row[2] + offset
             a3 = row[3] + offset; a4 = row[4] + offset; a5 = row[5] + offset
-            a6 = row[6] + offset; a7 = row[7] + offset; a8 = row[8] + offset
-            a9 = row[9] + offset; a10 = row[10] + offset; a11 = row[11] + offset
+            if IndirectRegisters.mr > 6 {
+                a6 = row[6] + offset; a7 = row[7] + offset; a8 = row[8] + offset
+                a9 = row[9] + offset; a10 = row[10] + offset; a11 = row[11] + offset
+            } else {
+                (a6, a7, a8, a9, a10, a11) = (a0, a0, a0, a0, a0, a0)
+            }
         }
     }
 
     init() {}
 
+    /// Row `r` += `rows[r][k]` times the `nr` floats at `b`.
     @inline(__always)
     mutating func add(_ r: Rows, at k: Int, times b: UnsafePointer<Float>) {
-        add(r.a0[k], r.a1[k], r.a2[k], r.a3[k], r.a4[k], r.a5[k], r.a6[k], r.a7[k], r.a8[k], r.a9[k], r.a10[k], r.a11[k], times: b)
+        let b0 = VectorMath.load(b, as: V.self), b1 = VectorMath.load(b + V.scalarCount, as: V.self)
+        addLow(r.a0[k], r.a1[k], r.a2[k], r.a3[k], r.a4[k], r.a5[k], b0, b1)
+        if Self.mr > 6 { addHigh(r.a6[k], r.a7[k], r.a8[k], r.a9[k], r.a10[k], r.a11[k], b0, b1) }
     }
 
+    /// Row `r` += `a[r]` times the `nr` floats at `b`.
     @inline(__always)
     mutating func add(consecutive a: UnsafePointer<Float>, times b: UnsafePointer<Float>) {
-        add(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], times: b)
+        let b0 = VectorMath.load(b, as: V.self), b1 = VectorMath.load(b + V.scalarCount, as: V.self)
+        addLow(a[0], a[1], a[2], a[3], a[4], a[5], b0, b1)
+        if Self.mr > 6 { addHigh(a[6], a[7], a[8], a[9], a[10], a[11], b0, b1) }
     }
 
+    /// Rows 0-5 += `a_r` times `(b0, b1)`.
     @inline(__always)
-    private mutating func add(_ a0: Float, _ a1: Float, _ a2: Float, _ a3: Float, _ a4: Float, _ a5: Float, _ a6: Float,
-                              _ a7: Float, _ a8: Float, _ a9: Float, _ a10: Float, _ a11: Float, times b: UnsafePointer<Float>) {
-        let b0 = VectorMath.load(b, as: V.self), b1 = VectorMath.load(b + 16, as: V.self)
+    private mutating func addLow(_ a0: Float, _ a1: Float, _ a2: Float, _ a3: Float, _ a4: Float, _ a5: Float,
+                                 _ b0: V, _ b1: V) {
         var x = V(repeating: a0)
         c0a = GEMMSIMD.multiplyAdd(x, b0, c0a); c0b = GEMMSIMD.multiplyAdd(x, b1, c0b)
         x = V(repeating: a1)
@@ -1131,7 +1124,13 @@ struct IndirectRegisters12x32: IndirectRegisters {
         c4a = GEMMSIMD.multiplyAdd(x, b0, c4a); c4b = GEMMSIMD.multiplyAdd(x, b1, c4b)
         x = V(repeating: a5)
         c5a = GEMMSIMD.multiplyAdd(x, b0, c5a); c5b = GEMMSIMD.multiplyAdd(x, b1, c5b)
-        x = V(repeating: a6)
+    }
+
+    /// Rows 6-11 += `a_r` times `(b0, b1)`.
+    @inline(__always)
+    private mutating func addHigh(_ a6: Float, _ a7: Float, _ a8: Float, _ a9: Float, _ a10: Float, _ a11: Float,
+                                  _ b0: V, _ b1: V) {
+        var x = V(repeating: a6)
         c6a = GEMMSIMD.multiplyAdd(x, b0, c6a); c6b = GEMMSIMD.multiplyAdd(x, b1, c6b)
         x = V(repeating: a7)
         c7a = GEMMSIMD.multiplyAdd(x, b0, c7a); c7b = GEMMSIMD.multiplyAdd(x, b1, c7b)
@@ -1145,95 +1144,30 @@ struct IndirectRegisters12x32: IndirectRegisters {
         c11a = GEMMSIMD.multiplyAdd(x, b0, c11a); c11b = GEMMSIMD.multiplyAdd(x, b1, c11b)
     }
 
+    /// Row `r` stored at `rows[r] + column`.
     @inline(__always)
     func write(_ rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int) {
         @inline(__always) func row(_ low: V, _ high: V, _ r: Int) {
             let to = rows[r] + column
             VectorMath.store(low, to)
-            VectorMath.store(high, to + 16)
+            VectorMath.store(high, to + V.scalarCount)
         }
         row(c0a, c0b, 0); row(c1a, c1b, 1); row(c2a, c2b, 2); row(c3a, c3b, 3); row(c4a, c4b, 4); row(c5a, c5b, 5)
+        guard Self.mr > 6 else { return }
         row(c6a, c6b, 6); row(c7a, c7b, 7); row(c8a, c8b, 8); row(c9a, c9b, 9); row(c10a, c10b, 10); row(c11a, c11b, 11)
     }
 
+    /// `C = acc` (`beta` 0) or `C = acc + C` (`beta` 1), row `r` at `c + r * ldc`.
     @inline(__always)
     func write(_ c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float) {
         @inline(__always) func row(_ low: V, _ high: V, _ row: UnsafeMutablePointer<Float>) {
             GEMMSIMD.update(low, row, alpha: 1, beta: beta)
-            GEMMSIMD.update(high, row + 16, alpha: 1, beta: beta)
+            GEMMSIMD.update(high, row + V.scalarCount, alpha: 1, beta: beta)
         }
         row(c0a, c0b, c); row(c1a, c1b, c + ldc); row(c2a, c2b, c + 2 &* ldc)
         row(c3a, c3b, c + 3 &* ldc); row(c4a, c4b, c + 4 &* ldc); row(c5a, c5b, c + 5 &* ldc)
+        guard Self.mr > 6 else { return }
         row(c6a, c6b, c + 6 &* ldc); row(c7a, c7b, c + 7 &* ldc); row(c8a, c8b, c + 8 &* ldc)
         row(c9a, c9b, c + 9 &* ldc); row(c10a, c10b, c + 10 &* ldc); row(c11a, c11b, c + 11 &* ldc)
-    }
-}
-
-/// 6 x 16: 12 ymm accumulators, two `SIMD8` halves per row (AVX2; as the SGEMM kernel, one
-/// `SIMD16` per row would leave LLVM to split and spill them).
-struct IndirectRegisters6x16: IndirectRegisters {
-    typealias V = SIMD8<Float>
-    static var mr: Int { 6 }
-    static var nr: Int { 16 }
-    var c0a = V(), c0b = V(), c1a = V(), c1b = V(), c2a = V(), c2b = V()
-    var c3a = V(), c3b = V(), c4a = V(), c4b = V(), c5a = V(), c5b = V()
-
-    struct Rows: IndirectRows {
-        let a0, a1, a2, a3, a4, a5: UnsafePointer<Float>
-        @inline(__always)
-        init(_ row: UnsafePointer<UnsafePointer<Float>>, offset: Int) {
-            a0 = row[0] + offset; a1 = row[1] + offset; a2 = row[2] + offset
-            a3 = row[3] + offset; a4 = row[4] + offset; a5 = row[5] + offset
-        }
-    }
-
-    init() {}
-
-    @inline(__always)
-    mutating func add(_ r: Rows, at k: Int, times b: UnsafePointer<Float>) {
-        add(r.a0[k], r.a1[k], r.a2[k], r.a3[k], r.a4[k], r.a5[k], times: b)
-    }
-
-    @inline(__always)
-    mutating func add(consecutive a: UnsafePointer<Float>, times b: UnsafePointer<Float>) {
-        add(a[0], a[1], a[2], a[3], a[4], a[5], times: b)
-    }
-
-    @inline(__always)
-    private mutating func add(_ a0: Float, _ a1: Float, _ a2: Float, _ a3: Float, _ a4: Float, _ a5: Float,
-                              times b: UnsafePointer<Float>) {
-        let b0 = VectorMath.load(b, as: V.self), b1 = VectorMath.load(b + 8, as: V.self)
-        var x = V(repeating: a0)
-        c0a = GEMMSIMD.multiplyAdd(x, b0, c0a); c0b = GEMMSIMD.multiplyAdd(x, b1, c0b)
-        x = V(repeating: a1)
-        c1a = GEMMSIMD.multiplyAdd(x, b0, c1a); c1b = GEMMSIMD.multiplyAdd(x, b1, c1b)
-        x = V(repeating: a2)
-        c2a = GEMMSIMD.multiplyAdd(x, b0, c2a); c2b = GEMMSIMD.multiplyAdd(x, b1, c2b)
-        x = V(repeating: a3)
-        c3a = GEMMSIMD.multiplyAdd(x, b0, c3a); c3b = GEMMSIMD.multiplyAdd(x, b1, c3b)
-        x = V(repeating: a4)
-        c4a = GEMMSIMD.multiplyAdd(x, b0, c4a); c4b = GEMMSIMD.multiplyAdd(x, b1, c4b)
-        x = V(repeating: a5)
-        c5a = GEMMSIMD.multiplyAdd(x, b0, c5a); c5b = GEMMSIMD.multiplyAdd(x, b1, c5b)
-    }
-
-    @inline(__always)
-    func write(_ rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int) {
-        @inline(__always) func row(_ low: V, _ high: V, _ r: Int) {
-            let to = rows[r] + column
-            VectorMath.store(low, to)
-            VectorMath.store(high, to + 8)
-        }
-        row(c0a, c0b, 0); row(c1a, c1b, 1); row(c2a, c2b, 2); row(c3a, c3b, 3); row(c4a, c4b, 4); row(c5a, c5b, 5)
-    }
-
-    @inline(__always)
-    func write(_ c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float) {
-        @inline(__always) func row(_ low: V, _ high: V, _ row: UnsafeMutablePointer<Float>) {
-            GEMMSIMD.update(low, row, alpha: 1, beta: beta)
-            GEMMSIMD.update(high, row + 8, alpha: 1, beta: beta)
-        }
-        row(c0a, c0b, c); row(c1a, c1b, c + ldc); row(c2a, c2b, c + 2 &* ldc)
-        row(c3a, c3b, c + 3 &* ldc); row(c4a, c4b, c + 4 &* ldc); row(c5a, c5b, c + 5 &* ldc)
     }
 }
