@@ -218,6 +218,11 @@ enum Winograd {
     /// forward + backward 0.75-0.82x.
     static var registerTiles: Bool { IndirectTile.kind != nil }
 
+    /// Whether the tile transforms run 8 channels at a time (AVX2: an input tile's 16 values of
+    /// 16 channels take 32 ymm registers, and LLVM spilled a fifth of the transform's vector
+    /// instructions to the stack); elsewhere 16. The same operations per lane either way.
+    static var narrowTransforms: Bool { IndirectTile.kind == .tile6x16 }
+
     // MARK: Weights
 
     /// Floats of transformed weights: 16 positions of `[panels][depth][32]`, the panels covering
@@ -509,6 +514,7 @@ enum Winograd {
                                                      rows: Range<Int>, into dst: UnsafeMutablePointer<Float>, threads: Int) {
         let vectors = WinogradTiling.vectors(channels), plane = height * width, stride = s.chunkTiles * pitch
         let rowWidth = 2 * s.tilesWide + Tiles.size - 2, rowFloats = rowWidth * vectors
+        let narrow = narrowTransforms
         s.forEachRun(rows, threads: threads) { n, tileRows, first in
             let count = 2 * tileRows.count + Tiles.size - 2
             ScratchPool.withBuffer(count * rowFloats) { copy in
@@ -522,7 +528,15 @@ enum Winograd {
                         let from = top + 2 * tx * vectors, to = dst + (firstTile + tx) * pitch
                         var c = 0
                         while c < vectors {
-                            Tiles.transform(from + c, rowStride: rowFloats, step: vectors, dst: to + c, stride: stride)
+                            if narrow {
+                                Tiles.transform(SIMD8<Float>.self, from + c, rowStride: rowFloats, step: vectors,
+                                                dst: to + c, stride: stride)
+                                Tiles.transform(SIMD8<Float>.self, from + (c &+ 8), rowStride: rowFloats, step: vectors,
+                                                dst: to + (c &+ 8), stride: stride)
+                            } else {
+                                Tiles.transform(SIMD16<Float>.self, from + c, rowStride: rowFloats, step: vectors,
+                                                dst: to + c, stride: stride)
+                            }
                             c &+= 16
                         }
                         while c < pitch {
@@ -609,17 +623,18 @@ enum Winograd {
 protocol WinogradTiles {
     /// Rows (and columns) of a tile: 4 for input tiles, 2 for output-gradient tiles.
     static var size: Int { get }
-    /// Transforms 16 channels of one tile, its row `i` column `j` at `src + i * rowStride + j * step`:
-    /// value ξ goes to `dst + ξ * stride`.
-    static func transform(_ src: UnsafePointer<Float>, rowStride: Int, step: Int, dst: UnsafeMutablePointer<Float>, stride: Int)
+    /// Transforms `V.scalarCount` channels of one tile, its row `i` column `j` at
+    /// `src + i * rowStride + j * step`: value ξ goes to `dst + ξ * stride`.
+    static func transform<V: SIMD>(_: V.Type, _ src: UnsafePointer<Float>, rowStride: Int, step: Int,
+                                   dst: UnsafeMutablePointer<Float>, stride: Int) where V.Scalar == Float
 }
 
 /// Input tiles: `B^T d B` of 4x4 tiles, overlapping by two rows and columns.
 enum InputTiles: WinogradTiles {
-    typealias V = SIMD16<Float>
     static var size: Int { 4 }
     @inline(__always)
-    static func transform(_ src: UnsafePointer<Float>, rowStride: Int, step: Int, dst: UnsafeMutablePointer<Float>, stride: Int) {
+    static func transform<V: SIMD>(_: V.Type, _ src: UnsafePointer<Float>, rowStride: Int, step: Int,
+                                   dst: UnsafeMutablePointer<Float>, stride: Int) where V.Scalar == Float {
         // d B for each of the four rows: (d0 - d2, d1 + d2, d2 - d1, d1 - d3).
         @inline(__always) func row(_ i: Int) -> (V, V, V, V) {
             let p = src + i &* rowStride
@@ -644,10 +659,10 @@ enum InputTiles: WinogradTiles {
 
 /// Output-gradient tiles: `A y A^T` of disjoint 2x2 tiles.
 enum GradOutputTiles: WinogradTiles {
-    typealias V = SIMD16<Float>
     static var size: Int { 2 }
     @inline(__always)
-    static func transform(_ src: UnsafePointer<Float>, rowStride: Int, step: Int, dst: UnsafeMutablePointer<Float>, stride: Int) {
+    static func transform<V: SIMD>(_: V.Type, _ src: UnsafePointer<Float>, rowStride: Int, step: Int,
+                                   dst: UnsafeMutablePointer<Float>, stride: Int) where V.Scalar == Float {
         // A (a, b) = (a, a + b, a - b, -b), first along each row, then down each column.
         @inline(__always) func row(_ i: Int) -> (V, V, V, V) {
             let a = VectorMath.load(src + i &* rowStride, as: V.self), b = VectorMath.load(src + (i &* rowStride &+ step), as: V.self)
