@@ -203,7 +203,7 @@ private let cases: [ConvCase] = [
              padding: (3, 3)),
     ConvCase(batch: 2, inChannels: 12, outChannels: 8, height: 15, width: 15, kernel: (11, 11), stride: (2, 2),
              padding: (5, 5), bias: false),
-    // The direct method (rows of a multiple of 16 outputs): a stem-like 7x7 stride 2 with a partial
+    // The direct method (rows of a multiple of 16 outputs, whole vectors on AVX-512 and AVX2): a stem-like 7x7 stride 2 with a partial
     // last tile (21 vectors) and channel group (10 channels), three column phases with one tile of
     // 3 vectors, dilated rows with stride 2 (automatic plans take it for these three); stride 1
     // with dilated columns, and 20 input channels (forced only).
@@ -216,6 +216,10 @@ private let cases: [ConvCase] = [
     ConvCase(batch: 2, inChannels: 2, outChannels: 5, height: 5, width: 34, kernel: (3, 3), padding: (1, 1),
              dilation: (2, 2)),
     ConvCase(batch: 2, inChannels: 20, outChannels: 6, height: 6, width: 16, kernel: (3, 3), padding: (1, 1), bias: false),
+    // Rows of one 8-float vector (the direct method on AVX2 builds, whose tiles of 3 vectors here
+    // span rows and samples, the last one partial: 10 vectors; the indirect product on AVX-512).
+    ConvCase(batch: 2, inChannels: 3, outChannels: 5, height: 9, width: 16, kernel: (3, 3), stride: (2, 2),
+             padding: (1, 1)),
     // Five samples: groups of 2 (forced) leave a short last group; automatic plans group all five.
     ConvCase(batch: 5, inChannels: 4, outChannels: 6, height: 5, width: 7, kernel: (3, 3), stride: (2, 2),
              padding: (1, 1), dilation: (1, 2), groups: 2),
@@ -261,7 +265,7 @@ private let plans: [PlanVariant] = [(1, nil), (2, true), (2, false)].flatMap { (
      PlanVariant(threads: t, splitSamples: split, method: .winograd),
      // The indirect product (AVX-512 and AVX2 builds; the column method elsewhere).
      PlanVariant(threads: t, splitSamples: split, method: .indirect),
-     // The direct forward where rows hold whole vectors (AVX-512 builds; column matrices elsewhere).
+     // The direct forward where rows hold whole vectors (AVX-512 and AVX2 builds; column matrices elsewhere).
      PlanVariant(threads: t, splitSamples: split, method: .direct),
      // One tile row per chunk: the weight gradient accumulates over many chunks.
      PlanVariant(threads: t, splitSamples: split, method: .winograd, winogradChunkBudget: 1)]
@@ -574,13 +578,14 @@ struct ConvKernelTests {
         #expect(stridedPlan.forwardMethod == (indirect ? .indirect : .columns))
         #expect(stridedPlan.backwardWeightMethod == (indirect ? .indirect : .columns))
         #expect(stridedPlan.backwardInputMethod == (indirect ? .indirect : .columns))
-        // Fewer channels: the forward runs directly on rows of whole vectors (16 outputs here),
-        // else reads kernel rows (row taps); the weight gradient keeps column matrices; dilated
-        // rows are not contiguous, so columns.
+        // Fewer channels: the forward runs directly on rows of whole vectors (16 outputs here: one
+        // vector on AVX-512, two on AVX2), else reads kernel rows (row taps); the weight gradient
+        // keeps column matrices; dilated rows are not contiguous, so columns.
         var stridedFew = strided
         stridedFew.inChannels = 8
         let fewPlan = ConvPlan(stridedFew, threads: 1)
-        #expect(fewPlan.forwardMethod == (avx512 ? .direct : indirect ? .indirect : .columns))
+        #expect(DirectTile.available == indirect && DirectTile.lanes == (avx512 ? 16 : 8))
+        #expect(stridedFew.outWidth == 16 && fewPlan.forwardMethod == (indirect ? .direct : .columns))
         var oddFew = stridedFew
         oddFew.width = 30
         #expect(ConvPlan(oddFew, threads: 1).forwardMethod == (indirect ? .indirect : .columns))
@@ -594,10 +599,10 @@ struct ConvKernelTests {
         #expect(ConvPlan(dilatedFew, threads: 1).forwardMethod == .columns)
         let stem = Conv2dGeometry(batch: 8, inChannels: 3, height: 224, width: 224, outChannels: 64, kernelHeight: 7,
                                   kernelWidth: 7, stride: (2, 2), padding: (3, 3))
-        #expect(ConvPlan(stem, threads: 1).forwardMethod == (avx512 ? .direct : indirect ? .indirect : .columns))
+        #expect(ConvPlan(stem, threads: 1).forwardMethod == (indirect ? .direct : .columns))
         #expect(ConvPlan(stem, threads: 1).backwardWeightMethod == .columns)
         // A forced direct method only where rows hold whole vectors, never for pointwise ones.
-        #expect(ConvPlan(big, threads: 1, method: .direct).forwardMethod == (avx512 ? .direct : .columns))
+        #expect(ConvPlan(big, threads: 1, method: .direct).forwardMethod == (indirect ? .direct : .columns))
         var pointwiseWide = big
         (pointwiseWide.kernelHeight, pointwiseWide.kernelWidth, pointwiseWide.padH, pointwiseWide.padW) = (1, 1, 0, 0)
         #expect(ConvPlan(pointwiseWide, threads: 1, method: .direct).forwardMethod == .pointwise)

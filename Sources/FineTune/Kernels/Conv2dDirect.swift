@@ -1,32 +1,39 @@
 // Forward convolution with few input channels (the 3-channel stem of a CNN) as a direct
-// convolution over vectors of outputs, written straight into the NCHW planes (AVX-512 builds).
+// convolution over vectors of outputs, written straight into the NCHW planes (x86-64 host-CPU
+// builds with AVX-512 or AVX2).
 //
 // With 3 input channels an output sums only `Cin * KH * KW` products (147 for the 7x7 stem): too
 // little depth for a matrix product's packing to pay, and the indirect method's channels-last
-// output must then be turned to NCHW (a fifth of the stem's forward, measured). Here a register
-// tile is 6 vectors of 16 consecutive outputs of a row by 4 output channels, and each step of the
-// depth (input channel c, kernel row ky, kernel column kx) adds `x_v * W[co, c, ky, kx]`, where
-// `x_v` holds the 16 inputs that vector `v`'s outputs read for that tap.
+// output must then be turned to NCHW (a fifth of the stem's forward on AVX-512, measured). Here a
+// register tile is 6 vectors of 16 consecutive outputs of a row by 4 output channels (3 vectors
+// of 8 on AVX2; the text below counts in 16), and each step of the depth (input channel c, kernel
+// row ky, kernel column kx) adds `x_v * W[co, c, ky, kx]`, where `x_v` holds the 16 inputs that
+// vector `v`'s outputs read for that tap.
 //
 // With a column stride s those inputs are s apart, so the input planes are first copied, padded,
 // with each row split into its s phases, as the depthwise kernels read them (`PhasePlane`,
 // Conv2dDepthwise.swift): tap kx of output column ox reads phase `(kx * dw) % s` at index
 // `ox + (kx * dw) / s`, and a vector's 16 inputs are consecutive floats. A tap's address is the
 // vector's base (its sample, row and first column) plus an offset that depends on the tap alone
-// (a table of `Cin * KH * KW` offsets), so a tile's vectors may lie in different rows and samples. Rows must hold whole vectors (a multiple of 16
-// outputs: 112 for the stem on 224x224 images).
+// (a table of `Cin * KH * KW` offsets), so a tile's vectors may lie in different rows and
+// samples. Rows must hold whole vectors (a multiple of 16 outputs, of 8 on AVX2: 112 for the
+// stem on 224x224 images).
 //
-// The tile's 24 accumulators, 4 broadcast weights and one input vector fill 29 of the 32 zmm
-// registers; a step of the depth loads 6 input vectors and 4 weights for 24 fused multiply-adds
-// (the 12 x 32 matrix tile loads 14 for 24). Each output is summed over the depth in one order by
-// one tile, and threads take runs of tiles, so the result does not depend on the thread count.
+// On AVX-512 the tile's 24 accumulators, 4 broadcast weights and one input vector fill 29 of the
+// 32 zmm registers; a step of the depth loads 6 input vectors and 4 weights for 24 fused
+// multiply-adds (the 12 x 32 matrix tile loads 14 for 24). On AVX2 the 12 accumulators, 3 input
+// vectors and one weight at a time fill the 16 ymm registers: 7 loads for 12 (the 6 x 16 matrix
+// tile loads 8). On AMD EPYC (AVX2, one thread) the stem's forward took 0.85x the indirect
+// method's time. Each output is summed over the depth in one order by one tile, and threads take
+// runs of tiles, so the result does not depend on the thread count.
 
 /// Sizes of the direct method's buffers for one geometry (internal).
 struct DirectConvShape {
-    /// Outputs per vector, vectors per tile, output channels per tile.
-    static let lanes = 16, vectors = 6, channels = 4
+    /// Outputs per vector, vectors per tile (``DirectTile``: 16 and 6 on AVX-512, 8 and 3 on
+    /// AVX2), output channels per tile.
+    static let lanes = DirectTile.lanes, vectors = DirectTile.vectors, channels = 4
     /// Tiles that run before their outputs get the epilogue (768 outputs of every channel, in L2).
-    static let tileGroup = 8
+    static let tileGroup = 768 / (lanes * vectors)
 
     let g: Conv2dGeometry
     /// One padded, phase-split input plane.
@@ -38,10 +45,10 @@ struct DirectConvShape {
     /// Floats of one output plane.
     var outPlane: Int { g.outHeight * g.outWidth }
 
-    /// Whether the method can run `g` (whatever its channel count): AVX-512 builds, one group,
-    /// rows of whole vectors.
+    /// Whether the method can run `g` (whatever its channel count): x86-64 host-CPU builds with
+    /// AVX2 or AVX-512, one group, rows of whole vectors.
     static func supports(_ g: Conv2dGeometry) -> Bool {
-        GEMMKernelKind.active == .tile12x32 && g.groups == 1 && g.batch > 0 && g.inChannels > 0
+        DirectTile.available && g.groups == 1 && g.batch > 0 && g.inChannels > 0
             && g.outHeight > 0 && g.outWidth > 0 && g.outWidth % lanes == 0
     }
 
@@ -185,19 +192,43 @@ extension DirectConvShape {
     }
 }
 
-/// The direct method's register tile: 6 vectors of 16 outputs by 4 output channels.
+/// The direct method's register tile: `vectors` vectors of `lanes` consecutive outputs by 4 output
+/// channels, 6 x 16 with `SIMD16` (AVX-512) and 3 x 8 with `SIMD8` (AVX2, 12 of the 16 ymm
+/// registers). Builds without the indirect method's tile (`IndirectTile.kind` nil) have none.
 enum DirectTile {
-    typealias V = SIMD16<Float>
+    /// Whether this build and CPU run the method: x86-64 host-CPU builds with AVX2 or AVX-512.
+    static let available = IndirectTile.kind != nil
+    /// Whether the tile is the AVX-512 one (`SIMD16`).
+    static let wide = IndirectTile.kind == .tile12x32
+    /// Outputs per vector and vectors per tile.
+    static let lanes = wide ? 16 : 8, vectors = wide ? 6 : 3
 
-    /// For `j < channels` and each vector `v`: the 16 floats at `output + j * plane + outputs[v]`
-    /// become `sum_k input[bases[v] + offsets[k] + (0..<16)] * weights[k * 4 + j]`, plus
+    /// For `j < channels` and each vector `v`: the `lanes` floats at `output + j * plane + outputs[v]`
+    /// become `sum_k input[bases[v] + offsets[k] + (0..<lanes)] * weights[k * 4 + j]`, plus
     /// `bias[j]` when there is a bias (added once, after the sum).
-    @inline(never)
     static func multiply(depth: Int, offsets: UnsafePointer<Int>, input: UnsafePointer<Float>, bases: UnsafePointer<Int>,
                          weights: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, outputs: UnsafePointer<Int>,
                          plane: Int, channels: Int, bias: UnsafePointer<Float>?) {
+        if wide {
+            multiply(SIMD16<Float>.self, depth: depth, offsets: offsets, input: input, bases: bases, weights: weights,
+                     output: output, outputs: outputs, plane: plane, channels: channels, bias: bias)
+        } else {
+            multiply(SIMD8<Float>.self, depth: depth, offsets: offsets, input: input, bases: bases, weights: weights,
+                     output: output, outputs: outputs, plane: plane, channels: channels, bias: bias)
+        }
+    }
+
+    /// The tile with `V`: 6 vectors for `SIMD16`, 3 for `SIMD8` (a constant for each `V`, so the
+    /// tests on it fold away and the unused accumulators vanish).
+    @inline(never)
+    private static func multiply<V: SIMD>(
+        _: V.Type, depth: Int, offsets: UnsafePointer<Int>, input: UnsafePointer<Float>, bases: UnsafePointer<Int>,
+        weights: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, outputs: UnsafePointer<Int>,
+        plane: Int, channels: Int, bias: UnsafePointer<Float>?
+    ) where V.Scalar == Float {
+        let six = V.scalarCount >= 16
         let x0 = input + bases[0], x1 = input + bases[1], x2 = input + bases[2]
-        let x3 = input + bases[3], x4 = input + bases[4], x5 = input + bases[5]
+        let x3 = six ? input + bases[3] : x0, x4 = six ? input + bases[4] : x0, x5 = six ? input + bases[5] : x0
         var a00 = V(), a01 = V(), a02 = V(), a03 = V(), a10 = V(), a11 = V(), a12 = V(), a13 = V()
         var a20 = V(), a21 = V(), a22 = V(), a23 = V(), a30 = V(), a31 = V(), a32 = V(), a33 = V()
         var a40 = V(), a41 = V(), a42 = V(), a43 = V(), a50 = V(), a51 = V(), a52 = V(), a53 = V()
@@ -206,16 +237,31 @@ enum DirectTile {
         if depth > 0 {
             repeat {
                 let o = offsets[k]
-                let w0 = V(repeating: w[0]), w1 = V(repeating: w[1]), w2 = V(repeating: w[2]), w3 = V(repeating: w[3])
-                // One vector's row of the tile: its inputs for this tap times the 4 weights.
-                @inline(__always) func add(_ x: UnsafePointer<Float>, _ a0: inout V, _ a1: inout V, _ a2: inout V,
-                                           _ a3: inout V) {
-                    let v = VectorMath.load(x + o, as: V.self)
-                    a0 = GEMMSIMD.multiplyAdd(v, w0, a0); a1 = GEMMSIMD.multiplyAdd(v, w1, a1)
-                    a2 = GEMMSIMD.multiplyAdd(v, w2, a2); a3 = GEMMSIMD.multiplyAdd(v, w3, a3)
+                if six {
+                    // 24 accumulators, the 4 weights and one input vector at a time (29 zmm).
+                    let w0 = V(repeating: w[0]), w1 = V(repeating: w[1]), w2 = V(repeating: w[2]), w3 = V(repeating: w[3])
+                    // One vector's row of the tile: its inputs for this tap times the 4 weights.
+                    @inline(__always) func add(_ x: UnsafePointer<Float>, _ a0: inout V, _ a1: inout V, _ a2: inout V,
+                                               _ a3: inout V) {
+                        let v = VectorMath.load(x + o, as: V.self)
+                        a0 = GEMMSIMD.multiplyAdd(v, w0, a0); a1 = GEMMSIMD.multiplyAdd(v, w1, a1)
+                        a2 = GEMMSIMD.multiplyAdd(v, w2, a2); a3 = GEMMSIMD.multiplyAdd(v, w3, a3)
+                    }
+                    add(x0, &a00, &a01, &a02, &a03); add(x1, &a10, &a11, &a12, &a13); add(x2, &a20, &a21, &a22, &a23)
+                    add(x3, &a30, &a31, &a32, &a33); add(x4, &a40, &a41, &a42, &a43); add(x5, &a50, &a51, &a52, &a53)
+                } else {
+                    // 12 accumulators, the 3 input vectors and one weight at a time (16 ymm; the
+                    // 4 weights at once took 17, and LLVM spilled).
+                    let v0 = VectorMath.load(x0 + o, as: V.self), v1 = VectorMath.load(x1 + o, as: V.self)
+                    let v2 = VectorMath.load(x2 + o, as: V.self)
+                    // One channel's column of the tile: its weight for this tap times the 3 vectors.
+                    @inline(__always) func add(_ j: Int, _ a0: inout V, _ a1: inout V, _ a2: inout V) {
+                        let wj = V(repeating: w[j])
+                        a0 = GEMMSIMD.multiplyAdd(v0, wj, a0); a1 = GEMMSIMD.multiplyAdd(v1, wj, a1)
+                        a2 = GEMMSIMD.multiplyAdd(v2, wj, a2)
+                    }
+                    add(0, &a00, &a10, &a20); add(1, &a01, &a11, &a21); add(2, &a02, &a12, &a22); add(3, &a03, &a13, &a23)
                 }
-                add(x0, &a00, &a01, &a02, &a03); add(x1, &a10, &a11, &a12, &a13); add(x2, &a20, &a21, &a22, &a23)
-                add(x3, &a30, &a31, &a32, &a33); add(x4, &a40, &a41, &a42, &a43); add(x5, &a50, &a51, &a52, &a53)
                 w += 4
                 k &+= 1
             } while k < depth
@@ -226,7 +272,8 @@ enum DirectTile {
             @inline(__always) func put(_ a: V, _ v: Int) {
                 VectorMath.store(bias == nil ? a : a + b, row + outputs[v])
             }
-            put(a0, 0); put(a1, 1); put(a2, 2); put(a3, 3); put(a4, 4); put(a5, 5)
+            put(a0, 0); put(a1, 1); put(a2, 2)
+            if six { put(a3, 3); put(a4, 4); put(a5, 5) }
         }
         store(a00, a10, a20, a30, a40, a50, channel: 0)
         store(a01, a11, a21, a31, a41, a51, channel: 1)
