@@ -203,10 +203,11 @@ private let cases: [ConvCase] = [
              padding: (3, 3)),
     ConvCase(batch: 2, inChannels: 12, outChannels: 8, height: 15, width: 15, kernel: (11, 11), stride: (2, 2),
              padding: (5, 5), bias: false),
-    // The direct method (rows of a multiple of 16 outputs, whole vectors on AVX-512 and AVX2): a stem-like 7x7 stride 2 with a partial
-    // last tile (21 vectors) and channel group (10 channels), three column phases with one tile of
-    // 3 vectors, dilated rows with stride 2 (automatic plans take it for these three); stride 1
-    // with dilated columns, and 20 input channels (forced only).
+    // The direct method (rows of a multiple of 16 outputs: whole vectors on AVX-512 and AVX2): a
+    // stem-like 7x7 stride 2 with a partial last tile (21 vectors) and channel group (10
+    // channels), three column phases with one tile of 3 vectors, dilated rows with stride 2
+    // (automatic plans take it for these three); stride 1 with dilated columns, and 20 input
+    // channels (forced only).
     ConvCase(batch: 3, inChannels: 3, outChannels: 10, height: 13, width: 31, kernel: (7, 7), stride: (2, 2),
              padding: (3, 3)),
     ConvCase(batch: 1, inChannels: 3, outChannels: 4, height: 9, width: 47, kernel: (3, 3), stride: (3, 3),

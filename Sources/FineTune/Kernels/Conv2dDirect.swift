@@ -201,7 +201,12 @@ enum DirectTile {
     /// Whether the tile is the AVX-512 one (`SIMD16`).
     static let wide = IndirectTile.kind == .tile12x32
     /// Outputs per vector and vectors per tile.
-    static let lanes = wide ? 16 : 8, vectors = wide ? 6 : 3
+    static let lanes = wide ? SIMD16<Float>.scalarCount : SIMD8<Float>.scalarCount
+    static let vectors = wide ? vectors(SIMD16<Float>.self) : vectors(SIMD8<Float>.self)
+
+    /// Vectors per tile with `V`: 6 of 16 lanes (24 zmm accumulators), 3 of 8 (12 ymm).
+    @inline(__always)
+    private static func vectors<V: SIMD>(_: V.Type) -> Int { V.scalarCount >= 16 ? 6 : 3 }
 
     /// For `j < channels` and each vector `v`: the `lanes` floats at `output + j * plane + outputs[v]`
     /// become `sum_k input[bases[v] + offsets[k] + (0..<lanes)] * weights[k * 4 + j]`, plus
@@ -226,7 +231,7 @@ enum DirectTile {
         weights: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, outputs: UnsafePointer<Int>,
         plane: Int, channels: Int, bias: UnsafePointer<Float>?
     ) where V.Scalar == Float {
-        let six = V.scalarCount >= 16
+        let six = vectors(V.self) == 6
         let x0 = input + bases[0], x1 = input + bases[1], x2 = input + bases[2]
         let x3 = six ? input + bases[3] : x0, x4 = six ? input + bases[4] : x0, x5 = six ? input + bases[5] : x0
         var a00 = V(), a01 = V(), a02 = V(), a03 = V(), a10 = V(), a11 = V(), a12 = V(), a13 = V()
