@@ -183,13 +183,14 @@ private let cases: [ConvCase] = [
     ConvCase(batch: 1, inChannels: 3, outChannels: 4, height: 11, width: 37, kernel: (7, 7), stride: (2, 2),
              padding: (3, 3), bias: false),
     ConvCase(batch: 2, inChannels: 3, outChannels: 5, height: 4, width: 17, kernel: (1, 1), stride: (2, 2)),
-    // The indirect product: two input-channel blocks, a partial second panel of output channels and
-    // more tiles than a tile group (98 positions) in one chunk (the panels packed where they are
-    // used); then planes of 196 positions, chunks of 2 and 1 samples (the panels packed
-    // beforehand).
-    ConvCase(batch: 2, inChannels: 70, outChannels: 40, height: 13, width: 13, kernel: (3, 3), stride: (2, 2),
+    // The indirect product: several input-channel blocks (3 of 64 channels or fewer with AVX-512's
+    // 32-wide panels, 2 of 128 or fewer with AVX2's 16-wide ones), a partial second panel of output
+    // channels and more tiles than a tile group (98 positions) in one chunk (the panels packed
+    // where they are used); then planes of 196 positions, chunks of 2 and 1 samples (the panels
+    // packed beforehand).
+    ConvCase(batch: 2, inChannels: 134, outChannels: 40, height: 13, width: 13, kernel: (3, 3), stride: (2, 2),
              padding: (1, 1), bias: false),
-    ConvCase(batch: 3, inChannels: 66, outChannels: 8, height: 27, width: 27, kernel: (3, 3), stride: (2, 2),
+    ConvCase(batch: 3, inChannels: 132, outChannels: 8, height: 27, width: 27, kernel: (3, 3), stride: (2, 2),
              padding: (1, 1)),
     ConvCase(batch: 3, inChannels: 3, outChannels: 4, height: 40, width: 40, kernel: (3, 3), stride: (2, 2),
              padding: (1, 1)),
@@ -198,7 +199,7 @@ private let cases: [ConvCase] = [
     ConvCase(batch: 2, inChannels: 5, outChannels: 33, height: 29, width: 30, kernel: (3, 3), padding: (1, 1)),
     // Row taps (fewer than 16 input channels): a stem-like 7x7 stride 2 (7 taps of 21 floats, a
     // partial second panel, tile groups across three samples of one chunk), and an 11x11 whose
-    // 132-float kernel rows take three depth blocks.
+    // 132-float kernel rows take several depth blocks (3 with AVX-512's panels, 2 with AVX2's).
     ConvCase(batch: 3, inChannels: 3, outChannels: 40, height: 23, width: 29, kernel: (7, 7), stride: (2, 2),
              padding: (3, 3)),
     ConvCase(batch: 2, inChannels: 12, outChannels: 8, height: 15, width: 15, kernel: (11, 11), stride: (2, 2),
@@ -610,7 +611,12 @@ struct ConvKernelTests {
         #expect(IndirectConvShape.forward(stem).channelBlocks == 1)
         let wide = Conv2dGeometry(batch: 2, inChannels: 12, height: 15, width: 15, outChannels: 8, kernelHeight: 11,
                                   kernelWidth: 11, stride: (2, 2), padding: (5, 5))
-        #expect(IndirectConvShape.forward(wide).channelBlocks == 3)
+        // 11 row taps of 132 floats: blocks of at most blockDepth / 11 floats, more than one.
+        let rowsPerBlock = IndirectConvShape.blockDepth / 11
+        #expect(IndirectConvShape.forward(wide).channelBlocks == (132 + rowsPerBlock - 1) / rowsPerBlock)
+        #expect(IndirectConvShape.forward(wide).channelBlocks == (IndirectConvShape.nr == 16 ? 2 : 3))
+        // Each build's panels hold the same bytes: 64 channels of a 3x3 kernel in 32-wide panels, 128 in 16-wide.
+        #expect(IndirectConvShape.blockDepth * IndirectConvShape.nr == 576 * 32)
         // Padding beyond the kernel's reach: shifted forward, but column matrices for the input gradient.
         var padded = big
         (padded.kernelHeight, padded.kernelWidth, padded.padH, padded.padW) = (1, 1, 1, 1)

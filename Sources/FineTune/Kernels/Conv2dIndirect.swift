@@ -35,9 +35,11 @@
 /// Sizes of the indirect method's buffers for one geometry (internal).
 struct IndirectConvShape {
     static let mr = IndirectTile.mr, nr = IndirectTile.nr
-    /// Depth (taps x input channels) per block at most: 64 channels of a 3x3 kernel, a 72 KiB
-    /// weight panel.
-    static let blockDepth = 576
+    /// Depth (taps x input channels) per block at most: a 72 KiB weight panel (64 channels of a
+    /// 3x3 kernel in 32-wide panels, 128 in the 16-wide panels of AVX2; measured on AMD EPYC with
+    /// AVX2, one and two threads: 576 there, half-size panels and twice the passes over Y, took the
+    /// stride-2 3x3 forwards with 128-512 input channels 1.03-1.15x the time).
+    static let blockDepth = 576 * 32 / nr
     /// A chunk of samples holds at least this many output positions (or the whole batch).
     static let chunkPositions = 384
 
