@@ -192,6 +192,11 @@ private let cases: [ConvCase] = [
              padding: (1, 1), bias: false),
     ConvCase(batch: 3, inChannels: 132, outChannels: 8, height: 27, width: 27, kernel: (3, 3), stride: (2, 2),
              padding: (1, 1)),
+    // Tiles of border positions skip the taps that read only padding (``TileOrder``): a 3x5 kernel
+    // with dilated rows and padding beyond its reach (positions whose taps read padding above,
+    // below, left and right, some all of them), 80 channels in two blocks (15 taps), two chunks.
+    ConvCase(batch: 3, inChannels: 80, outChannels: 33, height: 9, width: 11, kernel: (3, 5), stride: (2, 1),
+             padding: (3, 3), dilation: (2, 1)),
     ConvCase(batch: 3, inChannels: 3, outChannels: 4, height: 40, width: 40, kernel: (3, 3), stride: (2, 2),
              padding: (1, 1)),
     // Stride 1, 870 positions per sample: the indirect weight gradient's depth in two blocks of
@@ -350,8 +355,13 @@ struct ConvKernelTests {
         let x = values(g.batch * g.inChannels * g.height * g.width, seed: 1)
         let w = values(g.outChannels * g.inChannelsPerGroup * g.kernelHeight * g.kernelWidth, seed: 2)
         let b = c.bias ? values(g.outChannels, seed: 3) : nil
-        checkAllPlans(c, inputs: [x, w, b ?? []], expected: referenceForward(g, x, w, b), atol: 1e-5,
-                      forwardBody(g, bias: c.bias))
+        // Float sums of up to 1,200 products of values in [-1, 1] round by up to about 1e-5
+        // against the double reference (80 channels x 15 taps: 1.07e-5 on a sum near 0.006, the
+        // same bits before tiles skipped padding): 1e-5 for each 256 terms. A missing or extra
+        // tap is off by a sum of its products, far more.
+        let depth = g.inChannelsPerGroup * g.kernelHeight * g.kernelWidth
+        checkAllPlans(c, inputs: [x, w, b ?? []], expected: referenceForward(g, x, w, b),
+                      atol: 1e-5 * Float(max(1, (depth + 255) / 256)), forwardBody(g, bias: c.bias))
     }
 
     @Test("forward with an epilogue: bit-identical to batch norm, add and ReLU after the plain forward, every plan",
@@ -626,6 +636,64 @@ struct ConvKernelTests {
         let pt = ConvPlan(tiny, threads: 2)
         #expect(pt.workers == 1 && pt.gemmThreads == 1)
         #expect(pt.forwardMethod == .pointwise && pt.backwardInputMethod == .pointwise)
+    }
+
+    @Test("tile order: every position once, interior first; a tile skips a tap only if all its positions read padding there")
+    func tileOrder() throws {
+        // ResNet-18's last stride-2 3x3 (14x14 -> 7x7, pad 1) and a 3x5 with dilated rows and wide padding.
+        let layers = [
+            Conv2dGeometry(batch: 8, inChannels: 256, height: 14, width: 14, outChannels: 512, kernelHeight: 3,
+                           kernelWidth: 3, stride: (2, 2), padding: (1, 1)),
+            Conv2dGeometry(batch: 3, inChannels: 80, height: 9, width: 11, outChannels: 33, kernelHeight: 3,
+                           kernelWidth: 5, stride: (2, 1), padding: (3, 3), dilation: (2, 1)),
+        ]
+        for g in layers {
+            let s = IndirectConvShape.forward(g), mr = IndirectConvShape.mr
+            #expect(s.skipsPadding && s.channelBlocks > 1)
+            let positions = g.batch * s.outPlane, tiles = (positions + mr - 1) / mr
+            let order = IndirectConvShape.TileOrder(tiles: tiles)
+            defer { order.deallocate() }
+            let y = UnsafeMutablePointer<Float>.allocate(capacity: tiles * mr * s.ldy)
+            defer { y.deallocate() }
+            s.orderTiles(samples: g.batch, y: y, into: order)
+            // A permutation of the positions; each slot's row of Y is its position's.
+            let slots = (0..<positions).map { Int(order.positions[$0]) }
+            #expect(slots.sorted() == Array(0..<positions))
+            #expect((0..<(tiles * mr)).allSatisfy { order.rows[$0] == y + ($0 < positions ? slots[$0] : $0) * s.ldy })
+            // The taps each position reads from the padding, by brute force.
+            func padded(_ p: Int) -> Set<Int> {
+                let oy = (p % s.outPlane) / g.outWidth, ox = p % g.outWidth
+                var taps = Set<Int>()
+                for ky in 0..<g.kernelHeight {
+                    for kx in 0..<g.kernelWidth {
+                        let iy = oy * g.strideH - g.padH + ky * g.dilationH, ix = ox * g.strideW - g.padW + kx * g.dilationW
+                        if iy < 0 || iy >= g.height || ix < 0 || ix >= g.width { taps.insert(ky * g.kernelWidth + kx) }
+                    }
+                }
+                return taps
+            }
+            // Interior positions first, in order.
+            let interior = (0..<positions).filter { padded($0).isEmpty }
+            #expect(Array(slots.prefix(interior.count)) == interior)
+            // A tile skips exactly the taps that every one of its positions reads from the padding.
+            var skipped = 0, paddedPairs = 0
+            for tile in 0..<tiles {
+                let members = (tile * mr)..<min(positions, (tile + 1) * mr)
+                let common = members.map { padded(slots[$0]) }.reduce(Set(0..<s.taps)) { $0.intersection($1) }
+                let skips = Set((0..<s.taps).filter { order.skips[tile] & (1 << UInt64($0)) != 0 })
+                #expect(skips == common, "tile \(tile) of \(g)")
+                skipped += skips.count * members.count
+                paddedPairs += members.map { padded(slots[$0]).count }.reduce(0, +)
+            }
+            // Grouping pays: most of the padded (position, tap) pairs fall in skipped taps (in
+            // position order, 12 consecutive positions of 7-wide rows would share almost none).
+            #expect(Double(skipped) >= 0.75 * Double(paddedPairs), "\(skipped) of \(paddedPairs) padded pairs skipped for \(g)")
+            // Shares of the taps for two threads: all tiles once, in two runs of near-equal work.
+            let first = order.share(0, of: 2, tiles: tiles, in: s), second = order.share(1, of: 2, tiles: tiles, in: s)
+            #expect(first.lowerBound == 0 && first.upperBound == second.lowerBound && second.upperBound == tiles)
+            let (a, b) = (order.taps(of: first, in: s), order.taps(of: second, in: s))
+            #expect(abs(a - b) <= s.taps, "\(a) and \(b) taps for \(g)")
+        }
     }
 
     @Test("plans: samples of small planes share an sgemm in groups set by the geometry, never by the threads")

@@ -27,6 +27,14 @@
 // group's rows of Y, still in cache, are then written to NCHW with the bias. Every element of Y is
 // summed in the same order (blocks, then taps, then depth) whatever the thread count: threads take
 // different output-channel panels. The epilogue runs on each chunk of samples.
+// Padding: with several blocks (Y is then written out after all of them), the chunk's positions
+// are taken in an order that groups those reading the padding for the same taps (`TileOrder`:
+// interior positions first, then the first row, a corner, the first column, ...), and each tile
+// skips the taps whose 12 rows all read zeros, weights and all. A 3x3 stride-2 layer onto 7x7
+// outputs reads padding for 9% of its products, onto 14x14 for 5%; oneDNN's direct kernels do
+// not compute them either. Skipped products are zeros, so the sums keep their bits. Measured on
+// AMD EPYC Zen 4, interleaved A/B 5 rounds: ResNet's stride-2 3x3 forwards onto 7x7 0.92-0.93x
+// the time on one and two threads, onto 14x14 0.91-0.97x.
 // The tile is the SGEMM micro-kernel's (GEMMMicroKernel.swift): 12 x 32 on AVX-512, 6 x 16 on
 // AVX2 (x86-64 host-CPU builds); other builds keep the column method (`ConvPlan`). On AMD EPYC
 // (AVX2, one thread) the strided 3x3 forwards ran at 0.87-0.96x and the stem's at 0.81x their
@@ -217,6 +225,10 @@ extension Kernels {
             let nhwc = scratch + packedCount, y = nhwc + nhwcCount
             let pointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: tiles * s.taps * mr)
             defer { pointers.deallocate() }
+            // Tiles of border positions skip the taps that read only padding where the rows of Y
+            // are written out after all blocks (with one block, each group's rows as they finish).
+            let order = s.skipsPadding && s.channelBlocks > 1 ? IndirectConvShape.TileOrder(tiles: tiles) : nil
+            defer { order?.deallocate() }
             // One chunk over several blocks packs each panel where it is used (see `multiply`).
             let panels: IndirectConvShape.Panels
             if let packedWeight {
@@ -234,9 +246,10 @@ extension Kernels {
             var first = 0
             while first < g.batch {
                 let count = min(s.chunkSamples, g.batch - first)
+                if let order { s.orderTiles(samples: count, y: y, into: order) }
                 s.prepareChunk(input + first * cin * g.height * g.width, samples: count, nhwc: nhwc, zeros: zeros,
-                               pointers: pointers, threads: p.threads)
-                s.multiply(panels, pointers: pointers, positions: count * s.outPlane, y: y, bias: bias,
+                               pointers: pointers, order: order, threads: p.threads)
+                s.multiply(panels, pointers: pointers, positions: count * s.outPlane, order: order, y: y, bias: bias,
                            output: output + first * g.outChannels * s.outPlane, threads: p.threads)
                 epilogue?.apply(output, samples: first..<(first + count), channels: 0..<g.outChannels,
                                 of: g.outChannels, plane: s.outPlane)
@@ -258,14 +271,15 @@ extension IndirectConvShape {
     /// indirection table of their output positions at `pointers` (tile, tap, then the tile's 12
     /// positions; positions past the end and padding read `zeros`).
     func prepareChunk(_ input: UnsafePointer<Float>, samples: Int, nhwc: UnsafeMutablePointer<Float>,
-                      zeros: UnsafeMutablePointer<Float>, pointers: UnsafeMutablePointer<UnsafePointer<Float>>, threads: Int) {
+                      zeros: UnsafeMutablePointer<Float>, pointers: UnsafeMutablePointer<UnsafePointer<Float>>,
+                      order: TileOrder? = nil, threads: Int) {
         let region = KernelProfile.begin()
         defer { KernelProfile.end(region, .convolutionData) }
         // The table needs only the addresses, not the copied rows: one parallel region for both.
         Kernels.parallelFor(threads, threads: threads) { part in
             copyChannelsLast(input, samples: samples, into: nhwc, part: part, of: threads)
             forEachTableEntry(positions: samples * outPlane, part: part, threads: threads, nhwc: nhwc, pitch: pitch,
-                              zeros: zeros) { entry, row in pointers[entry] = UnsafePointer(row) }
+                              zeros: zeros, order: order?.positions) { entry, row in pointers[entry] = UnsafePointer(row) }
         }
     }
 
@@ -273,11 +287,13 @@ extension IndirectConvShape {
     /// of `positions` output positions: entry `(tile * taps + tap) * 12 + r` is the row that
     /// position `tile * 12 + r` reads for `tap` in a buffer of rows `pitch` apart (`zeros` in the
     /// padding and past the last position). Entries are made in order, tap by tap within a tile:
-    /// each tile's 12 positions are located once (no division per position), and each entry is
-    /// then an add and a bounds test (only the add with row taps).
+    /// each tile's 12 positions are located once (no division per position without an `order`),
+    /// and each entry is then an add and a bounds test (only the add with row taps). With an
+    /// `order` (``TileOrder``), tile slot `s` holds position `order[s]` instead of `s`.
     @inline(__always)
     func forEachTableEntry(positions: Int, part: Int, threads: Int, nhwc: UnsafeMutablePointer<Float>, pitch: Int,
-                           zeros: UnsafeMutablePointer<Float>, _ body: (Int, UnsafeMutablePointer<Float>) -> Void) {
+                           zeros: UnsafeMutablePointer<Float>, order: UnsafePointer<Int32>? = nil,
+                           _ body: (Int, UnsafeMutablePointer<Float>) -> Void) {
         let mr = IndirectConvShape.mr, tiles = (positions + mr - 1) / mr
         let tileRange = (part * tiles / threads)..<((part + 1) * tiles / threads)
         guard !tileRange.isEmpty else { return }
@@ -292,6 +308,7 @@ extension IndirectConvShape {
             for tile in tileRange {
                 let valid = min(mr, positions - tile * mr)
                 for r in 0..<valid {
+                    if let order { at = outputPosition(Int(order[tile * mr + r])) }
                     let y0 = at.oy * g.strideH - g.padH
                     if rowTaps {
                         offsets[r] = (at.sample * inPlane + (y0 + padRows) * rowWidth + at.ox * g.strideW) * pitch
@@ -300,7 +317,7 @@ extension IndirectConvShape {
                         firstRows[r] = y0
                         firstColumns[r] = at.ox * g.strideW - g.padW
                     }
-                    advance(&at)
+                    if order == nil { advance(&at) }
                 }
                 var entry = tile * taps * mr
                 for ky in 0..<kh {
@@ -416,6 +433,127 @@ extension IndirectConvShape {
         }
     }
 
+    /// Whether the forward can order its tiles so that border positions skip the taps that read
+    /// only padding (``TileOrder``): taps of single positions, at most 64 of them, and padding.
+    var skipsPadding: Bool { !rowTaps && taps <= 64 && (g.padH > 0 || g.padW > 0) }
+
+    /// The taps (bit `ky * KW + kx`) of output row `oy` whose input row lies in the padding.
+    func paddedTaps(row oy: Int) -> UInt64 {
+        let kw = g.kernelWidth, rowBits = UInt64.max >> UInt64(64 - kw)
+        var mask: UInt64 = 0
+        for ky in 0..<g.kernelHeight {
+            let iy = oy * g.strideH - g.padH + ky * g.dilationH
+            if iy < 0 || iy >= g.height { mask |= rowBits << UInt64(ky * kw) }
+        }
+        return mask
+    }
+
+    /// The taps (bit `ky * KW + kx`) of output column `ox` whose input column lies in the padding.
+    func paddedTaps(column ox: Int) -> UInt64 {
+        let kw = g.kernelWidth
+        var mask: UInt64 = 0
+        for kx in 0..<kw {
+            let ix = ox * g.strideW - g.padW + kx * g.dilationW
+            guard ix < 0 || ix >= g.width else { continue }
+            for ky in 0..<g.kernelHeight { mask |= 1 << UInt64(ky * kw + kx) }
+        }
+        return mask
+    }
+
+    /// A chunk's output positions in the order its tiles take them (``orderTiles(samples:y:into:)``).
+    /// Tile slot `s` (`tile * 12 + r`) holds position `positions[s]` and writes row `rows[s]` of Y;
+    /// tile `t` skips the taps set in `skips[t]`, which read the padding for all its positions.
+    struct TileOrder {
+        let positions: UnsafeMutablePointer<Int32>
+        let rows: UnsafeMutablePointer<UnsafeMutablePointer<Float>>
+        let skips: UnsafeMutablePointer<UInt64>
+        let tiles: Int
+
+        init(tiles: Int) {
+            self.tiles = tiles
+            positions = .allocate(capacity: tiles * IndirectConvShape.mr)
+            rows = .allocate(capacity: tiles * IndirectConvShape.mr)
+            skips = .allocate(capacity: tiles)
+        }
+
+        func deallocate() {
+            positions.deallocate(); rows.deallocate(); skips.deallocate()
+        }
+
+        /// Taps run by `tiles` (each tile's taps less those it skips).
+        func taps(of tiles: Range<Int>, in shape: IndirectConvShape) -> Int {
+            var count = 0
+            for tile in tiles { count += shape.taps - (skips[tile] & shape.tapBits).nonzeroBitCount }
+            return count
+        }
+
+        /// Share `part` of `parts` of the chunk's `tiles`: runs of tiles with equal shares of the taps.
+        func share(_ part: Int, of parts: Int, tiles: Int, in shape: IndirectConvShape) -> Range<Int> {
+            let total = taps(of: 0..<tiles, in: shape)
+            func boundary(_ p: Int) -> Int {
+                if p == 0 { return 0 }
+                if p == parts { return tiles }
+                let target = p * total / parts
+                var tile = 0, count = 0
+                while tile < tiles && count < target {
+                    count += shape.taps - (skips[tile] & shape.tapBits).nonzeroBitCount
+                    tile += 1
+                }
+                return tile
+            }
+            return boundary(part)..<boundary(part + 1)
+        }
+    }
+
+    /// The bits of the kernel's taps in a ``TileOrder`` skip mask.
+    var tapBits: UInt64 { UInt64.max >> UInt64(64 - taps) }
+
+    /// Orders the `samples` positions of a chunk into `order` (Y at `y`): positions that read the
+    /// padding for the same taps go together, interior positions first and in order, then each
+    /// border class (the first row, a corner, the first column, ...) next to the one sharing most
+    /// of its padded taps, so that their tiles skip those taps. (A 3x3 stride-2 layer onto 7x7
+    /// outputs reads padding for 9% of its products; onto 14x14, 5%.) Tiles of Y rows in that
+    /// order keep Y itself in position order.
+    func orderTiles(samples: Int, y: UnsafeMutablePointer<Float>, into order: TileOrder) {
+        let mr = IndirectConvShape.mr, positions = samples * outPlane
+        let tiles = (positions + mr - 1) / mr
+        precondition(tiles <= order.tiles, "tile order sized for \(order.tiles) tiles, chunk has \(tiles)")
+        let rowMasks = (0..<g.outHeight).map { paddedTaps(row: $0) }
+        let columnMasks = (0..<g.outWidth).map { paddedTaps(column: $0) }
+        // The classes in a chain: interior first, then each next the one sharing most taps.
+        var remaining = Set(rowMasks.flatMap { r in columnMasks.map { r | $0 } }).sorted()
+        var chain: [UInt64] = []
+        var last: UInt64 = 0
+        if remaining.first == 0 { chain.append(0); remaining.removeFirst() }
+        while !remaining.isEmpty {
+            var best = 0
+            for i in remaining.indices
+            where (remaining[i] & last).nonzeroBitCount > (remaining[best] & last).nonzeroBitCount { best = i }
+            last = remaining.remove(at: best)
+            chain.append(last)
+        }
+        for tile in 0..<tiles { order.skips[tile] = .max }
+        var slot = 0
+        for mask in chain {
+            for sample in 0..<samples {
+                for oy in 0..<g.outHeight {
+                    for ox in 0..<g.outWidth where rowMasks[oy] | columnMasks[ox] == mask {
+                        let position = (sample * g.outHeight + oy) * g.outWidth + ox
+                        order.positions[slot] = Int32(position)
+                        order.rows[slot] = y + position * ldy
+                        order.skips[slot / mr] &= mask
+                        slot += 1
+                    }
+                }
+            }
+        }
+        // Slots past the last position (reading zeros) write rows of Y past the positions.
+        for s in positions..<(tiles * mr) {
+            order.positions[s] = Int32(s)
+            order.rows[s] = y + s * ldy
+        }
+    }
+
     /// The forward's weight panels: packed for the whole call (or cached by a frozen layer), or
     /// packed panel by panel where they are used.
     enum Panels {
@@ -434,7 +572,10 @@ extension IndirectConvShape {
     /// channels ran 1.4x their one-thread speed.) With panels packed where they are used
     /// (`.packing`, into a buffer that stays in L2: the late layers' weights, 5-9 MB, are then
     /// read once and never written out), threads take panels, and Y is written out at the end.
-    func multiply(_ weights: Panels, pointers: UnsafePointer<UnsafePointer<Float>>, positions: Int,
+    /// With an `order` (several blocks only), tile rows go to the rows of Y their positions name,
+    /// tiles skip the taps it lists, threads taking tiles take equal shares of the taps to run,
+    /// and Y is written out by runs of positions after all tiles.
+    func multiply(_ weights: Panels, pointers: UnsafePointer<UnsafePointer<Float>>, positions: Int, order: TileOrder? = nil,
                   y: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
                   threads: Int) {
         let mr = IndirectConvShape.mr, nr = IndirectConvShape.nr, group = IndirectConvShape.tileGroup
@@ -452,17 +593,25 @@ extension IndirectConvShape {
             func multiply(block b: Int, panel: UnsafePointer<Float>, _ q: Int, _ groupTiles: Range<Int>) {
                 let block = channels(ofBlock: b)
                 for tile in groupTiles {
-                    IndirectTile.multiply(taps: taps, channels: block.count, pointers: pointers + tile * taps * mr,
-                                          channelOffset: block.lowerBound, b: panel, beta: b == 0 ? 0 : 1,
-                                          c: y + tile * mr * ldy + q * nr, ldc: ldy)
+                    if let order {
+                        IndirectTile.multiply(taps: taps, skipping: order.skips[tile], channels: block.count,
+                                              pointers: pointers + tile * taps * mr, channelOffset: block.lowerBound,
+                                              b: panel, beta: b == 0 ? 0 : 1, rows: order.rows + tile * mr, column: q * nr)
+                    } else {
+                        IndirectTile.multiply(taps: taps, channels: block.count, pointers: pointers + tile * taps * mr,
+                                              channelOffset: block.lowerBound, b: panel, beta: b == 0 ? 0 : 1,
+                                              c: y + tile * mr * ldy + q * nr, ldc: ldy)
+                    }
                 }
             }
+            /// Taps (times the 12 rows of a tile) that `tiles` run.
+            func tapRows(_ tiles: Range<Int>) -> Int { (order?.taps(of: tiles, in: self) ?? tiles.count * taps) * mr }
             func write(_ rows: Range<Int>) {
                 let writing = KernelProfile.begin()
                 writeOutput(y, positions: rows, channels: outChannels, bias: bias, into: output)
                 KernelProfile.end(writing, .convolutionData)
             }
-            let ownTiles = (part * tiles / parts)..<((part + 1) * tiles / parts)
+            let ownTiles = order?.share(part, of: parts, tiles: tiles, in: self) ?? (part * tiles / parts)..<((part + 1) * tiles / parts)
             switch weights {
             case .packed(let packed) where channelBlocks == 1:
                 for first in stride(from: ownTiles.lowerBound, to: ownTiles.upperBound, by: group) {
@@ -494,8 +643,9 @@ extension IndirectConvShape {
                         }
                     }
                 }
-                KernelProfile.endProduct(multiplying, m: ownTiles.count * mr, n: panels.count * nr, k: taps * tapDepth)
-                write((ownTiles.lowerBound * mr)..<min(positions, ownTiles.upperBound * mr))
+                KernelProfile.endProduct(multiplying, m: tapRows(ownTiles), n: panels.count * nr, k: tapDepth)
+                // With an order, runs of positions are written after all tiles (below).
+                if order == nil { write((ownTiles.lowerBound * mr)..<min(positions, ownTiles.upperBound * mr)) }
                 return
             case .packing(let weight):
                 // One panel of the widest block (blocks differ by at most one channel).
@@ -516,11 +666,19 @@ extension IndirectConvShape {
                             prefetch?.fetchNextShare()
                             multiply(block: b, panel: buffer, q, tile..<(tile + 1))
                         }
-                        KernelProfile.endProduct(multiplying, m: tiles * mr, n: nr, k: taps * channels(ofBlock: b).count)
+                        KernelProfile.endProduct(multiplying, m: tapRows(0..<tiles), n: nr, k: channels(ofBlock: b).count)
                     }
                 }
             }
             write(0..<positions)
+        }
+        if byTiles, order != nil {
+            Kernels.parallelFor(threads, threads: threads) { part in
+                let writing = KernelProfile.begin()
+                writeOutput(y, positions: (part * positions / threads)..<((part + 1) * positions / threads),
+                            channels: 0..<g.outChannels, bias: bias, into: output)
+                KernelProfile.end(writing, .convolutionData)
+            }
         }
     }
 
@@ -979,6 +1137,21 @@ enum IndirectTile {
         }
     }
 
+    /// The first sum without the taps set in `skipping` (bit `t`: tap `t`, whose weights are
+    /// passed over), row `r` written (`beta` 0) or added (`beta` 1) to the `nr` floats at
+    /// `rows[r] + column`.
+    static func multiply(taps: Int, skipping: UInt64, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>,
+                         channelOffset: Int, b: UnsafePointer<Float>, beta: Float,
+                         rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int) {
+        if kind == .tile6x16 {
+            multiply(SIMD8<Float>.self, taps: taps, skipping: skipping, channels: channels, pointers: pointers,
+                     channelOffset: channelOffset, b: b, beta: beta, rows: rows, column: column)
+        } else {
+            multiply(SIMD16<Float>.self, taps: taps, skipping: skipping, channels: channels, pointers: pointers,
+                     channelOffset: channelOffset, b: b, beta: beta, rows: rows, column: column)
+        }
+    }
+
     /// `C[mr x nr] = sum_p pointers[p][channelOffset + r] * b[p * ldb + j] (+ C when beta is 1)`:
     /// the weight gradient's tile, its depth over output positions.
     static func multiplyOverPositions(_ positions: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
@@ -1021,11 +1194,22 @@ enum IndirectTile {
             .write(rows, column: column)
     }
 
-    /// `sum_t sum_c pointers[t * mr + r][channelOffset + c] * b[(t * channels + c) * nr + j]` in registers.
+    @inline(never)
+    private static func multiply<V: SIMD>(
+        _: V.Type, taps: Int, skipping: UInt64, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>,
+        channelOffset: Int, b: UnsafePointer<Float>, beta: Float, rows: UnsafePointer<UnsafeMutablePointer<Float>>,
+        column: Int
+    ) where V.Scalar == Float {
+        sum(V.self, taps: taps, skipping: skipping, channels: channels, pointers: pointers, channelOffset: channelOffset,
+            b: b).write(rows, column: column, beta: beta)
+    }
+
+    /// `sum_t sum_c pointers[t * mr + r][channelOffset + c] * b[(t * channels + c) * nr + j]` in
+    /// registers, over the taps `t` not set in `skipping`.
     @inline(__always)
     private static func sum<V: SIMD>(
-        _: V.Type, taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
-        b: UnsafePointer<Float>
+        _: V.Type, taps: Int, skipping: UInt64 = 0, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>,
+        channelOffset: Int, b: UnsafePointer<Float>
     ) -> IndirectRegisters<V> where V.Scalar == Float {
         var acc = IndirectRegisters<V>()
         var pb = b, row = pointers
@@ -1034,7 +1218,12 @@ enum IndirectTile {
         // they stay in registers (a micro-benchmark on the Xeon: 9 taps of 16 channels 2-6%
         // faster, the stem's 7 row taps of 21 floats 5-6%).
         if channels > 0 {
-            for _ in 0..<taps {
+            for t in 0..<taps {
+                if skipping & (1 &<< UInt64(t)) != 0 {
+                    pb += channels &* IndirectRegisters<V>.nr
+                    row += IndirectRegisters<V>.mr
+                    continue
+                }
                 let rows = IndirectRegisters<V>.Rows(row, offset: channelOffset)
                 var k = 0
                 repeat {
@@ -1146,13 +1335,13 @@ struct IndirectRegisters<V: SIMD> where V.Scalar == Float {
         c11a = GEMMSIMD.multiplyAdd(x, b0, c11a); c11b = GEMMSIMD.multiplyAdd(x, b1, c11b)
     }
 
-    /// Row `r` stored at `rows[r] + column`.
+    /// Row `r` stored at (`beta` 0) or added to (`beta` 1) the `nr` floats at `rows[r] + column`.
     @inline(__always)
-    func write(_ rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int) {
+    func write(_ rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int, beta: Float = 0) {
         @inline(__always) func row(_ low: V, _ high: V, _ r: Int) {
             let to = rows[r] + column
-            VectorMath.store(low, to)
-            VectorMath.store(high, to + V.scalarCount)
+            GEMMSIMD.update(low, to, alpha: 1, beta: beta)
+            GEMMSIMD.update(high, to + V.scalarCount, alpha: 1, beta: beta)
         }
         row(c0a, c0b, 0); row(c1a, c1b, 1); row(c2a, c2b, 2); row(c3a, c3b, 3); row(c4a, c4b, 4); row(c5a, c5b, 5)
         guard Self.mr > 6 else { return }
