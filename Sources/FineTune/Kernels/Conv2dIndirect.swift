@@ -243,10 +243,11 @@ extension Kernels {
             }
             let zeros = nhwc + s.chunkSamples * s.inPlane * s.pitch
             zeros.update(repeating: 0, count: s.tapDepth)
-            var first = 0
+            var first = 0, ordered = 0
             while first < g.batch {
                 let count = min(s.chunkSamples, g.batch - first)
-                if let order { s.orderTiles(samples: count, y: y, into: order) }
+                // The order depends only on the chunk's sample count (all chunks but a short last one).
+                if let order, count != ordered { s.orderTiles(samples: count, y: y, into: order); ordered = count }
                 s.prepareChunk(input + first * cin * g.height * g.width, samples: count, nhwc: nhwc, zeros: zeros,
                                pointers: pointers, order: order, threads: p.threads)
                 s.multiply(panels, pointers: pointers, positions: count * s.outPlane, order: order, y: y, bias: bias,
@@ -480,11 +481,14 @@ extension IndirectConvShape {
             positions.deallocate(); rows.deallocate(); skips.deallocate()
         }
 
-        /// Taps run by `tiles` (each tile's taps less those it skips).
+        /// Taps run by `tile`: its taps less those it skips.
+        func taps(ofTile tile: Int, in shape: IndirectConvShape) -> Int {
+            shape.taps - (skips[tile] & shape.tapBits).nonzeroBitCount
+        }
+
+        /// Taps run by `tiles`.
         func taps(of tiles: Range<Int>, in shape: IndirectConvShape) -> Int {
-            var count = 0
-            for tile in tiles { count += shape.taps - (skips[tile] & shape.tapBits).nonzeroBitCount }
-            return count
+            tiles.reduce(0) { $0 + taps(ofTile: $1, in: shape) }
         }
 
         /// Share `part` of `parts` of the chunk's `tiles`: runs of tiles with equal shares of the taps.
@@ -496,7 +500,7 @@ extension IndirectConvShape {
                 let target = p * total / parts
                 var tile = 0, count = 0
                 while tile < tiles && count < target {
-                    count += shape.taps - (skips[tile] & shape.tapBits).nonzeroBitCount
+                    count += taps(ofTile: tile, in: shape)
                     tile += 1
                 }
                 return tile
@@ -652,6 +656,7 @@ extension IndirectConvShape {
                 let widest = (tapDepth + channelBlocks - 1) / channelBlocks
                 let buffer = ScratchPool.allocate(taps * widest * nr)
                 defer { buffer.deallocate() }
+                let chunkTapRows = tapRows(0..<tiles)
                 for b in 0..<channelBlocks {
                     for q in panels {
                         let packing = KernelProfile.begin()
@@ -666,7 +671,7 @@ extension IndirectConvShape {
                             prefetch?.fetchNextShare()
                             multiply(block: b, panel: buffer, q, tile..<(tile + 1))
                         }
-                        KernelProfile.endProduct(multiplying, m: tapRows(0..<tiles), n: nr, k: channels(ofBlock: b).count)
+                        KernelProfile.endProduct(multiplying, m: chunkTapRows, n: nr, k: channels(ofBlock: b).count)
                     }
                 }
             }
@@ -889,9 +894,9 @@ extension Kernels {
                             for q in panels {
                                 let panel = packed + (q * s.taps + taps.lowerBound) * cout * nr
                                 for tile in group..<min(tiles, group + IndirectConvShape.tileGroup) {
-                                    IndirectTile.multiply(taps: taps.count, channels: cout,
+                                    IndirectTile.multiply(taps: taps.count, skipping: 0, channels: cout,
                                                           pointers: sources + table.sourceOffset(phase, tile: tile),
-                                                          channelOffset: 0, b: panel,
+                                                          channelOffset: 0, b: panel, beta: 0,
                                                           rows: targets + table.targetOffset(phase, tile: tile), column: q * nr)
                                 }
                             }
@@ -1125,18 +1130,6 @@ enum IndirectTile {
         }
     }
 
-    /// The same sum, row `r` written (not added) to the `nr` floats at `rows[r] + column`.
-    static func multiply(taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
-                         b: UnsafePointer<Float>, rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int) {
-        if kind == .tile6x16 {
-            multiply(SIMD8<Float>.self, taps: taps, channels: channels, pointers: pointers,
-                     channelOffset: channelOffset, b: b, rows: rows, column: column)
-        } else {
-            multiply(SIMD16<Float>.self, taps: taps, channels: channels, pointers: pointers,
-                     channelOffset: channelOffset, b: b, rows: rows, column: column)
-        }
-    }
-
     /// The first sum without the taps set in `skipping` (bit `t`: tap `t`, whose weights are
     /// passed over), row `r` written (`beta` 0) or added (`beta` 1) to the `nr` floats at
     /// `rows[r] + column`.
@@ -1183,15 +1176,6 @@ enum IndirectTile {
     ) where V.Scalar == Float {
         sum(V.self, taps: taps, channels: channels, pointers: pointers, channelOffset: channelOffset, b: b)
             .write(c, ldc: ldc, beta: beta)
-    }
-
-    @inline(never)
-    private static func multiply<V: SIMD>(
-        _: V.Type, taps: Int, channels: Int, pointers: UnsafePointer<UnsafePointer<Float>>, channelOffset: Int,
-        b: UnsafePointer<Float>, rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int
-    ) where V.Scalar == Float {
-        sum(V.self, taps: taps, channels: channels, pointers: pointers, channelOffset: channelOffset, b: b)
-            .write(rows, column: column)
     }
 
     @inline(never)
@@ -1337,7 +1321,7 @@ struct IndirectRegisters<V: SIMD> where V.Scalar == Float {
 
     /// Row `r` stored at (`beta` 0) or added to (`beta` 1) the `nr` floats at `rows[r] + column`.
     @inline(__always)
-    func write(_ rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int, beta: Float = 0) {
+    func write(_ rows: UnsafePointer<UnsafeMutablePointer<Float>>, column: Int, beta: Float) {
         @inline(__always) func row(_ low: V, _ high: V, _ r: Int) {
             let to = rows[r] + column
             GEMMSIMD.update(low, to, alpha: 1, beta: beta)
