@@ -149,3 +149,66 @@ def hf_main():
 
 if __name__ == "__main__":
     hf_main()
+
+
+# ---- Decoder families (appended): LLaMA (with grouped-query attention, tied embeddings, llama3 RoPE
+# scaling), Mistral (a sliding window) and Qwen2 (biased q/k/v projections). Run only these with
+#     python3 -c "import importlib.util as u; s = u.spec_from_file_location('f', 'scripts/make-model-fixtures.py'); \
+#                 m = u.module_from_spec(s); s.loader.exec_module(m); m.decoder_main()"
+# ----------------------------------------------------------------------------------------------------
+
+def decoder_fixture(name, model, ids, mask, labels, causal):
+    """Saves `model` with save_pretrained into OUT/name, with reference logits (eval mode), the
+    training-mode loss transformers computes for `labels` (its own shifted causal-LM loss, or
+    cross-entropy of the pooled logits) and every parameter's gradient."""
+    from safetensors.torch import save_file
+    from safetensors import safe_open
+    folder = f"{OUT}/{name}"
+    model.save_pretrained(folder)
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask).logits
+    model.train()
+    loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    loss.backward()
+    ref = {"logits": logits, "loss": loss.detach().reshape(1), "input.input_ids": ids.float(),
+           "input.attention_mask": mask.float(), "labels": labels.float()}
+    saved = set(safe_open(f"{folder}/model.safetensors", "pt").keys())
+    for n, p in model.named_parameters():
+        if p.grad is not None and n in saved:     # a tied lm_head.weight is saved (and graded) once
+            ref["grad." + n] = p.grad
+    save_file({k: v.contiguous() for k, v in ref.items()}, f"{folder}/reference.safetensors")
+    print(name, sum(p.numel() for p in model.parameters()), "parameters,", len(saved), "saved tensors")
+
+def decoder_main():
+    from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
+                              Qwen2ForSequenceClassification)
+    g = torch.Generator().manual_seed(21)
+    ids = torch.randint(3, 96, (2, 9), generator=g)
+    ids[1, 6:] = 0                                          # right padding (pad_token_id 0)
+    mask = torch.ones(2, 9, dtype=torch.long); mask[1, 6:] = 0
+    labels = ids.clone(); labels[1, 6:] = -100
+    small = dict(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5, pad_token_id=0,
+                 bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(30)
+    m = LlamaForCausalLM(LlamaConfig(**small, tie_word_embeddings=False, rope_theta=10000.0))
+    decoder_fixture("llama-causal", m, ids, mask, labels, causal=True)
+    # Tied input and output embeddings, head_dim 16 (not hidden / heads), llama3 RoPE scaling whose
+    # original context (16 positions) puts one frequency in each of its three bands.
+    torch.manual_seed(31)
+    cfg = LlamaConfig(**{**small, "num_key_value_heads": 1}, head_dim=16, tie_word_embeddings=True,
+                      rope_parameters={"rope_type": "llama3", "rope_theta": 500.0, "factor": 4.0, "low_freq_factor": 1.0,
+                                       "high_freq_factor": 4.0, "original_max_position_embeddings": 16})
+    m = LlamaForCausalLM(cfg)
+    decoder_fixture("llama-tied-llama3", m, ids, mask, labels, causal=True)
+    # Mistral's sliding window (4 positions) is shorter than the sequence (9).
+    torch.manual_seed(33)
+    m = MistralForCausalLM(MistralConfig(**small, sliding_window=4, head_dim=8, tie_word_embeddings=False))
+    decoder_fixture("mistral-window", m, ids, mask, labels, causal=True)
+    torch.manual_seed(32)
+    m = Qwen2ForSequenceClassification(Qwen2Config(**small, num_labels=3, rope_theta=1000000.0))
+    decoder_fixture("qwen2-sequence", m, ids, mask, torch.tensor([2, 0]), causal=False)
+
+if __name__ == "__main__":
+    decoder_main()

@@ -343,6 +343,21 @@ def model_cases():
             return model, lambda m: m(input_ids=ids, labels=labels).loss
         return b
 
+    def llama_step(variant):
+        def b():
+            from transformers import LlamaConfig, LlamaForCausalLM
+            torch.manual_seed(28)
+            # SmolLM-135M's sizes, as ModelSuite.llama135M.
+            model = LlamaForCausalLM(LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536,
+                                                 num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                                                 max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=True))
+            model.train()
+            if variant == "lora":
+                apply_lora(model, {"q_proj", "v_proj"})
+            ids = torch.randint(0, 49152, (4, 128))
+            return model, lambda m: m(input_ids=ids, labels=ids).loss
+        return b
+
     cases = [
         step_case("resnet18_step_full", "torchvision resnet18, batch 8, every parameter trains", 85.2e9,
                   resnet_step(18, "full"), sgd),
@@ -356,6 +371,8 @@ def model_cases():
         step_case("bert_base_step_full", "BertForSequenceClassification, batch 8, seq 128", None, bert_step("full")),
         step_case("bert_base_step_frozen", "frozen below the last two encoder layers", None, bert_step("frozen")),
         step_case("bert_base_step_lora", "rank-8 LoRA on query and value", None, bert_step("lora")),
+        step_case("llama_135m_step_full", "SmolLM-135M-shaped LlamaForCausalLM, batch 4, seq 128", None, llama_step("full")),
+        step_case("llama_135m_step_lora", "rank-8 LoRA on q_proj and v_proj", None, llama_step("lora")),
     ]
     return cases
 
@@ -410,7 +427,8 @@ SUITES = OrderedDict([
                 [("resnet18_step_frozen", "resnet18_step_full", "full fine-tuning step"),
                  ("resnet50_step_frozen", "resnet50_step_full", "full fine-tuning step"),
                  ("resnet18_head_epoch_cached", "resnet18_head_epoch_backbone", "an epoch through the backbone"),
-                 ("bert_base_step_lora", "bert_base_step_full", "full fine-tuning step")])),
+                 ("bert_base_step_lora", "bert_base_step_full", "full fine-tuning step"),
+                 ("llama_135m_step_lora", "llama_135m_step_full", "full fine-tuning step")])),
 ])
 
 

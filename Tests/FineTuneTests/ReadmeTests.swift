@@ -126,4 +126,34 @@ struct ReadmeModelFamilyTests {
         let logits = bert(ids, attentionMask: mask, tokenTypeIds: Tensor.zeros([2, 3]))
         #expect(logits.shape == [2, 4])
     }
+
+    @Test func decoders() throws {
+        let llamaFolder = fixtureURL("models/llama-tied-llama3")
+        let llamaConfig = try PretrainedConfig(contentsOf: llamaFolder.appendingPathComponent("config.json"))
+        let llama = try LlamaForCausalLM(config: llamaConfig)
+        let report = try llama.loadPretrained(from: llamaFolder)
+        #expect(report.tiedKeys == ["lm_head.weight"] && "\(report)".contains("tied to a loaded key: lm_head.weight"))
+        try llama.applyLoRA(LoRAConfig(rank: 8, alpha: 16, targetModules: ["q_proj", "v_proj"]))
+        let optimizer = AdamW(llama, lr: 2e-4)
+        let tokens = Tensor(shape: [2, 5], scalars: [1, 7, 8, 9, 2, 1, 11, 12, 0, 0])
+        let tokenMask = Tensor(shape: [2, 5], scalars: [1, 1, 1, 1, 1, 1, 1, 1, 0, 0])
+        let promptLength = 2
+        var labels = tokens.scalars
+        labels.replaceSubrange(0..<promptLength, with: repeatElement(-100, count: promptLength))
+        labels.replaceSubrange(8..<10, with: [-100, -100])
+        let before = llama.inferring { llama(tokens, attentionMask: tokenMask) }
+        llama.loss(tokens, labels: Tensor(shape: tokens.shape, scalars: labels), attentionMask: tokenMask).backward()
+        optimizer.step()
+        let out = temporaryDirectory()
+        try llama.savePEFTAdapter(to: out.appendingPathComponent("tinyllama-lora"))
+        #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("tinyllama-lora/adapter_model.safetensors").path))
+        let tuned = llama.inferring { llama(tokens, attentionMask: tokenMask) }
+        #expect(tuned.scalars != before.scalars)
+        llama.removeLoRA(merge: true)
+        try llama.savePretrained(to: out.appendingPathComponent("tinyllama-tuned"), config: llamaConfig)
+        let reloaded = try LlamaForCausalLM(config: llamaConfig)
+        #expect(try reloaded.loadPretrained(from: out.appendingPathComponent("tinyllama-tuned")).isExact)
+        expectClose(reloaded.inferring { reloaded(tokens, attentionMask: tokenMask) }.scalars, tuned.scalars, atol: 1e-5,
+                    "merged, saved and reloaded")
+    }
 }

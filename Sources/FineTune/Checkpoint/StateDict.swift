@@ -21,6 +21,14 @@ public enum StateEntry {
         }
     }
 
+    /// The parameter or buffer object: names that share one are tied (loaded and saved once).
+    var identity: ObjectIdentifier {
+        switch self {
+        case .parameter(let p): return ObjectIdentifier(p)
+        case .buffer(let b): return ObjectIdentifier(b)
+        }
+    }
+
     /// Replaces the value, keeping the parameter's flags (frozen, multipliers) and identity,
     /// so optimizer state stays attached (PyTorch's in-place `copy_`).
     func assign(_ tensor: Tensor) {
@@ -40,6 +48,10 @@ public struct LoadReport: Equatable, Sendable, CustomStringConvertible {
     public var missingKeys: [String]
     /// Checkpoint keys the module has no place for (ignored), sorted.
     public var unexpectedKeys: [String]
+    /// Module keys that name the same parameter as a key loaded from the checkpoint (tied
+    /// weights: `lm_head.weight` sharing `model.embed_tokens.weight`): they hold that value. A
+    /// checkpoint that has both keys gives the parameter the first one's value, in state-dict order.
+    public var tiedKeys: [String] = []
     /// Keys skipped because the shapes differ, with both shapes (only with
     /// `ignoringMismatchedSizes`, Hugging Face's `ignore_mismatched_sizes`): a new head keeps
     /// its initialisation.
@@ -51,6 +63,7 @@ public struct LoadReport: Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         var lines = ["loaded \(loadedKeys.count) tensor(s)"]
         if !missingKeys.isEmpty { lines.append("missing key(s) in the checkpoint: " + missingKeys.joined(separator: ", ")) }
+        if !tiedKeys.isEmpty { lines.append("tied to a loaded key: " + tiedKeys.joined(separator: ", ")) }
         if !unexpectedKeys.isEmpty { lines.append("unexpected key(s) in the checkpoint: " + unexpectedKeys.joined(separator: ", ")) }
         if !skippedMismatches.isEmpty {
             lines.append("skipped (shapes differ): " + skippedMismatches.map(\.description).joined(separator: ", "))
@@ -109,11 +122,14 @@ extension Module {
                               metadata: metadata, to: url)
     }
 
-    /// What a checkpoint of this module holds, in state-dict order: each key once, with the
-    /// element type it is stored as.
+    /// What a checkpoint of this module holds, in state-dict order: each key once, and a
+    /// parameter shared under several names (tied weights) under its first name only, as
+    /// transformers' `save_pretrained` and safetensors' `save_model` write it; loading fills
+    /// the other names (``LoadReport/tiedKeys``). Each comes with the element type it is stored as.
     func checkpointEntries() -> [(name: String, tensor: Tensor, dtype: DType)] {
-        var seen = Set<String>()
-        return namedStateEntries().filter { seen.insert($0.name).inserted }.map { ($0.name, $0.entry.value, $0.entry.checkpointDType) }
+        var seen = Set<String>(), objects = Set<ObjectIdentifier>()
+        return namedStateEntries().filter { seen.insert($0.name).inserted && objects.insert($0.entry.identity).inserted }
+            .map { ($0.name, $0.entry.value, $0.entry.checkpointDType) }
     }
 
     /// Loads a safetensors checkpoint (e.g. a PyTorch `state_dict` saved with
@@ -164,7 +180,17 @@ extension Module {
         var report = LoadReport(loadedKeys: [], missingKeys: [], unexpectedKeys: [])
         var mismatches: [CheckpointError.ShapeMismatch] = []
         var pending: [(name: String, entry: StateEntry)] = []
+        // A parameter shared under several names is loaded once, from the first name the
+        // checkpoint holds; its other names are tied, not missing.
+        var source: [ObjectIdentifier: String] = [:]
+        for (name, entry) in entries where available.contains(name) && source[entry.identity] == nil {
+            source[entry.identity] = name
+        }
         for (name, entry) in entries where seen.insert(name).inserted {
+            if let loadedName = source[entry.identity], loadedName != name {
+                report.tiedKeys.append(name)
+                continue
+            }
             guard available.contains(name) else { report.missingKeys.append(name); continue }
             let found = shape(name)
             if found != entry.value.shape {

@@ -163,6 +163,28 @@ extension Tensor {
         return rule.reduce(losses, reduction)
     }
 
+    /// The next-token loss of a causal language model, as transformers computes it when
+    /// `labels` are passed (`ForCausalLMLoss`): the logits at position `t` `[B, T, V]` are
+    /// scored against `labels[:, t + 1]` `[B, T]` (integer-valued), the last position predicts
+    /// nothing, and labels equal to `ignoreIndex` (padding, prompt tokens) are left out of the
+    /// mean. Pass the token ids themselves as labels to train on every token.
+    ///
+    /// ```swift
+    /// var labels = ids.scalars; labels.replaceSubrange(0..<promptLength, with: repeatElement(-100, count: promptLength))
+    /// let loss = Tensor.causalLanguageModelingLoss(model(ids), labels: Tensor(shape: ids.shape, scalars: labels))
+    /// ```
+    public static func causalLanguageModelingLoss(_ logits: Tensor, labels: Tensor, ignoreIndex: Int = -100) -> Tensor {
+        let op = "causalLanguageModelingLoss"
+        Shape.check(logits.rank == 3 && labels.shape == Array(logits.shape.prefix(2)), op: op, shapes: [logits.shape, labels.shape],
+                    "expected logits [B, T, V] and labels [B, T]")
+        let t = labels.shape[1], values = labels.scalars
+        let shifted = values.indices.map { i in i % t == t - 1 ? ignoreIndex : Int(values[i + 1]) }
+        for (i, v) in values.enumerated() where v != v.rounded() {
+            Shape.fail(ShapeError(op: op, shapes: [labels.shape], reason: "label \(v) at \(i) is not an integer"))
+        }
+        return crossEntropy(logits, targets: shifted, ignoreIndex: ignoreIndex)
+    }
+
     /// Negative log-likelihood of class indices under log-probabilities `[..., C]` (PyTorch's
     /// `F.nll_loss`, class axis last as in ``crossEntropy(_:targets:weight:ignoreIndex:reduction:labelSmoothing:)``):
     /// `-weight[t] * logProbabilities[t]` per row, with the same `weight`, `ignoreIndex` and

@@ -2,12 +2,14 @@ import FineTune
 
 /// Real architectures at real sizes: torchvision-shaped ResNet-18 and ResNet-50 steps (SGD with
 /// momentum) and a BERT-base-shaped encoder step (AdamW), with everything trainable, frozen below
-/// the top, and with LoRA; and an epoch of head training on cached backbone features against the
+/// the top, and with LoRA; a SmolLM-135M-shaped LLaMA language-model step (AdamW), full and
+/// with LoRA; and an epoch of head training on cached backbone features against the
 /// same epoch through the frozen backbone. scripts/torch_bench.py runs the same cases in PyTorch.
 struct ModelSuite: BenchSuite {
     let name = "models"
     let summary = "Training steps of ResNet-18/50 (SGD momentum 0.9, batch 8, 3x224x224) and a BERT-base encoder "
-        + "(AdamW, 12 layers, hidden 768, seq 128, batch 8); head training on cached features"
+        + "(AdamW, 12 layers, hidden 768, seq 128, batch 8), a SmolLM-135M-shaped LLaMA (AdamW, batch 4, seq 128); "
+        + "head training on cached features"
 
     /// Seconds per step on one thread: run it by name (`FineTuneBench models`).
     var runsByDefault: Bool { false }
@@ -39,6 +41,16 @@ struct ModelSuite: BenchSuite {
                 }
             }, loss: { Tensor.crossEntropy($0(ids), targets: y) })
         }
+        let llama = { (variant: Variant) throws -> any Workload in
+            let ids = Tensor(shape: [4, 128], scalars: TrainingData.labels(4 * 128, classes: 49152, seed: 27).map(Float.init))
+            return try TrainingStepWorkload(seed: 28, model: { LlamaForCausalLM(ModelSuite.llama135M) }, prepare: { model in
+                switch variant {
+                case .full: break
+                case .frozen: try model.freeze(upTo: -3)         // the last two decoder layers, the final norm (and tied lm_head) train
+                case .lora: try model.applyLoRA(LoRAConfig(rank: 8, alpha: 16, targetModules: ["q_proj", "v_proj"]))
+                }
+            }, loss: { Tensor.causalLanguageModelingLoss($0(ids), labels: ids) })
+        }
         // Flops as direct convolutions and matrix products (BatchNorm, ReLU, pooling not counted):
         // the forward, the weight gradients and every input gradient but the stem's.
         return [
@@ -67,6 +79,11 @@ struct ModelSuite: BenchSuite {
             BenchCase(name: "bert_base_step_lora", detail: "rank-8 LoRA on query and value, the rest frozen", flops: nil) {
                 try bert(.lora)
             },
+            BenchCase(name: "llama_135m_step_full", detail: "SmolLM-135M-shaped LlamaForCausalLM, batch 4, seq 128, next-token loss, every parameter trains",
+                      flops: nil) { try llama(.full) },
+            BenchCase(name: "llama_135m_step_lora", detail: "rank-8 LoRA on q_proj and v_proj, the rest frozen", flops: nil) {
+                try llama(.lora)
+            },
         ]
     }
 
@@ -74,8 +91,15 @@ struct ModelSuite: BenchSuite {
         [.speedup(of: "resnet18_step_frozen", over: "resnet18_step_full", label: "full fine-tuning step"),
          .speedup(of: "resnet50_step_frozen", over: "resnet50_step_full", label: "full fine-tuning step"),
          .speedup(of: "resnet18_head_epoch_cached", over: "resnet18_head_epoch_backbone", label: "an epoch through the backbone"),
-         .speedup(of: "bert_base_step_lora", over: "bert_base_step_full", label: "full fine-tuning step")]
+         .speedup(of: "bert_base_step_lora", over: "bert_base_step_full", label: "full fine-tuning step"),
+         .speedup(of: "llama_135m_step_lora", over: "llama_135m_step_full", label: "full fine-tuning step")]
     }
+
+    /// SmolLM-135M's sizes (a LLaMA: 30 layers, hidden 576, 9 query and 3 key/value heads of 64,
+    /// SwiGLU 1536, vocabulary 49152, tied embeddings), without dropout.
+    static let llama135M = LlamaConfiguration(vocabSize: 49152, hiddenSize: 576, intermediateSize: 1536, layerCount: 30,
+                                              headCount: 9, keyValueHeadCount: 3, maxPositions: 2048, rmsNormEps: 1e-5,
+                                              tieWordEmbeddings: true)
 
     /// The ResNet cases' optimizer, as in torchvision's reference training (without weight decay).
     static func resNetOptimizer(_ model: Module) -> any Optimizer { SGD(model, lr: 0.01, momentum: 0.9) }
