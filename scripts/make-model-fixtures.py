@@ -212,3 +212,22 @@ def decoder_main():
 
 if __name__ == "__main__":
     decoder_main()
+
+
+def generation_fixture():
+    """Greedy continuations transformers' `generate` gives for the saved llama-causal model, for a
+    left-padded batch: without an end token (8 new tokens each), and with the third token it
+    generated for row 0 as the end token (row 0 stops there and is padded, row 1 goes on)."""
+    from transformers import LlamaForCausalLM
+    from safetensors.torch import save_file
+    folder = f"{OUT}/llama-causal"
+    model = LlamaForCausalLM.from_pretrained(folder).eval()
+    ids = torch.tensor([[0, 0, 5, 17, 33], [7, 61, 12, 40, 9]])
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    common = dict(attention_mask=mask, do_sample=False, pad_token_id=0, max_new_tokens=8)
+    free = model.generate(ids, eos_token_id=None, **common)
+    eos = int(free[0, ids.shape[1] + 2])
+    stopped = model.generate(ids, eos_token_id=eos, **common)
+    save_file({"input_ids": ids.float(), "attention_mask": mask.float(), "free": free.float(), "stopped": stopped.float(),
+               "eos": torch.tensor([float(eos)])}, f"{folder}/generation.safetensors")
+    print("generation: free", free.tolist(), "eos", eos, "stopped", stopped.tolist())

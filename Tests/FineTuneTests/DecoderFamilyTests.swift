@@ -269,3 +269,44 @@ struct DecoderFamilyTests {
         #expect(classifier(ids).shape == [2, 5])
     }
 }
+
+@Suite("Generation")
+struct GenerationTests {
+    @Test("greedy generation with a cache matches transformers' generate: left padding, an end token, padding after it")
+    func greedyMatchesTransformers() throws {
+        let folder = fixtureURL("models/llama-causal")
+        let model = try LlamaForCausalLM(config: PretrainedConfig(contentsOf: folder.appendingPathComponent("config.json")))
+        try model.loadPretrained(from: folder)
+        let ref = try SafeTensors(contentsOf: folder.appendingPathComponent("generation.safetensors"))
+        let ids = try ref.tensor("input_ids"), mask = try ref.tensor("attention_mask")
+        let free = model.generate(ids, attentionMask: mask, maxNewTokens: 8, endTokenIds: [])
+        let expectedFree = try ref.tensor("free"), expectedStopped = try ref.tensor("stopped")
+        #expect(free.shape == [2, 13] && free.scalars == expectedFree.scalars)
+        let end = Int(try ref.tensor("eos").scalars[0])
+        let stopped = model.generate(ids, attentionMask: mask, maxNewTokens: 8, endTokenIds: [end])
+        #expect(stopped.shape == [2, 10] && stopped.scalars == expectedStopped.scalars)
+        // The configuration's eos_token_id (2) is the default end token; the model stays in training mode.
+        model.train()
+        #expect(model.generate(ids, attentionMask: mask, maxNewTokens: 3).shape[1] <= 8 && model.isTraining)
+    }
+
+    @Test("each cached step equals the full forward's last position (sliding window and GQA included)")
+    func cacheEqualsFullForward() throws {
+        for name in ["mistral-window", "llama-tied-llama3"] {
+            let folder = fixtureURL("models/\(name)")
+            let model = try LlamaForCausalLM(config: PretrainedConfig(contentsOf: folder.appendingPathComponent("config.json")))
+            try model.loadPretrained(from: folder)
+            model.eval()
+            let prompt = Tensor(shape: [1, 3], scalars: [4, 9, 30])
+            let out = model.generate(prompt, maxNewTokens: 7, endTokenIds: [])
+            // Greedy without a cache: the whole sequence through the model for every token.
+            var sequence = prompt.scalars
+            for _ in 0..<7 {
+                let logits = model(Tensor(shape: [1, sequence.count], scalars: sequence))
+                let last = logits.slice(axis: 1, (sequence.count - 1)..<sequence.count).reshaped([-1])
+                sequence.append(Float(last.argmax(axis: 0).values[0]))
+            }
+            #expect(out.scalars == sequence, "\(name)")
+        }
+    }
+}

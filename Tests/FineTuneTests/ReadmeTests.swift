@@ -155,5 +155,9 @@ struct ReadmeModelFamilyTests {
         #expect(try reloaded.loadPretrained(from: out.appendingPathComponent("tinyllama-tuned")).isExact)
         expectClose(reloaded.inferring { reloaded(tokens, attentionMask: tokenMask) }.scalars, tuned.scalars, atol: 1e-5,
                     "merged, saved and reloaded")
+        let prompt = Tensor(shape: [1, 3], scalars: [1, 7, 8])
+        let continuation = llama.generate(prompt, maxNewTokens: 32)
+        #expect(continuation.shape[0] == 1 && continuation.shape[1] > 3 && continuation.shape[1] <= 35)
+        #expect(Array(continuation.scalars[0..<3]) == prompt.scalars)
     }
 }

@@ -10,7 +10,7 @@ import Foundation
 /// `rms_norm_eps`, `rope_theta` and `rope_scaling` (older files) or `rope_parameters` (newer),
 /// with `rope_type` `default`, `linear` or `llama3`; `partial_rotary_factor`, `attention_bias`
 /// and `mlp_bias` (llama), `sliding_window` (mistral), `tie_word_embeddings`, `pad_token_id`,
-/// `attention_dropout`, `initializer_range`, `hidden_act` (`silu`), `num_labels` / `id2label`.
+/// `eos_token_id`, `attention_dropout`, `initializer_range`, `hidden_act` (`silu`), `num_labels` / `id2label`.
 /// Qwen2 has biased query, key and value projections. Values that would change the
 /// architecture in ways not implemented throw ``ModelError/unsupportedConfig(key:value:supported:)``:
 /// another `model_type` or `hidden_act`, the `dynamic`, `yarn` and `longrope` RoPE types,
@@ -44,6 +44,8 @@ public struct LlamaConfiguration: Sendable, Equatable {
     /// `lm_head` shares the token embeddings' weight.
     public var tieWordEmbeddings: Bool
     public var padTokenId: Int?
+    /// The tokens that end a generated sequence (`eos_token_id`, one id or a list).
+    public var eosTokenIds: [Int]
     public var attentionDropout: Float
     public var initializerRange: Float
     public var labelCount: Int
@@ -54,7 +56,7 @@ public struct LlamaConfiguration: Sendable, Equatable {
                 maxPositions: Int = 2048, rmsNormEps: Float = 1e-5, rotary: RotaryEmbedding? = nil,
                 attentionBias: Bool = false, outputProjectionBias: Bool = false, mlpBias: Bool = false,
                 slidingWindow: Int? = nil, tieWordEmbeddings: Bool = false, padTokenId: Int? = nil,
-                attentionDropout: Float = 0, initializerRange: Float = 0.02, labelCount: Int = 2) {
+                eosTokenIds: [Int] = [], attentionDropout: Float = 0, initializerRange: Float = 0.02, labelCount: Int = 2) {
         let headDim = headDim ?? hiddenSize / headCount
         self.family = family; self.vocabSize = vocabSize; self.hiddenSize = hiddenSize
         self.intermediateSize = intermediateSize; self.layerCount = layerCount; self.headCount = headCount
@@ -62,7 +64,7 @@ public struct LlamaConfiguration: Sendable, Equatable {
         self.rmsNormEps = rmsNormEps; self.rotary = rotary ?? RotaryEmbedding(dimension: headDim)
         self.attentionBias = attentionBias; self.outputProjectionBias = outputProjectionBias; self.mlpBias = mlpBias
         self.slidingWindow = slidingWindow; self.tieWordEmbeddings = tieWordEmbeddings; self.padTokenId = padTokenId
-        self.attentionDropout = attentionDropout; self.initializerRange = initializerRange; self.labelCount = labelCount
+        self.eosTokenIds = eosTokenIds; self.attentionDropout = attentionDropout; self.initializerRange = initializerRange; self.labelCount = labelCount
     }
 
     /// Reads `config.json` (see the type's documentation for the keys).
@@ -103,9 +105,15 @@ public struct LlamaConfiguration: Sendable, Equatable {
                   rmsNormEps: try c.value("rms_norm_eps", default: 1e-6), rotary: rotary,
                   attentionBias: qkvBias, outputProjectionBias: outBias, mlpBias: mlpBias, slidingWindow: window,
                   tieWordEmbeddings: try c.value("tie_word_embeddings", default: false),
-                  padTokenId: try c.value("pad_token_id", default: Int?.none),
+                  padTokenId: try c.value("pad_token_id", default: Int?.none), eosTokenIds: try Self.readTokenIds(c, "eos_token_id"),
                   attentionDropout: try c.value("attention_dropout", default: 0),
                   initializerRange: try c.value("initializer_range", default: 0.02), labelCount: try c.labelCount())
+    }
+
+    /// One token id or a list of them (missing or null: none).
+    private static func readTokenIds(_ c: FamilyConfig, _ key: String) throws(ModelError) -> [Int] {
+        if case .array? = c.config[key] { return try c.value(key, as: [Int].self) }
+        return try c.value(key, default: Int?.none).map { [$0] } ?? []
     }
 
     /// The rotary frequencies from `rope_parameters` (transformers 5) or `rope_theta` and
@@ -172,28 +180,56 @@ public final class LlamaAttention: Module {
     /// Causal self-attention of `x` `[B, T, hidden]` with positions turned by `rotaryTables`
     /// (``RotaryEmbedding/tables(length:)``) and padded keys hidden (`attentionMask` `[B, T]`, 0 = padding).
     public func compute(_ x: Tensor, rotaryTables: (cos: Tensor, sin: Tensor), attentionMask: Tensor?) -> Tensor {
-        let op = "LlamaAttention"
-        Shape.check(x.rank == 3, op: op, shapes: [x.shape], "expected [B, T, hidden]")
+        let (q, k, v) = headsOf(x, rotaryTables: rotaryTables)
+        let b = x.shape[0], t = x.shape[1]
+        var allowed: Tensor?
+        if let attentionMask {
+            Shape.check(attentionMask.shape == [b, t], op: "LlamaAttention", shapes: [attentionMask.shape, [b, t]],
+                        "attention mask must be [B, T]")
+            allowed = attentionMask.reshaped([b, 1, 1, t])
+        }
+        if let window = slidingWindow, window < t {
+            let band = Tensor(shape: [t, t], scalars: (0..<(t * t)).map { Self.sees(query: $0 / t, key: $0 % t, window: window) ? 1 : 0 })
+            allowed = allowed.map { $0 * band } ?? band
+        }
+        return attend(q, k, v, allowed: allowed, isCausal: true)
+    }
+
+    /// Attention of `x`'s `L` new positions to every position `cache` holds and to themselves
+    /// (generation): their keys and values are appended to `cache`. `allowed` `[B, 1, L, S]`
+    /// (S = positions cached before plus `L`) is 1 where a query may see a key: causality,
+    /// padding and any window already applied (``LlamaForCausalLM/generate(_:attentionMask:maxNewTokens:endTokenIds:)``
+    /// builds it).
+    public func callAsFunction(_ x: Tensor, rotaryTables: (cos: Tensor, sin: Tensor), allowed: Tensor,
+                               cache: KeyValueCache.Layer) -> Tensor {
+        let (q, k, v) = headsOf(x, rotaryTables: rotaryTables)
+        cache.append(keys: k, values: v)
+        return completeCall(attend(q, cache.keys!, cache.values!, allowed: allowed, isCausal: false))
+    }
+
+    /// Query `[B, H, T, D]`, key and value `[B, Hkv, T, D]` (views), queries and keys turned.
+    private func headsOf(_ x: Tensor, rotaryTables: (cos: Tensor, sin: Tensor)) -> (Tensor, Tensor, Tensor) {
+        Shape.check(x.rank == 3, op: "LlamaAttention", shapes: [x.shape], "expected [B, T, hidden]")
         let b = x.shape[0], t = x.shape[1]
         func heads(_ y: Tensor, _ count: Int, rotate: Bool) -> Tensor {
             let split = y.reshaped([b, t, count, headDim])
             return (rotate ? Tensor.rotaryEmbedding(split, cos: rotaryTables.cos, sin: rotaryTables.sin) : split).permuted([0, 2, 1, 3])
         }
-        let q = heads(qProj(x), headCount, rotate: true)
-        let k = heads(kProj(x), keyValueHeadCount, rotate: true), v = heads(vProj(x), keyValueHeadCount, rotate: false)
-        var allowed: Tensor?
-        if let attentionMask {
-            Shape.check(attentionMask.shape == [b, t], op: op, shapes: [attentionMask.shape, [b, t]], "attention mask must be [B, T]")
-            allowed = attentionMask.reshaped([b, 1, 1, t])
-        }
-        if let window = slidingWindow, window < t {
-            // Query i sees keys i - window < j <= i (the causal flag hides j > i).
-            let band = Tensor(shape: [t, t], scalars: (0..<(t * t)).map { $0 / t - $0 % t < window ? 1 : 0 })
-            allowed = allowed.map { $0 * band } ?? band
-        }
-        let y = Tensor.scaledDotProductAttention(query: q, key: k, value: v, mask: allowed.map { .allowed($0) }, isCausal: true,
-                                                 dropout: isTraining ? dropout : 0)
-        return oProj(y.permuted([0, 2, 1, 3]).reshaped([b, t, headCount * headDim]))
+        return (heads(qProj(x), headCount, rotate: true), heads(kProj(x), keyValueHeadCount, rotate: true),
+                heads(vProj(x), keyValueHeadCount, rotate: false))
+    }
+
+    /// Attention over the heads, merged back to `[B, L, hidden]` through `o_proj`.
+    private func attend(_ q: Tensor, _ k: Tensor, _ v: Tensor, allowed: Tensor?, isCausal: Bool) -> Tensor {
+        let y = Tensor.scaledDotProductAttention(query: q, key: k, value: v, mask: allowed.map { .allowed($0) },
+                                                 isCausal: isCausal, dropout: isTraining ? dropout : 0)
+        return oProj(y.permuted([0, 2, 1, 3]).reshaped([q.shape[0], q.shape[2], headCount * headDim]))
+    }
+
+    /// Whether the query at position `query` sees the key at `key` under causality and a
+    /// sliding window (Mistral: `query - window < key <= query`).
+    static func sees(query: Int, key: Int, window: Int?) -> Bool {
+        key <= query && (window.map { query - key < $0 } ?? true)
     }
 
     public func callAsFunction(_ x: Tensor, rotaryTables: (cos: Tensor, sin: Tensor), attentionMask: Tensor? = nil) -> Tensor {
@@ -245,6 +281,13 @@ public final class LlamaDecoderLayer: Module {
 
     public func callAsFunction(_ x: Tensor, rotaryTables: (cos: Tensor, sin: Tensor), attentionMask: Tensor? = nil) -> Tensor {
         completeCall(compute(x, rotaryTables: rotaryTables, attentionMask: attentionMask))
+    }
+
+    /// The layer for new positions attending to a cache (generation; see ``LlamaAttention``).
+    public func callAsFunction(_ x: Tensor, rotaryTables: (cos: Tensor, sin: Tensor), allowed: Tensor,
+                               cache: KeyValueCache.Layer) -> Tensor {
+        let h = x + selfAttn(inputLayernorm(x), rotaryTables: rotaryTables, allowed: allowed, cache: cache)
+        return completeCall(h + mlp(postAttentionLayernorm(h)))
     }
 
     /// Positions `0..<T`, no padding.
@@ -299,6 +342,18 @@ public final class LlamaModel: Module {
     }
 
     public override func forward(_ x: Tensor) -> Tensor { compute(x, attentionMask: nil, positionIds: nil) }
+
+    /// New positions through every layer, attending to `cache` (generation): token ids and
+    /// position ids `[B, L]`, `allowed` `[B, 1, L, S]` as ``LlamaAttention`` takes it.
+    public func callAsFunction(_ ids: Tensor, positionIds: Tensor, allowed: Tensor, cache: KeyValueCache) -> Tensor {
+        checkTokenIds(ids, op: "LlamaModel")
+        Shape.check(cache.layers.count == layers.count, op: "LlamaModel", shapes: [[cache.layers.count], [layers.count]],
+                    "the cache has \(cache.layers.count) layers, the model \(layers.count)")
+        let tables = configuration.rotary.tables(positions: positionIds)
+        var h = embedTokens(ids)
+        for (layer, layerCache) in zip(layers, cache.layers) { h = layer(h, rotaryTables: tables, allowed: allowed, cache: layerCache) }
+        return completeCall(norm(h))
+    }
 
     /// Layer groups under `prefix`: the token embeddings, then each decoder layer.
     func layerGroups(prefix: String) -> [[String]] {
