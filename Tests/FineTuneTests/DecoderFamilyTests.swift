@@ -310,3 +310,46 @@ struct GenerationTests {
         }
     }
 }
+
+@Suite("Sampling")
+struct SamplingTests {
+    @Test("temperature, top-k and top-p give transformers' warped distribution; draws follow it")
+    func distribution() {
+        let logits: [Float] = [2, 1, 0.5, 0.5, -1, 3]
+        func softmax(_ x: [Double]) -> [Double] { let m = x.max()!; let e = x.map { Foundation.exp($0 - m) }; let s = e.reduce(0, +); return e.map { $0 / s } }
+        let plain = softmax(logits.map(Double.init))
+        expectClose(Sampling().probabilities(logits).map(Float.init), plain.map(Float.init), atol: 1e-6)
+        // Temperature 0.5 doubles the logits.
+        expectClose(Sampling(temperature: 0.5).probabilities(logits).map(Float.init), softmax(logits.map { 2 * Double($0) }).map(Float.init), atol: 1e-6)
+        // Top-3: tokens 5, 0, 1 renormalised.
+        let top3 = softmax([2, 1, 3])
+        expectClose(Sampling(topK: 3).probabilities(logits).map(Float.init),
+                    [top3[0], top3[1], 0, 0, 0, top3[2]].map(Float.init), atol: 1e-6)
+        // Top-4 reaches the tie at 0.5: both stay, as transformers keeps scores >= the k-th.
+        #expect(Sampling(topK: 4).probabilities(logits).filter { $0 > 0 }.count == 5)
+        // Top-p 0.7: token 5 (0.58) is not enough, tokens 5 and 0 (0.80) are.
+        let nucleus = Sampling(topP: 0.7).probabilities(logits)
+        #expect(nucleus.enumerated().filter { $0.element > 0 }.map(\.offset) == [0, 5])
+        #expect(Sampling(topP: 1e-6).probabilities(logits).enumerated().filter { $0.element > 0 }.map(\.offset) == [5])
+        // 40,000 draws: every frequency within 0.01 of its probability.
+        let sampling = Sampling(temperature: 1.5, topK: 4)
+        var generator = RandomGenerator(seed: 3)
+        var counts = [Int](repeating: 0, count: logits.count)
+        for _ in 0..<40_000 { counts[sampling.draw(logits, generator: &generator)] += 1 }
+        expectClose(counts.map { Float($0) / 40_000 }, sampling.probabilities(logits).map(Float.init), atol: 0.01)
+    }
+
+    @Test("sampled generation repeats with its seed; top-k 1 is greedy")
+    func sampledGeneration() throws {
+        let folder = fixtureURL("models/llama-causal")
+        let model = try LlamaForCausalLM(config: PretrainedConfig(contentsOf: folder.appendingPathComponent("config.json")))
+        try model.loadPretrained(from: folder)
+        let prompt = Tensor(shape: [2, 3], scalars: [4, 9, 30, 7, 8, 9])
+        let greedy = model.generate(prompt, maxNewTokens: 10, endTokenIds: [])
+        #expect(model.generate(prompt, maxNewTokens: 10, endTokenIds: [], sampling: Sampling(topK: 1, seed: 5)).scalars == greedy.scalars)
+        let a = model.generate(prompt, maxNewTokens: 10, endTokenIds: [], sampling: Sampling(temperature: 2, seed: 7))
+        let b = model.generate(prompt, maxNewTokens: 10, endTokenIds: [], sampling: Sampling(temperature: 2, seed: 7))
+        let c = model.generate(prompt, maxNewTokens: 10, endTokenIds: [], sampling: Sampling(temperature: 2, seed: 8))
+        #expect(a.scalars == b.scalars && a.scalars != c.scalars && a.scalars != greedy.scalars)
+    }
+}

@@ -198,7 +198,7 @@ public final class LlamaAttention: Module {
     /// Attention of `x`'s `L` new positions to every position `cache` holds and to themselves
     /// (generation): their keys and values are appended to `cache`. `allowed` `[B, 1, L, S]`
     /// (S = positions cached before plus `L`) is 1 where a query may see a key: causality,
-    /// padding and any window already applied (``LlamaForCausalLM/generate(_:attentionMask:maxNewTokens:endTokenIds:)``
+    /// padding and any window already applied (``LlamaForCausalLM/generate(_:attentionMask:maxNewTokens:endTokenIds:sampling:)``
     /// builds it).
     public func callAsFunction(_ x: Tensor, rotaryTables: (cos: Tensor, sin: Tensor), allowed: Tensor,
                                cache: KeyValueCache.Layer) -> Tensor {
