@@ -343,6 +343,22 @@ def model_cases():
             return model, lambda m: m(input_ids=ids, labels=labels).loss
         return b
 
+    def llama_generate():
+        from transformers import LlamaConfig, LlamaForCausalLM
+        torch.manual_seed(29)
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536,
+                                             num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                                             max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=True)).eval()
+        prompt = torch.tensor([[(i * 7919) % 49152 for i in range(16)]])
+        state = {"last": 0.0}
+
+        def run():
+            with torch.no_grad():
+                out = model.generate(prompt, max_new_tokens=64, min_new_tokens=64, do_sample=False,
+                                     eos_token_id=None, pad_token_id=0)
+            state["last"] = float(out[0, -1])
+        return run, lambda: state["last"]
+
     def llama_step(variant):
         def b():
             from transformers import LlamaConfig, LlamaForCausalLM
@@ -373,6 +389,7 @@ def model_cases():
         step_case("bert_base_step_lora", "rank-8 LoRA on query and value", None, bert_step("lora")),
         step_case("llama_135m_step_full", "SmolLM-135M-shaped LlamaForCausalLM, batch 4, seq 128", None, llama_step("full")),
         step_case("llama_135m_step_lora", "rank-8 LoRA on q_proj and v_proj", None, llama_step("lora")),
+        Case("llama_135m_generate", "64 greedy tokens after a 16-token prompt (generate, KV cache)", None, llama_generate),
     ]
     return cases
 

@@ -255,6 +255,26 @@ struct GEMMTests {
         }
     }
 
+    /// The direct path splits a large product's long side across threads: the same bits on 1, 2
+    /// and 3 threads, within the reference's bound, padding untouched; strided, every transpose,
+    /// few rows (the columns split) and few columns (the rows split), lengths that are not
+    /// multiples of the 16-element runs. The size threshold is lowered so these shapes split.
+    @Test(arguments: [SGEMMCase(m: 1, n: 1000, k: 37, pad: 3), SGEMMCase(m: 3, n: 517, k: 64, alpha: 0.5, beta: 1, pad: 1),
+                      SGEMMCase(m: 4, n: 131, k: 9), SGEMMCase(m: 999, n: 2, k: 40, beta: -2, pad: 2),
+                      SGEMMCase(m: 70, n: 4, k: 33)])
+    func directPathSplitsAcrossThreads(shape: SGEMMCase) {
+        for (transA, transB) in transposes {
+            let t = shape.with(transA: transA, transB: transB)
+            let ops = SGEMMOperands(t, seed: 11)
+            let one = runSGEMM(t, ops, threads: 1)
+            expectMatchesReference(one, t, ops)
+            for threads in [2, 3] {
+                let split = Kernels.withMaxThreads(threads, parallelThresholdsDividedBy: 1 << 20) { runSGEMM(t, ops, threads: threads) }
+                #expect(split.map(\.bitPattern) == one.map(\.bitPattern), "\(t.testDescription) on \(threads) threads")
+            }
+        }
+    }
+
     /// alpha and beta in {0, 1, 0.5, -2} on a strided packed shape and a strided direct shape.
     @Test(arguments: [SGEMMCase(m: 19, n: 37, k: 23, pad: 3), SGEMMCase(m: 3, n: 37, k: 23, pad: 3)])
     func alphaBeta(shape: SGEMMCase) {

@@ -310,7 +310,7 @@ enum GEMM {
         }
         // (The direct loops read one matrix per operand: products over depth segments are packed.)
         if direct && problem.depthSegments == nil && GEMMDirect.handles(m: m, n: n, k: k) {
-            for part in problem.unsegmentedParts() { GEMMDirect.run(part) }
+            for part in problem.unsegmentedParts() { GEMMDirect.run(part, threads: threads) }
             return
         }
         let grid = threadGrid(m: m, n: n, k: k, threads: threads, tile: kernel.shape, parallelThreshold: parallelThreshold)

@@ -23,11 +23,45 @@ enum GEMMDirect {
         m <= maxVectors || n <= maxVectors || m * n * k <= maxTinyProduct
     }
 
-    /// Computes `problem` (m, n, k > 0) one row (or one column) of C at a time.
-    static func run(_ p: GEMMProblem) {
+    /// Products of at least this many multiply-adds split their long side across threads
+    /// (a 576 x 1536 projection of one token is 885K; a 49152-word head 28M).
+    static let parallelThreshold = 1 << 19
+
+    /// Computes `problem` (m, n, k > 0) one row (or one column) of C at a time. With several
+    /// threads, a large product's long side (the columns of C when it has few rows) is cut into
+    /// runs of 16, one per thread: every element is computed by the same code with the same
+    /// operands as on one thread (SIMD tails only at the end), so the bits do not depend on
+    /// the thread count.
+    static func run(_ p: GEMMProblem, threads: Int = 1) {
         let region = KernelProfile.begin()
         defer { KernelProfile.endProduct(region, m: p.m, n: p.n, k: p.k) }
         let byRows = p.m <= p.n
+        let long = byRows ? p.n : p.m, unit = 16
+        let parts = min(threads, long / (2 * unit))
+        guard parts > 1, p.m * p.n * p.k >= Kernels.parallelThreshold(parallelThreshold) else {
+            run(p, byRows: byRows)
+            return
+        }
+        let size = (long / parts + unit - 1) / unit * unit
+        Kernels.parallelFor(parts, threads: parts) { part in
+            let start = part * size, count = min(long, start + size) - start
+            guard count > 0 else { return }
+            var q = p
+            if byRows {
+                q.n = count
+                q.b = p.transB ? p.b + start * p.ldb : p.b + start
+                q.c = p.c + start
+            } else {
+                q.m = count
+                q.a = p.transA ? p.a + start : p.a + start * p.lda
+                q.c = p.c + start * p.ldc
+            }
+            run(q, byRows: byRows)
+        }
+    }
+
+    /// One row of C at a time (`byRows`), or one column.
+    private static func run(_ p: GEMMProblem, byRows: Bool) {
         withUnsafeTemporaryAllocation(of: Float.self, capacity: p.k + max(p.m, p.n)) { scratch in
             let vector = scratch.baseAddress!, out = vector + p.k
             if byRows {

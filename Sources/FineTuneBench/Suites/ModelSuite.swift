@@ -84,6 +84,8 @@ struct ModelSuite: BenchSuite {
             BenchCase(name: "llama_135m_step_lora", detail: "rank-8 LoRA on q_proj and v_proj, the rest frozen", flops: nil) {
                 try llama(.lora)
             },
+            BenchCase(name: "llama_135m_generate", detail: "the same model: 64 greedy tokens after a 16-token prompt (key/value cache)",
+                      flops: nil) { GenerationWorkload() },
         ]
     }
 
@@ -145,4 +147,20 @@ final class HeadEpochWorkload: Workload {
     }
 
     func checksum() -> Double { Double(lastLoss) }
+}
+
+/// Greedy generation of 64 tokens after a 16-token prompt with the SmolLM-135M-shaped model
+/// (batch 1: every step is matrix-vector products over all the weights).
+final class GenerationWorkload: Workload {
+    private let model = RandomGenerator.withSeed(29) { LlamaForCausalLM(ModelSuite.llama135M) }
+    private let prompt = Tensor(shape: [1, 16], scalars: (0..<16).map { Float(($0 * 7919) % 49152) })
+    private var last: Float = 0
+
+    func run(threads: Int) {
+        Kernels.maxThreads = threads
+        let out = model.generate(prompt, maxNewTokens: 64, endTokenIds: [])
+        last = out.scalars.last!
+    }
+
+    func checksum() -> Double { Double(last) }
 }
