@@ -226,6 +226,22 @@ struct DecoderFamilyTests {
         oldStyle.fields["rope_theta"] = .double(1000)
         oldStyle.fields["rope_scaling"] = .object(["type": .string("linear"), "factor": .double(2)])
         #expect(try LlamaConfiguration(oldStyle).rotary == RotaryEmbedding(dimension: 8, base: 1000, scaling: .linear(factor: 2)))
+        // Sizes no model can be built with: typed errors naming the key, never a stopped constructor.
+        for (key, value) in [("num_hidden_layers", JSONValue.int(-1)), ("vocab_size", .int(0)), ("intermediate_size", .int(-3)),
+                             ("num_labels", .int(0)), ("pad_token_id", .int(96)), ("attention_dropout", .double(1)),
+                             ("hidden_size", .int(0)), ("num_attention_heads", .int(0)), ("head_dim", .int(7))] {
+            var bad = base
+            bad.fields[key] = value
+            #expect(throws: ModelError.self, "\(key) = \(value)") { try LlamaForCausalLM(config: bad) }
+            do { _ = try LlamaConfiguration(bad) } catch {
+                if case .invalidConfig(let named, _) = error { #expect(named == key, "\(key): \(error)") }
+            }
+        }
+        var badRope = base
+        badRope.fields["rope_parameters"] = .object(["rope_type": .string("llama3"), "rope_theta": .double(500), "factor": .double(4),
+                                                     "low_freq_factor": .double(4), "high_freq_factor": .double(1),
+                                                     "original_max_position_embeddings": .int(16)])
+        #expect(throws: ModelError.self) { try LlamaForCausalLM(config: badRope) }
         var qwen = try config("qwen2-sequence")
         qwen.fields["use_sliding_window"] = .bool(true)
         #expect(throws: ModelError.unsupportedConfig(key: "use_sliding_window", value: "true", supported: "false")) {

@@ -73,7 +73,8 @@ public struct LlamaConfiguration: Sendable, Equatable {
         let family = Family(rawValue: try c.choice("model_type", default: "llama", supported: Family.allCases.map(\.rawValue)))!
         _ = try c.choice("hidden_act", default: "silu", supported: ["silu", "swish"])
         let hidden: Int = try c.value("hidden_size"), heads: Int = try c.value("num_attention_heads")
-        guard heads > 0, hidden > 0 else { throw .invalidConfig(key: "num_attention_heads", reason: "sizes must be positive") }
+        guard hidden > 0 else { throw .invalidConfig(key: "hidden_size", reason: "\(hidden) is not positive") }
+        guard heads > 0 else { throw .invalidConfig(key: "num_attention_heads", reason: "\(heads) is not positive") }
         let kvHeads: Int = try c.value("num_key_value_heads", default: heads)
         guard kvHeads > 0, heads % kvHeads == 0 else {
             throw .invalidConfig(key: "num_key_value_heads", reason: "\(kvHeads) does not divide num_attention_heads \(heads)")
@@ -108,6 +109,35 @@ public struct LlamaConfiguration: Sendable, Equatable {
                   padTokenId: try c.value("pad_token_id", default: Int?.none), eosTokenIds: try Self.readTokenIds(c, "eos_token_id"),
                   attentionDropout: try c.value("attention_dropout", default: 0),
                   initializerRange: try c.value("initializer_range", default: 0.02), labelCount: try c.labelCount())
+        try checkSizes()
+    }
+
+    /// Sizes a file may hold that no model can be built with (zero or negative counts, a pad
+    /// id outside the vocabulary, ...) throw ``ModelError/invalidConfig(key:reason:)`` here
+    /// rather than stopping the layers' constructors.
+    private func checkSizes() throws(ModelError) {
+        func require(_ condition: Bool, _ key: String, _ reason: @autoclosure () -> String) throws(ModelError) {
+            if !condition { throw .invalidConfig(key: key, reason: reason()) }
+        }
+        try require(vocabSize > 0, "vocab_size", "\(vocabSize) is not positive")
+        try require(intermediateSize > 0, "intermediate_size", "\(intermediateSize) is not positive")
+        try require(layerCount >= 0, "num_hidden_layers", "\(layerCount) is negative")
+        try require(labelCount > 0, "num_labels", "\(labelCount) is not positive")
+        try require(padTokenId.map { $0 >= -vocabSize && $0 < vocabSize } ?? true, "pad_token_id",
+                    "\(padTokenId ?? 0) is outside the vocabulary of \(vocabSize)")
+        try require(attentionDropout >= 0 && attentionDropout < 1, "attention_dropout", "\(attentionDropout) is not in [0, 1)")
+        try require(rmsNormEps >= 0 && rmsNormEps.isFinite, "rms_norm_eps", "\(rmsNormEps) is not a finite non-negative number")
+        try require(rotary.base > 0 && rotary.base.isFinite, "rope_theta", "\(rotary.base) is not positive")
+        switch rotary.scaling {
+        case .none: break
+        case .linear(let factor):
+            try require(factor > 0 && factor.isFinite, "rope_scaling.factor", "\(factor) is not positive")
+        case .llama3(let factor, let low, let high, let context):
+            try require(factor > 0 && factor.isFinite, "rope_scaling.factor", "\(factor) is not positive")
+            try require(low > 0 && high > low, "rope_scaling.high_freq_factor",
+                        "llama3 scaling needs 0 < low_freq_factor < high_freq_factor, got \(low) and \(high)")
+            try require(context > 0, "rope_scaling.original_max_position_embeddings", "\(context) is not positive")
+        }
     }
 
     /// One token id or a list of them (missing or null: none).
