@@ -183,6 +183,35 @@ struct HuggingFaceFamilyTests {
         try checkParity(model, "vit-image", logits: { $0(pixels) }, labels: try ref.tensor("labels").scalars.map { Int($0) })
     }
 
+    @Test("sizes no model can be built with throw invalidConfig naming the key, for every Hugging Face family")
+    func impossibleSizes() throws {
+        func expectInvalid(_ folder: String, _ key: String, _ value: JSONValue, build: (PretrainedConfig) throws(ModelError) -> Void) throws {
+            var config = try PretrainedConfig(contentsOf: fixtureURL("models/\(folder)/config.json"))
+            config.fields[key] = value
+            do {
+                try build(config)
+                Issue.record("\(folder): \(key) = \(value) was accepted")
+            } catch {
+                if case .invalidConfig(let named, _) = error { #expect(named == key, "\(folder): \(error)") } else {
+                    Issue.record("\(folder): \(key) = \(value) threw \(error)")
+                }
+            }
+        }
+        for (key, value) in [("num_hidden_layers", JSONValue.int(-1)), ("vocab_size", .int(0)), ("num_attention_heads", .int(0)),
+                             ("intermediate_size", .int(-1)), ("type_vocab_size", .int(0)), ("pad_token_id", .int(120)),
+                             ("hidden_dropout_prob", .double(1.5)), ("num_labels", .int(0))] {
+            try expectInvalid("bert-sequence", key, value) { c throws(ModelError) in _ = try BertForSequenceClassification(config: c) }
+        }
+        for (key, value) in [("n_layers", JSONValue.int(-2)), ("dim", .int(0)), ("n_heads", .int(0)), ("hidden_dim", .int(0)),
+                             ("pad_token_id", .int(-121)), ("seq_classif_dropout", .double(-0.1))] {
+            try expectInvalid("distilbert-sequence", key, value) { c throws(ModelError) in _ = try DistilBertForSequenceClassification(config: c) }
+        }
+        for (key, value) in [("num_hidden_layers", JSONValue.int(-1)), ("patch_size", .int(0)), ("num_channels", .int(0)),
+                             ("image_size", .int(-32)), ("attention_probs_dropout_prob", .double(1))] {
+            try expectInvalid("vit-image", key, value) { c throws(ModelError) in _ = try ViTForImageClassification(config: c) }
+        }
+    }
+
     @Test("unsupported architecture keys throw typed errors; layer groups, LoRA by usual names, a new head in one call")
     func configsGroupsAndLoRA() throws {
         let folder = fixtureURL("models/bert-sequence")

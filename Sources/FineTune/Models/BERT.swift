@@ -55,6 +55,13 @@ public struct BertConfiguration: Sendable, Equatable {
                   classifierDropout: try c.value("classifier_dropout", as: Float?.self),
                   padTokenId: try c.value("pad_token_id", default: 0), activation: try c.activation("hidden_act"),
                   labelCount: try c.labelCount())
+        try ConfigCheck.positive(["vocab_size": vocabSize, "hidden_size": hiddenSize, "num_attention_heads": headCount,
+                                  "intermediate_size": intermediateSize, "max_position_embeddings": maxPositions,
+                                  "type_vocab_size": typeVocabSize, "num_labels": labelCount])
+        try ConfigCheck.nonNegative(["num_hidden_layers": layerCount])
+        try ConfigCheck.probabilities(["hidden_dropout_prob": hiddenDropout, "attention_probs_dropout_prob": attentionDropout,
+                                       "classifier_dropout": classifierDropout])
+        try ConfigCheck.paddingId(padTokenId, vocabulary: vocabSize)
         guard hiddenSize % headCount == 0 else {
             throw .invalidConfig(key: "hidden_size", reason: "\(hiddenSize) is not a multiple of num_attention_heads \(headCount)")
         }

@@ -42,6 +42,11 @@ public struct DistilBertConfiguration: Sendable, Equatable {
                   classifierDropout: try c.value("seq_classif_dropout", default: 0.2),
                   padTokenId: try c.value("pad_token_id", default: 0), activation: try c.activation("activation"),
                   labelCount: try c.labelCount())
+        try ConfigCheck.positive(["vocab_size": vocabSize, "dim": dim, "n_heads": headCount, "hidden_dim": hiddenDim,
+                                  "max_position_embeddings": maxPositions, "num_labels": labelCount])
+        try ConfigCheck.nonNegative(["n_layers": layerCount])
+        try ConfigCheck.probabilities(["dropout": dropout, "attention_dropout": attentionDropout, "seq_classif_dropout": classifierDropout])
+        try ConfigCheck.paddingId(padTokenId, vocabulary: vocabSize)
         guard dim % headCount == 0 else {
             throw .invalidConfig(key: "dim", reason: "\(dim) is not a multiple of n_heads \(headCount)")
         }

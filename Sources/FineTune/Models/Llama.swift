@@ -119,13 +119,10 @@ public struct LlamaConfiguration: Sendable, Equatable {
         func require(_ condition: Bool, _ key: String, _ reason: @autoclosure () -> String) throws(ModelError) {
             if !condition { throw .invalidConfig(key: key, reason: reason()) }
         }
-        try require(vocabSize > 0, "vocab_size", "\(vocabSize) is not positive")
-        try require(intermediateSize > 0, "intermediate_size", "\(intermediateSize) is not positive")
-        try require(layerCount >= 0, "num_hidden_layers", "\(layerCount) is negative")
-        try require(labelCount > 0, "num_labels", "\(labelCount) is not positive")
-        try require(padTokenId.map { $0 >= -vocabSize && $0 < vocabSize } ?? true, "pad_token_id",
-                    "\(padTokenId ?? 0) is outside the vocabulary of \(vocabSize)")
-        try require(attentionDropout >= 0 && attentionDropout < 1, "attention_dropout", "\(attentionDropout) is not in [0, 1)")
+        try ConfigCheck.positive(["vocab_size": vocabSize, "intermediate_size": intermediateSize, "num_labels": labelCount])
+        try ConfigCheck.nonNegative(["num_hidden_layers": layerCount])
+        try ConfigCheck.paddingId(padTokenId, vocabulary: vocabSize)
+        try ConfigCheck.probabilities(["attention_dropout": attentionDropout])
         try require(rmsNormEps >= 0 && rmsNormEps.isFinite, "rms_norm_eps", "\(rmsNormEps) is not a finite non-negative number")
         try require(rotary.base > 0 && rotary.base.isFinite, "rope_theta", "\(rotary.base) is not positive")
         switch rotary.scaling {

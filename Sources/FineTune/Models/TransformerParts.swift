@@ -43,6 +43,33 @@ struct FamilyConfig {
     }
 }
 
+/// Checks of values read from a `config.json` that no model can be built with, so that such a
+/// file throws ``ModelError/invalidConfig(key:reason:)`` naming the key instead of stopping a
+/// layer's constructor: counts that must be positive (sizes, heads, labels) or non-negative
+/// (layers), probabilities in [0, 1) (dropout), a padding id inside the vocabulary.
+enum ConfigCheck {
+    static func positive(_ values: KeyValuePairs<String, Int>) throws(ModelError) {
+        for (key, value) in values where value <= 0 { throw .invalidConfig(key: key, reason: "\(value) is not positive") }
+    }
+
+    static func nonNegative(_ values: KeyValuePairs<String, Int>) throws(ModelError) {
+        for (key, value) in values where value < 0 { throw .invalidConfig(key: key, reason: "\(value) is negative") }
+    }
+
+    static func probabilities(_ values: KeyValuePairs<String, Float>) throws(ModelError) {
+        for (key, value) in values where !(value >= 0 && value < 1) {
+            throw .invalidConfig(key: key, reason: "\(value) is not in [0, 1)")
+        }
+    }
+
+    /// `pad_token_id` as PyTorch's `nn.Embedding` accepts it: in `-vocabulary..<vocabulary`.
+    static func paddingId(_ id: Int?, vocabulary: Int) throws(ModelError) {
+        if let id, id < -vocabulary || id >= vocabulary {
+            throw .invalidConfig(key: "pad_token_id", reason: "\(id) is outside the vocabulary of \(vocabulary)")
+        }
+    }
+}
+
 /// The feed-forward nonlinearities of the Hugging Face families (`hidden_act`).
 public enum HiddenActivation: String, Sendable, CaseIterable {
     /// Exact (erf) GELU.

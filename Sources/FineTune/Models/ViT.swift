@@ -47,6 +47,10 @@ public struct ViTConfiguration: Sendable, Equatable {
                   layerNormEps: try c.value("layer_norm_eps", default: 1e-12), imageSize: try c.value("image_size", default: 224),
                   patchSize: try c.value("patch_size", default: 16), channels: try c.value("num_channels", default: 3),
                   qkvBias: try c.value("qkv_bias", default: true), labelCount: try c.labelCount())
+        try ConfigCheck.positive(["hidden_size": hiddenSize, "num_attention_heads": headCount, "intermediate_size": intermediateSize,
+                                  "image_size": imageSize, "patch_size": patchSize, "num_channels": channels, "num_labels": labelCount])
+        try ConfigCheck.nonNegative(["num_hidden_layers": layerCount])
+        try ConfigCheck.probabilities(["hidden_dropout_prob": hiddenDropout, "attention_probs_dropout_prob": attentionDropout])
         guard hiddenSize % headCount == 0 else {
             throw .invalidConfig(key: "hidden_size", reason: "\(hiddenSize) is not a multiple of num_attention_heads \(headCount)")
         }
