@@ -302,7 +302,12 @@ public final class LlamaDecoderLayer: Module {
     }
 
     public func compute(_ x: Tensor, rotaryTables: (cos: Tensor, sin: Tensor), attentionMask: Tensor?) -> Tensor {
-        let h = x + selfAttn(inputLayernorm(x), rotaryTables: rotaryTables, attentionMask: attentionMask)
+        residuals(x) { selfAttn($0, rotaryTables: rotaryTables, attentionMask: attentionMask) }
+    }
+
+    /// The two pre-norm residual branches around `attention` (either call form of `self_attn`).
+    private func residuals(_ x: Tensor, attention: (Tensor) -> Tensor) -> Tensor {
+        let h = x + attention(inputLayernorm(x))
         return h + mlp(postAttentionLayernorm(h))
     }
 
@@ -313,8 +318,7 @@ public final class LlamaDecoderLayer: Module {
     /// The layer for new positions attending to a cache (generation; see ``LlamaAttention``).
     public func callAsFunction(_ x: Tensor, rotaryTables: (cos: Tensor, sin: Tensor), allowed: Tensor,
                                cache: KeyValueCache.Layer) -> Tensor {
-        let h = x + selfAttn(inputLayernorm(x), rotaryTables: rotaryTables, allowed: allowed, cache: cache)
-        return completeCall(h + mlp(postAttentionLayernorm(h)))
+        completeCall(residuals(x) { selfAttn($0, rotaryTables: rotaryTables, allowed: allowed, cache: cache) })
     }
 
     /// Positions `0..<T`, no padding.
